@@ -1,0 +1,12 @@
+#!/bin/sh
+# Installs what runnerd needs to build and test on a fresh Debian 12 host (run as root or via sudo).
+set -eu
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    build-essential cmake pkg-config clang libclang-rt-14-dev \
+    libuv1-dev libcurl4-openssl-dev libjansson-dev libgit2-dev libsqlite3-dev \
+    libssl-dev libyaml-dev ca-certificates git python3 >/dev/null
+echo "install-deps: done"

@@ -1,0 +1,1 @@
+/* cmd-exec.c: placeholder until the module lands. */

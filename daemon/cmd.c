@@ -1,0 +1,1 @@
+/* cmd.c: placeholder until the module lands. */

@@ -1,0 +1,1 @@
+/* ctx.c: placeholder until the module lands. */

@@ -1,0 +1,7 @@
+/* runnerctl.c: placeholder main. */
+int main(void);
+int
+main(void)
+{
+    return 0;
+}

@@ -1,0 +1,2 @@
+/* wf.c: placeholder until the module lands. */
+int placeholder_dummy;

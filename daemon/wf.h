@@ -1,0 +1,111 @@
+/* wf.h: the workflow model. A workflow file parsed into typed structs; every field keeps its
+ * source position. Values that are evaluated later (env, with, matrix, runs-on, container, ...)
+ * stay YAML nodes, owned by the workflow. Spec: shared/spec/workflow-semantics.md §2. */
+#ifndef WF_H
+#define WF_H
+
+#include "runner/err.h"
+#include "yamldoc.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A string field and where it was written; v == NULL when the key is absent. */
+struct wf_str {
+    char *v;
+    struct ypos pos;
+};
+
+/* Diagnostics: every problem found, in file order, each "file:line:col: message". */
+struct wf_diag {
+    char **msgs;
+    size_t n;
+};
+void wf_diag_free(struct wf_diag *d);
+
+enum wf_step_kind {
+    WF_STEP_RUN,
+    WF_STEP_USES,        /* a remote action owner/repo[/path]@ref */
+    WF_STEP_USES_LOCAL,  /* ./path */
+    WF_STEP_USES_DOCKER, /* docker://image */
+};
+
+struct wf_step {
+    struct ypos pos;
+    int index;            /* 0-based position in the job's steps */
+    enum wf_step_kind kind;
+    struct wf_str id;     /* as written; NULL when absent */
+    char *eff_id;         /* the id used in the steps context: id, or generated when absent */
+    struct wf_str name, if_, run, shell, working_directory, uses;
+    struct ynode *with;              /* map or NULL */
+    struct ynode *env;               /* map, a "${{ }}" scalar, or NULL */
+    struct ynode *continue_on_error; /* scalar or NULL */
+    struct ynode *timeout_minutes;   /* scalar or NULL */
+};
+
+struct wf_need {
+    char *id;
+    struct ypos pos;
+};
+
+struct wf_job {
+    char *id;
+    struct ypos pos;                 /* of the job's key */
+    struct wf_str name, if_;
+    struct ynode *runs_on;           /* scalar, seq, or {group, labels}; NULL when absent */
+    struct wf_need *needs;
+    size_t n_needs;
+    struct ynode *env;               /* map, "${{ }}" scalar, or NULL */
+    struct wf_str defaults_shell, defaults_working_directory;
+    struct ynode *container;         /* scalar (image) or map; NULL when absent */
+    struct ynode *services;          /* map id -> container-shaped map; NULL when absent */
+    struct ynode *outputs;           /* map name -> string; NULL when absent */
+    struct ynode *timeout_minutes;   /* scalar or NULL */
+    struct ynode *continue_on_error; /* scalar or NULL */
+    struct ynode *strategy;          /* the whole strategy node or NULL */
+    struct ynode *matrix;            /* strategy.matrix (map or "${{ }}" scalar) or NULL */
+    struct ynode *fail_fast;         /* strategy.fail-fast scalar or NULL (default true) */
+    struct ynode *max_parallel;      /* strategy.max-parallel scalar or NULL */
+    struct ynode *environment, *permissions, *concurrency; /* accepted, not used */
+    struct wf_str uses;              /* reusable workflow call (rejected by the loader for now) */
+    struct wf_step *steps;
+    size_t n_steps;
+};
+
+struct wf_event {
+    char *name;
+    struct ypos pos;
+    struct ynode *config; /* the event's mapping (types, branches, inputs, ...) or NULL */
+};
+
+struct wf_workflow {
+    char *file;                      /* the name used in messages (as given to wf_parse) */
+    struct wf_str name, run_name;    /* name.v defaults to the file's base name */
+    struct wf_event *events;
+    size_t n_events;
+    struct ynode *on;                /* the raw `on` node */
+    struct ynode *env;               /* map or NULL */
+    struct wf_str defaults_shell, defaults_working_directory;
+    struct ynode *permissions, *concurrency;
+    struct wf_job *jobs;             /* in file order */
+    size_t n_jobs;
+    struct ynode *root;              /* owns every node above */
+};
+
+/* Parses and validates a workflow. file names the workflow in messages.
+ * Returns 0 and a new workflow in *out (free with wf_free()), or ERR_INVALID with every
+ * problem in diag (caller frees with wf_diag_free()) and e set to the first one. Checks:
+ * unknown keys, wrong types, step run/uses, duplicate step ids, job id syntax, needs naming
+ * a missing job, needs cycles (naming the cycle), malformed expressions. Never crashes. */
+int wf_parse(const char *file, const char *data, size_t len, struct wf_workflow **out,
+             struct wf_diag *diag, struct err *e);
+
+/* Reads path and calls wf_parse() with path as the file name. */
+int wf_load(const char *path, struct wf_workflow **out, struct wf_diag *diag, struct err *e);
+
+void wf_free(struct wf_workflow *w);
+
+/* Returns the job with that id (exact), or NULL. Borrowed. */
+const struct wf_job *wf_job_find(const struct wf_workflow *w, const char *id);
+
+#endif

@@ -1,0 +1,1 @@
+/* yamldoc.c: placeholder until the module lands. */

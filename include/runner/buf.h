@@ -1,0 +1,26 @@
+/* buf.h: a growable byte buffer, always NUL-terminated. */
+#ifndef RUNNER_BUF_H
+#define RUNNER_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    char *data; /* NULL until the first append; then NUL-terminated */
+    size_t len;
+    size_t cap;
+};
+
+#define BUF_INIT {NULL, 0, 0}
+
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_putc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Returns the contents as a string ("" when empty) the caller frees; b is reset. */
+char *buf_steal(struct buf *b);
+/* Returns the contents as a string borrowed from b ("" when empty). */
+const char *buf_str(const struct buf *b);
+void buf_reset(struct buf *b);
+void buf_free(struct buf *b);
+
+#endif

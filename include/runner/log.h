@@ -1,0 +1,36 @@
+/* log.h: leveled logging with syslog priorities (STYLE.md §7). */
+#ifndef RUNNER_LOG_H
+#define RUNNER_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_prio {
+    LOG_PRIO_ERR = 3,
+    LOG_PRIO_WARNING = 4,
+    LOG_PRIO_NOTICE = 5,
+    LOG_PRIO_INFO = 6,
+    LOG_PRIO_DEBUG = 7,
+};
+
+/* Messages with a priority above this (numerically) are dropped before formatting. */
+extern int log_level;
+
+/* Sets the level and the output style: with prefix, "<N>" lines for journald; else time + word. */
+void log_init(int level, bool syslog_prefix);
+void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Returns a new string with control characters and non-UTF-8 bytes escaped as \xNN. */
+char *log_escape(const char *s, size_t n);
+
+#define LOG_AT(prio, ...)                                                                          \
+    do {                                                                                           \
+        if ((prio) <= log_level)                                                                   \
+            log_msg((prio), __VA_ARGS__);                                                          \
+    } while (0)
+#define log_err(...) LOG_AT(LOG_PRIO_ERR, __VA_ARGS__)
+#define log_warn(...) LOG_AT(LOG_PRIO_WARNING, __VA_ARGS__)
+#define log_notice(...) LOG_AT(LOG_PRIO_NOTICE, __VA_ARGS__)
+#define log_info(...) LOG_AT(LOG_PRIO_INFO, __VA_ARGS__)
+#define log_debug(...) LOG_AT(LOG_PRIO_DEBUG, __VA_ARGS__)
+
+#endif
