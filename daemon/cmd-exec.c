@@ -1,1 +1,330 @@
-/* cmd-exec.c: placeholder until the module lands. */
+/* cmd-exec.c: `runnerctl exec` — read workflows and plan them (and, with the executor, run
+ * them) locally, as act does: the same engine runnerd uses, no Gitea needed. */
+#include "cmd.h"
+#include "ctx.h"
+#include "plan.h"
+#include "scm.h"
+#include "wf.h"
+
+#include "runner/xalloc.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct exec_opts {
+    bool plan, json;
+    const char *event_name; /* NULL: push if the workflow has it, else its first event */
+    const char *event_path;
+    const char *job;
+    json_t *matrix_filter, *vars, *secrets, *inputs;
+    char **paths;
+    size_t n_paths;
+};
+
+static const char exec_usage[] =
+    "[--plan [--json]] [-e EVENT] [--eventpath FILE] [-j JOB] [--matrix KEY:VALUE]...\n"
+    "       [--var NAME=VALUE]... [-s NAME=VALUE]... [--input NAME=VALUE]... [-W] PATH...\n"
+    "  PATH is a workflow file or a directory of *.yml/*.yaml files (default .github/workflows)";
+
+/* Splits "k<sep>v" into obj[k] = v. */
+static int
+put_pair(json_t *obj, const char *arg, char sep, const char *opt)
+{
+    const char *eq = strchr(arg, sep);
+
+    if (eq == NULL || eq == arg) {
+        fprintf(stderr, "runnerctl exec: %s expects NAME%cVALUE, got '%s'\n", opt, sep, arg);
+        return -1;
+    }
+    char *k = xstrndup(arg, (size_t)(eq - arg));
+    json_object_set_new(obj, k, json_string(eq + 1));
+    free(k);
+    return 0;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends the workflow files at path (a file, or a directory of .yml/.yaml files) to o->paths. */
+static int
+collect(struct exec_opts *o, const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    size_t first = o->n_paths;
+
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "runnerctl exec: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        o->paths = xreallocarray(o->paths, o->n_paths + 1, sizeof *o->paths);
+        o->paths[o->n_paths++] = xstrdup(path);
+        return 0;
+    }
+    d = opendir(path);
+    if (d == NULL) {
+        fprintf(stderr, "runnerctl exec: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if ((n > 4 && strcmp(de->d_name + n - 4, ".yml") == 0) ||
+            (n > 5 && strcmp(de->d_name + n - 5, ".yaml") == 0)) {
+            o->paths = xreallocarray(o->paths, o->n_paths + 1, sizeof *o->paths);
+            o->paths[o->n_paths++] = xasprintf("%s/%s", path, de->d_name);
+        }
+    }
+    closedir(d);
+    qsort(o->paths + first, o->n_paths - first, sizeof *o->paths, cmp_str);
+    if (o->n_paths == first) {
+        fprintf(stderr, "runnerctl exec: %s: no *.yml or *.yaml workflow files\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+static bool
+has_event(const struct wf_workflow *w, const char *name)
+{
+    for (size_t i = 0; i < w->n_events; i++)
+        if (strcmp(w->events[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Plans one loaded workflow and prints the plan. Returns a CLI exit code. */
+static int
+plan_one(const struct exec_opts *o, const struct wf_workflow *w, json_t *event,
+         const struct scm_info *scm, json_t *json_out)
+{
+    const char *ev_name = o->event_name;
+    struct plan *p = NULL;
+    struct err e = {0};
+    json_t *github = NULL, *inputs = NULL;
+    int rc;
+
+    if (ev_name == NULL)
+        ev_name = has_event(w, "push") || w->n_events == 0 ? "push" : w->events[0].name;
+    else if (!has_event(w, ev_name)) {
+        fprintf(stderr, "%s: not triggered by '%s'; skipped\n", w->file, ev_name);
+        return -1;
+    }
+    struct ctx_github_opts go = {
+        .event_name = ev_name,
+        .event = event,
+        .sha = scm->sha,
+        .ref = scm->ref,
+        .repository = scm->repository,
+    };
+    github = ctx_github_new(w, &go);
+    inputs = ctx_inputs_new(w, ev_name, event);
+    struct plan_opts po = {
+        .event_name = ev_name,
+        .github = github,
+        .vars = o->vars,
+        .secrets = o->secrets,
+        .inputs = inputs,
+        .only_job = o->job,
+        .matrix_filter = o->matrix_filter,
+    };
+    rc = plan_new(w, &po, &p, &e);
+    json_decref(github);
+    json_decref(inputs);
+    if (rc < 0) {
+        fprintf(stderr, "%s\n", e.msg);
+        return CLI_EXIT_USAGE;
+    }
+    if (o->json)
+        json_array_append_new(json_out, plan_to_json(p));
+    else
+        plan_print(p, stdout);
+    plan_free(p);
+    return CLI_EXIT_OK;
+}
+
+static int
+exec_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"plan", no_argument, NULL, 'p'},
+        {"json", no_argument, NULL, 'J'},
+        {"event", required_argument, NULL, 'e'},
+        {"eventpath", required_argument, NULL, 'E'},
+        {"job", required_argument, NULL, 'j'},
+        {"matrix", required_argument, NULL, 'm'},
+        {"var", required_argument, NULL, 'v'},
+        {"secret", required_argument, NULL, 's'},
+        {"input", required_argument, NULL, 'i'},
+        {"workflows", required_argument, NULL, 'W'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct exec_opts o = {
+        .matrix_filter = json_object(),
+        .vars = json_object(),
+        .secrets = json_object(),
+        .inputs = json_object(),
+    };
+    struct scm_info scm = {0};
+    json_t *event = NULL, *json_out = json_array();
+    int c, rc = CLI_EXIT_OK, planned = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "e:j:s:W:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            o.plan = true;
+            break;
+        case 'J':
+            o.json = true;
+            break;
+        case 'e':
+            o.event_name = optarg;
+            break;
+        case 'E':
+            o.event_path = optarg;
+            break;
+        case 'j':
+            o.job = optarg;
+            break;
+        case 'm': {
+            json_t *tmp = json_object(), *list;
+            if (put_pair(tmp, optarg, ':', "--matrix") < 0) {
+                json_decref(tmp);
+                rc = CLI_EXIT_USAGE;
+                goto out;
+            }
+            const char *k;
+            json_t *v;
+            json_object_foreach(tmp, k, v) {
+                list = json_object_get(o.matrix_filter, k);
+                if (list == NULL) {
+                    list = json_array();
+                    json_object_set_new(o.matrix_filter, k, list);
+                }
+                json_array_append(list, v);
+            }
+            json_decref(tmp);
+            break;
+        }
+        case 'v':
+            if (put_pair(o.vars, optarg, '=', "--var") < 0)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case 's':
+            if (put_pair(o.secrets, optarg, '=', "--secret") < 0)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case 'i':
+            if (put_pair(o.inputs, optarg, '=', "--input") < 0)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case 'W':
+            if (collect(&o, optarg) < 0)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case 'h':
+            printf("usage: runnerctl exec %s\n", exec_usage);
+            goto out;
+        default:
+            fprintf(stderr, "usage: runnerctl exec %s\n", exec_usage);
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
+        if (rc != CLI_EXIT_OK)
+            goto out;
+    }
+    for (int i = optind; i < argc; i++)
+        if (collect(&o, argv[i]) < 0) {
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
+    if (o.n_paths == 0 && collect(&o, ".github/workflows") < 0) {
+        rc = CLI_EXIT_USAGE;
+        goto out;
+    }
+    if (!o.plan) {
+        fprintf(stderr, "runnerctl exec: running jobs needs the container executor, which is not "
+                        "built yet; use --plan to print the plan\n");
+        rc = CLI_EXIT_USAGE;
+        goto out;
+    }
+    if (o.event_path) {
+        json_error_t je;
+        event = json_load_file(o.event_path, 0, &je);
+        if (event == NULL || !json_is_object(event)) {
+            fprintf(stderr, "%s:%d:%d: %s\n", o.event_path, je.line, je.column,
+                    event ? "expected a JSON object" : je.text);
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
+    } else {
+        event = json_object();
+    }
+    if (json_object_size(o.inputs) > 0)
+        json_object_set(event, "inputs", o.inputs);
+    scm_local_info(".", &scm, NULL); /* not a repository: act's defaults */
+
+    for (size_t i = 0; i < o.n_paths; i++) {
+        struct wf_workflow *w = NULL;
+        struct wf_diag diag = {0};
+        struct err e = {0};
+
+        if (wf_load(o.paths[i], &w, &diag, &e) < 0) {
+            if (diag.n == 0)
+                fprintf(stderr, "%s\n", e.msg);
+            for (size_t d = 0; d < diag.n; d++)
+                fprintf(stderr, "%s\n", diag.msgs[d]);
+            wf_diag_free(&diag);
+            rc = CLI_EXIT_USAGE;
+            continue;
+        }
+        wf_diag_free(&diag);
+        int r = plan_one(&o, w, event, &scm, json_out);
+        if (r > 0)
+            rc = r;
+        else if (r == 0)
+            planned++;
+        wf_free(w);
+    }
+    if (rc == CLI_EXIT_OK && planned == 0) {
+        fprintf(stderr, "runnerctl exec: no workflow is triggered by '%s'\n",
+                o.event_name ? o.event_name : "push");
+        rc = CLI_EXIT_FAIL;
+    }
+    if (o.json && planned > 0) {
+        char *s = json_dumps(json_out, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+    }
+out:
+    for (size_t i = 0; i < o.n_paths; i++)
+        free(o.paths[i]);
+    free(o.paths);
+    scm_info_free(&scm);
+    json_decref(event);
+    json_decref(json_out);
+    json_decref(o.matrix_filter);
+    json_decref(o.vars);
+    json_decref(o.secrets);
+    json_decref(o.inputs);
+    return rc;
+}
+
+const struct cli_cmd cli_cmd_exec = {
+    .name = "exec",
+    .usage = exec_usage,
+    .summary = "plan or run workflows locally, with the same engine as runnerd",
+    .exec = exec_main,
+};

@@ -1,1 +1,19 @@
-/* cmd.c: placeholder until the module lands. */
+/* cmd.c: the table of runnerctl commands. */
+#include "cmd.h"
+
+#include <stddef.h>
+#include <string.h>
+
+const struct cli_cmd *const cli_cmds[] = {
+    &cli_cmd_exec,
+    NULL,
+};
+
+const struct cli_cmd *
+cli_cmd_find(const char *name)
+{
+    for (size_t i = 0; cli_cmds[i]; i++)
+        if (strcmp(cli_cmds[i]->name, name) == 0)
+            return cli_cmds[i];
+    return NULL;
+}
