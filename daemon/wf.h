@@ -35,7 +35,8 @@ struct wf_step {
     int index;            /* 0-based position in the job's steps */
     enum wf_step_kind kind;
     struct wf_str id;     /* as written; NULL when absent */
-    char *eff_id;         /* the id used in the steps context: id, or generated when absent */
+    char *eff_id;         /* the id used in the steps context: id, or when absent the step's
+                           * zero-based index as a string ("0", "1", ...) as act does */
     struct wf_str name, if_, run, shell, working_directory, uses;
     struct ynode *with;              /* map or NULL */
     struct ynode *env;               /* map, a "${{ }}" scalar, or NULL */
@@ -92,9 +93,14 @@ struct wf_workflow {
     struct ynode *root;              /* owns every node above */
 };
 
+/* Largest workflow file wf_load() reads. */
+#define WF_MAX_FILE_SIZE (4u << 20)
+
 /* Parses and validates a workflow. file names the workflow in messages.
  * Returns 0 and a new workflow in *out (free with wf_free()), or ERR_INVALID with every
- * problem in diag (caller frees with wf_diag_free()) and e set to the first one. Checks:
+ * problem in diag (caller frees with wf_diag_free()) and e set to the first one. Messages are
+ * appended to diag (start from `struct wf_diag d = {0}`; diag may be NULL), sorted by position,
+ * at most 1000 (then one "too many problems" line); e->msg may be cut at 255 bytes. Checks:
  * unknown keys, wrong types, step run/uses, duplicate step ids, job id syntax, needs naming
  * a missing job, needs cycles (naming the cycle), malformed expressions. Never crashes. */
 int wf_parse(const char *file, const char *data, size_t len, struct wf_workflow **out,

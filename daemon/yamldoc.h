@@ -21,9 +21,16 @@ enum ynode_kind {
     YNODE_MAP,
 };
 
+/* Limits: nesting deeper than YDOC_MAX_DEPTH, or alias expansion beyond YDOC_MAX_ALIAS_NODES
+ * nodes or YDOC_MAX_ALIAS_BYTES bytes of scalar text (per stream), is an error. */
+#define YDOC_MAX_DEPTH 64
+#define YDOC_MAX_ALIAS_NODES 100000
+#define YDOC_MAX_ALIAS_BYTES (16u << 20)
+
 struct ynode {
     enum ynode_kind kind;
     struct ypos pos;
+    struct ypos end; /* just past the node's text (libyaml's end mark, 1-based) */
     /* Scalars: the text (NUL-terminated; len excludes the NUL) and whether it was quoted or a
      * block scalar (then it is always a string, never null/bool/number). */
     char *str;
@@ -57,5 +64,9 @@ json_t *ynode_to_json(const struct ynode *n);
 
 /* Returns a new deep copy. */
 struct ynode *ynode_copy(const struct ynode *n);
+
+/* Returns a new string for messages: s[0..len) cut to about 60 characters (adding "..."), with
+ * control characters and invalid UTF-8 escaped as \xNN. Free with free(). */
+char *ydoc_quote(const char *s, size_t len);
 
 #endif
