@@ -8,5 +8,6 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config clang libclang-rt-14-dev \
     libuv1-dev libcurl4-openssl-dev libjansson-dev libgit2-dev libsqlite3-dev \
-    libssl-dev libyaml-dev ca-certificates git python3 >/dev/null
+    libssl-dev libyaml-dev ca-certificates git python3 \
+    busybox-static debootstrap docker-registry >/dev/null
 echo "install-deps: done"

@@ -3,6 +3,8 @@
 #include "cmd.h"
 #include "ctx.h"
 #include "plan.h"
+#include "runlocal.h"
+#include "executor.h"
 #include "scm.h"
 #include "wf.h"
 
@@ -16,21 +18,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct exec_opts {
     bool plan, json;
     const char *event_name; /* NULL: push if the workflow has it, else its first event */
     const char *event_path;
     const char *job;
-    json_t *matrix_filter, *vars, *secrets, *inputs;
+    json_t *matrix_filter, *vars, *secrets, *inputs, *labels, *env;
+    const char *workdir, *report;
+    bool bind;
     char **paths;
     size_t n_paths;
 };
 
 static const char exec_usage[] =
-    "[--plan [--json]] [-e EVENT] [--eventpath FILE] [-j JOB] [--matrix KEY:VALUE]...\n"
-    "       [--var NAME=VALUE]... [-s NAME=VALUE]... [--input NAME=VALUE]... [-W] PATH...\n"
-    "  PATH is a workflow file or a directory of *.yml/*.yaml files (default .github/workflows)";
+    "[--plan [--json]] [-E EVENT] [--event-path FILE] [-j JOB] [--matrix KEY:VALUE]...\n"
+    "       [-l LABEL=host|LABEL=docker://IMAGE]... [-s NAME[=VALUE]]... [--var NAME=VALUE]...\n"
+    "       [--env NAME=VALUE]... [--input NAME=VALUE]... [-C DIR] [--bind] [--report FILE]\n"
+    "       [PATH...]\n"
+    "  PATH is a workflow file or a directory of *.yml/*.yaml files\n"
+    "  (default .gitea/workflows, then .github/workflows)";
 
 /* Splits "k<sep>v" into obj[k] = v. */
 static int
@@ -106,7 +114,7 @@ has_event(const struct wf_workflow *w, const char *name)
 /* Plans one loaded workflow and prints the plan. Returns a CLI exit code. */
 static int
 plan_one(const struct exec_opts *o, const struct wf_workflow *w, json_t *event,
-         const struct scm_info *scm, json_t *json_out)
+         const struct scm_info *scm, json_t *json_out, struct plan **keep)
 {
     const char *ev_name = o->event_name;
     struct plan *p = NULL;
@@ -145,6 +153,10 @@ plan_one(const struct exec_opts *o, const struct wf_workflow *w, json_t *event,
         fprintf(stderr, "%s\n", e.msg);
         return CLI_EXIT_USAGE;
     }
+    if (keep) {
+        *keep = p;
+        return CLI_EXIT_OK;
+    }
     if (o->json)
         json_array_append_new(json_out, plan_to_json(p));
     else
@@ -160,7 +172,13 @@ exec_main(int argc, char **argv)
         {"plan", no_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'J'},
         {"event", required_argument, NULL, 'e'},
-        {"eventpath", required_argument, NULL, 'E'},
+        {"eventpath", required_argument, NULL, 'P'},
+        {"event-path", required_argument, NULL, 'P'},
+        {"label", required_argument, NULL, 'l'},
+        {"env", required_argument, NULL, 'n'},
+        {"workdir", required_argument, NULL, 'C'},
+        {"bind", no_argument, NULL, 'b'},
+        {"report", required_argument, NULL, 'r'},
         {"job", required_argument, NULL, 'j'},
         {"matrix", required_argument, NULL, 'm'},
         {"var", required_argument, NULL, 'v'},
@@ -175,13 +193,19 @@ exec_main(int argc, char **argv)
         .vars = json_object(),
         .secrets = json_object(),
         .inputs = json_object(),
+        .labels = json_object(),
+        .env = json_object(),
     };
     struct scm_info scm = {0};
+    struct plan **plans = NULL;
+    size_t n_plans = 0;
+    struct wf_workflow **wfs = NULL;
+    size_t n_wfs = 0;
     json_t *event = NULL, *json_out = json_array();
     int c, rc = CLI_EXIT_OK, planned = 0;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "e:j:s:W:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:E:j:s:W:l:C:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
             o.plan = true;
@@ -190,10 +214,28 @@ exec_main(int argc, char **argv)
             o.json = true;
             break;
         case 'e':
+        case 'E':
             o.event_name = optarg;
             break;
-        case 'E':
+        case 'P':
             o.event_path = optarg;
+            break;
+        case 'l':
+            if (put_pair(o.labels, optarg, '=', "--label") < 0)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case 'n':
+            if (put_pair(o.env, optarg, '=', "--env") < 0)
+                rc = CLI_EXIT_USAGE;
+            break;
+        case 'C':
+            o.workdir = optarg;
+            break;
+        case 'b':
+            o.bind = true;
+            break;
+        case 'r':
+            o.report = optarg;
             break;
         case 'j':
             o.job = optarg;
@@ -223,8 +265,19 @@ exec_main(int argc, char **argv)
                 rc = CLI_EXIT_USAGE;
             break;
         case 's':
-            if (put_pair(o.secrets, optarg, '=', "--secret") < 0)
+            if (strchr(optarg, '=') == NULL) {
+                /* -s NAME: the value comes from the environment. */
+                const char *v = getenv(optarg);
+                if (v == NULL) {
+                    fprintf(stderr, "runnerctl exec: secret %s: not set in the environment\n",
+                            optarg);
+                    rc = CLI_EXIT_USAGE;
+                } else {
+                    json_object_set_new(o.secrets, optarg, json_string(v));
+                }
+            } else if (put_pair(o.secrets, optarg, '=', "--secret") < 0) {
                 rc = CLI_EXIT_USAGE;
+            }
             break;
         case 'i':
             if (put_pair(o.inputs, optarg, '=', "--input") < 0)
@@ -250,15 +303,19 @@ exec_main(int argc, char **argv)
             rc = CLI_EXIT_USAGE;
             goto out;
         }
-    if (o.n_paths == 0 && collect(&o, ".github/workflows") < 0) {
-        rc = CLI_EXIT_USAGE;
-        goto out;
-    }
-    if (!o.plan) {
-        fprintf(stderr, "runnerctl exec: running jobs needs the container executor, which is not "
-                        "built yet; use --plan to print the plan\n");
-        rc = CLI_EXIT_USAGE;
-        goto out;
+    if (o.workdir == NULL)
+        o.workdir = ".";
+    if (o.n_paths == 0) {
+        char *d1 = xasprintf("%s/.gitea/workflows", o.workdir);
+        char *d2 = xasprintf("%s/.github/workflows", o.workdir);
+        struct stat st;
+        int r = collect(&o, stat(d1, &st) == 0 ? d1 : d2);
+        free(d1);
+        free(d2);
+        if (r < 0) {
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
     }
     if (o.event_path) {
         json_error_t je;
@@ -274,7 +331,7 @@ exec_main(int argc, char **argv)
     }
     if (json_object_size(o.inputs) > 0)
         json_object_set(event, "inputs", o.inputs);
-    scm_local_info(".", &scm, NULL); /* not a repository: act's defaults */
+    scm_local_info(o.workdir, &scm, NULL); /* not a repository: act's defaults */
 
     for (size_t i = 0; i < o.n_paths; i++) {
         struct wf_workflow *w = NULL;
@@ -291,17 +348,42 @@ exec_main(int argc, char **argv)
             continue;
         }
         wf_diag_free(&diag);
-        int r = plan_one(&o, w, event, &scm, json_out);
+        struct plan *kept = NULL;
+        int r = plan_one(&o, w, event, &scm, json_out, o.plan ? NULL : &kept);
         if (r > 0)
             rc = r;
         else if (r == 0)
             planned++;
-        wf_free(w);
+        if (kept) {
+            plans = xreallocarray(plans, n_plans + 1, sizeof *plans);
+            plans[n_plans++] = kept;
+            wfs = xreallocarray(wfs, n_wfs + 1, sizeof *wfs);
+            wfs[n_wfs++] = w;
+        } else {
+            wf_free(w);
+        }
     }
     if (rc == CLI_EXIT_OK && planned == 0) {
         fprintf(stderr, "runnerctl exec: no workflow is triggered by '%s'\n",
                 o.event_name ? o.event_name : "push");
         rc = CLI_EXIT_FAIL;
+    }
+    if (!o.plan && rc == CLI_EXIT_OK && n_plans > 0) {
+        char *agent = executor_find_agent(argv[0]);
+        struct runlocal_opts ro = {
+            .labels = o.labels,
+            .config_env = o.env,
+            .secrets = o.secrets,
+            .workdir = o.workdir,
+            .bind = o.bind,
+            .report_path = o.report,
+            .agent_path = agent,
+            .out = stdout,
+            .color = isatty(STDOUT_FILENO),
+        };
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        rc = runlocal_run(plans, n_plans, &ro);
+        free(agent);
     }
     if (o.json && planned > 0) {
         char *s = json_dumps(json_out, JSON_INDENT(2));
@@ -309,6 +391,14 @@ exec_main(int argc, char **argv)
         free(s);
     }
 out:
+    for (size_t i = 0; i < n_plans; i++)
+        plan_free(plans[i]);
+    free(plans);
+    for (size_t i = 0; i < n_wfs; i++)
+        wf_free(wfs[i]);
+    free(wfs);
+    json_decref(o.labels);
+    json_decref(o.env);
     for (size_t i = 0; i < o.n_paths; i++)
         free(o.paths[i]);
     free(o.paths);

@@ -101,7 +101,8 @@ stepenv_build(const struct stepenv_in *in)
         {"GITHUB_STEP_SUMMARY", "SUMMARY.md"},
     };
 
-    /* 1-2: job env (with ACT=true) and the job container's env. */
+    /* 0-2: the base (image) env, job env (with ACT=true) and the job container's env. */
+    merge(env, in->base_env);
     merge(env, in->job_env);
     if (!json_object_get(env, "ACT"))
         set_str(env, "ACT", "true");

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 struct stepenv_in {
+    json_t *base_env;      /* where steps run: the image's env, RUNNER_*, LANG (lowest) */
     json_t *job_env;       /* workflow env < job env < config env, plus GITHUB_ENV updates */
     json_t *container_env; /* the job's container.env, or NULL */
     json_t *github;        /* the github context */

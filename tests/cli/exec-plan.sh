@@ -61,7 +61,7 @@ check broken 2 "$RUNNERCTL" exec --plan broken.yml
 contains broken err 'broken.yml:6:'
 
 check no-executor 2 "$RUNNERCTL" exec "$SRCDIR/examples/ci.yml"
-contains no-executor err 'use --plan'
+contains no-executor err "job 'lint': no executor for runs-on [\"matric-builder\"]"
 check other-event 1 "$RUNNERCTL" exec --plan -e release "$SRCDIR/examples/ci.yml"
 contains other-event err "not triggered by 'release'"
 check missing 2 "$RUNNERCTL" exec --plan does-not-exist.yml

@@ -1,0 +1,916 @@
+/* docker.c: the Docker client core: endpoint from DOCKER_HOST, version negotiation, the call
+ * machinery (URL, headers, error classification), images and pinned references. */
+#include "docker-int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runner/xalloc.h"
+
+#define PULL_LINE_MAX (1024u * 1024)
+
+/* ---- endpoint ---------------------------------------------------------------------------- */
+
+static const char *
+env_or(const char *v, const char *name)
+{
+    const char *s;
+
+    if (v != NULL)
+        return v;
+    s = getenv(name);
+    return (s != NULL && s[0] != '\0') ? s : NULL;
+}
+
+int
+docker_new(struct httpc *http, const struct docker_config *cfg, struct docker **out,
+           struct err *e)
+{
+    struct docker_config none = {0};
+    const char *host, *cert_path, *ver;
+    bool tls;
+    struct docker *d;
+
+    if (cfg == NULL)
+        cfg = &none;
+    host = env_or(cfg->host, "DOCKER_HOST");
+    if (host == NULL)
+        host = "unix:///var/run/docker.sock";
+    cert_path = env_or(cfg->cert_path, "DOCKER_CERT_PATH");
+    tls = cfg->tls || cert_path != NULL || env_or(NULL, "DOCKER_TLS_VERIFY") != NULL;
+    ver = env_or(cfg->api_version, "DOCKER_API_VERSION");
+
+    d = xcalloc(1, sizeof *d);
+    d->http = http;
+    d->host = xstrdup(host);
+    d->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 60000;
+    if (strncmp(host, "unix://", 7) == 0) {
+        if (host[7] != '/') {
+            docker_free(d);
+            return err_set(e, ERR_INVALID, "DOCKER_HOST %s: unix socket path must be absolute",
+                           host);
+        }
+        d->unix_path = xstrdup(host + 7);
+        d->base_url = xstrdup("http://localhost");
+        d->host_header = xstrdup("localhost");
+    } else if (strncmp(host, "tcp://", 6) == 0) {
+        const char *hp = host + 6;
+        size_t n = strcspn(hp, "/");
+
+        if (n == 0) {
+            docker_free(d);
+            return err_set(e, ERR_INVALID, "DOCKER_HOST %s: no host", host);
+        }
+        d->host_header = xstrndup(hp, n);
+        d->base_url = xasprintf("%s://%s", tls ? "https" : "http", d->host_header);
+        if (tls) {
+            char *dir = cert_path ? xstrdup(cert_path)
+                                  : xasprintf("%s/.docker", getenv("HOME") ? getenv("HOME") : "");
+
+            d->ca = xasprintf("%s/ca.pem", dir);
+            d->cert = xasprintf("%s/cert.pem", dir);
+            d->key = xasprintf("%s/key.pem", dir);
+            free(dir);
+        }
+    } else {
+        const char *colon = strstr(host, "://");
+        int n = colon ? (int)(colon - host) : (int)strlen(host);
+
+        docker_free(d);
+        return err_set(e, ERR_INVALID,
+                       "DOCKER_HOST %s: scheme \"%.*s\" is not supported (use unix:// or tcp://)",
+                       host, n, host);
+    }
+    if (ver != NULL) {
+        snprintf(d->api, sizeof d->api, "%s", ver);
+        d->pinned = true;
+    }
+    *out = d;
+    return 0;
+}
+
+void
+docker_free(struct docker *d)
+{
+    if (d == NULL)
+        return;
+    free(d->host);
+    free(d->unix_path);
+    free(d->base_url);
+    free(d->host_header);
+    free(d->ca);
+    free(d->cert);
+    free(d->key);
+    free(d);
+}
+
+const char *
+docker_api_version(const struct docker *d)
+{
+    return d->api[0] ? d->api : NULL;
+}
+
+const char *
+docker_host(const struct docker *d)
+{
+    return d->host;
+}
+
+char *
+docker_esc(const char *s)
+{
+    return httpc_escape(s);
+}
+
+char *
+docker_label_filter(const char *label)
+{
+    json_t *f = json_object();
+    json_t *a = json_array();
+    char *js, *esc;
+
+    json_array_append_new(a, json_string(label));
+    json_object_set_new(f, "label", a);
+    js = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    esc = httpc_escape(js);
+    free(js);
+    return esc;
+}
+
+/* ---- the call machinery ------------------------------------------------------------------ */
+
+struct dcall *
+dcall_new(struct docker *d, docker_cb cb, void *arg, dcall_post_fn post, const char *fmt, ...)
+{
+    struct dcall *c = xcalloc(1, sizeof *c);
+    va_list ap;
+    char *what = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&what, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    c->d = d;
+    c->cb = cb;
+    c->arg = arg;
+    c->post = post;
+    c->what = what;
+    return c;
+}
+
+static void
+dcall_free(struct dcall *c)
+{
+    free(c->what);
+    buf_free(&c->line);
+    free(c->stream_error);
+    free(c->state);
+    free(c);
+}
+
+/* Maps an HTTP error status to our code. */
+static int
+status_code(long status)
+{
+    switch (status) {
+    case 400:
+        return ERR_INVALID;
+    case 401:
+        return -EACCES;
+    case 403:
+        return -EBUSY;
+    case 404:
+        return ERR_NOTFOUND;
+    case 409:
+        return -EEXIST;
+    default:
+        return -EIO;
+    }
+}
+
+/* The daemon's message: JSON "message", else the text body (trimmed, one line). */
+static void
+error_message(const char *body, size_t len, char *out, size_t outsz)
+{
+    json_error_t je;
+    json_t *j = len ? json_loadb(body, len, 0, &je) : NULL;
+    const char *m = NULL;
+
+    if (j != NULL && json_is_object(j))
+        m = json_string_value(json_object_get(j, "message"));
+    if (m != NULL) {
+        snprintf(out, outsz, "%s", m);
+    } else {
+        size_t n = len;
+
+        while (n > 0 && (body[n - 1] == '\n' || body[n - 1] == '\r' || body[n - 1] == ' '))
+            n--;
+        if (n >= outsz)
+            n = outsz - 1;
+        memcpy(out, body, n);
+        out[n] = '\0';
+        for (char *p = out; *p; p++)
+            if ((unsigned char)*p < 0x20)
+                *p = ' ';
+    }
+    json_decref(j);
+}
+
+/* Scans one line of a JSON progress stream for errors and status. */
+static void
+stream_line(struct dcall *c, const char *p, size_t n)
+{
+    json_error_t je;
+    json_t *j;
+
+    while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' '))
+        n--;
+    if (n == 0)
+        return;
+    j = json_loadb(p, n, 0, &je);
+    if (j == NULL) {
+        if (c->stream_error == NULL)
+            c->stream_error =
+                xasprintf("unparsable progress line: %.*s", (int)(n > 200 ? 200 : n), p);
+        return;
+    }
+    json_t *err = json_object_get(j, "error");
+    json_t *detail = json_object_get(json_object_get(j, "errorDetail"), "message");
+    if ((err != NULL || detail != NULL) && c->stream_error == NULL) {
+        const char *m = json_string_value(detail) ? json_string_value(detail)
+                                                  : json_string_value(err);
+        c->stream_error = xstrdup(m ? m : "error in progress stream");
+    }
+    const char *st = json_string_value(json_object_get(j, "status"));
+    if (st != NULL) {
+        if (c->progress)
+            c->progress(st, c->arg);
+        /* import: {"status":"sha256:..."} */
+        if (c->state == NULL && strncmp(st, "sha256:", 7) == 0)
+            c->state = xstrdup(st);
+    }
+    json_decref(j);
+}
+
+static int
+on_stream_data(const char *p, size_t n, void *arg, struct err *e)
+{
+    struct dcall *c = arg;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            stream_line(c, buf_str(&c->line), c->line.len);
+            buf_reset(&c->line);
+        } else {
+            if (c->line.len >= PULL_LINE_MAX)
+                return err_set(e, ERR_PROTO, "%s: progress line longer than %u bytes", c->what,
+                               PULL_LINE_MAX);
+            buf_putc(&c->line, p[i]);
+        }
+    }
+    return 0;
+}
+
+static void
+on_dcall_done(const struct httpc_result *hr, void *arg)
+{
+    struct dcall *c = arg;
+    struct docker_res res;
+
+    memset(&res, 0, sizeof res);
+    res.status = hr->status;
+    res.body = hr->body;
+    res.body_len = hr->body_len;
+    if (hr->rc < 0) {
+        res.rc = err_set(&res.err, hr->rc, "%s: %s", c->what, hr->err.msg);
+    } else if (hr->status >= 400 || hr->status < 200) {
+        char msg[200];
+
+        error_message(hr->body, hr->body_len, msg, sizeof msg);
+        res.rc = err_set(&res.err, status_code(hr->status), "%s: %ld %s", c->what, hr->status,
+                         msg);
+    } else {
+        if (c->line.len > 0) {
+            stream_line(c, buf_str(&c->line), c->line.len);
+            buf_reset(&c->line);
+        }
+        if (c->stream_error != NULL) {
+            res.rc = err_set(&res.err, -EIO, "%s: %s", c->what, c->stream_error);
+        } else if (hr->body_len > 0 && (hr->body[0] == '{' || hr->body[0] == '[')) {
+            json_error_t je;
+
+            res.json = json_loadb(hr->body, hr->body_len, 0, &je);
+            if (res.json == NULL)
+                res.rc = err_set(&res.err, ERR_PROTO, "%s: bad JSON reply: %s", c->what, je.text);
+        }
+        if (res.rc == 0 && c->post != NULL)
+            c->post(c, &res);
+    }
+    c->cb(&res, c->arg);
+    json_decref(res.json);
+    dcall_free(c);
+}
+
+int
+dcall_start(struct dcall *c, const struct dcall_opts *o, struct err *e)
+{
+    struct docker *d = c->d;
+    struct httpc_opts ho = {0};
+    const char *hdrs[8];
+    char *url, *ctype = NULL;
+    int n = 0, rc;
+
+    if (o->raw_path)
+        url = xasprintf("%s%s", d->base_url, o->raw_path);
+    else if (d->api[0] == '\0') {
+        rc = err_set(e, -ENOTCONN, "%s: not connected (call docker_connect first)", c->what);
+        dcall_free(c);
+        return rc;
+    } else
+        url = xasprintf("%s/v%s%s", d->base_url, d->api, o->path);
+    if (o->body != NULL) {
+        ctype = xasprintf("Content-Type: %s",
+                          o->content_type ? o->content_type : "application/json");
+        hdrs[n++] = ctype;
+    }
+    for (const char *const *h = o->extra_headers; h && *h && n < 7; h++)
+        hdrs[n++] = *h;
+    hdrs[n] = NULL;
+    ho.method = o->method;
+    ho.url = url;
+    ho.headers = hdrs;
+    ho.body = o->body;
+    ho.body_len = o->len;
+    ho.send_empty_body = o->body == NULL && o->method && strcmp(o->method, "POST") == 0;
+    ho.unix_socket = d->unix_path;
+    ho.ca_file = d->ca;
+    ho.cert_file = d->cert;
+    ho.key_file = d->key;
+    ho.timeout_ms = o->timeout_ms < 0 ? 0 : o->timeout_ms ? o->timeout_ms : d->timeout_ms;
+    ho.max_body = o->max_body;
+    if (o->stream_lines)
+        ho.on_data = on_stream_data;
+    rc = httpc_request(d->http, &ho, on_dcall_done, c, NULL, e);
+    free(url);
+    free(ctype);
+    if (rc < 0) {
+        err_prefix(e, "%s: ", c->what);
+        dcall_free(c);
+    }
+    return rc;
+}
+
+int
+docker_call(struct docker *d, const char *what, const char *method, const char *path,
+            const char *content_type, const void *body, size_t len, docker_cb cb, void *arg,
+            struct err *e)
+{
+    struct dcall *c = dcall_new(d, cb, arg, NULL, "%s", what);
+    struct dcall_opts o = {.method = method, .path = path, .content_type = content_type,
+                           .body = body, .len = len};
+
+    return dcall_start(c, &o, e);
+}
+
+/* ---- version negotiation ----------------------------------------------------------------- */
+
+struct connect_state {
+    struct docker *d;
+    docker_cb cb;
+    void *arg;
+};
+
+/* Compares "1.41" and "1.9" numerically per component. */
+static int
+version_cmp(const char *a, const char *b)
+{
+    while (*a || *b) {
+        char *ea, *eb;
+        long x = strtol(a, &ea, 10), y = strtol(b, &eb, 10);
+
+        if (ea == a && eb == b)
+            break; /* not a number: stop rather than spin */
+        a = ea;
+        b = eb;
+
+        if (x != y)
+            return x < y ? -1 : 1;
+        if (*a == '.')
+            a++;
+        if (*b == '.')
+            b++;
+        if (!*a && !*b)
+            break;
+    }
+    return 0;
+}
+
+static void
+on_version(const struct docker_res *res, void *arg)
+{
+    struct connect_state *s = arg;
+    struct docker_res out = *res;
+    const char *min = NULL;
+
+    if (res->rc == 0 && res->json != NULL)
+        min = json_string_value(json_object_get(res->json, "MinAPIVersion"));
+    if (res->rc == 0 && min != NULL && version_cmp(s->d->api, min) < 0)
+        out.rc = err_set(&out.err, -ENOTSUP,
+                         "docker %s: API version %s is older than the server's minimum %s",
+                         s->d->host, s->d->api, min);
+    if (out.rc < 0 && !s->d->pinned)
+        s->d->api[0] = '\0';
+    s->cb(&out, s->arg);
+    free(s);
+}
+
+static void
+on_ping(const struct docker_res *res, void *arg)
+{
+    struct connect_state *s = arg;
+    struct docker *d = s->d;
+    struct err e;
+
+    if (res->rc < 0) {
+        struct docker_res out = *res;
+
+        err_prefix(&out.err, "docker %s unreachable: ", d->host);
+        s->cb(&out, s->arg);
+        free(s);
+        return;
+    }
+    if (!d->pinned) {
+        /* the Api-Version header was captured by on_ping_post into d->api */
+        if (d->api[0] == '\0')
+            snprintf(d->api, sizeof d->api, "1.24");
+        if (version_cmp(d->api, DOCKER_API_MAX) > 0)
+            snprintf(d->api, sizeof d->api, "%s", DOCKER_API_MAX);
+    }
+    struct dcall *c = dcall_new(d, on_version, s, NULL, "docker %s: version", d->host);
+    struct dcall_opts o = {.method = "GET", .path = "/version"};
+
+    if (dcall_start(c, &o, &e) < 0) {
+        struct docker_res out = {.rc = e.code, .err = e};
+
+        s->cb(&out, s->arg);
+        free(s);
+    }
+}
+
+static void
+on_ping_done(const struct httpc_result *hr, void *arg)
+{
+    struct connect_state *s = arg;
+    struct docker_res res;
+    char v[16];
+
+    memset(&res, 0, sizeof res);
+    res.status = hr->status;
+    if (hr->rc < 0)
+        res.rc = err_set(&res.err, hr->rc, "%s", hr->err.msg);
+    else if (hr->status != 200)
+        res.rc = err_set(&res.err, -EIO, "/_ping: HTTP %ld", hr->status);
+    else if (!s->d->pinned && httpc_header_get(hr->headers, "Api-Version", v, sizeof v) == 0)
+        snprintf(s->d->api, sizeof s->d->api, "%s", v);
+    on_ping(&res, s);
+}
+
+int
+docker_connect(struct docker *d, docker_cb cb, void *arg, struct err *e)
+{
+    struct connect_state *s = xcalloc(1, sizeof *s);
+    struct httpc_opts ho = {0};
+    char *url = xasprintf("%s/_ping", d->base_url);
+    int rc;
+
+    s->d = d;
+    s->cb = cb;
+    s->arg = arg;
+    if (!d->pinned)
+        d->api[0] = '\0';
+    ho.url = url;
+    ho.unix_socket = d->unix_path;
+    ho.ca_file = d->ca;
+    ho.cert_file = d->cert;
+    ho.key_file = d->key;
+    ho.timeout_ms = d->timeout_ms;
+    ho.max_body = 4096;
+    rc = httpc_request(d->http, &ho, on_ping_done, s, NULL, e);
+    free(url);
+    if (rc < 0)
+        free(s);
+    return rc;
+}
+
+/* ---- images ------------------------------------------------------------------------------ */
+
+int
+docker_image_inspect(struct docker *d, const char *ref, docker_cb cb, void *arg, struct err *e)
+{
+    char *esc = docker_esc(ref), *path = xasprintf("/images/%s/json", esc);
+    struct dcall *c = dcall_new(d, cb, arg, NULL, "inspect image %s", ref);
+    struct dcall_opts o = {.method = "GET", .path = path};
+    int rc = dcall_start(c, &o, e);
+
+    free(esc);
+    free(path);
+    return rc;
+}
+
+int
+docker_image_remove(struct docker *d, const char *ref, bool force, docker_cb cb, void *arg,
+                    struct err *e)
+{
+    char *esc = docker_esc(ref);
+    char *path = xasprintf("/images/%s?force=%d", esc, force ? 1 : 0);
+    struct dcall *c = dcall_new(d, cb, arg, NULL, "remove image %s", ref);
+    struct dcall_opts o = {.method = "DELETE", .path = path};
+    int rc = dcall_start(c, &o, e);
+
+    free(esc);
+    free(path);
+    return rc;
+}
+
+/* base64url (RFC 4648 §5) with padding, as dockerd's base64.URLEncoding expects. */
+static char *
+b64url(const char *s)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t n = strlen(s), o = 0;
+    char *out = xmalloc((n + 2) / 3 * 4 + 1);
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+
+        out[o++] = tab[v >> 18 & 63];
+        out[o++] = tab[v >> 12 & 63];
+        out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? tab[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Splits ref into repository and tag-or-digest (new strings). */
+static void
+split_ref(const char *ref, char **repo, char **tag)
+{
+    const char *at = strchr(ref, '@');
+    const char *slash = strrchr(ref, '/');
+    const char *colon;
+
+    if (at != NULL) {
+        *repo = xstrndup(ref, (size_t)(at - ref));
+        *tag = xstrdup(at + 1);
+        return;
+    }
+    colon = strrchr(ref, ':');
+    if (colon != NULL && (slash == NULL || colon > slash)) {
+        *repo = xstrndup(ref, (size_t)(colon - ref));
+        *tag = xstrdup(colon + 1);
+    } else {
+        *repo = xstrdup(ref);
+        *tag = xstrdup("latest");
+    }
+}
+
+int
+docker_image_pull(struct docker *d, const char *ref, const struct docker_auth *auth,
+                  void (*progress)(const char *status, void *arg), docker_cb cb, void *arg,
+                  struct err *e)
+{
+    char *repo, *tag, *erepo, *etag, *path, *hdr = NULL;
+    const char *hdrs[2] = {NULL, NULL};
+    struct dcall *c = dcall_new(d, cb, arg, NULL, "pull image %s", ref);
+    int rc;
+
+    split_ref(ref, &repo, &tag);
+    erepo = docker_esc(repo);
+    etag = docker_esc(tag);
+    path = xasprintf("/images/create?fromImage=%s&tag=%s", erepo, etag);
+    if (auth != NULL) {
+        json_t *j = json_object();
+        char *js, *b;
+
+        if (auth->identitytoken)
+            json_object_set_new(j, "identitytoken", json_string(auth->identitytoken));
+        if (auth->username)
+            json_object_set_new(j, "username", json_string(auth->username));
+        if (auth->password)
+            json_object_set_new(j, "password", json_string(auth->password));
+        if (auth->serveraddress)
+            json_object_set_new(j, "serveraddress", json_string(auth->serveraddress));
+        js = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        b = b64url(js);
+        memset(js, 0, strlen(js));
+        free(js);
+        hdr = xasprintf("X-Registry-Auth: %s", b);
+        free(b);
+        hdrs[0] = hdr;
+    }
+    c->progress = progress;
+    struct dcall_opts o = {.method = "POST", .path = path, .extra_headers = hdrs,
+                           .timeout_ms = -1, .stream_lines = true};
+    rc = dcall_start(c, &o, e);
+    if (hdr)
+        memset(hdr, 0, strlen(hdr));
+    free(hdr);
+    free(repo);
+    free(tag);
+    free(erepo);
+    free(etag);
+    free(path);
+    return rc;
+}
+
+static void
+post_import(struct dcall *c, struct docker_res *res)
+{
+    res->id = c->state;
+    if (res->id == NULL)
+        res->rc = err_set(&res->err, ERR_PROTO, "%s: no image id in the reply", c->what);
+}
+
+int
+docker_image_import(struct docker *d, const void *tar, size_t len, const char *repo,
+                    const char *tag, const char *const *changes, docker_cb cb, void *arg,
+                    struct err *e)
+{
+    struct buf path = BUF_INIT;
+    char *er = docker_esc(repo), *et = docker_esc(tag ? tag : "latest");
+    struct dcall *c = dcall_new(d, cb, arg, post_import, "import image %s:%s", repo,
+                                tag ? tag : "latest");
+    int rc;
+
+    buf_printf(&path, "/images/create?fromSrc=-&repo=%s&tag=%s", er, et);
+    for (const char *const *ch = changes; ch && *ch; ch++) {
+        char *ec = docker_esc(*ch);
+
+        buf_printf(&path, "&changes=%s", ec);
+        free(ec);
+    }
+    struct dcall_opts o = {.method = "POST", .path = buf_str(&path),
+                           .content_type = "application/x-tar", .body = tar, .len = len,
+                           .timeout_ms = 600000, .stream_lines = true};
+    /* the import id is kept in c->state by stream_line and freed with c (see dcall_free) */
+    rc = dcall_start(c, &o, e);
+    free(er);
+    free(et);
+    buf_free(&path);
+    return rc;
+}
+
+/* ---- pinned references ------------------------------------------------------------------- */
+
+enum pin_kind { PIN_ID, PIN_DIGEST, PIN_TAG };
+
+struct resolve {
+    struct docker *d;
+    char *ref;
+    char *expect_id;
+    enum pin_kind kind;
+    bool allow_pull;
+    bool pulled;
+    struct docker_auth auth;
+    bool has_auth;
+    char *auth_strs[4];
+    docker_cb cb;
+    void *arg;
+};
+
+static void
+resolve_free(struct resolve *r)
+{
+    free(r->ref);
+    free(r->expect_id);
+    for (int i = 0; i < 4; i++)
+        free(r->auth_strs[i]);
+    free(r);
+}
+
+static void
+resolve_fail(struct resolve *r, int code, const char *msg)
+{
+    struct docker_res res;
+
+    memset(&res, 0, sizeof res);
+    res.rc = err_set(&res.err, code, "%s", msg);
+    r->cb(&res, r->arg);
+    resolve_free(r);
+}
+
+static bool
+is_hex64(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == 64;
+}
+
+/* Docker shows docker.io images by their familiar name (busybox@..., not
+ * docker.io/library/busybox@...); compare in that form. */
+static const char *
+familiar(const char *ref)
+{
+    if (strncmp(ref, "docker.io/library/", 18) == 0)
+        return ref + 18;
+    if (strncmp(ref, "index.docker.io/library/", 24) == 0)
+        return ref + 24;
+    if (strncmp(ref, "docker.io/", 10) == 0)
+        return ref + 10;
+    return ref;
+}
+
+static bool
+has_repo_digest(json_t *img, const char *ref)
+{
+    json_t *rd = json_object_get(img, "RepoDigests");
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(rd))
+        return false;
+    json_array_foreach(rd, i, v) {
+        const char *s = json_string_value(v);
+
+        if (s && strcmp(familiar(s), familiar(ref)) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void resolve_inspect(struct resolve *r);
+
+static void
+on_resolve_pull(const struct docker_res *res, void *arg)
+{
+    struct resolve *r = arg;
+
+    if (res->rc < 0) {
+        char msg[768];
+        const char *why = res->err.msg;
+        size_t n = strlen("pull image ") + strlen(r->ref) + 2;
+
+        /* the pull's own prefix repeats the reference: keep the message short */
+        if (strncmp(why, "pull image ", 11) == 0 && strlen(why) >= n &&
+            strncmp(why + 11, r->ref, strlen(r->ref)) == 0)
+            why += n;
+        snprintf(msg, sizeof msg, "image %s: pull failed: %s", r->ref, why);
+        resolve_fail(r, res->rc, msg);
+        return;
+    }
+    r->pulled = true;
+    resolve_inspect(r);
+}
+
+static void
+resolve_pull(struct resolve *r, const char *why)
+{
+    struct err e;
+    char msg[768];
+
+    if (!r->allow_pull || r->pulled) {
+        snprintf(msg, sizeof msg, "%s%s", why,
+                 r->pulled ? " (even after a pull)" : " and pulling is not allowed");
+        resolve_fail(r, ERR_NOTFOUND, msg);
+        return;
+    }
+    if (docker_image_pull(r->d, r->ref, r->has_auth ? &r->auth : NULL, NULL, on_resolve_pull, r,
+                          &e) < 0)
+        resolve_fail(r, e.code, e.msg);
+}
+
+static void
+on_resolve_inspect(const struct docker_res *res, void *arg)
+{
+    struct resolve *r = arg;
+    char msg[768];
+    const char *id;
+
+    if (res->rc == ERR_NOTFOUND) {
+        if (r->kind == PIN_ID) {
+            snprintf(msg, sizeof msg,
+                     "image %s: no local image has this id (an id pin cannot be pulled)",
+                     r->ref);
+            resolve_fail(r, ERR_NOTFOUND, msg);
+        } else if (r->kind == PIN_DIGEST) {
+            snprintf(msg, sizeof msg, "image %s: no local image has this repo digest", r->ref);
+            resolve_pull(r, msg);
+        } else {
+            snprintf(msg, sizeof msg, "image %s: not found locally", r->ref);
+            resolve_pull(r, msg);
+        }
+        return;
+    }
+    if (res->rc < 0) {
+        resolve_fail(r, res->rc, res->err.msg);
+        return;
+    }
+    id = json_string_value(json_object_get(res->json, "Id"));
+    if (id == NULL) {
+        snprintf(msg, sizeof msg, "image %s: inspect reply has no Id", r->ref);
+        resolve_fail(r, ERR_PROTO, msg);
+        return;
+    }
+    if (r->kind == PIN_ID && strcmp(id, r->ref) != 0) {
+        snprintf(msg, sizeof msg, "image %s: pinned id does not match the local image %s; refusing",
+                 r->ref, id);
+        resolve_fail(r, -EPERM, msg);
+        return;
+    }
+    if (r->kind == PIN_DIGEST && !has_repo_digest(res->json, r->ref)) {
+        snprintf(msg, sizeof msg,
+                 "image %s: the local image %s does not carry this repo digest; refusing",
+                 r->ref, id);
+        resolve_fail(r, -EPERM, msg);
+        return;
+    }
+    if (r->expect_id != NULL && strcmp(id, r->expect_id) != 0) {
+        snprintf(msg, sizeof msg, "image %s resolves to %s, but %s is pinned; refusing", r->ref,
+                 id, r->expect_id);
+        resolve_fail(r, -EPERM, msg);
+        return;
+    }
+    struct docker_res out = *res;
+
+    out.id = id;
+    r->cb(&out, r->arg);
+    resolve_free(r);
+}
+
+static void
+resolve_inspect(struct resolve *r)
+{
+    struct err e;
+
+    if (docker_image_inspect(r->d, r->ref, on_resolve_inspect, r, &e) < 0)
+        resolve_fail(r, e.code, e.msg);
+}
+
+int
+docker_image_resolve(struct docker *d, const char *ref, const char *expect_id, bool allow_pull,
+                     const struct docker_auth *auth, docker_cb cb, void *arg, struct err *e)
+{
+    struct resolve *r;
+    const char *at;
+    enum pin_kind kind;
+    struct err ie;
+
+    if (ref == NULL || ref[0] == '\0')
+        return err_set(e, ERR_INVALID, "image reference is empty");
+    if (strncmp(ref, "sha256:", 7) == 0) {
+        if (!is_hex64(ref + 7))
+            return err_set(
+                e, ERR_INVALID,
+                "image %s: an id pin must be sha256: followed by 64 lowercase hex digits", ref);
+        kind = PIN_ID;
+    } else if ((at = strchr(ref, '@')) != NULL) {
+        if (strncmp(at + 1, "sha256:", 7) != 0 || !is_hex64(at + 8))
+            return err_set(e, ERR_INVALID,
+                           "image %s: a digest pin must be NAME@sha256: followed by 64 hex digits",
+                           ref);
+        kind = PIN_DIGEST;
+    } else {
+        kind = PIN_TAG;
+    }
+    if (expect_id != NULL && (strncmp(expect_id, "sha256:", 7) != 0 || !is_hex64(expect_id + 7)))
+        return err_set(e, ERR_INVALID, "image %s: expected id %s is not sha256:<64 hex>", ref,
+                       expect_id);
+    r = xcalloc(1, sizeof *r);
+    r->d = d;
+    r->ref = xstrdup(ref);
+    r->expect_id = expect_id ? xstrdup(expect_id) : NULL;
+    r->kind = kind;
+    r->allow_pull = allow_pull && kind != PIN_ID;
+    r->cb = cb;
+    r->arg = arg;
+    if (auth != NULL) {
+        const char *src[4] = {auth->username, auth->password, auth->serveraddress,
+                              auth->identitytoken};
+
+        for (int i = 0; i < 4; i++)
+            r->auth_strs[i] = src[i] ? xstrdup(src[i]) : NULL;
+        r->auth.username = r->auth_strs[0];
+        r->auth.password = r->auth_strs[1];
+        r->auth.serveraddress = r->auth_strs[2];
+        r->auth.identitytoken = r->auth_strs[3];
+        r->has_auth = true;
+    }
+    if (docker_image_inspect(d, ref, on_resolve_inspect, r, &ie) < 0) {
+        resolve_free(r);
+        if (e)
+            *e = ie;
+        return ie.code;
+    }
+    return 0;
+}

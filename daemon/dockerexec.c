@@ -1,0 +1,654 @@
+/* dockerexec.c: the docker executor. The job runs in a container of the label's (or the job's)
+ * image with runner-agent as its entrypoint, copied in through the archive API before start;
+ * the host talks to the agent over the container's attach stream (docker-engine.md §6b). Each
+ * job gets its own labelled network; the container and network are removed at close, also
+ * after errors. */
+#include "dockerexec.h"
+
+#include "docker.h"
+#include "runner/buf.h"
+#include "runner/log.h"
+#include "runner/xalloc.h"
+#include "tar.h"
+
+#include <dirent.h>
+#include <git2.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define AGENT_DIR "/.runner"
+#define WORKSPACE "/workspace"
+#define FILE_DIR "/var/run/act/workflow"
+#define PROBE_STEP 0xfffff002u
+#define MAX_UPLOAD (512ull << 20) /* workspace copies past this should use --bind */
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct docker_exec {
+    struct executor x;        /* first */
+    struct docker *d;
+    char *agent_path, *runner_name;
+    char *name, *image, *image_id, *source, *net_name;
+    char *net_id, *ctr_id;
+    json_t *env;
+    bool bind, ready, closing, teardown;
+    struct docker_attach *att;
+    /* The upload, built off the loop. */
+    uv_work_t work;
+    struct tar tar;
+    int tar_rc;
+    struct err tar_err;
+    int pending;              /* docker calls in flight during close */
+};
+
+static void
+report_ready(struct docker_exec *dx, int rc, const struct err *e)
+{
+    if (dx->ready || dx->closing)
+        return;
+    dx->ready = rc == 0;
+    dx->x.cbs->on_ready(dx->x.arg, rc, e);
+}
+
+static void
+fail(struct docker_exec *dx, const struct err *e)
+{
+    report_ready(dx, e->code ? e->code : -EIO, e);
+}
+
+static void
+say(struct docker_exec *dx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+say(struct docker_exec *dx, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (dx->x.cbs->on_log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    dx->x.cbs->on_log(dx->x.arg, line);
+}
+
+static void dx_close(struct executor *x);
+
+/* Every docker callback starts here: one call fewer in flight. True when the executor is
+ * closing (the callback then only records what it created) and the close may go on. */
+static bool
+landed(struct docker_exec *dx)
+{
+    dx->pending--;
+    return dx->closing;
+}
+
+/* Counts a started docker call (rc from the call). */
+static int
+flying(struct docker_exec *dx, int rc)
+{
+    if (rc == 0)
+        dx->pending++;
+    return rc;
+}
+
+/* The common start of a docker callback: false when it must stop here (closing, which then
+ * goes on; or the call failed, which fails the setup). */
+static bool
+proceed(struct docker_exec *dx, const struct docker_res *res)
+{
+    if (landed(dx)) {
+        dx_close(&dx->x);
+        return false;
+    }
+    if (res->rc < 0) {
+        fail(dx, &res->err);
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- agent stream */
+
+static int
+att_write(void *arg, const void *p, size_t n)
+{
+    struct docker_exec *dx = arg;
+
+    return dx->att ? docker_attach_write(dx->att, p, n) : -EPIPE;
+}
+
+static void
+on_agent_event(void *arg, const struct agentconn_event *ev)
+{
+    struct docker_exec *dx = arg;
+    struct err e = {0};
+
+    if (dx->closing)
+        return;
+    if (!dx->ready) {
+        switch (ev->kind) {
+        case AGENTCONN_HELLO: {
+            /* Is there a bash? (decides the default shell, as GitHub falls back to sh) */
+            const char *argv[] = {"/bin/sh", "-c", "command -v bash >/dev/null 2>&1"};
+            struct agentconn_run r = {.step = PROBE_STEP, .argv = argv, .argc = 3};
+            if (agentconn_run(dx->x.conn, &r, &e) < 0)
+                fail(dx, &e);
+            return;
+        }
+        case AGENTCONN_EXITED:
+            if (ev->msg->id == PROBE_STEP) {
+                dx->x.bash = ev->msg->exit_code == 0;
+                report_ready(dx, 0, NULL);
+            }
+            return;
+        case AGENTCONN_ERROR:
+            if (ev->msg->id == PROBE_STEP) { /* no /bin/sh: no bash either */
+                dx->x.bash = false;
+                report_ready(dx, 0, NULL);
+                return;
+            }
+            err_set(&e, ERR_PROTO, "the agent refused setup: %s", ev->msg->text ? ev->msg->text : "");
+            fail(dx, &e);
+            return;
+        case AGENTCONN_PROTO_ERROR:
+        case AGENTCONN_BYE:
+            err_set(&e, ERR_PROTO, "the agent failed during setup");
+            fail(dx, &e);
+            return;
+        default:
+            return;
+        }
+    }
+    dx->x.cbs->on_event(dx->x.arg, ev);
+}
+
+static void
+on_att_ready(struct docker_attach *a, void *arg);
+static void
+on_att_output(struct docker_attach *a, int stream, const char *p, size_t n, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    (void)a;
+    if (stream == 1 && dx->x.conn) {
+        agentconn_feed(dx->x.conn, p, n);
+    } else if (stream == 2) {
+        char *t = xstrndup(p, n);
+        size_t l = strlen(t);
+        while (l && t[l - 1] == '\n')
+            t[--l] = '\0';
+        if (*t)
+            say(dx, "agent: %s", t);
+        free(t);
+    }
+}
+
+static void
+on_att_end(struct docker_attach *a, int rc, const struct err *e, void *arg)
+{
+    struct docker_exec *dx = arg;
+    struct err ee = {0};
+
+    (void)a;
+    if (dx->closing)
+        return;
+    if (!dx->ready) {
+        err_set(&ee, rc ? rc : -EPIPE, "the job container's stream ended during setup%s%s",
+                e ? ": " : "", e ? e->msg : "");
+        fail(dx, &ee);
+        return;
+    }
+    /* The agent is gone: tell the job run as a protocol event. */
+    err_set(&ee, ERR_PROTO, "the job container's stream ended%s%s", e ? ": " : "", e ? e->msg : "");
+    struct agentconn_event ev = {.kind = AGENTCONN_PROTO_ERROR, .err = &ee};
+    dx->x.cbs->on_event(dx->x.arg, &ev);
+}
+
+static const struct docker_attach_cbs att_cbs = {
+    .on_ready = on_att_ready,
+    .on_output = on_att_output,
+    .on_end = on_att_end,
+};
+
+static void
+on_started(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+    struct err e = {0};
+
+    if (!proceed(dx, res))
+        return;
+    say(dx, "started container %.12s", dx->ctr_id);
+    if (agentconn_hello(dx->x.conn, &e) < 0)
+        fail(dx, &e);
+}
+
+static void
+on_att_ready(struct docker_attach *a, void *arg)
+{
+    struct docker_exec *dx = arg;
+    struct err e = {0};
+
+    (void)a;
+    if (dx->closing)
+        return;
+    if (flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0)
+        fail(dx, &e);
+}
+
+/* ---------------------------------------------------------------- upload */
+
+static void
+on_uploaded(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+    struct err e = {0};
+
+    tar_free(&dx->tar);
+    if (!proceed(dx, res))
+        return;
+    struct agentconn_cbs cb = {.write = att_write, .on_event = on_agent_event};
+    dx->x.conn = agentconn_new(&cb, dx);
+    if (docker_attach(dx->d, dx->ctr_id, &att_cbs, dx, &dx->att, &e) < 0)
+        fail(dx, &e);
+}
+
+/* Reads a file into memory (worker thread). */
+static int
+slurp(const char *path, char **data, size_t *len, struct err *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    struct buf b = BUF_INIT;
+    char chunk[65536];
+    ssize_t r;
+
+    if (fd < 0)
+        return err_set(e, -errno, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) == 0 && (unsigned long long)st.st_size > MAX_UPLOAD) {
+        close(fd);
+        return err_set(e, -EFBIG, "%s: too large to copy into the workspace (use --bind)", path);
+    }
+    while ((r = read(fd, chunk, sizeof chunk)) > 0)
+        buf_append(&b, chunk, (size_t)r);
+    close(fd);
+    if (r < 0) {
+        buf_free(&b);
+        return err_set(e, -errno, "%s: %s", path, strerror(errno));
+    }
+    *len = b.len;
+    *data = buf_steal(&b);
+    return 0;
+}
+
+/* Adds the tree at abs as rel/... to the tar (worker thread). Paths the repository's
+ * .gitignore rules ignore are left out, as act does; .git itself is kept. */
+static int
+add_tree(struct docker_exec *dx, git_repository *repo, const char *abs, const char *rel,
+         const char *wrel, int depth, struct err *e)
+{
+    DIR *dir;
+    struct dirent *de;
+    int rc = 0;
+
+    if (depth > 64)
+        return err_set(e, -ELOOP, "%s: directories nested too deep", abs);
+    dir = opendir(abs);
+    if (dir == NULL)
+        return err_set(e, -errno, "%s: %s", abs, strerror(errno));
+    while (rc == 0 && (de = readdir(dir)) != NULL) {
+        struct stat st;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *ca = xasprintf("%s/%s", abs, de->d_name);
+        char *cr = xasprintf("%s/%s", rel, de->d_name);
+        char *cw = *wrel ? xasprintf("%s/%s", wrel, de->d_name) : xstrdup(de->d_name);
+        int ignored = 0;
+        if (repo && strcmp(cw, ".git") != 0 && git_ignore_path_is_ignored(&ignored, repo, cw) < 0)
+            ignored = 0;
+        if (!ignored && lstat(ca, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                rc = tar_add_dir(&dx->tar, cr, st.st_mode & 07777, e);
+                if (rc == 0)
+                    rc = add_tree(dx, repo, ca, cr, cw, depth + 1, e);
+            } else if (S_ISREG(st.st_mode)) {
+                char *data = NULL;
+                size_t len = 0;
+                rc = slurp(ca, &data, &len, e);
+                if (rc == 0)
+                    rc = tar_add_file(&dx->tar, cr, st.st_mode & 07777, data, len, e);
+                free(data);
+                if (rc == 0 && dx->tar.out.len > MAX_UPLOAD)
+                    rc = err_set(e, -EFBIG, "the repository is over %llu MiB: use --bind",
+                                 MAX_UPLOAD >> 20);
+            }
+            /* Symlinks and special files are not copied (the tar writer has no link entries). */
+        }
+        free(ca);
+        free(cr);
+        free(cw);
+    }
+    closedir(dir);
+    return rc;
+}
+
+static void
+build_work(uv_work_t *w)
+{
+    struct docker_exec *dx = w->data;
+    char *agent = NULL;
+    size_t alen = 0;
+
+    tar_init(&dx->tar);
+    dx->tar_rc = slurp(dx->agent_path, &agent, &alen, &dx->tar_err);
+    if (dx->tar_rc == 0)
+        dx->tar_rc = tar_add_dir(&dx->tar, "." AGENT_DIR, 0755, &dx->tar_err);
+    if (dx->tar_rc == 0)
+        dx->tar_rc = tar_add_file(&dx->tar, "." AGENT_DIR "/agent", 0755, agent, alen,
+                                  &dx->tar_err);
+    free(agent);
+    if (dx->tar_rc == 0)
+        dx->tar_rc = tar_add_dir(&dx->tar, "./var/run/act/workflow", 0777, &dx->tar_err);
+    if (dx->tar_rc == 0)
+        dx->tar_rc = tar_add_dir(&dx->tar, "." WORKSPACE, 0777, &dx->tar_err);
+    if (dx->tar_rc == 0 && dx->source && !dx->bind) {
+        git_repository *repo = NULL;
+        git_libgit2_init();
+        if (git_repository_open_ext(&repo, dx->source, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
+            repo = NULL; /* not a repository: copy everything */
+        dx->tar_rc = add_tree(dx, repo, dx->source, "." WORKSPACE, "", 0, &dx->tar_err);
+        git_repository_free(repo);
+        git_libgit2_shutdown();
+    }
+    tar_finish(&dx->tar);
+}
+
+static void
+build_after(uv_work_t *w, int status)
+{
+    struct docker_exec *dx = w->data;
+    struct err e = {0};
+
+    dx->pending--;
+    if (dx->closing || status == UV_ECANCELED) {
+        tar_free(&dx->tar);
+        if (dx->closing)
+            dx_close(&dx->x); /* finish the close that waited for the worker */
+        return;
+    }
+    if (dx->tar_rc < 0) {
+        tar_free(&dx->tar);
+        fail(dx, &dx->tar_err);
+        return;
+    }
+    if (flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", dx->tar.out.data, dx->tar.out.len,
+                                      on_uploaded, dx, &e)) < 0) {
+        tar_free(&dx->tar);
+        fail(dx, &e);
+    }
+}
+
+/* ---------------------------------------------------------------- create */
+
+static void
+on_created(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (res->rc == 0)
+        dx->ctr_id = xstrdup(res->id);
+    if (!proceed(dx, res))
+        return;
+    say(dx, "created container %.12s", dx->ctr_id);
+    dx->work.data = dx;
+    dx->pending++;
+    if (uv_queue_work(dx->x.loop, &dx->work, build_work, build_after) != 0) {
+        struct err e = {0};
+        dx->pending--;
+        err_set(&e, -EIO, "cannot queue the upload");
+        fail(dx, &e);
+    }
+}
+
+static void
+on_network(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+    struct err e = {0};
+    json_t *labels = NULL, *body = NULL;
+    char **env = NULL;
+    size_t n = 0;
+
+    if (res->rc == 0)
+        dx->net_id = xstrdup(res->id);
+    if (!proceed(dx, res))
+        return;
+    labels = docker_labels_new(dx->runner_name, dx->name);
+    json_object_set_new(labels, DOCKER_LABEL_ROLE, json_string("job"));
+    /* The container's own env: the runner's four, LANG, and the job's container env. */
+    env = xcalloc(json_object_size(dx->env) + 6, sizeof *env);
+    env[n++] = xstrdup("RUNNER_TOOL_CACHE=/opt/hostedtoolcache");
+    env[n++] = xstrdup("RUNNER_OS=Linux");
+    env[n++] = xstrdup("RUNNER_TEMP=/tmp");
+    env[n++] = xstrdup("LANG=C.UTF-8");
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(dx->env, k, v) {
+            if (json_is_string(v))
+                env[n++] = xasprintf("%s=%s", k, json_string_value(v));
+        }
+    }
+    env[n] = NULL;
+    char *bind = dx->bind && dx->source ? xasprintf("%s:" WORKSPACE, dx->source) : NULL;
+    const char *binds[] = {bind, NULL};
+    const char *entry[] = {AGENT_DIR "/agent", "--journal", AGENT_DIR "/journal", NULL};
+    struct docker_container_spec spec = {
+        .image = dx->image_id,
+        .entrypoint = entry,
+        .env = (const char *const *)env,
+        .workdir = WORKSPACE,
+        .labels = labels,
+        .open_stdin = true,
+        .attach_output = true,
+        .binds = bind ? binds : NULL,
+        .network_mode = dx->net_name,
+        .pids_limit = 4096,
+    };
+    body = docker_container_spec_json(&spec);
+    if (flying(dx, docker_container_create(dx->d, dx->name, body, on_created, dx, &e)) < 0)
+        fail(dx, &e);
+    free(bind);
+    for (size_t i = 0; i < n; i++)
+        free(env[i]);
+    free(env);
+    json_decref(body);
+    json_decref(labels);
+}
+
+static void
+on_resolved(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+    struct err e = {0};
+
+    if (!proceed(dx, res))
+        return;
+    dx->image_id = xstrdup(res->id);
+    say(dx, "image %s is %.19s", dx->image, dx->image_id);
+    /* PATH from the image config. */
+    json_t *cenv = json_object_get(json_object_get(res->json, "Config"), "Env");
+    size_t i;
+    json_t *v;
+    json_array_foreach(cenv, i, v) {
+        const char *s = json_string_value(v), *eq = s ? strchr(s, '=') : NULL;
+        if (eq == NULL)
+            continue;
+        char *k = xstrndup(s, (size_t)(eq - s));
+        json_object_set_new(dx->x.base_env, k, json_string(eq + 1));
+        free(k);
+        if (strncmp(s, "PATH=", 5) == 0) {
+            free(dx->x.base_path);
+            dx->x.base_path = xstrdup(s + 5);
+        }
+    }
+    /* What the container is created with (below) is part of every step's env too. */
+    json_object_set_new(dx->x.base_env, "RUNNER_TOOL_CACHE", json_string("/opt/hostedtoolcache"));
+    json_object_set_new(dx->x.base_env, "RUNNER_OS", json_string("Linux"));
+    json_object_set_new(dx->x.base_env, "RUNNER_TEMP", json_string("/tmp"));
+    json_object_set_new(dx->x.base_env, "LANG", json_string("C.UTF-8"));
+    json_object_update(dx->x.base_env, dx->env);
+    json_t *labels = docker_labels_new(dx->runner_name, dx->name);
+    if (flying(dx, docker_network_create(dx->d, dx->net_name, labels, on_network, dx, &e)) < 0)
+        fail(dx, &e);
+    json_decref(labels);
+}
+
+static int
+dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
+{
+    struct docker_exec *dx = (struct docker_exec *)x;
+    char rnd[9];
+    FILE *f = fopen("/dev/urandom", "rb");
+    unsigned char b[4] = {0};
+
+    if (job->image == NULL)
+        return err_set(e, ERR_INVALID, "the docker executor needs an image");
+    if (f) {
+        if (fread(b, 1, sizeof b, f) != sizeof b)
+            memset(b, 0, sizeof b);
+        fclose(f);
+    }
+    snprintf(rnd, sizeof rnd, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
+    dx->name = xasprintf("runnerd-%s-%s", job->name, rnd);
+    for (char *p = dx->name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '.' || *p == '-'))
+            *p = '-';
+    dx->net_name = xasprintf("%s-net", dx->name);
+    dx->image = xstrdup(job->image);
+    dx->env = job->env ? json_incref(job->env) : json_object();
+    dx->bind = job->bind;
+    if (job->source) {
+        dx->source = realpath(job->source, NULL);
+        if (dx->source == NULL)
+            return err_set(e, -errno, "%s: %s", job->source, strerror(errno));
+    }
+    x->workspace = xstrdup(WORKSPACE);
+    x->file_dir = xstrdup(FILE_DIR);
+    x->base_path = xstrdup(DEFAULT_PATH);
+    x->base_env = json_object();
+    x->container = true;
+    return flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL, on_resolved, dx, e));
+}
+
+/* ---------------------------------------------------------------- close */
+
+static void
+dx_free(struct docker_exec *dx)
+{
+    const struct executor_cbs *cbs = dx->x.cbs;
+    void *arg = dx->x.arg;
+
+    if (dx->x.conn)
+        agentconn_free(dx->x.conn);
+    free(dx->agent_path);
+    free(dx->runner_name);
+    free(dx->name);
+    free(dx->image);
+    free(dx->image_id);
+    free(dx->source);
+    free(dx->net_name);
+    free(dx->net_id);
+    free(dx->ctr_id);
+    json_decref(dx->env);
+    free(dx->x.workspace);
+    free(dx->x.file_dir);
+    free(dx->x.base_path);
+    json_decref(dx->x.base_env);
+    free(dx);
+    if (cbs && cbs->on_closed)
+        cbs->on_closed(arg);
+}
+
+static void
+on_net_removed(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (res->rc < 0 && res->rc != ERR_NOTFOUND)
+        say(dx, "warning: %s", res->err.msg);
+    dx_free(dx);
+}
+
+static void
+remove_network(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    if (dx->net_id == NULL ||
+        docker_network_remove(dx->d, dx->net_id, on_net_removed, dx, &e) < 0)
+        dx_free(dx);
+}
+
+static void
+on_ctr_removed(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (res->rc < 0 && res->rc != ERR_NOTFOUND)
+        say(dx, "warning: %s", res->err.msg);
+    else
+        say(dx, "removed container %.12s", dx->ctr_id);
+    remove_network(dx);
+}
+
+static void
+dx_close(struct executor *x)
+{
+    struct docker_exec *dx = (struct docker_exec *)x;
+    struct err e = {0};
+
+    dx->closing = true;
+    if (dx->pending > 0 || dx->teardown)
+        return; /* calls in flight land first and call us again */
+    dx->teardown = true;
+    if (dx->att) {
+        docker_attach_close(dx->att);
+        dx->att = NULL;
+    }
+    if (dx->ctr_id == NULL ||
+        docker_container_remove(dx->d, dx->ctr_id, true, true, on_ctr_removed, dx, &e) < 0)
+        remove_network(dx);
+}
+
+static const struct executor_ops docker_ops = {
+    .name = "docker",
+    .setup = dx_setup,
+    .close = dx_close,
+};
+
+int
+executor_docker_new(uv_loop_t *loop, struct docker *d, const char *agent_path,
+                    const char *runner_name, struct executor **out, struct err *e)
+{
+    struct docker_exec *dx;
+
+    if (agent_path == NULL || access(agent_path, R_OK) != 0)
+        return err_set(e, -ENOENT, "runner-agent not found%s%s (set RUNNERD_AGENT)",
+                       agent_path ? " at " : "", agent_path ? agent_path : "");
+    dx = xcalloc(1, sizeof *dx);
+    dx->x.ops = &docker_ops;
+    dx->x.loop = loop;
+    dx->d = d;
+    dx->agent_path = xstrdup(agent_path);
+    dx->runner_name = xstrdup(runner_name ? runner_name : "runnerctl");
+    *out = &dx->x;
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* executor.h: where a job's steps run. Executors differ only in how they start the agent and
+ * reach it (ARCHITECTURE.md): `host` runs runner-agent as a child process in a per-job
+ * directory; `docker` runs it as the entrypoint of the job container. Either way the job run
+ * talks to the agent through x->conn once on_ready reported success. */
+#ifndef EXECUTOR_H
+#define EXECUTOR_H
+
+#include "agentconn.h"
+#include "runner/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+struct executor;
+
+struct executor_cbs {
+    /* Setup finished: rc 0 and x->conn ready, or an error (then close the executor). */
+    void (*on_ready)(void *arg, int rc, const struct err *e);
+    /* An agent event (after on_ready). */
+    void (*on_event)(void *arg, const struct agentconn_event *ev);
+    /* A line about setting up or tearing down the job (pulling, creating, removing...). */
+    void (*on_log)(void *arg, const char *line);
+    /* executor_close() finished; the executor is freed. */
+    void (*on_closed)(void *arg);
+};
+
+/* What a job asks of its executor. Strings are borrowed for the setup call. */
+struct executor_job {
+    const char *name;         /* unique per job run: container and directory names */
+    const char *image;        /* docker: image reference; host: ignored */
+    json_t *env;              /* extra environment of the job container/agent (object) */
+    const char *source;       /* directory copied into the workspace (NULL: empty workspace) */
+    bool bind;                /* use source itself as the workspace (no copy) */
+};
+
+struct executor_ops {
+    const char *name;
+    int (*setup)(struct executor *x, const struct executor_job *job, struct err *e);
+    void (*close)(struct executor *x);
+};
+
+struct executor {
+    const struct executor_ops *ops;
+    uv_loop_t *loop;
+    struct agentconn *conn;   /* set once ready */
+    char *workspace;          /* the workspace path as steps see it */
+    char *file_dir;           /* directory for scripts and file-command files */
+    char *base_path;          /* PATH steps start from */
+    json_t *base_env;         /* the environment a step starts from (lowest precedence) */
+    bool bash;                /* bash exists where steps run */
+    bool container;           /* steps run in a container */
+    const struct executor_cbs *cbs;
+    void *arg;
+};
+
+/* Starts setting up job on x; on_ready follows (never from inside this call). */
+int executor_setup(struct executor *x, const struct executor_job *job, struct err *e);
+/* Stops the agent, removes what the job created, then on_closed. x is gone after that. */
+void executor_close(struct executor *x);
+
+/* A host executor: the agent at agent_path runs as a child in a new directory under tmp_root,
+ * which holds the workspace and the step files and is removed at close. */
+int executor_host_new(uv_loop_t *loop, const char *agent_path, const char *tmp_root,
+                      const struct executor_cbs *cbs, void *arg, struct executor **out,
+                      struct err *e);
+
+/* Finds runner-agent: $RUNNERD_AGENT, beside/below the running binary's build tree, or the
+ * installed path. Returns a new string or NULL. */
+char *executor_find_agent(const char *argv0);
+
+#endif

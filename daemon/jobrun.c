@@ -1,0 +1,995 @@
+/* jobrun.c: one job run on an executor (see jobrun.h). A state machine on the loop: set up
+ * the executor, then for each step evaluate `if`, prepare env/script, write the script through
+ * the agent, run it, turn its output into masked lines and commands, read its env files, and
+ * finally evaluate job outputs, close the executor and report. */
+#include "jobrun.h"
+
+#include "envfile.h"
+#include "expr.h"
+#include "runner/buf.h"
+#include "runner/log.h"
+#include "runner/xalloc.h"
+#include "shell.h"
+#include "stepenv.h"
+#include "wfcmd.h"
+#include "yeval.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define LINE_MAX_BYTES (64 * 1024) /* longer lines are split */
+#define CANCEL_GRACE_MS 7500
+
+enum phase {
+    PH_SETUP,
+    PH_STEPS,
+    PH_WRITING,   /* waiting for FILE_WRITTEN of the step script */
+    PH_RUNNING,   /* waiting for EXITED */
+    PH_CLOSING,
+    PH_DONE,
+};
+
+struct jobrun {
+    uv_loop_t *loop;
+    struct plan *plan;
+    size_t job, run;
+    const struct wf_job *wj;
+    const char *file;
+    struct executor *x;
+    struct executor_job xjob;
+    struct mask *mask;
+    const struct jobrun_sink *sink;
+    void *sink_arg;
+    json_t *base;        /* job-level contexts (github, inputs, vars, secrets, needs, ...) */
+    json_t *runner;
+    json_t *job_env;     /* env every step starts from; GITHUB_ENV updates land here */
+    json_t *container_env;
+    json_t *steps;       /* steps context */
+    json_t *step_list;   /* for reports */
+    json_t *extra_path;  /* newest first */
+    json_t *state;       /* step id -> {NAME: value} */
+    char *label;
+    bool gitea;
+    enum phase phase;
+    size_t cur;          /* current step */
+    bool job_failed, cancelled, forced, timed_out;
+    int timeout_minutes;
+    /* The running step. */
+    json_t *cur_env;     /* its environment */
+    json_t *cur_outputs;
+    char *script_path, *script, *cwd;
+    char *cur_name;      /* display name */
+    char **argv;
+    uint32_t timeout_ms;
+    struct buf line[2];  /* partial lines of stdout, stderr */
+    struct wfcmd_state cmds;
+    enum plan_result result;
+    uv_timer_t timer;
+    int handles;         /* open handles + executor, for the two-phase close */
+    uint64_t acked;      /* journal offset acknowledged to the agent */
+};
+
+static void next_step(struct jobrun *jr);
+static void finish_job(struct jobrun *jr);
+
+/* ---------------------------------------------------------------- output */
+
+static void
+emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len)
+{
+    struct buf out = BUF_INIT;
+
+    mask_apply(jr->mask, text, len, &out);
+    if (jr->sink->log)
+        jr->sink->log(jr->sink_arg, jr, step, kind, buf_str(&out), out.len);
+    buf_free(&out);
+}
+
+static void __attribute__((format(printf, 4, 5)))
+emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ...)
+{
+    char *s = NULL;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n >= 0) {
+        emit(jr, step, kind, s, (size_t)n);
+        free(s);
+    }
+}
+
+static bool
+unsecure_allowed(struct jobrun *jr)
+{
+    const char *v = json_string_value(json_object_get(jr->cur_env, "ACTIONS_ALLOW_UNSECURE_COMMANDS"));
+
+    return v && strcmp(v, "true") == 0;
+}
+
+static void
+add_path(struct jobrun *jr, const char *dir)
+{
+    size_t i;
+    json_t *d;
+
+    if (dir == NULL || *dir == '\0')
+        return;
+    json_array_foreach(jr->extra_path, i, d) {
+        if (strcmp(json_string_value(d), dir) == 0) {
+            json_array_remove(jr->extra_path, i);
+            break;
+        }
+    }
+    json_array_insert_new(jr->extra_path, 0, json_string(dir));
+}
+
+static const char *
+cur_id(struct jobrun *jr)
+{
+    return jr->wj->steps[jr->cur].eff_id;
+}
+
+/* One complete line of step output. */
+static void
+handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
+{
+    int step = (int)jr->cur;
+    enum jobrun_kind plain = stream == AGENTP_STDERR ? JOBRUN_ERR : JOBRUN_OUT;
+    struct wfcmd c;
+
+    switch (wfcmd_process(&jr->cmds, line, len, &c)) {
+    case WFCMD_NONE:
+    case WFCMD_IGNORED:
+        emit(jr, step, plain, line, len);
+        return;
+    case WFCMD_RESUMED:
+        return;
+    case WFCMD_RUN:
+        break;
+    }
+    const char *name = wfcmd_prop(&c, "name");
+    if (strcmp(c.name, "add-mask") == 0) {
+        if (c.data[0])
+            mask_add(jr->mask, c.data);
+        emit(jr, step, JOBRUN_COMMAND, "::add-mask::" MASK_TEXT, strlen("::add-mask::" MASK_TEXT));
+    } else if (strcmp(c.name, "set-output") == 0 && name) {
+        json_object_set_new(jr->cur_outputs, name, json_string(c.data) ? json_string(c.data)
+                                                                        : json_string(""));
+    } else if (strcmp(c.name, "save-state") == 0 && name) {
+        json_t *st = json_object_get(jr->state, cur_id(jr));
+        if (st == NULL) {
+            st = json_object();
+            json_object_set_new(jr->state, cur_id(jr), st);
+        }
+        json_object_set_new(st, name, json_string(c.data) ? json_string(c.data) : json_string(""));
+    } else if (strcmp(c.name, "set-env") == 0 || strcmp(c.name, "add-path") == 0) {
+        if (!unsecure_allowed(jr)) {
+            emitf(jr, step, JOBRUN_ERROR,
+                  "The `%s` command is disabled. Please upgrade to using Environment Files or "
+                  "opt into unsafe commands by setting the `ACTIONS_ALLOW_UNSECURE_COMMANDS` "
+                  "environment variable to `true`.", c.name);
+        } else if (strcmp(c.name, "add-path") == 0) {
+            add_path(jr, c.data);
+        } else if (name) {
+            json_object_set_new(jr->job_env, name, json_string(c.data) ? json_string(c.data)
+                                                                        : json_string(""));
+        }
+    } else if (strcmp(c.name, "group") == 0) {
+        emit(jr, step, JOBRUN_GROUP, c.data, strlen(c.data));
+    } else if (strcmp(c.name, "endgroup") == 0) {
+        emit(jr, step, JOBRUN_ENDGROUP, "", 0);
+    } else if (strcmp(c.name, "error") == 0 || strcmp(c.name, "warning") == 0 ||
+               strcmp(c.name, "notice") == 0 || strcmp(c.name, "debug") == 0) {
+        enum jobrun_kind k = c.name[0] == 'e'   ? JOBRUN_ERROR
+                             : c.name[0] == 'w' ? JOBRUN_WARNING
+                             : c.name[0] == 'n' ? JOBRUN_NOTICE
+                                                : JOBRUN_DEBUG;
+        const char *f = wfcmd_prop(&c, "file"), *l = wfcmd_prop(&c, "line");
+        const char *title = wfcmd_prop(&c, "title");
+        if (f)
+            emitf(jr, step, k, "%s%s%s: %s%s%s", f, l ? ":" : "", l ? l : "", title ? title : "",
+                  title ? ": " : "", c.data);
+        else
+            emitf(jr, step, k, "%s%s%s", title ? title : "", title ? ": " : "", c.data);
+    } else if (strcmp(c.name, "stop-commands") == 0 || strcmp(c.name, "echo") == 0 ||
+               strcmp(c.name, "add-matcher") == 0 || strcmp(c.name, "remove-matcher") == 0) {
+        /* consumed */
+    } else {
+        emit(jr, step, plain, line, len);
+    }
+    wfcmd_free(&c);
+}
+
+/* Splits a chunk of a stream into lines; a partial line waits for the rest. */
+static void
+feed_output(struct jobrun *jr, int stream, const uint8_t *p, size_t n)
+{
+    struct buf *b = &jr->line[stream == AGENTP_STDERR ? 1 : 0];
+
+    while (n > 0) {
+        const uint8_t *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) : n;
+
+        if (b->len + take >= LINE_MAX_BYTES) {
+            size_t room = LINE_MAX_BYTES - b->len;
+            buf_append(b, p, room);
+            handle_line(jr, stream, b->data, b->len);
+            buf_reset(b);
+            p += room;
+            n -= room;
+            continue;
+        }
+        buf_append(b, p, take);
+        if (nl == NULL)
+            return;
+        size_t l = b->len;
+        if (l && b->data[l - 1] == '\r')
+            l--;
+        handle_line(jr, stream, buf_str(b), l);
+        buf_reset(b);
+        p += take + 1;
+        n -= take + 1;
+    }
+}
+
+static void
+flush_output(struct jobrun *jr)
+{
+    for (int i = 0; i < 2; i++)
+        if (jr->line[i].len) {
+            handle_line(jr, i ? AGENTP_STDERR : AGENTP_STDOUT, jr->line[i].data, jr->line[i].len);
+            buf_reset(&jr->line[i]);
+        }
+}
+
+/* ---------------------------------------------------------------- contexts */
+
+static const char *
+job_status(struct jobrun *jr)
+{
+    return jr->cancelled ? "cancelled" : jr->job_failed ? "failure" : "success";
+}
+
+/* Returns a new contexts object for the current point of the job. */
+static json_t *
+contexts(struct jobrun *jr, json_t *env)
+{
+    json_t *c = json_copy(jr->base), *job = json_object();
+    json_t *gh = json_copy(json_object_get(jr->base, "github"));
+
+    json_object_set_new(job, "status", json_string(job_status(jr)));
+    json_object_set_new(c, "job", job);
+    json_object_set(c, "steps", jr->steps);
+    json_object_set(c, "runner", jr->runner);
+    json_object_set(c, "env", env ? env : jr->job_env);
+    json_object_set_new(gh, "workspace", json_string(jr->x->workspace ? jr->x->workspace : ""));
+    if (jr->phase != PH_SETUP && jr->cur < jr->wj->n_steps)
+        json_object_set_new(gh, "action", json_string(cur_id(jr)));
+    json_object_set_new(c, "github", gh);
+    return c;
+}
+
+static int
+hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct err *e)
+{
+    (void)arg;
+    (void)patterns;
+    (void)n;
+    *out = NULL;
+    /* The workspace lives where the agent runs; hashing it there is issue 6's (actions). */
+    return err_set(e, -ENOTSUP, "hashFiles() is not supported in this executor yet");
+}
+
+static void
+set_step_result(struct jobrun *jr, const char *outcome, const char *conclusion)
+{
+    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    json_t *ent = json_object();
+
+    json_object_set_new(ent, "outputs", jr->cur_outputs ? json_incref(jr->cur_outputs) : json_object());
+    json_object_set_new(ent, "outcome", json_string(outcome));
+    json_object_set_new(ent, "conclusion", json_string(conclusion));
+    json_object_set_new(jr->steps, s->eff_id, ent);
+    json_t *li = json_object();
+    json_object_set_new(li, "id", json_string(s->eff_id));
+    json_object_set_new(li, "name", json_string(jr->cur_name ? jr->cur_name : s->eff_id));
+    json_object_set_new(li, "outcome", json_string(outcome));
+    json_object_set_new(li, "conclusion", json_string(conclusion));
+    json_array_append_new(jr->step_list, li);
+    if (strcmp(conclusion, "failure") == 0)
+        jr->job_failed = true;
+    if (jr->sink->step_finished)
+        jr->sink->step_finished(jr->sink_arg, jr, (int)jr->cur, outcome, conclusion);
+}
+
+static void
+clear_step(struct jobrun *jr)
+{
+    json_decref(jr->cur_env);
+    json_decref(jr->cur_outputs);
+    jr->cur_env = jr->cur_outputs = NULL;
+    free(jr->script_path);
+    free(jr->script);
+    free(jr->cwd);
+    free(jr->cur_name);
+    jr->script_path = jr->script = jr->cwd = jr->cur_name = NULL;
+    shell_argv_free(jr->argv);
+    jr->argv = NULL;
+    buf_reset(&jr->line[0]);
+    buf_reset(&jr->line[1]);
+}
+
+/* Ends the current step: outcome from ok, conclusion after continue-on-error. */
+static void
+end_step(struct jobrun *jr, bool ok)
+{
+    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    const char *outcome = ok ? "success" : "failure", *conclusion = outcome;
+
+    if (!ok && s->continue_on_error) {
+        json_t *ctx = contexts(jr, jr->cur_env), *v = NULL;
+        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr)};
+        struct err e = {0};
+
+        if (yeval_node(jr->file, s->continue_on_error, &ee, &v, &e) == 0 && expr_truthy(v))
+            conclusion = "success";
+        else if (e.msg[0])
+            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "continue-on-error: %s", e.msg);
+        json_decref(v);
+        json_decref(ctx);
+    }
+    set_step_result(jr, outcome, conclusion);
+    clear_step(jr);
+    jr->phase = PH_STEPS;
+    jr->cur++;
+    next_step(jr);
+}
+
+static void
+fail_step(struct jobrun *jr, const char *msg)
+{
+    emit(jr, (int)jr->cur, JOBRUN_ERROR, msg, strlen(msg));
+    end_step(jr, false);
+}
+
+/* ---------------------------------------------------------------- steps */
+
+/* Evaluates a string node; NULL when absent. */
+static int
+eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out, struct err *e)
+{
+    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+
+    *out = NULL;
+    if (s->v == NULL)
+        return 0;
+    if (expr_interpolate(s->v, &ee, out, e) < 0)
+        return err_prefix(e, "%s:%d:%d: ", jr->file, s->pos.line, s->pos.col);
+    return 0;
+}
+
+static char *
+display_name(struct jobrun *jr, const struct wf_step *s, json_t *ctx)
+{
+    char *name = NULL;
+    struct err e = {0};
+
+    if (s->name.v && eval_str(jr, &s->name, ctx, &name, &e) == 0 && name && *name)
+        return name;
+    free(name);
+    if (s->uses.v)
+        return xasprintf("Run %s", s->uses.v);
+    if (s->run.v) {
+        size_t l = strcspn(s->run.v, "\n");
+        return xasprintf("Run %.*s", (int)(l > 80 ? 80 : l), s->run.v);
+    }
+    return xstrdup(s->eff_id);
+}
+
+/* Prepares and starts the current run step (script first, RUN when it is written). */
+static void
+start_run_step(struct jobrun *jr, json_t *ctx)
+{
+    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    struct err e = {0};
+    json_t *step_env = NULL, *ectx = NULL;
+    char *run = NULL, *step_shell = NULL, *job_shell = NULL, *wd = NULL;
+    struct shell_cmd sh = {0};
+    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+    int rc;
+
+    /* Step env (with the job env as `env`), then the rest sees env = job env + step env. */
+    rc = yeval_node(jr->file, s->env, &ee, &step_env, &e);
+    if (rc < 0)
+        goto fail;
+    if (!json_is_object(step_env)) {
+        json_decref(step_env);
+        step_env = json_object();
+    }
+    struct stepenv_in in = {
+        .base_env = jr->x->base_env,
+        .job_env = jr->job_env, .container_env = jr->container_env,
+        .github = json_object_get(ctx, "github"), .step_id = s->eff_id,
+        .workspace = jr->x->workspace, .label = jr->label, .step_env = step_env,
+        .extra_path = jr->extra_path, .base_path = jr->x->base_path,
+        .file_dir = jr->x->file_dir, .gitea = jr->gitea,
+    };
+    jr->cur_env = stepenv_build(&in);
+    ectx = contexts(jr, jr->cur_env);
+    if ((rc = eval_str(jr, &s->run, ectx, &run, &e)) < 0)
+        goto fail;
+    if ((rc = eval_str(jr, &s->shell, ectx, &step_shell, &e)) < 0)
+        goto fail;
+    if (jr->wj->defaults_shell.v &&
+        (rc = eval_str(jr, &jr->wj->defaults_shell, ectx, &job_shell, &e)) < 0)
+        goto fail;
+    shell_resolve(step_shell, job_shell, jr->plan->wf->defaults_shell.v,
+                  jr->wj->container != NULL, jr->x->bash, &sh);
+    const struct wf_str *wds = s->working_directory.v ? &s->working_directory
+                               : jr->wj->defaults_working_directory.v
+                                   ? &jr->wj->defaults_working_directory
+                                   : NULL;
+    if (wds && (rc = eval_str(jr, wds, ectx, &wd, &e)) < 0)
+        goto fail;
+    if (wd == NULL && jr->plan->wf->defaults_working_directory.v)
+        wd = xstrdup(jr->plan->wf->defaults_working_directory.v);
+    if (wd == NULL || *wd == '\0')
+        jr->cwd = xstrdup(jr->x->workspace);
+    else if (wd[0] == '/')
+        jr->cwd = xstrdup(wd);
+    else
+        jr->cwd = xasprintf("%s/%s", jr->x->workspace, wd);
+    jr->timeout_ms = 0;
+    if (s->timeout_minutes) {
+        json_t *v = NULL;
+        double d;
+        struct expr_env te = {.contexts = ectx, .job_status = job_status(jr)};
+        if (yeval_node(jr->file, s->timeout_minutes, &te, &v, &e) == 0) {
+            if (json_is_string(v))
+                d = strtod(json_string_value(v), NULL);
+            else if (!expr_number_get(v, &d))
+                d = 0;
+            if (d > 0 && d < 1e6)
+                jr->timeout_ms = (uint32_t)fmin(d * 60000.0, 4e9);
+        }
+        json_decref(v);
+    }
+    jr->script_path = xasprintf("%s/%s%s%s", jr->x->file_dir, s->eff_id, *sh.ext ? "." : "", sh.ext);
+    jr->script = shell_script(&sh, run);
+    rc = shell_argv(sh.tmpl, jr->script_path, &jr->argv, &e);
+    if (rc < 0)
+        goto fail;
+    jr->phase = PH_WRITING;
+    rc = agentconn_write_file(jr->x->conn, (uint32_t)jr->cur + 1, jr->script_path, 0755,
+                              jr->script, strlen(jr->script), &e);
+    if (rc < 0)
+        goto fail;
+    goto out;
+fail:
+    emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
+    jr->phase = PH_RUNNING; /* end_step resets */
+    end_step(jr, false);
+out:
+    shell_cmd_free(&sh);
+    free(run);
+    free(step_shell);
+    free(job_shell);
+    free(wd);
+    json_decref(step_env);
+    json_decref(ectx);
+}
+
+/* The script is in place: run it. */
+static void
+run_script(struct jobrun *jr)
+{
+    char **envp = stepenv_to_envp(jr->cur_env);
+    size_t envc = 0, argc = 0;
+    struct err e = {0};
+
+    while (envp[envc])
+        envc++;
+    while (jr->argv[argc])
+        argc++;
+    struct agentconn_run r = {
+        .step = (uint32_t)jr->cur + 1,
+        .argv = (const char *const *)jr->argv,
+        .argc = argc,
+        .env = (const char *const *)envp,
+        .envc = envc,
+        .cwd = jr->cwd,
+        .dir = jr->x->file_dir,
+        .timeout_ms = jr->timeout_ms,
+        .grace_ms = CANCEL_GRACE_MS,
+    };
+    jr->phase = PH_RUNNING;
+    int rc = agentconn_run(jr->x->conn, &r, &e);
+    for (size_t i = 0; i < envc; i++)
+        free(envp[i]);
+    free(envp);
+    if (rc < 0)
+        fail_step(jr, e.msg);
+}
+
+static bool
+is_checkout(const char *uses)
+{
+    return strncasecmp(uses, "actions/checkout@", 17) == 0;
+}
+
+static void
+next_step(struct jobrun *jr)
+{
+    while (jr->phase == PH_STEPS && jr->cur < jr->wj->n_steps) {
+        const struct wf_step *s = &jr->wj->steps[jr->cur];
+        json_t *ctx = contexts(jr, NULL);
+        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+        struct err e = {0};
+        bool ok = false;
+
+        jr->cur_outputs = json_object();
+        jr->cur_name = display_name(jr, s, ctx);
+        if (jr->forced) {
+            ok = false;
+        } else if (expr_eval_if(s->if_.v ? s->if_.v : "", "success()", &ee, &ok, &e) < 0) {
+            if (jr->sink->step_started)
+                jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
+            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "%s:%d:%d: error in if-expression: %s", jr->file,
+                  s->if_.pos.line, s->if_.pos.col, e.msg);
+            json_decref(ctx);
+            jr->phase = PH_RUNNING;
+            end_step(jr, false);
+            return;
+        }
+        if (!ok) {
+            set_step_result(jr, "skipped", "skipped");
+            clear_step(jr);
+            json_decref(ctx);
+            jr->cur++;
+            continue;
+        }
+        if (jr->sink->step_started)
+            jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
+        if (s->kind == WF_STEP_RUN) {
+            start_run_step(jr, ctx);
+            json_decref(ctx);
+            return;
+        }
+        json_decref(ctx);
+        jr->phase = PH_RUNNING;
+        if (s->kind == WF_STEP_USES && is_checkout(s->uses.v) && jr->xjob.source) {
+            emitf(jr, (int)jr->cur, JOBRUN_INFO,
+                  "%s: the workspace already holds the local repository", s->uses.v);
+            end_step(jr, true);
+        } else {
+            emitf(jr, (int)jr->cur, JOBRUN_ERROR,
+                  "uses: %s: actions are not supported yet by this runner", s->uses.v);
+            end_step(jr, false);
+        }
+        return;
+    }
+    if (jr->phase == PH_STEPS)
+        finish_job(jr);
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void
+apply_files(struct jobrun *jr, const struct agentp_msg *m, bool *ok)
+{
+    static const char *const names[] = {"GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_STATE"};
+    struct err e = {0};
+
+    for (int f = AGENTP_FILE_ENV; f <= AGENTP_FILE_STATE; f++) {
+        json_t *kv = NULL;
+        const char *k;
+        json_t *v;
+
+        if (!(m->present & (1u << f)) || m->files[f].len == 0)
+            continue;
+        if (m->truncated & (1u << f))
+            emitf(jr, (int)jr->cur, JOBRUN_WARNING, "%s was cut at %u bytes", names[f],
+                  AGENTP_FILE_CAP);
+        if (envfile_parse(names[f], (const char *)m->files[f].p, m->files[f].len, &kv, &e) < 0) {
+            emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
+            *ok = false;
+            continue;
+        }
+        json_t *dst = f == AGENTP_FILE_ENV      ? jr->job_env
+                      : f == AGENTP_FILE_OUTPUT ? jr->cur_outputs
+                                                : NULL;
+        if (f == AGENTP_FILE_STATE) {
+            dst = json_object_get(jr->state, cur_id(jr));
+            if (dst == NULL) {
+                dst = json_object();
+                json_object_set_new(jr->state, cur_id(jr), dst);
+            }
+        }
+        json_object_foreach(kv, k, v) {
+            json_object_set(dst, k, v);
+        }
+        json_decref(kv);
+    }
+    if ((m->present & (1u << AGENTP_FILE_PATH)) && m->files[AGENTP_FILE_PATH].len) {
+        char *paths = xstrndup((const char *)m->files[AGENTP_FILE_PATH].p,
+                               m->files[AGENTP_FILE_PATH].len);
+        char *save = NULL;
+        for (char *l = strtok_r(paths, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+            size_t n = strlen(l);
+            if (n && l[n - 1] == '\r')
+                l[n - 1] = '\0';
+            add_path(jr, l);
+        }
+        free(paths);
+    }
+}
+
+static void
+on_exited(struct jobrun *jr, const struct agentp_msg *m)
+{
+    bool ok = m->exit_code == 0 && !(m->flags & AGENTP_EXIT_SIGNALED);
+
+    flush_output(jr);
+    apply_files(jr, m, &ok);
+    if (m->flags & AGENTP_EXIT_TIMED_OUT && jr->timeout_ms < 60000)
+        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "The step timed out after %.1f seconds.",
+              jr->timeout_ms / 1000.0);
+    else if (m->flags & AGENTP_EXIT_TIMED_OUT)
+        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "The step timed out after %u minute%s.",
+              jr->timeout_ms / 60000, jr->timeout_ms / 60000 == 1 ? "" : "s");
+    else if (m->flags & AGENTP_EXIT_CANCELLED)
+        emit(jr, (int)jr->cur, JOBRUN_ERROR, "The step was cancelled.", 23);
+    else if (m->flags & AGENTP_EXIT_SIGNALED)
+        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process was killed by signal %u.", m->signal);
+    else if (m->exit_code != 0)
+        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %d.",
+              m->exit_code);
+    end_step(jr, ok);
+}
+
+static void
+on_event(void *arg, const struct agentconn_event *ev)
+{
+    struct jobrun *jr = arg;
+    const struct agentp_msg *m = ev->msg;
+    struct err e = {0};
+
+    if (jr->phase == PH_CLOSING || jr->phase == PH_DONE)
+        return;
+    /* Nothing here is persisted beyond the sink, which has it once the callback returns: let
+     * the agent drop its journal up to here now and then (and at every step's end). */
+    if (ev->kind == AGENTCONN_EXITED || ev->next - jr->acked >= (1u << 20)) {
+        struct err ae = {0};
+        if (agentconn_ack(jr->x->conn, ev->next, &ae) == 0)
+            jr->acked = ev->next;
+    }
+    switch (ev->kind) {
+    case AGENTCONN_OUTPUT:
+        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1)
+            feed_output(jr, (int)m->stream, m->data.p, m->data.len);
+        break;
+    case AGENTCONN_FILE_WRITTEN:
+        if (jr->phase == PH_WRITING && m->id == jr->cur + 1)
+            run_script(jr);
+        break;
+    case AGENTCONN_EXITED:
+        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1)
+            on_exited(jr, m);
+        break;
+    case AGENTCONN_ERROR:
+        if ((jr->phase == PH_WRITING || jr->phase == PH_RUNNING) && m->id == jr->cur + 1) {
+            err_set(&e, -EIO, "the agent refused the step: %s", m->text ? m->text : "");
+            fail_step(jr, e.msg);
+        }
+        break;
+    case AGENTCONN_PROTO_ERROR:
+    case AGENTCONN_BYE:
+        emitf(jr, jr->phase == PH_RUNNING || jr->phase == PH_WRITING ? (int)jr->cur : -1,
+              JOBRUN_ERROR, "lost the agent: %s",
+              ev->kind == AGENTCONN_BYE ? "it exited" : ev->err ? ev->err->msg : "protocol error");
+        jr->job_failed = true;
+        if (jr->phase == PH_RUNNING || jr->phase == PH_WRITING) {
+            set_step_result(jr, "failure", "failure");
+            clear_step(jr);
+        }
+        finish_job(jr);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- job */
+
+static void
+maybe_done(struct jobrun *jr)
+{
+    if (jr->handles > 0)
+        return;
+    jr->phase = PH_DONE;
+    if (jr->sink->job_finished)
+        jr->sink->job_finished(jr->sink_arg, jr, jr->result);
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+    struct jobrun *jr = h->data;
+
+    jr->handles--;
+    maybe_done(jr);
+}
+
+static void
+on_exec_closed(void *arg)
+{
+    struct jobrun *jr = arg;
+
+    jr->x = NULL;
+    jr->handles--;
+    maybe_done(jr);
+}
+
+static void
+on_exec_log(void *arg, const char *line)
+{
+    struct jobrun *jr = arg;
+
+    emit(jr, -1, JOBRUN_INFO, line, strlen(line));
+}
+
+static void
+finish_job(struct jobrun *jr)
+{
+    struct err e = {0};
+
+    if (jr->phase == PH_CLOSING || jr->phase == PH_DONE)
+        return;
+    jr->phase = PH_CLOSING;
+    if (plan_run_outputs(jr->plan, jr->job, jr->run, jr->steps, &e) < 0)
+        emitf(jr, -1, JOBRUN_ERROR, "job outputs: %s", e.msg);
+    jr->result = jr->cancelled && !jr->timed_out ? PLAN_CANCELLED
+                 : jr->job_failed || jr->timed_out ? PLAN_FAILURE
+                                                   : PLAN_SUCCESS;
+    uv_timer_stop(&jr->timer);
+    uv_close((uv_handle_t *)&jr->timer, on_timer_closed);
+    executor_close(jr->x);
+}
+
+static void
+on_ready(void *arg, int rc, const struct err *e)
+{
+    struct jobrun *jr = arg;
+
+    if (rc < 0) {
+        emitf(jr, -1, JOBRUN_ERROR, "setting up the job failed: %s", e ? e->msg : "");
+        jr->job_failed = true;
+        finish_job(jr);
+        return;
+    }
+    if (jr->cancelled) {
+        finish_job(jr);
+        return;
+    }
+    jr->phase = PH_STEPS;
+    next_step(jr);
+}
+
+static const struct executor_cbs exec_cbs = {
+    .on_ready = on_ready,
+    .on_event = on_event,
+    .on_log = on_exec_log,
+    .on_closed = on_exec_closed,
+};
+
+static void
+stop_running_step(struct jobrun *jr, uint32_t grace)
+{
+    struct err e = {0};
+
+    if (jr->phase == PH_RUNNING && jr->x && jr->x->conn)
+        agentconn_cancel(jr->x->conn, (uint32_t)jr->cur + 1, grace, &e);
+}
+
+static void
+on_job_timeout(uv_timer_t *t)
+{
+    struct jobrun *jr = t->data;
+
+    emitf(jr, -1, JOBRUN_ERROR, "The job has exceeded the maximum execution time of %d minutes.",
+          jr->timeout_minutes);
+    jr->timed_out = true;
+    jr->cancelled = true;
+    stop_running_step(jr, CANCEL_GRACE_MS);
+}
+
+void
+jobrun_cancel(struct jobrun *jr)
+{
+    if (jr->phase == PH_CLOSING || jr->phase == PH_DONE)
+        return;
+    if (jr->cancelled) {
+        jr->forced = true;
+        stop_running_step(jr, 0);
+        return;
+    }
+    jr->cancelled = true;
+    if (jr->phase == PH_RUNNING || jr->phase == PH_WRITING) {
+        /* The running step goes on only if its own `if` still holds once cancelled. */
+        const struct wf_step *s = &jr->wj->steps[jr->cur];
+        json_t *ctx = contexts(jr, jr->cur_env);
+        struct expr_env ee = {.contexts = ctx, .job_status = "cancelled"};
+        bool ok = false;
+        struct err e = {0};
+
+        if (expr_eval_if(s->if_.v ? s->if_.v : "", "success()", &ee, &ok, &e) < 0 || !ok)
+            stop_running_step(jr, CANCEL_GRACE_MS);
+        json_decref(ctx);
+    }
+}
+
+int
+jobrun_container_image(const struct plan *p, size_t job, size_t run, char **out, struct err *e)
+{
+    const struct ynode *c = p->jobs[job].wf->container;
+    const struct ynode *img;
+    json_t *ctx = NULL;
+    int rc;
+
+    *out = NULL;
+    if (c == NULL)
+        return 0;
+    img = c->kind == YNODE_MAP ? ynode_get(c, "image") : c;
+    if (img == NULL)
+        return 0;
+    rc = plan_run_contexts(p, job, run, &ctx, e);
+    if (rc < 0)
+        return rc;
+    struct expr_env ee = {.contexts = ctx};
+    rc = yeval_string(p->wf->file, img, &ee, out, e);
+    json_decref(ctx);
+    if (rc == 0 && *out && **out == '\0') {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int
+jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, struct err *e)
+{
+    struct jobrun *jr = xcalloc(1, sizeof *jr);
+    json_t *env;
+    int rc;
+
+    *out = NULL;
+    jr->loop = loop;
+    jr->plan = o->plan;
+    jr->job = o->job;
+    jr->run = o->run;
+    jr->wj = o->plan->jobs[o->job].wf;
+    jr->file = o->plan->wf->file;
+    jr->x = o->exec;
+    jr->xjob = o->xjob;
+    jr->mask = o->mask;
+    jr->sink = o->sink;
+    jr->sink_arg = o->sink_arg;
+    jr->gitea = o->gitea;
+    jr->label = o->label ? xstrdup(o->label) : NULL;
+    jr->runner = o->runner ? json_incref(o->runner) : json_object();
+    jr->steps = json_object();
+    jr->step_list = json_array();
+    jr->extra_path = json_array();
+    jr->state = json_object();
+    jr->phase = PH_SETUP;
+    uv_timer_init(loop, &jr->timer);
+    jr->timer.data = jr;
+    jr->handles = 2; /* the timer and the executor */
+    jr->x->cbs = &exec_cbs;
+    jr->x->arg = jr;
+
+    rc = plan_run_contexts(o->plan, o->job, o->run, &jr->base, e);
+    if (rc < 0)
+        goto fail;
+    /* Job env: workflow env < job env < config env, plus ACT. */
+    env = json_object_get(jr->base, "env");
+    jr->job_env = env ? json_copy(env) : json_object();
+    if (o->config_env)
+        json_object_update(jr->job_env, o->config_env);
+    if (!json_object_get(jr->job_env, "ACT"))
+        json_object_set_new(jr->job_env, "ACT", json_string("true"));
+    /* The job container's env. */
+    const struct ynode *c = jr->wj->container;
+    if (c && c->kind == YNODE_MAP && ynode_get(c, "env")) {
+        struct expr_env ee = {.contexts = jr->base};
+        rc = yeval_node(jr->file, ynode_get(c, "env"), &ee, &jr->container_env, e);
+        if (rc < 0)
+            goto fail;
+        if (!json_is_object(jr->container_env)) {
+            json_decref(jr->container_env);
+            jr->container_env = NULL;
+        }
+    }
+    jr->xjob.env = jr->container_env;
+    /* Job timeout. */
+    if (jr->wj->timeout_minutes) {
+        json_t *v = NULL;
+        double d = 0;
+        struct expr_env ee = {.contexts = jr->base};
+        if (yeval_node(jr->file, jr->wj->timeout_minutes, &ee, &v, e) == 0) {
+            if (json_is_string(v))
+                d = strtod(json_string_value(v), NULL);
+            else if (!expr_number_get(v, &d))
+                d = 0;
+        }
+        json_decref(v);
+        if (d > 0 && d < 1e6) {
+            jr->timeout_minutes = (int)ceil(d);
+            uv_timer_start(&jr->timer, on_job_timeout, (uint64_t)(d * 60000.0), 0);
+        }
+    }
+    rc = executor_setup(jr->x, &jr->xjob, e);
+    if (rc < 0)
+        goto fail;
+    *out = jr;
+    return 0;
+fail:
+    /* Report through the normal path so the executor and timer close properly. */
+    emitf(jr, -1, JOBRUN_ERROR, "%s", e->msg);
+    jr->job_failed = true;
+    finish_job(jr);
+    *out = jr;
+    return 0;
+}
+
+json_t *
+jobrun_steps(const struct jobrun *jr)
+{
+    return jr->steps;
+}
+
+json_t *
+jobrun_step_list(const struct jobrun *jr)
+{
+    return jr->step_list;
+}
+
+size_t
+jobrun_job(const struct jobrun *jr)
+{
+    return jr->job;
+}
+
+size_t
+jobrun_run(const struct jobrun *jr)
+{
+    return jr->run;
+}
+
+void
+jobrun_free(struct jobrun *jr)
+{
+    if (jr == NULL)
+        return;
+    clear_step(jr);
+    buf_free(&jr->line[0]);
+    buf_free(&jr->line[1]);
+    wfcmd_state_free(&jr->cmds);
+    json_decref(jr->base);
+    json_decref(jr->runner);
+    json_decref(jr->job_env);
+    json_decref(jr->container_env);
+    json_decref(jr->steps);
+    json_decref(jr->step_list);
+    json_decref(jr->extra_path);
+    json_decref(jr->state);
+    free(jr->label);
+    free(jr);
+}

@@ -1,0 +1,78 @@
+/* jobrun.h: one job run (one matrix instance) on an executor: step `if`s, environments,
+ * scripts, output through workflow commands and the mask into a sink, env files, outputs,
+ * continue-on-error, timeouts, cancellation, job outputs and the result
+ * (workflow-semantics.md §7-§11). The engine never knows which front end drives it: the sink
+ * is runnerctl's terminal/report or runnerd's spool. Every byte a sink sees is masked. */
+#ifndef JOBRUN_H
+#define JOBRUN_H
+
+#include "executor.h"
+#include "mask.h"
+#include "plan.h"
+
+#include <jansson.h>
+#include <uv.h>
+
+enum jobrun_kind {
+    JOBRUN_OUT,      /* step stdout line */
+    JOBRUN_ERR,      /* step stderr line */
+    JOBRUN_INFO,     /* the runner's own message */
+    JOBRUN_ERROR,    /* ::error / a runner error */
+    JOBRUN_WARNING,  /* ::warning */
+    JOBRUN_NOTICE,   /* ::notice */
+    JOBRUN_DEBUG,    /* ::debug */
+    JOBRUN_GROUP,    /* ::group::title */
+    JOBRUN_ENDGROUP, /* ::endgroup:: */
+    JOBRUN_COMMAND,  /* another workflow command, echoed */
+};
+
+struct jobrun;
+
+/* What a job says. step is the step index, or -1 for the job's setup and teardown. */
+struct jobrun_sink {
+    void (*step_started)(void *arg, struct jobrun *jr, int step, const char *name);
+    void (*log)(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char *text,
+                size_t len);
+    void (*step_finished)(void *arg, struct jobrun *jr, int step, const char *outcome,
+                          const char *conclusion);
+    /* The job is over and the executor closed: read results with jobrun_*(), then free. */
+    void (*job_finished)(void *arg, struct jobrun *jr, enum plan_result result);
+};
+
+struct jobrun_opts {
+    struct plan *plan;          /* borrowed; plan_job_start() already said to run */
+    size_t job, run;
+    struct executor *exec;      /* taken: set up and closed by the job run */
+    struct executor_job xjob;   /* what to ask of the executor (strings borrowed until setup) */
+    struct mask *mask;          /* borrowed; secrets already added; add-mask adds to it */
+    json_t *config_env;         /* --env values (object) or NULL */
+    json_t *runner;             /* the runner context (object) or NULL */
+    const char *label;          /* the runs-on label chosen (ImageOS) */
+    bool gitea;
+    const struct jobrun_sink *sink;
+    void *sink_arg;
+};
+
+/* Starts the job. Returns 0 (job_finished follows, always) or a negative code with e set and
+ * nothing started (the executor is closed). */
+int jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out,
+                 struct err *e);
+
+/* First call: graceful cancel (the running step stops unless its `if` asks for
+ * always()/cancelled(); later steps see cancelled()). Second call: stop everything now. */
+void jobrun_cancel(struct jobrun *jr);
+
+/* After job_finished: the steps context ({id: {outcome, conclusion, outputs}}), borrowed. */
+json_t *jobrun_steps(const struct jobrun *jr);
+/* After job_finished: [{id, name, outcome, conclusion}] in step order, borrowed. */
+json_t *jobrun_step_list(const struct jobrun *jr);
+size_t jobrun_job(const struct jobrun *jr);
+size_t jobrun_run(const struct jobrun *jr);
+void jobrun_free(struct jobrun *jr);
+
+/* Returns the job's container image (container: string or container.image, evaluated) as a
+ * new string in *out, or NULL when the job has no container. */
+int jobrun_container_image(const struct plan *p, size_t job, size_t run, char **out,
+                           struct err *e);
+
+#endif

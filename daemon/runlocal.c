@@ -1,0 +1,523 @@
+/* runlocal.c: the local scheduler and terminal sink (see runlocal.h). */
+#include "runlocal.h"
+
+#include "docker.h"
+#include "dockerexec.h"
+#include "executor.h"
+#include "httpc.h"
+#include "jobrun.h"
+#include "mask.h"
+#include "runner/buf.h"
+#include "runner/log.h"
+#include "runner/xalloc.h"
+#include "ctx.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+struct local_run {
+    struct runlocal *rl;
+    size_t plan, job, run;
+    struct jobrun *jr;
+    uint64_t started_ms;
+    int cur_step;
+    uint64_t step_started_ms;
+    bool started, finished;
+};
+
+struct runlocal {
+    const struct runlocal_opts *o;
+    uv_loop_t loop;
+    uv_signal_t sigint, sigterm;
+    struct plan *const *plans;
+    size_t n_plans;
+    struct mask *mask;
+    json_t *runner;
+    json_t *report;         /* {"jobs": [...]} */
+    struct local_run **runs;
+    size_t n_runs;
+    int active, capacity;
+    int interrupts;
+    bool bad_input;
+    struct httpc *http;
+    struct docker *docker;
+    int status;             /* exit status decided before any job ran (2: no Docker) */
+};
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *
+run_name(const struct local_run *lr)
+{
+    return lr->rl->plans[lr->plan]->jobs[lr->job].runs[lr->run].name;
+}
+
+/* ---------------------------------------------------------------- terminal sink */
+
+static const char *
+col(const struct runlocal *rl, const char *code)
+{
+    return rl->o->color ? code : "";
+}
+
+static void
+on_step_started(void *arg, struct jobrun *jr, int step, const char *name)
+{
+    struct local_run *lr = arg;
+    FILE *f = lr->rl->o->out;
+
+    (void)jr;
+    lr->cur_step = step;
+    lr->step_started_ms = now_ms();
+    fprintf(f, "[%s] %s> %s%s\n", run_name(lr), col(lr->rl, "\033[1m"), name, col(lr->rl, "\033[0m"));
+}
+
+static void
+on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len)
+{
+    struct local_run *lr = arg;
+    struct runlocal *rl = lr->rl;
+    FILE *f = rl->o->out;
+    char *t = log_escape(text, len);
+    const char *pre = "  | ", *c = "";
+
+    (void)jr;
+    (void)step;
+    switch (kind) {
+    case JOBRUN_ERR:
+        pre = "  ! ";
+        break;
+    case JOBRUN_INFO:
+        pre = "  * ";
+        break;
+    case JOBRUN_ERROR:
+        pre = "  error: ";
+        c = "\033[31m";
+        break;
+    case JOBRUN_WARNING:
+        pre = "  warning: ";
+        c = "\033[33m";
+        break;
+    case JOBRUN_NOTICE:
+        pre = "  notice: ";
+        c = "\033[36m";
+        break;
+    case JOBRUN_DEBUG:
+        pre = "  debug: ";
+        break;
+    case JOBRUN_GROUP:
+        pre = "  v ";
+        break;
+    case JOBRUN_ENDGROUP:
+        pre = "  ^";
+        break;
+    default:
+        break;
+    }
+    fprintf(f, "[%s] %s%s%s%s\n", run_name(lr), col(rl, c), pre, t, *c ? col(rl, "\033[0m") : "");
+    free(t);
+}
+
+static void
+on_step_finished(void *arg, struct jobrun *jr, int step, const char *outcome,
+                 const char *conclusion)
+{
+    struct local_run *lr = arg;
+    FILE *f = lr->rl->o->out;
+
+    (void)jr;
+    if (strcmp(outcome, "skipped") == 0)
+        return;
+    (void)step;
+    fprintf(f, "[%s] %s%s (%.1fs)\n", run_name(lr),
+            strcmp(conclusion, "success") == 0 ? "  ok" : "  FAILED",
+            strcmp(outcome, conclusion) != 0 ? " (continue-on-error)" : "",
+            (double)(now_ms() - lr->step_started_ms) / 1000.0);
+}
+
+static void schedule(struct runlocal *rl);
+
+static void
+on_job_finished(void *arg, struct jobrun *jr, enum plan_result res)
+{
+    struct local_run *lr = arg;
+    struct runlocal *rl = lr->rl;
+    struct plan *p = rl->plans[lr->plan];
+    const struct plan_run *pr = &p->jobs[lr->job].runs[lr->run];
+    json_t *ent = json_object();
+
+    fprintf(rl->o->out, "[%s] job %s (%.1fs)\n", run_name(lr), plan_result_name(res),
+            (double)(now_ms() - lr->started_ms) / 1000.0);
+    plan_run_finish(p, lr->job, lr->run, res);
+    json_object_set_new(ent, "id", json_string(p->jobs[lr->job].wf->id));
+    json_object_set_new(ent, "name", json_string(pr->name));
+    json_object_set(ent, "matrix", pr->matrix);
+    json_object_set_new(ent, "result", json_string(plan_result_name(res)));
+    json_object_set(ent, "outputs", pr->outputs);
+    json_object_set(ent, "steps", jobrun_step_list(jr));
+    json_array_append_new(json_object_get(rl->report, "jobs"), ent);
+    jobrun_free(jr);
+    lr->jr = NULL;
+    lr->finished = true;
+    rl->active--;
+    schedule(rl);
+}
+
+static const struct jobrun_sink terminal_sink = {
+    .step_started = on_step_started,
+    .log = on_log,
+    .step_finished = on_step_finished,
+    .job_finished = on_job_finished,
+};
+
+/* ---------------------------------------------------------------- scheduling */
+
+/* Picks the executor for a run: the first runs-on label that is mapped. */
+static const char *
+pick_label(struct runlocal *rl, const struct plan_run *pr, const char **how)
+{
+    size_t i;
+    json_t *l;
+
+    json_array_foreach(pr->runs_on, i, l) {
+        json_t *m = json_object_get(rl->o->labels, json_string_value(l));
+        if (json_is_string(m)) {
+            *how = json_string_value(m);
+            return json_string_value(l);
+        }
+    }
+    return NULL;
+}
+
+static void
+start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
+{
+    struct plan *p = rl->plans[pi];
+    const struct plan_run *pr = &p->jobs[ji].runs[ri];
+    struct local_run *lr = xcalloc(1, sizeof *lr);
+    const char *how = NULL, *label = pick_label(rl, pr, &how);
+    struct executor *x = NULL;
+    struct err e = {0};
+    char *image = NULL, *name = NULL;
+
+    lr->rl = rl;
+    lr->plan = pi;
+    lr->job = ji;
+    lr->run = ri;
+    lr->cur_step = -1;
+    lr->started_ms = now_ms();
+    rl->runs = xreallocarray(rl->runs, rl->n_runs + 1, sizeof *rl->runs);
+    rl->runs[rl->n_runs++] = lr;
+    fprintf(rl->o->out, "[%s] job started\n", pr->name);
+
+    if (jobrun_container_image(p, ji, ri, &image, &e) < 0)
+        goto fail;
+    if (image == NULL && how && strncmp(how, "docker://", 9) == 0)
+        image = xstrdup(how + 9);
+    if (image) {
+        if (executor_docker_new(&rl->loop, rl->docker, rl->o->agent_path, "runnerctl", &x, &e) < 0)
+            goto fail;
+    } else if (how && strcmp(how, "host") == 0) {
+        if (executor_host_new(&rl->loop, rl->o->agent_path, NULL, NULL, NULL, &x, &e) < 0)
+            goto fail;
+    } else {
+        char *labels = json_dumps(pr->runs_on, JSON_COMPACT);
+        err_set(&e, ERR_INVALID, "no executor for runs-on %s (use -l LABEL=host)", labels);
+        free(labels);
+        goto fail;
+    }
+    name = xasprintf("%s-%zu", p->jobs[ji].wf->id, ri + 1);
+    struct jobrun_opts jo = {
+        .plan = p,
+        .job = ji,
+        .run = ri,
+        .exec = x,
+        .xjob = {.name = name, .image = image, .source = rl->o->workdir, .bind = rl->o->bind},
+        .mask = rl->mask,
+        .config_env = rl->o->config_env,
+        .runner = rl->runner,
+        .label = label,
+        .sink = &terminal_sink,
+        .sink_arg = lr,
+    };
+    rl->active++;
+    lr->started = true;
+    jobrun_start(&rl->loop, &jo, &lr->jr, &e);
+    free(name);
+    free(image);
+    return;
+fail:
+    free(image);
+    fprintf(rl->o->out, "[%s] error: %s\n", pr->name, e.msg);
+    plan_run_finish(p, ji, ri, PLAN_FAILURE);
+    lr->finished = true;
+    {
+        json_t *ent = json_object();
+        json_object_set_new(ent, "id", json_string(p->jobs[ji].wf->id));
+        json_object_set_new(ent, "name", json_string(pr->name));
+        json_object_set(ent, "matrix", pr->matrix);
+        json_object_set_new(ent, "result", json_string("failure"));
+        json_object_set_new(ent, "outputs", json_object());
+        json_object_set_new(ent, "steps", json_array());
+        json_array_append_new(json_object_get(rl->report, "jobs"), ent);
+    }
+}
+
+/* Number of runs of job ji currently running. */
+static int
+running_of(struct runlocal *rl, size_t pi, size_t ji)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < rl->n_runs; i++)
+        if (rl->runs[i]->plan == pi && rl->runs[i]->job == ji && rl->runs[i]->started &&
+            !rl->runs[i]->finished)
+            n++;
+    return n;
+}
+
+static bool
+run_launched(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
+{
+    for (size_t i = 0; i < rl->n_runs; i++)
+        if (rl->runs[i]->plan == pi && rl->runs[i]->job == ji && rl->runs[i]->run == ri)
+            return true;
+    return false;
+}
+
+static void
+schedule(struct runlocal *rl)
+{
+    bool progress = true;
+
+    while (progress) {
+        progress = false;
+        for (size_t pi = 0; pi < rl->n_plans; pi++) {
+            struct plan *p = rl->plans[pi];
+
+            if (rl->interrupts > 0)
+                p->cancelled = true;
+            for (size_t ji = 0; ji < p->n_jobs; ji++) {
+                struct plan_job *j = &p->jobs[ji];
+                struct err e = {0};
+                bool run = false;
+
+                if (plan_job_ready(p, ji)) {
+                    if (plan_job_start(p, ji, &run, &e) < 0)
+                        fprintf(rl->o->out, "[%s] error: %s\n", j->wf->id, e.msg);
+                    else if (!run)
+                        fprintf(rl->o->out, "[%s] job skipped\n", j->wf->id);
+                    progress = true;
+                }
+                if (j->state != PLAN_JOB_RUNNING)
+                    continue;
+                for (size_t ri = 0; ri < j->n_runs; ri++) {
+                    if (run_launched(rl, pi, ji, ri))
+                        continue;
+                    if (rl->active >= rl->capacity || running_of(rl, pi, ji) >= j->max_parallel)
+                        break;
+                    if (p->cancelled) {
+                        plan_run_finish(p, ji, ri, PLAN_CANCELLED);
+                        progress = true;
+                        continue;
+                    }
+                    start_run(rl, pi, ji, ri);
+                    progress = true;
+                }
+            }
+        }
+    }
+    if (rl->active == 0) {
+        uv_signal_stop(&rl->sigint);
+        uv_signal_stop(&rl->sigterm);
+    }
+}
+
+static void
+on_signal(uv_signal_t *s, int signum)
+{
+    struct runlocal *rl = s->data;
+
+    rl->interrupts++;
+    fprintf(rl->o->out, "%s: %s\n", signum == SIGINT ? "interrupt" : "terminate",
+            rl->interrupts == 1 ? "cancelling (again to force)" : "forcing");
+    for (size_t i = 0; i < rl->n_plans; i++)
+        rl->plans[i]->cancelled = true;
+    for (size_t i = 0; i < rl->n_runs; i++)
+        if (rl->runs[i]->jr && !rl->runs[i]->finished) {
+            jobrun_cancel(rl->runs[i]->jr);
+            if (rl->interrupts > 1)
+                jobrun_cancel(rl->runs[i]->jr);
+        }
+}
+
+/* Checks every already-expanded run has an executor before anything runs; *docker is set
+ * when some run needs the Docker engine. */
+static bool
+labels_ok(struct runlocal *rl, bool *docker)
+{
+    bool ok = true;
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(rl->o->labels, k, v) {
+        const char *how = json_string_value(v);
+        if (how && strncmp(how, "docker://", 9) == 0)
+            *docker = true;
+        else if (how == NULL || strcmp(how, "host") != 0) {
+            fprintf(stderr, "label %s: expected host or docker://IMAGE, got '%s'\n", k,
+                    how ? how : "");
+            ok = false;
+        }
+    }
+
+    for (size_t pi = 0; pi < rl->n_plans; pi++) {
+        struct plan *p = rl->plans[pi];
+        for (size_t ji = 0; ji < p->n_jobs; ji++) {
+            for (size_t ri = 0; ri < p->jobs[ji].n_runs; ri++) {
+                const struct plan_run *pr = &p->jobs[ji].runs[ri];
+                const char *how = NULL;
+                char *image = NULL;
+                struct err e = {0};
+
+                if (jobrun_container_image(p, ji, ri, &image, &e) == 0 && image) {
+                    free(image);
+                    *docker = true;
+                    continue;
+                }
+                if (pick_label(rl, pr, &how) == NULL) {
+                    char *labels = json_dumps(pr->runs_on, JSON_COMPACT);
+                    fprintf(stderr, "%s: job '%s': no executor for runs-on %s; map a label with "
+                            "-l LABEL=host or -l LABEL=docker://IMAGE\n", p->wf->file,
+                            p->jobs[ji].wf->id, labels);
+                    free(labels);
+                    ok = false;
+                }
+            }
+        }
+    }
+    return ok;
+}
+
+static void
+on_docker(const struct docker_res *res, void *arg)
+{
+    struct runlocal *rl = arg;
+
+    if (res->rc < 0) {
+        fprintf(stderr, "runnerctl exec: cannot use Docker: %s\n", res->err.msg);
+        rl->status = 2;
+        uv_signal_stop(&rl->sigint);
+        uv_signal_stop(&rl->sigterm);
+        return;
+    }
+    schedule(rl);
+}
+
+static void
+on_walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int
+runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
+{
+    struct runlocal rl = {.o = o, .plans = plans, .n_plans = n};
+    struct utsname un;
+    const char *k;
+    json_t *v;
+    int status = 0;
+
+    bool need_docker = false;
+
+    rl.capacity = o->capacity > 0 ? o->capacity : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (rl.capacity < 1)
+        rl.capacity = 1;
+    if (!labels_ok(&rl, &need_docker))
+        return 2;
+    rl.mask = mask_new();
+    json_object_foreach(o->secrets, k, v) {
+        if (json_is_string(v))
+            mask_add(rl.mask, json_string_value(v));
+    }
+    uname(&un);
+    rl.runner = ctx_runner_new("runnerctl", un.machine, NULL, NULL);
+    rl.report = json_pack("{s:[]}", "jobs");
+    uv_loop_init(&rl.loop);
+    uv_signal_init(&rl.loop, &rl.sigint);
+    uv_signal_init(&rl.loop, &rl.sigterm);
+    rl.sigint.data = rl.sigterm.data = &rl;
+    uv_signal_start(&rl.sigint, on_signal, SIGINT);
+    uv_signal_start(&rl.sigterm, on_signal, SIGTERM);
+    if (need_docker) {
+        struct err e = {0};
+        rl.http = httpc_new(&rl.loop);
+        if (docker_new(rl.http, NULL, &rl.docker, &e) < 0 ||
+            docker_connect(rl.docker, on_docker, &rl, &e) < 0) {
+            fprintf(stderr, "runnerctl exec: Docker: %s\n", e.msg);
+            rl.status = 2;
+            uv_signal_stop(&rl.sigint);
+            uv_signal_stop(&rl.sigterm);
+        }
+    } else {
+        schedule(&rl);
+    }
+    uv_run(&rl.loop, UV_RUN_DEFAULT);
+    docker_free(rl.docker);
+    if (rl.http)
+        httpc_close(rl.http, NULL, NULL);
+    uv_run(&rl.loop, UV_RUN_DEFAULT);
+    uv_walk(&rl.loop, on_walk_close, NULL);
+    uv_run(&rl.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rl.loop);
+
+    if (rl.status == 2)
+        goto out;
+    /* Summary and exit status. */
+    fprintf(o->out, "\n%-40s %s\n", "JOB", "RESULT");
+    for (size_t pi = 0; pi < n; pi++) {
+        struct plan *p = plans[pi];
+        for (size_t ji = 0; ji < p->n_jobs; ji++) {
+            struct plan_job *j = &p->jobs[ji];
+            for (size_t ri = 0; ri < j->n_runs; ri++) {
+                enum plan_result r = j->runs[ri].result;
+                fprintf(o->out, "%-40s %s\n", j->runs[ri].name,
+                        j->state != PLAN_JOB_DONE ? "not run" : *plan_result_name(r) ? plan_result_name(r) : "not run");
+                if (r == PLAN_FAILURE || r == PLAN_CANCELLED || j->state != PLAN_JOB_DONE)
+                    status = 1;
+            }
+            if (j->n_runs == 0 && j->result == PLAN_FAILURE)
+                status = 1;
+        }
+    }
+    if (o->report_path) {
+        if (json_dump_file(rl.report, o->report_path, JSON_INDENT(2)) != 0) {
+            fprintf(stderr, "runnerctl exec: cannot write the report to %s\n", o->report_path);
+            status = status ? status : 1;
+        }
+    }
+out:
+    if (rl.status)
+        status = rl.status;
+    for (size_t i = 0; i < rl.n_runs; i++)
+        free(rl.runs[i]);
+    free(rl.runs);
+    json_decref(rl.report);
+    json_decref(rl.runner);
+    mask_free(rl.mask);
+    return status;
+}

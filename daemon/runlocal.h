@@ -1,0 +1,29 @@
+/* runlocal.h: running planned workflows locally (runnerctl exec): the scheduler over the
+ * plans, executors chosen by label, the terminal sink, the JSON report, and Ctrl-C. */
+#ifndef RUNLOCAL_H
+#define RUNLOCAL_H
+
+#include "plan.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+struct runlocal_opts {
+    json_t *labels;          /* label -> "host" or "docker://IMAGE" (borrowed) */
+    json_t *config_env;      /* --env (borrowed) */
+    json_t *secrets;         /* masked values (borrowed) */
+    const char *workdir;     /* the repository: copied into (or bound as) the workspace */
+    bool bind;
+    const char *report_path; /* NULL: no report */
+    const char *agent_path;  /* runner-agent */
+    int capacity;            /* runs at once (0: number of CPUs) */
+    FILE *out;               /* live output */
+    bool color;
+};
+
+/* Runs every job of plans[0..n). Returns the exit status: 0 all jobs succeeded or were
+ * skipped, 1 a job failed or was cancelled, 2 bad input found before anything ran. */
+int runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o);
+
+#endif

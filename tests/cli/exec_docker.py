@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""runnerctl exec with the docker executor on the real engine: the offline busybox test image,
+the agent as the job container's entrypoint, the workspace copy and --bind, image env and
+RUNNER_* in steps, a job `container:`, pinning by image Id (and a wrong pin refused), the
+default shell falling back to sh without bash, and no container or network left behind."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+RUNNERCTL = os.environ["RUNNERCTL"]
+SRCDIR = os.environ["SRCDIR"]
+failures = 0
+
+
+def check(name, cond, detail=""):
+    global failures
+    print(("ok   " if cond else "FAIL ") + name + ("" if cond or not detail else ": " + detail))
+    if not cond:
+        failures += 1
+
+
+def sh(*args):
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+img = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "busybox")
+if img.returncode != 0:
+    print("FAIL building the busybox test image: " + img.stderr)
+    sys.exit(1)
+IMAGE = img.stdout.strip().splitlines()[-1]
+IMAGE_ID = sh("docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
+
+
+def leftovers():
+    c = sh("docker", "ps", "-aq", "--filter", "label=io.runnerd.runner=runnerctl").stdout.split()
+    n = sh("docker", "network", "ls", "-q", "--filter", "label=io.runnerd.runner=runnerctl").stdout.split()
+    return c + n
+
+
+def run(tmp, wf, *args):
+    path = os.path.join(tmp, "wf.yml")
+    with open(path, "w") as f:
+        f.write(wf)
+    rep = os.path.join(tmp, "report.json")
+    p = subprocess.run([RUNNERCTL, "exec", "-C", tmp, "--report", rep, *args, path],
+                       capture_output=True, text=True, timeout=300)
+    r = json.load(open(rep)) if os.path.exists(rep) else None
+    if os.path.exists(rep):
+        os.unlink(rep)
+    return p.returncode, p.stdout, p.stderr, r
+
+
+WF = r"""
+on: push
+jobs:
+  box:
+    runs-on: builder
+    steps:
+      - id: a
+        run: |
+          echo "pwd=$PWD shell=$0"
+          cat data.txt
+          echo "os=$RUNNER_OS path=$PATH"
+          echo "v=1" >> "$GITHUB_OUTPUT"
+          touch created-in-container
+      - run: echo "got ${{ steps.a.outputs.v }}"
+  boxed:
+    runs-on: anything
+    container:
+      image: IMAGE
+      env:
+        FROM_CONTAINER: yes-it-is
+    steps:
+      - run: echo "container env $FROM_CONTAINER"
+"""
+
+before = set(leftovers())
+with tempfile.TemporaryDirectory() as tmp:
+    with open(os.path.join(tmp, "data.txt"), "w") as f:
+        f.write("workspace-data\n")
+    wf = WF.replace("IMAGE", IMAGE)
+    rc, out, err, rep = run(tmp, wf, "-l", "builder=docker://" + IMAGE, "-l", "anything=host")
+    check("docker job exit 0", rc == 0, out + err)
+    check("workspace copied into the container", "[box]   | pwd=/workspace shell=/var/run/act/workflow/a.sh" in out
+          and "[box]   | workspace-data" in out, out)
+    check("image env and RUNNER_OS", "[box]   | os=Linux path=/bin" in out, out)
+    check("outputs across steps", "[box]   | got 1" in out, out)
+    check("job container: image and env", "[boxed]   | container env yes-it-is" in out, out)
+    check("copy, not bind: nothing written back", not os.path.exists(os.path.join(tmp, "created-in-container")))
+    check("image resolved to its Id", ("image %s is %s" % (IMAGE, IMAGE_ID[:19])) in out, out)
+
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  b:\n    runs-on: builder\n    steps:\n"
+                            "      - run: touch created-in-container\n",
+                            "--bind", "-l", "builder=docker://" + IMAGE_ID)
+    check("pinned by Id and --bind", rc == 0 and os.path.exists(os.path.join(tmp, "created-in-container")), out + err)
+
+    wrong = "sha256:" + "0" * 64
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  b:\n    runs-on: builder\n    steps:\n"
+                            "      - run: echo never\n", "-l", "builder=docker://" + wrong)
+    check("wrong pin fails the job", rc == 1 and "[b]   | never" not in out, out + err)
+    check("wrong pin names the image", wrong[:19] in out, out)
+
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  f:\n    runs-on: builder\n    steps:\n"
+                            "      - run: echo out; exit 7\n", "-l", "builder=docker://" + IMAGE)
+    check("failing step in a container", rc == 1 and "[f]   error: Process completed with exit code 7." in out, out)
+
+after = set(leftovers())
+check("no container or network left", after <= before, str(after - before))
+print("%d failed" % failures if failures else "exec-docker: all checks passed")
+sys.exit(1 if failures else 0)

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""runnerctl exec on the host executor (the real runner-agent as a child process):
+step output, env files, outputs across steps and jobs, masking (secrets and add-mask, also
+inside workflow commands), annotations, continue-on-error, if: always()/failure(), working
+directory, shells, the workspace copy, step timeouts, Ctrl-C cancellation, --report, exit codes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+RUNNERCTL = os.environ["RUNNERCTL"]
+failures = 0
+
+
+def check(name, cond, detail=""):
+    global failures
+    if cond:
+        print("ok   " + name)
+    else:
+        failures += 1
+        print("FAIL " + name + (": " + detail if detail else ""))
+
+
+def run(tmp, wf, *args, env=None):
+    path = os.path.join(tmp, "wf.yml")
+    with open(path, "w") as f:
+        f.write(wf)
+    report = os.path.join(tmp, "report.json")
+    if os.path.exists(report):
+        os.unlink(report)
+    p = subprocess.run([RUNNERCTL, "exec", "-l", "local=host", "-C", tmp, "--report", report,
+                        *args, path], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, **(env or {})))
+    rep = json.load(open(report)) if os.path.exists(report) else None
+    return p.returncode, p.stdout, p.stderr, rep
+
+
+def lines(out, job):
+    prefix = "[%s] " % job
+    return [l[len(prefix):] for l in out.splitlines() if l.startswith(prefix)]
+
+
+MAIN = r"""
+on: push
+env:
+  GREETING: hi
+jobs:
+  one:
+    runs-on: local
+    outputs:
+      val: ${{ steps.s1.outputs.val }}
+    steps:
+      - id: s1
+        name: First
+        run: |
+          echo "$GREETING $(cat data.txt)"
+          echo "val=42" >> "$GITHUB_OUTPUT"
+          echo "NEXT=from-env-file" >> "$GITHUB_ENV"
+          echo "$PWD" | grep -q workspace && echo "in workspace"
+          echo "::warning file=x.c,line=3::careful"
+          echo "the secret is s3cr3t-value"
+          echo "::add-mask::dyn-mask-me"
+          echo "dynamic dyn-mask-me here"
+          echo "::error::also s3cr3t-value"
+          echo "to stderr" >&2
+      - name: Second
+        run: echo "next=$NEXT out=${{ steps.s1.outputs.val }} sh=$0"
+        shell: sh
+      - name: Third
+        run: exit 3
+        continue-on-error: true
+      - name: Never
+        run: echo never
+        if: failure()
+      - name: Subdir
+        working-directory: sub
+        run: pwd | sed 's#.*/##'
+  two:
+    needs: one
+    runs-on: local
+    steps:
+      - run: echo "got ${{ needs.one.outputs.val }}"
+      - run: exit 1
+      - run: echo skipped-by-failure
+      - run: echo "cleanup ${{ job.status }}"
+        if: always()
+"""
+
+with tempfile.TemporaryDirectory() as tmp:
+    with open(os.path.join(tmp, "data.txt"), "w") as f:
+        f.write("file-content\n")
+    os.mkdir(os.path.join(tmp, "sub"))
+    rc, out, err, rep = run(tmp, MAIN, "-s", "TOK=s3cr3t-value")
+    one = lines(out, "one")
+    two = lines(out, "two")
+    check("exit status 1 when a job fails", rc == 1, "rc=%d err=%s" % (rc, err))
+    check("step output", "  | hi file-content" in one, "\n".join(one))
+    check("workspace is a copy", "  | in workspace" in one, "\n".join(one))
+    check("annotation", "  warning: x.c:3: careful" in one, "\n".join(one))
+    check("secret masked", "  | the secret is ***" in one, "\n".join(one))
+    check("secret masked in a command", "  error: also ***" in one, "\n".join(one))
+    check("add-mask", "  | dynamic *** here" in one and "  | ::add-mask::***" in one,
+          "\n".join(one))
+    check("stderr", "  ! to stderr" in one, "\n".join(one))
+    check("no secret anywhere", "s3cr3t-value" not in out and "dyn-mask-me" not in out)
+    check("GITHUB_ENV and step outputs", any(l.startswith("  | next=from-env-file out=42 sh=")
+                                             for l in one), "\n".join(one))
+    check("exit code message", "  error: Process completed with exit code 3." in one)
+    check("continue-on-error", "  ok (continue-on-error)" in " ".join(one) or
+          any(l.startswith("  ok (continue-on-error)") for l in one), "\n".join(one))
+    check("if: failure() skipped", "  | never" not in one)
+    check("working-directory", "  | sub" in one, "\n".join(one))
+    check("needs outputs", "  | got 42" in two, "\n".join(two))
+    check("implicit success() skips after failure", "  | skipped-by-failure" not in two)
+    check("always() runs with job.status", "  | cleanup failure" in two, "\n".join(two))
+    check("summary", "one                                      success" in out and
+          "two                                      failure" in out)
+    jobs = {j["id"]: j for j in rep["jobs"]} if rep else {}
+    check("report results", jobs.get("one", {}).get("result") == "success" and
+          jobs.get("two", {}).get("result") == "failure", json.dumps(rep))
+    check("report outputs", jobs.get("one", {}).get("outputs") == {"val": "42"})
+    steps = jobs.get("one", {}).get("steps", [])
+    check("report steps", [(s["name"], s["outcome"], s["conclusion"]) for s in steps] == [
+        ("First", "success", "success"), ("Second", "success", "success"),
+        ("Third", "failure", "success"), ("Never", "skipped", "skipped"),
+        ("Subdir", "success", "success")], json.dumps(steps))
+
+    # A matrix, all green: exit 0.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  m:
+    runs-on: ${{ matrix.l }}
+    strategy:
+      matrix:
+        l: [local]
+        n: [1, 2]
+    steps:
+      - run: echo "n=${{ matrix.n }}"
+""")
+    check("matrix exit 0", rc == 0, out + err)
+    check("matrix runs", "[m (local, 1)]   | n=1" in out and "[m (local, 2)]   | n=2" in out, out)
+    check("report has one entry per matrix run", rep and len(rep["jobs"]) == 2)
+
+    # Step timeout.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  t:
+    runs-on: local
+    steps:
+      - run: sleep 60
+        timeout-minutes: 0.02
+      - run: echo after
+        if: always()
+""")
+    t = lines(out, "t")
+    check("step timeout fails the step", "  error: The step timed out after 1.2 seconds." in t,
+          "\n".join(t))
+    check("step timeout: always() still runs", "  | after" in t, "\n".join(t))
+    check("step timeout: exit 1", rc == 1)
+
+    # Unknown label: exit 2 before running anything.
+    path = os.path.join(tmp, "wf.yml")
+    with open(path, "w") as f:
+        f.write("on: push\njobs:\n  a:\n    runs-on: nowhere\n    steps: [{run: echo}]\n")
+    p = subprocess.run([RUNNERCTL, "exec", "-C", tmp, path], capture_output=True, text=True)
+    check("unknown label exit 2", p.returncode == 2, p.stderr)
+    check("unknown label message", "job 'a': no executor for runs-on [\"nowhere\"]" in p.stderr,
+          p.stderr)
+
+    # Ctrl-C: the running step stops, always() steps run, the job is cancelled.
+    with open(path, "w") as f:
+        f.write(r"""
+on: push
+jobs:
+  c:
+    runs-on: local
+    steps:
+      - run: echo started; sleep 60
+      - run: echo not-this
+      - run: echo "cleanup ${{ job.status }}"
+        if: always()
+""")
+    proc = subprocess.Popen([RUNNERCTL, "exec", "-l", "local=host", "-C", tmp, path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+        if "| started" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, errs = proc.communicate(timeout=60)
+    seen += rest
+    c = lines(seen, "c")
+    check("cancel: running step stopped", "  error: The step was cancelled." in c, seen + errs)
+    check("cancel: later step skipped", "  | not-this" not in c)
+    check("cancel: always() step ran", "  | cleanup cancelled" in c, seen)
+    check("cancel: job cancelled", "  job cancelled" in " ".join(c) or
+          any(l.startswith("job cancelled") for l in c), seen)
+    check("cancel: exit 1", proc.returncode == 1, str(proc.returncode))
+
+print("%d failed" % failures if failures else "exec-host: all checks passed")
+sys.exit(1 if failures else 0)
