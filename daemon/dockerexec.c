@@ -6,19 +6,20 @@
 #include "dockerexec.h"
 
 #include "docker.h"
+#include "httpc.h"
 #include "runner/buf.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
 #include "tar.h"
+#include "wswalk.h"
 
-#include <dirent.h>
-#include <git2.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #define AGENT_DIR "/.runner"
@@ -33,7 +34,8 @@ struct docker_exec {
     struct docker *d;
     char *agent_path, *runner_name;
     char *name, *image, *image_id, *source, *net_name;
-    char *net_id, *ctr_id;
+    char *net_id, *ctr_id, *vol_name;
+    bool vol_created;
     json_t *env;
     bool bind, ready, closing, teardown;
     struct docker_attach *att;
@@ -111,6 +113,20 @@ proceed(struct docker_exec *dx, const struct docker_res *res)
         return false;
     }
     return true;
+}
+
+/* Returns a new labels object for what this job creates. */
+static json_t *
+job_labels(const struct docker_exec *dx)
+{
+    json_t *l = docker_labels_new(dx->runner_name, dx->name);
+    char host[256] = "";
+
+    gethostname(host, sizeof host - 1);
+    char *owner = xasprintf("%s:%ld", host, (long)getpid());
+    json_object_set_new(l, DOCKEREXEC_LABEL_OWNER, json_string(owner));
+    free(owner);
+    return l;
 }
 
 /* ---------------------------------------------------------------- agent stream */
@@ -287,54 +303,29 @@ slurp(const char *path, char **data, size_t *len, struct err *e)
     return 0;
 }
 
-/* Adds the tree at abs as rel/... to the tar (worker thread). Paths the repository's
- * .gitignore rules ignore are left out, as act does; .git itself is kept. */
+/* Adds one workspace entry to the upload (worker thread, through wswalk). */
 static int
-add_tree(struct docker_exec *dx, git_repository *repo, const char *abs, const char *rel,
-         const char *wrel, int depth, struct err *e)
+add_entry(const char *rel, const char *abs, const struct stat *st, void *arg, struct err *e)
 {
-    DIR *dir;
-    struct dirent *de;
+    struct docker_exec *dx = arg;
+    char *path = xasprintf("." WORKSPACE "/%s", rel);
     int rc = 0;
 
-    if (depth > 64)
-        return err_set(e, -ELOOP, "%s: directories nested too deep", abs);
-    dir = opendir(abs);
-    if (dir == NULL)
-        return err_set(e, -errno, "%s: %s", abs, strerror(errno));
-    while (rc == 0 && (de = readdir(dir)) != NULL) {
-        struct stat st;
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char *ca = xasprintf("%s/%s", abs, de->d_name);
-        char *cr = xasprintf("%s/%s", rel, de->d_name);
-        char *cw = *wrel ? xasprintf("%s/%s", wrel, de->d_name) : xstrdup(de->d_name);
-        int ignored = 0;
-        if (repo && strcmp(cw, ".git") != 0 && git_ignore_path_is_ignored(&ignored, repo, cw) < 0)
-            ignored = 0;
-        if (!ignored && lstat(ca, &st) == 0) {
-            if (S_ISDIR(st.st_mode)) {
-                rc = tar_add_dir(&dx->tar, cr, st.st_mode & 07777, e);
-                if (rc == 0)
-                    rc = add_tree(dx, repo, ca, cr, cw, depth + 1, e);
-            } else if (S_ISREG(st.st_mode)) {
-                char *data = NULL;
-                size_t len = 0;
-                rc = slurp(ca, &data, &len, e);
-                if (rc == 0)
-                    rc = tar_add_file(&dx->tar, cr, st.st_mode & 07777, data, len, e);
-                free(data);
-                if (rc == 0 && dx->tar.out.len > MAX_UPLOAD)
-                    rc = err_set(e, -EFBIG, "the repository is over %llu MiB: use --bind",
-                                 MAX_UPLOAD >> 20);
-            }
-            /* Symlinks and special files are not copied (the tar writer has no link entries). */
-        }
-        free(ca);
-        free(cr);
-        free(cw);
+    if (S_ISDIR(st->st_mode)) {
+        rc = tar_add_dir(&dx->tar, path, st->st_mode & 07777, e);
+    } else if (S_ISREG(st->st_mode)) {
+        char *data = NULL;
+        size_t len = 0;
+        rc = slurp(abs, &data, &len, e);
+        if (rc == 0)
+            rc = tar_add_file(&dx->tar, path, st->st_mode & 07777, data, len, e);
+        free(data);
+        if (rc == 0 && dx->tar.out.len > MAX_UPLOAD)
+            rc = err_set(e, -EFBIG, "the repository is over %llu MiB: use --bind",
+                         MAX_UPLOAD >> 20);
     }
-    closedir(dir);
+    /* Symlinks and special files are not copied (the tar writer has no link entries). */
+    free(path);
     return rc;
 }
 
@@ -357,15 +348,8 @@ build_work(uv_work_t *w)
         dx->tar_rc = tar_add_dir(&dx->tar, "./var/run/act/workflow", 0777, &dx->tar_err);
     if (dx->tar_rc == 0)
         dx->tar_rc = tar_add_dir(&dx->tar, "." WORKSPACE, 0777, &dx->tar_err);
-    if (dx->tar_rc == 0 && dx->source && !dx->bind) {
-        git_repository *repo = NULL;
-        git_libgit2_init();
-        if (git_repository_open_ext(&repo, dx->source, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
-            repo = NULL; /* not a repository: copy everything */
-        dx->tar_rc = add_tree(dx, repo, dx->source, "." WORKSPACE, "", 0, &dx->tar_err);
-        git_repository_free(repo);
-        git_libgit2_shutdown();
-    }
+    if (dx->tar_rc == 0 && dx->source && !dx->bind)
+        dx->tar_rc = wswalk(dx->source, add_entry, dx, &dx->tar_err);
     tar_finish(&dx->tar);
 }
 
@@ -416,20 +400,52 @@ on_created(const struct docker_res *res, void *arg)
     }
 }
 
+static void create_container(struct docker_exec *dx);
+
+static void
+on_volume(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (res->rc == 0)
+        dx->vol_created = true;
+    if (!proceed(dx, res))
+        return;
+    create_container(dx);
+}
+
 static void
 on_network(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
     struct err e = {0};
-    json_t *labels = NULL, *body = NULL;
-    char **env = NULL;
-    size_t n = 0;
 
     if (res->rc == 0)
         dx->net_id = xstrdup(res->id);
     if (!proceed(dx, res))
         return;
-    labels = docker_labels_new(dx->runner_name, dx->name);
+    if (dx->bind) {
+        create_container(dx);
+        return;
+    }
+    /* The workspace is a volume, so that step containers (docker:// steps, docker actions)
+     * mount the same files as the job container. */
+    json_t *labels = job_labels(dx);
+    dx->vol_name = xasprintf("%s-workspace", dx->name);
+    if (flying(dx, docker_volume_create(dx->d, dx->vol_name, labels, on_volume, dx, &e)) < 0)
+        fail(dx, &e);
+    json_decref(labels);
+}
+
+static void
+create_container(struct docker_exec *dx)
+{
+    struct err e = {0};
+    json_t *labels = NULL, *body = NULL;
+    char **env = NULL;
+    size_t n = 0;
+
+    labels = job_labels(dx);
     json_object_set_new(labels, DOCKER_LABEL_ROLE, json_string("job"));
     /* The container's own env: the runner's four, LANG, and the job's container env. */
     env = xcalloc(json_object_size(dx->env) + 6, sizeof *env);
@@ -446,7 +462,10 @@ on_network(const struct docker_res *res, void *arg)
         }
     }
     env[n] = NULL;
-    char *bind = dx->bind && dx->source ? xasprintf("%s:" WORKSPACE, dx->source) : NULL;
+    char *bind = dx->bind && dx->source ? xasprintf("%s:" WORKSPACE, dx->source)
+                                        : xasprintf("%s:" WORKSPACE, dx->vol_name);
+    dx->x.workspace_mount = xstrdup(bind);
+    dx->x.network = xstrdup(dx->net_name);
     const char *binds[] = {bind, NULL};
     const char *entry[] = {AGENT_DIR "/agent", "--journal", AGENT_DIR "/journal", NULL};
     struct docker_container_spec spec = {
@@ -457,7 +476,7 @@ on_network(const struct docker_res *res, void *arg)
         .labels = labels,
         .open_stdin = true,
         .attach_output = true,
-        .binds = bind ? binds : NULL,
+        .binds = binds,
         .network_mode = dx->net_name,
         .pids_limit = 4096,
     };
@@ -504,7 +523,7 @@ on_resolved(const struct docker_res *res, void *arg)
     json_object_set_new(dx->x.base_env, "RUNNER_TEMP", json_string("/tmp"));
     json_object_set_new(dx->x.base_env, "LANG", json_string("C.UTF-8"));
     json_object_update(dx->x.base_env, dx->env);
-    json_t *labels = docker_labels_new(dx->runner_name, dx->name);
+    json_t *labels = job_labels(dx);
     if (flying(dx, docker_network_create(dx->d, dx->net_name, labels, on_network, dx, &e)) < 0)
         fail(dx, &e);
     json_decref(labels);
@@ -567,6 +586,9 @@ dx_free(struct docker_exec *dx)
     free(dx->net_name);
     free(dx->net_id);
     free(dx->ctr_id);
+    free(dx->vol_name);
+    free(dx->x.workspace_mount);
+    free(dx->x.network);
     json_decref(dx->env);
     free(dx->x.workspace);
     free(dx->x.file_dir);
@@ -598,6 +620,26 @@ remove_network(struct docker_exec *dx)
 }
 
 static void
+on_vol_removed(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (res->rc < 0 && res->rc != ERR_NOTFOUND)
+        say(dx, "warning: %s", res->err.msg);
+    remove_network(dx);
+}
+
+static void
+remove_volume(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    if (!dx->vol_created ||
+        docker_volume_remove(dx->d, dx->vol_name, true, on_vol_removed, dx, &e) < 0)
+        remove_network(dx);
+}
+
+static void
 on_ctr_removed(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
@@ -606,7 +648,7 @@ on_ctr_removed(const struct docker_res *res, void *arg)
         say(dx, "warning: %s", res->err.msg);
     else
         say(dx, "removed container %.12s", dx->ctr_id);
-    remove_network(dx);
+    remove_volume(dx);
 }
 
 static void
@@ -625,7 +667,7 @@ dx_close(struct executor *x)
     }
     if (dx->ctr_id == NULL ||
         docker_container_remove(dx->d, dx->ctr_id, true, true, on_ctr_removed, dx, &e) < 0)
-        remove_network(dx);
+        remove_volume(dx);
 }
 
 static const struct executor_ops docker_ops = {
@@ -650,5 +692,131 @@ executor_docker_new(uv_loop_t *loop, struct docker *d, const char *agent_path,
     dx->agent_path = xstrdup(agent_path);
     dx->runner_name = xstrdup(runner_name ? runner_name : "runnerctl");
     *out = &dx->x;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- orphans */
+
+struct sweep {
+    struct docker *d;
+    void (*done)(int removed, void *arg);
+    void *arg;
+    json_t *owners;   /* owner -> true: dead owners on this host */
+    int stage;        /* 0 containers, 1 networks, 2 volumes, 3 removing */
+    size_t next;
+    int removed;
+};
+
+static void sweep_next(struct sweep *sw);
+
+/* Records owner if it ran on this host and its process is gone. */
+static void
+note_owner(struct sweep *sw, json_t *labels)
+{
+    const char *owner = json_string_value(json_object_get(labels, DOCKEREXEC_LABEL_OWNER));
+    char host[256] = "";
+    const char *colon;
+
+    if (owner == NULL || (colon = strrchr(owner, ':')) == NULL)
+        return;
+    gethostname(host, sizeof host - 1);
+    if (strlen(host) != (size_t)(colon - owner) || strncmp(owner, host, strlen(host)) != 0)
+        return;
+    long pid = strtol(colon + 1, NULL, 10);
+    if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
+        json_object_set_new(sw->owners, owner, json_true());
+}
+
+static void
+on_swept(const struct docker_res *res, void *arg)
+{
+    struct sweep *sw = arg;
+
+    if (res->rc < 0)
+        log_warn("sweeping orphans: %s", res->err.msg);
+    sw->removed += res->removed;
+    sweep_next(sw);
+}
+
+static void
+on_listed(const struct docker_res *res, void *arg)
+{
+    struct sweep *sw = arg;
+    json_t *list = res->json, *it;
+    size_t i;
+
+    if (res->rc < 0)
+        log_warn("listing leftovers: %s", res->err.msg);
+    if (json_is_object(list))
+        list = json_object_get(list, "Volumes");
+    json_array_foreach(list, i, it) {
+        note_owner(sw, json_object_get(it, "Labels"));
+    }
+    sw->stage++;
+    sweep_next(sw);
+}
+
+static void
+sweep_next(struct sweep *sw)
+{
+    struct err e = {0};
+    char *filter = httpc_escape("{\"label\":[\"" DOCKEREXEC_LABEL_OWNER "\"]}");
+    char *path = NULL;
+    int rc = 0;
+
+    switch (sw->stage) {
+    case 0:
+        rc = docker_container_list(sw->d, DOCKEREXEC_LABEL_OWNER, on_listed, sw, &e);
+        break;
+    case 1:
+        path = xasprintf("/networks?filters=%s", filter);
+        rc = docker_call(sw->d, "list networks", "GET", path, NULL, NULL, 0, on_listed, sw, &e);
+        break;
+    case 2:
+        path = xasprintf("/volumes?filters=%s", filter);
+        rc = docker_call(sw->d, "list volumes", "GET", path, NULL, NULL, 0, on_listed, sw, &e);
+        break;
+    default: {
+        void *iter = json_object_iter(sw->owners);
+        size_t n = 0;
+        while (iter && n < sw->next) {
+            iter = json_object_iter_next(sw->owners, iter);
+            n++;
+        }
+        if (iter == NULL) {
+            free(filter);
+            sw->done(sw->removed, sw->arg);
+            json_decref(sw->owners);
+            free(sw);
+            return;
+        }
+        sw->next++;
+        path = xasprintf("%s=%s", DOCKEREXEC_LABEL_OWNER, json_object_iter_key(iter));
+        rc = docker_sweep(sw->d, path, on_swept, sw, &e);
+        break;
+    }
+    }
+    free(filter);
+    free(path);
+    if (rc < 0) {
+        log_warn("sweeping orphans: %s", e.msg);
+        sw->stage = 3;
+        sw->next = (size_t)-1 / 2;
+        sweep_next(sw);
+    }
+}
+
+int
+dockerexec_sweep_orphans(struct docker *d, void (*done)(int removed, void *arg), void *arg,
+                         struct err *e)
+{
+    struct sweep *sw = xcalloc(1, sizeof *sw);
+
+    (void)e;
+    sw->d = d;
+    sw->done = done;
+    sw->arg = arg;
+    sw->owners = json_object();
+    sweep_next(sw);
     return 0;
 }

@@ -12,4 +12,13 @@ struct docker;
 int executor_docker_new(uv_loop_t *loop, struct docker *d, const char *agent_path,
                         const char *runner_name, struct executor **out, struct err *e);
 
+/* The label naming the process that created an object: "<hostname>:<pid>". */
+#define DOCKEREXEC_LABEL_OWNER "io.runnerd.owner"
+
+/* Removes containers, networks and volumes whose owner (label above) ran on this host and is
+ * no longer alive: what a killed runnerctl left behind. Calls done(removed, arg) when finished;
+ * errors are logged, not fatal. */
+int dockerexec_sweep_orphans(struct docker *d, void (*done)(int removed, void *arg), void *arg,
+                             struct err *e);
+
 #endif

@@ -3,6 +3,7 @@
 #include "executor.h"
 
 #include "hostexec.h"
+#include "wswalk.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
 
@@ -60,8 +61,6 @@ executor_find_agent(const char *argv0)
 
 /* ---------------------------------------------------------------- host executor */
 
-#define HOST_COPY_STEP 0xfffff001u
-
 struct host_exec {
     struct executor x;            /* first: the executor is the host_exec */
     char *agent_path;
@@ -69,8 +68,10 @@ struct host_exec {
     char *copy_from;              /* source to copy into the workspace once the agent is up */
     char *tmp_root;               /* where the per-job directory is made */
     struct hostexec *hx;
-    bool ready, closing, removed_dir;
-    uv_work_t rm_work;
+    bool ready, closing, removed_dir, copying;
+    uv_work_t rm_work, copy_work;
+    int copy_rc;
+    struct err copy_err;
 };
 
 static int
@@ -142,6 +143,34 @@ host_report_ready(struct host_exec *h, int rc, const struct err *e)
     h->x.cbs->on_ready(h->x.arg, rc, e);
 }
 
+static void host_close(struct executor *x);
+
+static void
+copy_work_cb(uv_work_t *w)
+{
+    struct host_exec *h = w->data;
+
+    h->copy_rc = wswalk_copy(h->copy_from, h->x.workspace, &h->copy_err);
+}
+
+static void
+copy_after_cb(uv_work_t *w, int status)
+{
+    struct host_exec *h = w->data;
+
+    (void)status;
+    h->copying = false;
+    if (h->closing) {
+        h->closing = false;
+        host_close(&h->x); /* the close waited for the copy */
+        return;
+    }
+    if (h->copy_rc < 0)
+        host_report_ready(h, h->copy_rc, &h->copy_err);
+    else
+        host_report_ready(h, 0, NULL);
+}
+
 static void
 host_on_event(void *arg, const struct agentconn_event *ev)
 {
@@ -154,33 +183,17 @@ host_on_event(void *arg, const struct agentconn_event *ev)
         switch (ev->kind) {
         case AGENTCONN_HELLO:
             if (h->copy_from) {
-                char *src = xasprintf("%s/.", h->copy_from);
-                const char *argv[] = {"cp", "-a", src, h->x.workspace};
-                struct agentconn_run r = {.step = HOST_COPY_STEP, .argv = argv, .argc = 4};
-                int rc = agentconn_run(h->x.conn, &r, &e);
-                free(src);
-                if (rc < 0)
-                    host_report_ready(h, rc, &e);
+                /* The workspace copy runs on a worker; ready when it is done. */
+                h->copy_work.data = h;
+                h->copying = true;
+                if (uv_queue_work(h->x.loop, &h->copy_work, copy_work_cb, copy_after_cb) != 0) {
+                    h->copying = false;
+                    err_set(&e, -EIO, "cannot queue the workspace copy");
+                    host_report_ready(h, e.code, &e);
+                }
                 return;
             }
             host_report_ready(h, 0, NULL);
-            return;
-        case AGENTCONN_EXITED:
-            if (ev->msg->id == HOST_COPY_STEP) {
-                if (ev->msg->exit_code == 0) {
-                    host_report_ready(h, 0, NULL);
-                } else {
-                    err_set(&e, -EIO, "copying %s into the workspace failed", h->copy_from);
-                    host_report_ready(h, e.code, &e);
-                }
-            }
-            return;
-        case AGENTCONN_OUTPUT:
-            if (ev->msg->id == HOST_COPY_STEP && h->x.cbs->on_log) {
-                char *t = xstrndup((const char *)ev->msg->data.p, ev->msg->data.len);
-                h->x.cbs->on_log(h->x.arg, t);
-                free(t);
-            }
             return;
         case AGENTCONN_ERROR:
         case AGENTCONN_PROTO_ERROR:
@@ -305,6 +318,8 @@ host_close(struct executor *x)
     if (h->closing)
         return;
     h->closing = true;
+    if (h->copying)
+        return; /* copy_after_cb closes */
     if (h->hx) {
         hostexec_attach(h->hx, NULL);
         hostexec_close(h->hx, host_closed, h);

@@ -48,6 +48,8 @@ struct executor {
     char *file_dir;           /* directory for scripts and file-command files */
     char *base_path;          /* PATH steps start from */
     json_t *base_env;         /* the environment a step starts from (lowest precedence) */
+    char *workspace_mount;    /* docker: "SOURCE:/workspace" for step containers; else NULL */
+    char *network;            /* docker: the job network's name; else NULL */
     bool bash;                /* bash exists where steps run */
     bool container;           /* steps run in a container */
     const struct executor_cbs *cbs;

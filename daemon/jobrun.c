@@ -57,7 +57,7 @@ struct jobrun {
     enum phase phase;
     size_t cur;          /* current step */
     bool job_failed, cancelled, forced, timed_out;
-    int timeout_minutes;
+    double timeout_minutes;
     /* The running step. */
     json_t *cur_env;     /* its environment */
     json_t *cur_outputs;
@@ -803,8 +803,8 @@ on_job_timeout(uv_timer_t *t)
 {
     struct jobrun *jr = t->data;
 
-    emitf(jr, -1, JOBRUN_ERROR, "The job has exceeded the maximum execution time of %d minutes.",
-          jr->timeout_minutes);
+    emitf(jr, -1, JOBRUN_ERROR, "The job has exceeded the maximum execution time of %g minute%s.",
+          jr->timeout_minutes, jr->timeout_minutes == 1 ? "" : "s");
     jr->timed_out = true;
     jr->cancelled = true;
     stop_running_step(jr, CANCEL_GRACE_MS);
@@ -931,7 +931,7 @@ jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, 
         }
         json_decref(v);
         if (d > 0 && d < 1e6) {
-            jr->timeout_minutes = (int)ceil(d);
+            jr->timeout_minutes = d;
             uv_timer_start(&jr->timer, on_job_timeout, (uint64_t)(d * 60000.0), 0);
         }
     }

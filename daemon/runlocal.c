@@ -411,9 +411,21 @@ labels_ok(struct runlocal *rl, bool *docker)
 }
 
 static void
+on_swept(int removed, void *arg)
+{
+    struct runlocal *rl = arg;
+
+    if (removed > 0)
+        fprintf(rl->o->out, "removed %d object%s left by an earlier run that was killed\n",
+                removed, removed == 1 ? "" : "s");
+    schedule(rl);
+}
+
+static void
 on_docker(const struct docker_res *res, void *arg)
 {
     struct runlocal *rl = arg;
+    struct err e = {0};
 
     if (res->rc < 0) {
         fprintf(stderr, "runnerctl exec: cannot use Docker: %s\n", res->err.msg);
@@ -422,7 +434,8 @@ on_docker(const struct docker_res *res, void *arg)
         uv_signal_stop(&rl->sigterm);
         return;
     }
-    schedule(rl);
+    if (dockerexec_sweep_orphans(rl->docker, on_swept, rl, &e) < 0)
+        schedule(rl);
 }
 
 static void

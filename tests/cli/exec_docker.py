@@ -33,23 +33,30 @@ IMAGE = img.stdout.strip().splitlines()[-1]
 IMAGE_ID = sh("docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
 
 
-def leftovers():
-    c = sh("docker", "ps", "-aq", "--filter", "label=io.runnerd.runner=runnerctl").stdout.split()
-    n = sh("docker", "network", "ls", "-q", "--filter", "label=io.runnerd.runner=runnerctl").stdout.split()
-    return c + n
+def leftovers(label="io.runnerd.runner=runnerctl"):
+    c = sh("docker", "ps", "-aq", "--filter", "label=" + label).stdout.split()
+    n = sh("docker", "network", "ls", "-q", "--filter", "label=" + label).stdout.split()
+    v = sh("docker", "volume", "ls", "-q", "--filter", "label=" + label).stdout.split()
+    return c + n + v
+
+
+left_behind = []
 
 
 def run(tmp, wf, *args):
+    """Runs runnerctl exec; records anything its run (owner label host:pid) left behind."""
     path = os.path.join(tmp, "wf.yml")
     with open(path, "w") as f:
         f.write(wf)
     rep = os.path.join(tmp, "report.json")
-    p = subprocess.run([RUNNERCTL, "exec", "-C", tmp, "--report", rep, *args, path],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.Popen([RUNNERCTL, "exec", "-C", tmp, "--report", rep, *args, path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=300)
+    left_behind.extend(leftovers("io.runnerd.owner=%s:%d" % (os.uname().nodename, p.pid)))
     r = json.load(open(rep)) if os.path.exists(rep) else None
     if os.path.exists(rep):
         os.unlink(rep)
-    return p.returncode, p.stdout, p.stderr, r
+    return p.returncode, out, err, r
 
 
 WF = r"""
@@ -76,7 +83,6 @@ jobs:
       - run: echo "container env $FROM_CONTAINER"
 """
 
-before = set(leftovers())
 with tempfile.TemporaryDirectory() as tmp:
     with open(os.path.join(tmp, "data.txt"), "w") as f:
         f.write("workspace-data\n")
@@ -106,7 +112,43 @@ with tempfile.TemporaryDirectory() as tmp:
                             "      - run: echo out; exit 7\n", "-l", "builder=docker://" + IMAGE)
     check("failing step in a container", rc == 1 and "[f]   error: Process completed with exit code 7." in out, out)
 
-after = set(leftovers())
-check("no container or network left", after <= before, str(after - before))
+    # The agent on Debian: bash exists, so the unspecified shell is bash -e.
+    deb = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "debian")
+    check("debian image built", deb.returncode == 0, deb.stderr[-500:])
+    if deb.returncode == 0:
+        DEB = deb.stdout.strip().splitlines()[-1]
+        rc, out, err, rep = run(tmp, "on: push\njobs:\n  d:\n    runs-on: deb\n    steps:\n"
+                                "      - run: echo \"bash=${BASH_VERSION:+yes} shell=$0\"\n"
+                                "      - run: echo \"$0\"\n        shell: sh\n",
+                                "-l", "deb=docker://" + DEB)
+        check("debian: default shell is bash", rc == 0 and
+              "[d]   | bash=yes shell=/var/run/act/workflow/0" in out, out + err)
+        check("debian: explicit sh", "[d]   | /var/run/act/workflow/1.sh" in out, out)
+
+    # A runnerctl killed mid-job leaves its container; the next run sweeps it.
+    path = os.path.join(tmp, "wf.yml")
+    with open(path, "w") as f:
+        f.write("on: push\njobs:\n  k:\n    runs-on: builder\n    steps:\n"
+                "      - run: echo started; sleep 120\n")
+    proc = subprocess.Popen([RUNNERCTL, "exec", "-C", tmp, "-l", "builder=docker://" + IMAGE, path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+        if "| started" in line:
+            break
+    owner = "io.runnerd.owner=%s:%d" % (os.uname().nodename, proc.pid)
+    proc.kill()
+    proc.communicate()
+    check("killed run leaves its container", len(leftovers(owner)) >= 2, seen)
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  s:\n    runs-on: builder\n    steps:\n"
+                            "      - run: echo swept\n", "-l", "builder=docker://" + IMAGE)
+    check("next run sweeps the orphans", rc == 0 and "left by an earlier run that was killed" in out
+          and leftovers(owner) == [], out + err)
+
+check("no container, network or volume left by any run", left_behind == [], str(left_behind))
 print("%d failed" % failures if failures else "exec-docker: all checks passed")
 sys.exit(1 if failures else 0)

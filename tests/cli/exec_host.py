@@ -163,6 +163,27 @@ jobs:
     check("step timeout: always() still runs", "  | after" in t, "\n".join(t))
     check("step timeout: exit 1", rc == 1)
 
+    # Job timeout: the running step is stopped, always() steps run, the job fails.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  jt:
+    runs-on: local
+    timeout-minutes: 0.02
+    steps:
+      - run: sleep 60
+      - run: echo after-timeout
+        if: always()
+""")
+    jt = lines(out, "jt")
+    check("job timeout message",
+          "  error: The job has exceeded the maximum execution time of 0.02 minutes." in jt,
+          "\n".join(jt))
+    check("job timeout: running step cancelled", "  error: The step was cancelled." in jt, "\n".join(jt))
+    check("job timeout: always() ran", "  | after-timeout" in jt, "\n".join(jt))
+    check("job timeout: job failure, exit 1", rc == 1 and rep and rep["jobs"][0]["result"] == "failure",
+          out)
+
     # Unknown label: exit 2 before running anything.
     path = os.path.join(tmp, "wf.yml")
     with open(path, "w") as f:
