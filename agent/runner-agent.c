@@ -332,6 +332,10 @@ maybe_compact(struct agent *a)
     if (drop <= a->j_base || drop - a->j_base < a->compact_at)
         return;
     keep = a->j_written - drop;
+    /* Copying the kept tail costs its size: do it only when at least as much is dropped, so
+     * the copying stays proportional to the output (not quadratic in a long step's output). */
+    if (keep > drop - a->j_base)
+        return;
     while (pos < keep) {
         size_t n = keep - pos > sizeof(iobuf) ? sizeof(iobuf) : (size_t)(keep - pos);
         ssize_t r = pread(a->jfd, iobuf, n, (off_t)(drop - a->j_base + pos));

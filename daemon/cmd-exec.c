@@ -381,7 +381,8 @@ exec_main(int argc, char **argv)
             .out = stdout,
             .color = isatty(STDOUT_FILENO),
         };
-        setvbuf(stdout, NULL, _IOLBF, 0);
+        if (isatty(STDOUT_FILENO))
+            setvbuf(stdout, NULL, _IOLBF, 0); /* else fully buffered: one write per 4 KiB */
         rc = runlocal_run(plans, n_plans, &ro);
         free(agent);
     }

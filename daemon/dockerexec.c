@@ -6,6 +6,8 @@
 #include "dockerexec.h"
 
 #include "docker.h"
+#include "dockeropts.h"
+#include "services.h"
 #include "httpc.h"
 #include "runner/buf.h"
 #include "runner/log.h"
@@ -36,6 +38,10 @@ struct docker_exec {
     char *name, *image, *image_id, *source, *net_name;
     char *net_id, *ctr_id, *vol_name;
     bool vol_created;
+    char *options;            /* container.options */
+    json_t *services;         /* evaluated services map, or NULL */
+    struct services *svc;     /* running services */
+    bool svc_stopping;
     json_t *env;
     bool bind, ready, closing, teardown;
     struct docker_attach *att;
@@ -390,6 +396,10 @@ on_created(const struct docker_res *res, void *arg)
     if (!proceed(dx, res))
         return;
     say(dx, "created container %.12s", dx->ctr_id);
+    json_t *c = json_object();
+    json_object_set_new(c, "id", json_string(dx->ctr_id));
+    json_object_set_new(c, "network", json_string(dx->net_id ? dx->net_id : ""));
+    json_object_set_new(dx->x.job_ctx, "container", c);
     dx->work.data = dx;
     dx->pending++;
     if (uv_queue_work(dx->x.loop, &dx->work, build_work, build_after) != 0) {
@@ -403,6 +413,117 @@ on_created(const struct docker_res *res, void *arg)
 static void create_container(struct docker_exec *dx);
 
 static void
+svc_log(const char *line, void *arg)
+{
+    say(arg, "%s", line);
+}
+
+/* Jobs run untrusted code: named volumes are fine, host paths are not (a bind of / or of the
+ * Docker socket would hand over the host). Allowed host paths are a per-label setting. */
+static int
+check_volumes(const char *const *vols, size_t n, const char *what, struct err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = vols[i];
+        if (v[0] == '/' || v[0] == '.' || v[0] == '~')
+            return err_set(e, -EPERM, "%s: volume '%s': host paths are not allowed for jobs "
+                           "(named volumes are)", what, v);
+    }
+    return 0;
+}
+
+static int
+check_volumes_cb(const char *vol, void *arg, struct err *e)
+{
+    (void)arg;
+    return check_volumes(&vol, 1, "services", e);
+}
+
+static const char *const *
+strv_of(json_t *arr, const char ***keep)
+{
+    size_t i, n = json_array_size(arr);
+    json_t *v;
+
+    if (!json_is_array(arr))
+        return NULL;
+    *keep = xcalloc(n + 1, sizeof **keep);
+    json_array_foreach(arr, i, v) {
+        (*keep)[i] = json_is_string(v) ? json_string_value(v) : "";
+    }
+    return *keep;
+}
+
+static void
+on_services(struct services *s, int rc, const struct err *e, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    (void)s;
+    dx->pending--;
+    if (dx->closing) {
+        dx_close(&dx->x);
+        return;
+    }
+    if (rc < 0) {
+        fail(dx, e); /* the job run closes us; services_stop() runs in the close */
+        return;
+    }
+    json_t *ctx = services_context(dx->svc);
+    json_object_set_new(dx->x.job_ctx, "services", ctx);
+    create_container(dx);
+}
+
+/* Starts the job's services on the job network, then the job container. */
+static void
+start_services(struct docker_exec *dx)
+{
+    struct err e = {0};
+    size_t n = json_object_size(dx->services), i = 0;
+    struct services_def *defs;
+    const char ***keeps;
+    const char *id;
+    json_t *sv;
+
+    if (n == 0) {
+        create_container(dx);
+        return;
+    }
+    defs = xcalloc(n, sizeof *defs);
+    keeps = xcalloc(n * 2, sizeof *keeps);
+    json_object_foreach(dx->services, id, sv) {
+        json_t *cred = json_object_get(sv, "credentials");
+        defs[i].id = id;
+        defs[i].image = json_string_value(json_object_get(sv, "image"));
+        defs[i].env = json_object_get(sv, "env");
+        defs[i].ports = strv_of(json_object_get(sv, "ports"), &keeps[2 * i]);
+        defs[i].volumes = strv_of(json_object_get(sv, "volumes"), &keeps[2 * i + 1]);
+        defs[i].options = json_string_value(json_object_get(sv, "options"));
+        defs[i].username = json_string_value(json_object_get(cred, "username"));
+        defs[i].password = json_string_value(json_object_get(cred, "password"));
+        i++;
+    }
+    json_t *labels = job_labels(dx);
+    struct services_config cfg = {
+        .d = dx->d,
+        .job_name = dx->name,
+        .network = dx->net_name,
+        .labels = labels,
+        .allow_pull = true,
+        .validate_volume = check_volumes_cb,
+        .log = svc_log,
+        .arg = dx,
+    };
+    if (flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx, &dx->svc, &e)) < 0)
+        fail(dx, &e);
+    json_decref(labels);
+    for (size_t k = 0; k < 2 * n; k++)
+        free(keeps[k]);
+    free(keeps);
+    free(defs);
+}
+
+static void
 on_volume(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
@@ -411,7 +532,7 @@ on_volume(const struct docker_res *res, void *arg)
         dx->vol_created = true;
     if (!proceed(dx, res))
         return;
-    create_container(dx);
+    start_services(dx);
 }
 
 static void
@@ -425,7 +546,7 @@ on_network(const struct docker_res *res, void *arg)
     if (!proceed(dx, res))
         return;
     if (dx->bind) {
-        create_container(dx);
+        start_services(dx);
         return;
     }
     /* The workspace is a volume, so that step containers (docker:// steps, docker actions)
@@ -481,8 +602,31 @@ create_container(struct docker_exec *dx)
         .pids_limit = 4096,
     };
     body = docker_container_spec_json(&spec);
+    if (dx->options && *dx->options) {
+        struct dockeropts o = {0};
+        if (dockeropts_parse(dx->options, "container.options", 0, &o, &e) < 0 ||
+            check_volumes((const char *const *)o.volumes, o.nvolumes, "container.options", &e) < 0) {
+            dockeropts_free(&o);
+            fail(dx, &e);
+            goto out;
+        }
+        dockeropts_merge(body, &o);
+        dockeropts_free(&o);
+        /* Steps get exactly the env the agent is given: -e values join their base env. */
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(body, "Env"), i, v) {
+            const char *kv = json_string_value(v), *eq = kv ? strchr(kv, '=') : NULL;
+            if (eq) {
+                char *k = xstrndup(kv, (size_t)(eq - kv));
+                json_object_set_new(dx->x.base_env, k, json_string(eq + 1));
+                free(k);
+            }
+        }
+    }
     if (flying(dx, docker_container_create(dx->d, dx->name, body, on_created, dx, &e)) < 0)
         fail(dx, &e);
+out:
     free(bind);
     for (size_t i = 0; i < n; i++)
         free(env[i]);
@@ -553,6 +697,8 @@ dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
     dx->net_name = xasprintf("%s-net", dx->name);
     dx->image = xstrdup(job->image);
     dx->env = job->env ? json_incref(job->env) : json_object();
+    dx->options = job->options ? xstrdup(job->options) : NULL;
+    dx->services = job->services ? json_incref(job->services) : NULL;
     dx->bind = job->bind;
     if (job->source) {
         dx->source = realpath(job->source, NULL);
@@ -563,6 +709,8 @@ dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
     x->file_dir = xstrdup(FILE_DIR);
     x->base_path = xstrdup(DEFAULT_PATH);
     x->base_env = json_object();
+    x->job_ctx = json_object();
+    x->docker = dx->d;
     x->container = true;
     return flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL, on_resolved, dx, e));
 }
@@ -587,6 +735,9 @@ dx_free(struct docker_exec *dx)
     free(dx->net_id);
     free(dx->ctr_id);
     free(dx->vol_name);
+    free(dx->options);
+    json_decref(dx->services);
+    json_decref(dx->x.job_ctx);
     free(dx->x.workspace_mount);
     free(dx->x.network);
     json_decref(dx->env);
@@ -599,6 +750,8 @@ dx_free(struct docker_exec *dx)
         cbs->on_closed(arg);
 }
 
+static void remove_network_now(struct docker_exec *dx);
+
 static void
 on_net_removed(const struct docker_res *res, void *arg)
 {
@@ -610,7 +763,39 @@ on_net_removed(const struct docker_res *res, void *arg)
 }
 
 static void
+on_services_stopped_early(int rc, const struct err *e, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (rc < 0 && e && rc != ERR_CANCELED)
+        say(dx, "warning: %s", e->msg);
+    dx->pending--;
+    dx_close(&dx->x);
+}
+
+static void
+on_services_stopped(int rc, const struct err *e, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (rc < 0 && e)
+        say(dx, "warning: %s", e->msg);
+    dx->svc = NULL;
+    remove_network_now(dx);
+}
+
+static void
 remove_network(struct docker_exec *dx)
+{
+    if (dx->svc) {
+        services_stop(dx->svc, on_services_stopped, dx);
+        return;
+    }
+    remove_network_now(dx);
+}
+
+static void
+remove_network_now(struct docker_exec *dx)
 {
     struct err e = {0};
 
@@ -658,6 +843,13 @@ dx_close(struct executor *x)
     struct err e = {0};
 
     dx->closing = true;
+    if (dx->svc && !dx->ready && !dx->svc_stopping) {
+        /* Services may be waiting for health checks: stop them now rather than wait. */
+        dx->svc_stopping = true;
+        dx->pending++;
+        services_stop(dx->svc, on_services_stopped_early, dx);
+        dx->svc = NULL;
+    }
     if (dx->pending > 0 || dx->teardown)
         return; /* calls in flight land first and call us again */
     dx->teardown = true;
@@ -819,4 +1011,13 @@ dockerexec_sweep_orphans(struct docker *d, void (*done)(int removed, void *arg),
     sw->owners = json_object();
     sweep_next(sw);
     return 0;
+}
+
+json_t *
+dockerexec_step_labels(const struct executor *x)
+{
+    json_t *l = job_labels((const struct docker_exec *)x);
+
+    json_object_set_new(l, DOCKER_LABEL_ROLE, json_string("step"));
+    return l;
 }

@@ -12,6 +12,9 @@ struct docker;
 int executor_docker_new(uv_loop_t *loop, struct docker *d, const char *agent_path,
                         const char *runner_name, struct executor **out, struct err *e);
 
+/* Returns new labels for a step container of job executor x (a docker executor). */
+json_t *dockerexec_step_labels(const struct executor *x);
+
 /* The label naming the process that created an object: "<hostname>:<pid>". */
 #define DOCKEREXEC_LABEL_OWNER "io.runnerd.owner"
 

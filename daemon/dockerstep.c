@@ -15,7 +15,6 @@ struct dockerstep {
     uv_loop_t *loop;
     struct docker *d;
     uv_timer_t timer; /* SIGKILL after the grace */
-    bool timer_init;
     json_t *body;     /* create body (Image filled in after resolve) */
     char *name, *image, *expect_id;
     struct docker_auth auth;
@@ -417,7 +416,6 @@ dockerstep_run(uv_loop_t *loop, struct docker *d, const struct dockerstep_opts *
     s->pending++;
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
-    s->timer_init = true;
     if (out)
         *out = s;
     return 0;

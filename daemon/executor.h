@@ -30,6 +30,9 @@ struct executor_job {
     const char *name;         /* unique per job run: container and directory names */
     const char *image;        /* docker: image reference; host: ignored */
     json_t *env;              /* extra environment of the job container/agent (object) */
+    const char *options;      /* docker: container.options (docker run flags) or NULL */
+    json_t *services;         /* docker: evaluated services map {id: {image, env, ports, volumes,
+                                 options, credentials}} or NULL */
     const char *source;       /* directory copied into the workspace (NULL: empty workspace) */
     bool bind;                /* use source itself as the workspace (no copy) */
 };
@@ -50,6 +53,8 @@ struct executor {
     json_t *base_env;         /* the environment a step starts from (lowest precedence) */
     char *workspace_mount;    /* docker: "SOURCE:/workspace" for step containers; else NULL */
     char *network;            /* docker: the job network's name; else NULL */
+    struct docker *docker;    /* docker: the client, for step containers; else NULL */
+    json_t *job_ctx;          /* the `job` context's container/services parts, or NULL */
     bool bash;                /* bash exists where steps run */
     bool container;           /* steps run in a container */
     const struct executor_cbs *cbs;

@@ -4,6 +4,9 @@
  * finally evaluate job outputs, close the executor and report. */
 #include "jobrun.h"
 
+#include "dockeropts.h"
+#include "dockerexec.h"
+#include "dockerstep.h"
 #include "envfile.h"
 #include "expr.h"
 #include "runner/buf.h"
@@ -71,6 +74,9 @@ struct jobrun {
     uv_timer_t timer;
     int handles;         /* open handles + executor, for the two-phase close */
     uint64_t acked;      /* journal offset acknowledged to the agent */
+    char *options;       /* container.options, evaluated */
+    json_t *services;    /* services, evaluated */
+    struct dockerstep *dstep; /* a running docker:// step */
 };
 
 static void next_step(struct jobrun *jr);
@@ -264,6 +270,8 @@ contexts(struct jobrun *jr, json_t *env)
     json_t *c = json_copy(jr->base), *job = json_object();
     json_t *gh = json_copy(json_object_get(jr->base, "github"));
 
+    if (jr->x && json_is_object(jr->x->job_ctx))
+        json_object_update(job, jr->x->job_ctx);
     json_object_set_new(job, "status", json_string(job_status(jr)));
     json_object_set_new(c, "job", job);
     json_object_set(c, "steps", jr->steps);
@@ -518,6 +526,122 @@ run_script(struct jobrun *jr)
         fail_step(jr, e.msg);
 }
 
+/* ---------------------------------------------------------------- docker:// steps */
+
+static void
+dstep_output(int stream, const char *p, size_t n, void *arg)
+{
+    struct jobrun *jr = arg;
+
+    if (jr->phase == PH_RUNNING)
+        feed_output(jr, stream == 2 ? AGENTP_STDERR : AGENTP_STDOUT, (const uint8_t *)p, n);
+}
+
+static void
+dstep_log(const char *line, void *arg)
+{
+    struct jobrun *jr = arg;
+
+    emit(jr, (int)jr->cur, JOBRUN_INFO, line, strlen(line));
+}
+
+static void
+dstep_done(int rc, long long code, const struct err *e, void *arg)
+{
+    struct jobrun *jr = arg;
+
+    jr->dstep = NULL;
+    if (jr->phase != PH_RUNNING)
+        return;
+    flush_output(jr);
+    if (rc == ERR_CANCELED) {
+        emit(jr, (int)jr->cur, JOBRUN_ERROR, "The step was cancelled.", 23);
+        end_step(jr, false);
+    } else if (rc < 0) {
+        emit(jr, (int)jr->cur, JOBRUN_ERROR, e ? e->msg : "docker step failed",
+             strlen(e ? e->msg : "docker step failed"));
+        end_step(jr, false);
+    } else {
+        if (code != 0)
+            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %lld.", code);
+        end_step(jr, code == 0);
+    }
+}
+
+/* Runs `uses: docker://IMAGE` in a container of its own on the job network, with the
+ * workspace mounted; with.entrypoint and with.args as docker does. */
+static void
+start_docker_step(struct jobrun *jr, json_t *ctx)
+{
+    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+    json_t *step_env = NULL, *with = NULL, *labels = NULL;
+    char **envp = NULL, **args = NULL, *image = NULL;
+    size_t nargs = 0;
+    struct err e = {0};
+    int rc;
+
+    if (jr->x->docker == NULL || jr->x->workspace_mount == NULL) {
+        err_set(&e, -ENOTSUP, "uses: %s: docker:// steps need a job in a container "
+                "(map the label to docker://IMAGE)", s->uses.v);
+        goto fail;
+    }
+    if ((rc = yeval_node(jr->file, s->env, &ee, &step_env, &e)) < 0 ||
+        (rc = yeval_node(jr->file, s->with, &ee, &with, &e)) < 0 ||
+        (rc = eval_str(jr, &s->uses, ctx, &image, &e)) < 0)
+        goto fail;
+    struct stepenv_in in = {
+        .base_env = NULL, .job_env = jr->job_env, .container_env = jr->container_env,
+        .github = json_object_get(ctx, "github"), .step_id = s->eff_id,
+        .workspace = jr->x->workspace, .label = jr->label,
+        .step_env = json_is_object(step_env) ? step_env : NULL,
+        .with = json_is_object(with) ? with : NULL, .uses = true,
+        .extra_path = NULL, .file_dir = jr->x->file_dir, .gitea = jr->gitea,
+    };
+    jr->cur_env = stepenv_build(&in);
+    json_object_del(jr->cur_env, "PATH"); /* the step image's own PATH applies */
+    envp = stepenv_to_envp(jr->cur_env);
+    const char *entry = json_string_value(json_object_get(with, "entrypoint"));
+    const char *argstr = json_string_value(json_object_get(with, "args"));
+    if (argstr && dockeropts_split(argstr, "with.args", &args, &nargs, &e) < 0)
+        goto fail;
+    const char *entryv[] = {entry, NULL};
+    const char *binds[] = {jr->x->workspace_mount, NULL};
+    labels = dockerexec_step_labels(jr->x);
+    struct dockerstep_opts o = {
+        .image = image + strlen("docker://"),
+        .allow_pull = true,
+        .entrypoint = entry ? entryv : NULL,
+        .cmd = args ? (const char *const *)args : NULL,
+        .env = (const char *const *)envp,
+        .workdir = jr->x->workspace,
+        .binds = binds,
+        .network = jr->x->network,
+        .labels = labels,
+    };
+    struct dockerstep_cbs cbs = {.on_log = dstep_log, .on_output = dstep_output,
+                                 .on_done = dstep_done};
+    jr->phase = PH_RUNNING;
+    if (dockerstep_run(jr->loop, jr->x->docker, &o, &cbs, jr, &jr->dstep, &e) < 0)
+        goto fail;
+    goto out;
+fail:
+    jr->phase = PH_RUNNING;
+    emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
+    end_step(jr, false);
+out:
+    if (envp) {
+        for (char **p = envp; *p; p++)
+            free(*p);
+        free(envp);
+    }
+    dockeropts_words_free(args);
+    json_decref(labels);
+    json_decref(step_env);
+    json_decref(with);
+    free(image);
+}
+
 static bool
 is_checkout(const char *uses)
 {
@@ -559,6 +683,11 @@ next_step(struct jobrun *jr)
             jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
         if (s->kind == WF_STEP_RUN) {
             start_run_step(jr, ctx);
+            json_decref(ctx);
+            return;
+        }
+        if (s->kind == WF_STEP_USES_DOCKER) {
+            start_docker_step(jr, ctx);
             json_decref(ctx);
             return;
         }
@@ -794,7 +923,9 @@ stop_running_step(struct jobrun *jr, uint32_t grace)
 {
     struct err e = {0};
 
-    if (jr->phase == PH_RUNNING && jr->x && jr->x->conn)
+    if (jr->phase == PH_RUNNING && jr->dstep)
+        dockerstep_cancel(jr->dstep);
+    else if (jr->phase == PH_RUNNING && jr->x && jr->x->conn)
         agentconn_cancel(jr->x->conn, (uint32_t)jr->cur + 1, grace, &e);
 }
 
@@ -918,6 +1049,20 @@ jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, 
         }
     }
     jr->xjob.env = jr->container_env;
+    if (c && c->kind == YNODE_MAP && ynode_get(c, "options")) {
+        struct expr_env ee = {.contexts = jr->base};
+        rc = yeval_string(jr->file, ynode_get(c, "options"), &ee, &jr->options, e);
+        if (rc < 0)
+            goto fail;
+        jr->xjob.options = jr->options;
+    }
+    if (jr->wj->services) {
+        struct expr_env ee = {.contexts = jr->base};
+        rc = yeval_node(jr->file, jr->wj->services, &ee, &jr->services, e);
+        if (rc < 0)
+            goto fail;
+        jr->xjob.services = jr->services;
+    }
     /* Job timeout. */
     if (jr->wj->timeout_minutes) {
         json_t *v = NULL;
@@ -986,6 +1131,8 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->runner);
     json_decref(jr->job_env);
     json_decref(jr->container_env);
+    json_decref(jr->services);
+    free(jr->options);
     json_decref(jr->steps);
     json_decref(jr->step_list);
     json_decref(jr->extra_path);

@@ -33,6 +33,7 @@ struct runlocal {
     const struct runlocal_opts *o;
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
+    uv_prepare_t flush;     /* flushes the output before the loop waits */
     struct plan *const *plans;
     size_t n_plans;
     struct mask *mask;
@@ -438,6 +439,16 @@ on_docker(const struct docker_res *res, void *arg)
         schedule(rl);
 }
 
+/* Before the loop blocks: what this iteration printed goes out in one write, so output is live
+ * even through a pipe without a write per line. */
+static void
+on_prepare(uv_prepare_t *p)
+{
+    struct runlocal *rl = p->data;
+
+    fflush(rl->o->out);
+}
+
 static void
 on_walk_close(uv_handle_t *h, void *arg)
 {
@@ -476,6 +487,10 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
     rl.sigint.data = rl.sigterm.data = &rl;
     uv_signal_start(&rl.sigint, on_signal, SIGINT);
     uv_signal_start(&rl.sigterm, on_signal, SIGTERM);
+    uv_prepare_init(&rl.loop, &rl.flush);
+    rl.flush.data = &rl;
+    uv_prepare_start(&rl.flush, on_prepare);
+    uv_unref((uv_handle_t *)&rl.flush);
     if (need_docker) {
         struct err e = {0};
         rl.http = httpc_new(&rl.loop);

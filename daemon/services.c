@@ -111,16 +111,18 @@ add_port(json_t *body, json_t *hc, const char *sid, const char *p, struct err *e
     int rc = 0;
     json_t *pb, *binding;
 
-    for (char *tok = dup, *c; np < 3; tok = c + 1) {
+    for (char *tok = dup, *c;; tok = c + 1) {
         c = strchr(tok, ':');
+        if (np == 3) {
+            np = 4; /* too many parts */
+            break;
+        }
         parts[np++] = tok;
         if (!c)
             break;
         *c = '\0';
     }
-    cport = parts[np - 1];
-    if (np == 3 && strchr(cport, ':'))
-        np = 4;
+    cport = parts[np > 3 ? 2 : np - 1];
     {
         char *slash = strchr(cport, '/');
 
@@ -244,6 +246,7 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     labels = cfg->labels ? json_deep_copy(cfg->labels) : json_object();
     json_object_set_new(labels, DOCKER_LABEL_ROLE, json_string("service"));
     spec.image = def->image;
+    spec.cmd = def->cmd;
     spec.env = (const char *const *)env;
     spec.labels = labels;
     spec.network_mode = cfg->network;

@@ -23,6 +23,7 @@ struct services_def {
     const char *const *ports;    /* "5432", "8080:80", "127.0.0.1:8080:80", ".../udp"; NULL-term. */
     const char *const *volumes;  /* "src:dst[:opts]" or "/path"; NULL-terminated; may be NULL */
     const char *options;         /* docker run flags (dockeropts); may be NULL */
+    const char *const *cmd;      /* Cmd override, NULL-terminated; NULL = the image's */
     const char *username;        /* registry credentials, both or neither; may be NULL */
     const char *password;
 };

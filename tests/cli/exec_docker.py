@@ -112,6 +112,53 @@ with tempfile.TemporaryDirectory() as tmp:
                             "      - run: echo out; exit 7\n", "-l", "builder=docker://" + IMAGE)
     check("failing step in a container", rc == 1 and "[f]   error: Process completed with exit code 7." in out, out)
 
+    # Services on the job network, health-checked through options; a docker:// step.
+    ctx_dir = os.path.join(tmp, "httpd-image")
+    os.mkdir(ctx_dir)
+    with open(os.path.join(ctx_dir, "Dockerfile"), "w") as f:
+        f.write("FROM %s\nRUN mkdir /www && echo hello-from-service > /www/index.html\n"
+                "CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n" % IMAGE)
+    b = sh("docker", "build", "-q", "-t", "runnerd-test/httpd:e2e", ctx_dir)
+    check("service image built offline", b.returncode == 0, b.stderr)
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  svc:
+    runs-on: builder
+    container:
+      image: IMAGE
+      options: --cpus 1 --memory 256m -e FROM_OPTIONS=yes
+    services:
+      web:
+        image: runnerd-test/httpd:e2e
+        options: >-
+          --health-cmd "wget -q -O /dev/null http://127.0.0.1:8080/"
+          --health-interval 1s --health-retries 30
+    steps:
+      - run: wget -q -O - http://web:8080/
+      - run: echo "svc id ${#SVC} opt=$FROM_OPTIONS"
+        env:
+          SVC: ${{ job.services.web.id }}
+      - uses: docker://IMAGE
+        with:
+          entrypoint: /bin/sh
+          args: -c "echo docker-step input=$INPUT_WHO ws=$(cat /workspace/data.txt)"
+          who: mona
+""".replace("IMAGE", IMAGE), "-l", "builder=docker://" + IMAGE)
+    check("services: job ok", rc == 0, out + err)
+    check("service reachable by its id", "[svc]   | hello-from-service" in out, out)
+    check("job.services context and container.options",
+          "[svc]   | svc id 64 opt=yes" in out, out)
+    check("docker:// step with entrypoint, args, inputs and the workspace",
+          "[svc]   | docker-step input=mona ws=workspace-data" in out, out)
+
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  v:\n    runs-on: builder\n"
+                            "    container:\n      image: %s\n      options: -v /:/host\n"
+                            "    steps:\n      - run: echo never\n" % IMAGE,
+                            "-l", "builder=docker://" + IMAGE)
+    check("host volume in options refused", rc == 1 and
+          "container.options: volume '/:/host': host paths are not allowed for jobs" in out, out)
+
     # The agent on Debian: bash exists, so the unspecified shell is bash -e.
     deb = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "debian")
     check("debian image built", deb.returncode == 0, deb.stderr[-500:])
@@ -143,7 +190,8 @@ with tempfile.TemporaryDirectory() as tmp:
     owner = "io.runnerd.owner=%s:%d" % (os.uname().nodename, proc.pid)
     proc.kill()
     proc.communicate()
-    check("killed run leaves its container", len(leftovers(owner)) >= 2, seen)
+    left = leftovers(owner)
+    check("killed run leaves its container", len(left) >= 2, "%s %s %s" % (owner, left, seen))
     rc, out, err, rep = run(tmp, "on: push\njobs:\n  s:\n    runs-on: builder\n    steps:\n"
                             "      - run: echo swept\n", "-l", "builder=docker://" + IMAGE)
     check("next run sweeps the orphans", rc == 0 and "left by an earlier run that was killed" in out

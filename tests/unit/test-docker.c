@@ -21,6 +21,7 @@
 
 #include "docker.h"
 #include "harness.h"
+#include "dockertest.h"
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 #include "tar.h"
@@ -99,32 +100,6 @@ sh_last_line(const char *cmd)
     return xstrdup(last);
 }
 
-/* Runs the shell command cmd after this process ends, however it ends (a _exit from a failed
- * assertion or the harness's SIGKILL on timeout): the child waits for EOF on a pipe. */
-static void
-guard_cmd(const char *cmd)
-{
-    int fds[2];
-    pid_t pid;
-
-    ASSERT(pipe(fds) == 0);
-    pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        char c;
-
-        setsid();
-        close(fds[1]);
-        if (chdir("/") != 0)
-            _exit(1);
-        while (read(fds[0], &c, 1) > 0)
-            ;
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[0]);
-    /* fds[1] stays open until we die */
-}
 
 /* Removes everything labelled label_val after this process ends, however it ends. */
 static void
@@ -136,7 +111,7 @@ guard(const char *label)
         "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1",
         label, label, label);
 
-    guard_cmd(script);
+    dockertest_guard_cmd(script);
     free(script);
 }
 
@@ -1005,7 +980,7 @@ TEST(registry_pull_by_digest_with_auth)
     cmd = xasprintf("docker image ls -q --digests --format '{{.Repository}}@{{.Digest}}' %s |"
                     " xargs -r docker rmi >/dev/null 2>&1; docker rmi %s:t >/dev/null 2>&1",
                     repo, repo);
-    guard_cmd(cmd);
+    dockertest_guard_cmd(cmd);
     free(cmd);
 
     cmd = xasprintf("python3 -W ignore -c \"import crypt; print('tester:' + crypt.crypt("
