@@ -5,6 +5,7 @@
  * after errors. */
 #include "dockerexec.h"
 
+#include "ctx.h"
 #include "docker.h"
 #include "dockeropts.h"
 #include "services.h"
@@ -41,6 +42,8 @@ struct docker_exec {
     char *options;            /* container.options */
     json_t *services;         /* evaluated services map, or NULL */
     struct services *svc;     /* running services */
+    bool reattaching;         /* a new attach stream replaces a lost one */
+    uint64_t resume_from;
     bool svc_stopping;
     json_t *env;
     bool bind, ready, closing, teardown;
@@ -226,6 +229,8 @@ on_att_end(struct docker_attach *a, int rc, const struct err *e, void *arg)
         fail(dx, &ee);
         return;
     }
+    if (a != dx->att)
+        return; /* an old stream, replaced by dockerexec_reattach() */
     /* The agent is gone: tell the job run as a protocol event. */
     err_set(&ee, ERR_PROTO, "the job container's stream ended%s%s", e ? ": " : "", e ? e->msg : "");
     struct agentconn_event ev = {.kind = AGENTCONN_PROTO_ERROR, .err = &ee};
@@ -260,6 +265,18 @@ on_att_ready(struct docker_attach *a, void *arg)
     (void)a;
     if (dx->closing)
         return;
+    if (dx->reattaching) {
+        /* A new stream to a running agent: ask for everything after what we have. */
+        dx->reattaching = false;
+        if (agentconn_resume(dx->x.conn, dx->resume_from, &e) < 0) {
+            struct agentconn_event ev = {.kind = AGENTCONN_PROTO_ERROR, .err = &e};
+            dx->x.cbs->on_event(dx->x.arg, &ev);
+        } else {
+            say(dx, "reattached to container %.12s at offset %llu", dx->ctr_id,
+                (unsigned long long)dx->resume_from);
+        }
+        return;
+    }
     if (flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0)
         fail(dx, &e);
 }
@@ -664,6 +681,8 @@ on_resolved(const struct docker_res *res, void *arg)
     /* What the container is created with (below) is part of every step's env too. */
     json_object_set_new(dx->x.base_env, "RUNNER_TOOL_CACHE", json_string("/opt/hostedtoolcache"));
     json_object_set_new(dx->x.base_env, "RUNNER_OS", json_string("Linux"));
+    json_object_set_new(dx->x.base_env, "RUNNER_ARCH", json_string(ctx_arch_name(
+        json_string_value(json_object_get(res->json, "Architecture")))));
     json_object_set_new(dx->x.base_env, "RUNNER_TEMP", json_string("/tmp"));
     json_object_set_new(dx->x.base_env, "LANG", json_string("C.UTF-8"));
     json_object_update(dx->x.base_env, dx->env);
@@ -1020,4 +1039,25 @@ dockerexec_step_labels(const struct executor *x)
 
     json_object_set_new(l, DOCKER_LABEL_ROLE, json_string("step"));
     return l;
+}
+
+int
+dockerexec_reattach(struct executor *x, struct err *e)
+{
+    struct docker_exec *dx = (struct docker_exec *)x;
+    struct agentconn_cbs cb = {.write = att_write, .on_event = on_agent_event};
+
+    if (!dx->ready || dx->closing || dx->ctr_id == NULL)
+        return err_set(e, -EINVAL, "nothing to reattach to");
+    /* What the job run has seen ends at the old connection's offset; the agent replays the
+     * rest from its journal, so nothing is lost and nothing repeats. */
+    dx->resume_from = agentconn_offset(x->conn);
+    if (dx->att) {
+        docker_attach_close(dx->att);
+        dx->att = NULL;
+    }
+    agentconn_free(x->conn);
+    x->conn = agentconn_new(&cb, dx);
+    dx->reattaching = true;
+    return docker_attach(dx->d, dx->ctr_id, &att_cbs, dx, &dx->att, e);
 }

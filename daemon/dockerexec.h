@@ -12,6 +12,11 @@ struct docker;
 int executor_docker_new(uv_loop_t *loop, struct docker *d, const char *agent_path,
                         const char *runner_name, struct executor **out, struct err *e);
 
+/* Replaces the attach stream of a running job with a new one and resumes the agent's output
+ * where the old stream's delivered events ended (as after a lost connection or a restart of the
+ * host side). Events go on to the same callbacks. */
+int dockerexec_reattach(struct executor *x, struct err *e);
+
 /* Returns new labels for a step container of job executor x (a docker executor). */
 json_t *dockerexec_step_labels(const struct executor *x);
 

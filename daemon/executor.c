@@ -2,6 +2,7 @@
  * in a per-job directory). */
 #include "executor.h"
 
+#include "ctx.h"
 #include "hostexec.h"
 #include "wswalk.h"
 #include "runner/log.h"
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 int
@@ -270,6 +272,9 @@ host_setup(struct executor *x, const struct executor_job *job, struct err *e)
         if (getenv(keep[i]))
             json_object_set_new(x->base_env, keep[i], json_string(getenv(keep[i])));
     json_object_set_new(x->base_env, "RUNNER_OS", json_string("Linux"));
+    struct utsname un;
+    if (uname(&un) == 0)
+        json_object_set_new(x->base_env, "RUNNER_ARCH", json_string(ctx_arch_name(un.machine)));
     json_object_set_new(x->base_env, "RUNNER_TEMP", json_string(h->dir));
     json_object_set_new(x->base_env, "RUNNER_TOOL_CACHE", json_string(h->dir));
     x->bash = access("/bin/bash", X_OK) == 0 || access("/usr/bin/bash", X_OK) == 0;

@@ -69,7 +69,7 @@ jobs:
         run: |
           echo "pwd=$PWD shell=$0"
           cat data.txt
-          echo "os=$RUNNER_OS path=$PATH"
+          echo "os=$RUNNER_OS path=$PATH arch=$RUNNER_ARCH"
           echo "v=1" >> "$GITHUB_OUTPUT"
           touch created-in-container
       - run: echo "got ${{ steps.a.outputs.v }}"
@@ -91,7 +91,7 @@ with tempfile.TemporaryDirectory() as tmp:
     check("docker job exit 0", rc == 0, out + err)
     check("workspace copied into the container", "[box]   | pwd=/workspace shell=/var/run/act/workflow/a.sh" in out
           and "[box]   | workspace-data" in out, out)
-    check("image env and RUNNER_OS", "[box]   | os=Linux path=/bin" in out, out)
+    check("image env, RUNNER_OS and RUNNER_ARCH", "[box]   | os=Linux path=/bin arch=X64" in out, out)
     check("outputs across steps", "[box]   | got 1" in out, out)
     check("job container: image and env", "[boxed]   | container env yes-it-is" in out, out)
     check("copy, not bind: nothing written back", not os.path.exists(os.path.join(tmp, "created-in-container")))
