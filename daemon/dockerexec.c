@@ -37,8 +37,12 @@ struct docker_exec {
     struct docker *d;
     char *agent_path, *runner_name;
     char *name, *image, *image_id, *source, *net_name;
-    char *net_id, *ctr_id, *vol_name;
-    bool vol_created;
+    char *net_id, *ctr_id;
+    /* Per-job volumes: [0] the workspace (unless bound), [1] /var/run/act (scripts and file
+     * commands), both shared with step containers. */
+    char *vols[2];
+    bool vol_created[2];
+    int vol_next;
     char *options;            /* container.options */
     json_t *services;         /* evaluated services map, or NULL */
     struct services *svc;     /* running services */
@@ -540,16 +544,38 @@ start_services(struct docker_exec *dx)
     free(defs);
 }
 
+static void create_volumes(struct docker_exec *dx);
+
 static void
 on_volume(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
 
     if (res->rc == 0)
-        dx->vol_created = true;
+        dx->vol_created[dx->vol_next] = true;
     if (!proceed(dx, res))
         return;
-    start_services(dx);
+    dx->vol_next++;
+    create_volumes(dx);
+}
+
+/* Creates the job's volumes one after the other, then starts the services. */
+static void
+create_volumes(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    while (dx->vol_next < 2 && dx->vols[dx->vol_next] == NULL)
+        dx->vol_next++;
+    if (dx->vol_next == 2) {
+        start_services(dx);
+        return;
+    }
+    json_t *labels = job_labels(dx);
+    if (flying(dx, docker_volume_create(dx->d, dx->vols[dx->vol_next], labels, on_volume, dx,
+                                        &e)) < 0)
+        fail(dx, &e);
+    json_decref(labels);
 }
 
 static void
@@ -562,17 +588,13 @@ on_network(const struct docker_res *res, void *arg)
         dx->net_id = xstrdup(res->id);
     if (!proceed(dx, res))
         return;
-    if (dx->bind) {
-        start_services(dx);
-        return;
-    }
-    /* The workspace is a volume, so that step containers (docker:// steps, docker actions)
-     * mount the same files as the job container. */
-    json_t *labels = job_labels(dx);
-    dx->vol_name = xasprintf("%s-workspace", dx->name);
-    if (flying(dx, docker_volume_create(dx->d, dx->vol_name, labels, on_volume, dx, &e)) < 0)
-        fail(dx, &e);
-    json_decref(labels);
+    (void)e;
+    /* The workspace and /var/run/act are volumes, so that step containers (docker:// steps,
+     * docker actions) see the same files as the job container. */
+    if (!dx->bind)
+        dx->vols[0] = xasprintf("%s-workspace", dx->name);
+    dx->vols[1] = xasprintf("%s-act", dx->name);
+    create_volumes(dx);
 }
 
 static void
@@ -601,10 +623,12 @@ create_container(struct docker_exec *dx)
     }
     env[n] = NULL;
     char *bind = dx->bind && dx->source ? xasprintf("%s:" WORKSPACE, dx->source)
-                                        : xasprintf("%s:" WORKSPACE, dx->vol_name);
+                                        : xasprintf("%s:" WORKSPACE, dx->vols[0]);
+    char *act = xasprintf("%s:/var/run/act", dx->vols[1]);
     dx->x.workspace_mount = xstrdup(bind);
+    dx->x.act_mount = xstrdup(act);
     dx->x.network = xstrdup(dx->net_name);
-    const char *binds[] = {bind, NULL};
+    const char *binds[] = {bind, act, NULL};
     const char *entry[] = {AGENT_DIR "/agent", "--journal", AGENT_DIR "/journal", NULL};
     struct docker_container_spec spec = {
         .image = dx->image_id,
@@ -645,6 +669,7 @@ create_container(struct docker_exec *dx)
         fail(dx, &e);
 out:
     free(bind);
+    free(act);
     for (size_t i = 0; i < n; i++)
         free(env[i]);
     free(env);
@@ -753,7 +778,9 @@ dx_free(struct docker_exec *dx)
     free(dx->net_name);
     free(dx->net_id);
     free(dx->ctr_id);
-    free(dx->vol_name);
+    free(dx->vols[0]);
+    free(dx->vols[1]);
+    free(dx->x.act_mount);
     free(dx->options);
     json_decref(dx->services);
     json_decref(dx->x.job_ctx);
@@ -823,6 +850,8 @@ remove_network_now(struct docker_exec *dx)
         dx_free(dx);
 }
 
+static void remove_volume(struct docker_exec *dx);
+
 static void
 on_vol_removed(const struct docker_res *res, void *arg)
 {
@@ -830,17 +859,24 @@ on_vol_removed(const struct docker_res *res, void *arg)
 
     if (res->rc < 0 && res->rc != ERR_NOTFOUND)
         say(dx, "warning: %s", res->err.msg);
-    remove_network(dx);
+    remove_volume(dx);
 }
 
+/* Removes the created volumes one by one, then the network. */
 static void
 remove_volume(struct docker_exec *dx)
 {
     struct err e = {0};
 
-    if (!dx->vol_created ||
-        docker_volume_remove(dx->d, dx->vol_name, true, on_vol_removed, dx, &e) < 0)
-        remove_network(dx);
+    for (int i = 0; i < 2; i++) {
+        if (!dx->vol_created[i])
+            continue;
+        dx->vol_created[i] = false;
+        if (docker_volume_remove(dx->d, dx->vols[i], true, on_vol_removed, dx, &e) == 0)
+            return;
+        say(dx, "warning: %s", e.msg);
+    }
+    remove_network(dx);
 }
 
 static void

@@ -52,6 +52,7 @@ struct executor {
     char *base_path;          /* PATH steps start from */
     json_t *base_env;         /* the environment a step starts from (lowest precedence) */
     char *workspace_mount;    /* docker: "SOURCE:/workspace" for step containers; else NULL */
+    char *act_mount;          /* docker: "VOLUME:/var/run/act" (file commands); else NULL */
     char *network;            /* docker: the job network's name; else NULL */
     struct docker *docker;    /* docker: the client, for step containers; else NULL */
     json_t *job_ctx;          /* the `job` context's container/services parts, or NULL */

@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,9 @@ enum phase {
     PH_SETUP,
     PH_STEPS,
     PH_WRITING,   /* waiting for FILE_WRITTEN of the step script */
-    PH_RUNNING,   /* waiting for EXITED */
+    PH_RUNNING,   /* waiting for EXITED (or a docker step's end) */
+    PH_DPREP,     /* docker step: emptying the file-command files */
+    PH_DREAD,     /* docker step: reading the file-command files back through the agent */
     PH_CLOSING,
     PH_DONE,
 };
@@ -77,6 +80,12 @@ struct jobrun {
     char *options;       /* container.options, evaluated */
     json_t *services;    /* services, evaluated */
     struct dockerstep *dstep; /* a running docker:// step */
+    struct dockerstep_opts dopts; /* the docker step waiting for its files to be emptied */
+    char **denvp, **dargs, *dimage;
+    const char *dentry[2], *dbinds[3];
+    json_t *dlabels;
+    int dprep_left;
+    bool dok;             /* the docker step's own outcome */
 };
 
 static void next_step(struct jobrun *jr);
@@ -330,6 +339,20 @@ clear_step(struct jobrun *jr)
     jr->script_path = jr->script = jr->cwd = jr->cur_name = NULL;
     shell_argv_free(jr->argv);
     jr->argv = NULL;
+    if (jr->denvp) {
+        for (char **p = jr->denvp; *p; p++)
+            free(*p);
+        free(jr->denvp);
+        jr->denvp = NULL;
+    }
+    dockeropts_words_free(jr->dargs);
+    jr->dargs = NULL;
+    free(jr->dimage);
+    jr->dimage = NULL;
+    free((char *)(uintptr_t)jr->dentry[0]);
+    jr->dentry[0] = NULL;
+    json_decref(jr->dlabels);
+    jr->dlabels = NULL;
     buf_reset(&jr->line[0]);
     buf_reset(&jr->line[1]);
 }
@@ -545,6 +568,41 @@ dstep_log(const char *line, void *arg)
     emit(jr, (int)jr->cur, JOBRUN_INFO, line, strlen(line));
 }
 
+#define DFILE_ID 0x80000000u
+
+/* Reads the file-command files a docker step wrote (in the shared /var/run/act volume) back
+ * through the agent: copies are made by a small RUN whose own env files name the copies. */
+static void
+read_docker_files(struct jobrun *jr)
+{
+    static const char script[] =
+        "for f in envs.txt outputcmd.txt statecmd.txt pathcmd.txt SUMMARY.md; do "
+        "cp -f \"$0/$f\" \"$0/read/$f\" 2>/dev/null; done; exit 0";
+    char *dir = xasprintf("%s/read", jr->x->file_dir);
+    char *vars[5];
+    static const char *const names[][2] = {
+        {"GITHUB_ENV", "envs.txt"},     {"GITHUB_OUTPUT", "outputcmd.txt"},
+        {"GITHUB_STATE", "statecmd.txt"}, {"GITHUB_PATH", "pathcmd.txt"},
+        {"GITHUB_STEP_SUMMARY", "SUMMARY.md"}};
+    struct err e = {0};
+
+    for (int i = 0; i < 5; i++)
+        vars[i] = xasprintf("%s=%s/%s", names[i][0], dir, names[i][1]);
+    const char *argv[] = {"/bin/sh", "-c", script, jr->x->file_dir};
+    const char *env[] = {vars[0], vars[1], vars[2], vars[3], vars[4], "PATH=/usr/bin:/bin"};
+    struct agentconn_run r = {.step = (uint32_t)jr->cur + 1, .argv = argv, .argc = 4,
+                              .env = env, .envc = 6, .dir = dir};
+    jr->phase = PH_DREAD;
+    if (agentconn_run(jr->x->conn, &r, &e) < 0) {
+        emitf(jr, (int)jr->cur, JOBRUN_WARNING, "file commands of this step were not read: %s",
+              e.msg);
+        end_step(jr, jr->dok);
+    }
+    for (int i = 0; i < 5; i++)
+        free(vars[i]);
+    free(dir);
+}
+
 static void
 dstep_done(int rc, long long code, const struct err *e, void *arg)
 {
@@ -564,8 +622,22 @@ dstep_done(int rc, long long code, const struct err *e, void *arg)
     } else {
         if (code != 0)
             emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %lld.", code);
-        end_step(jr, code == 0);
+        jr->dok = code == 0;
+        read_docker_files(jr);
     }
+}
+
+/* The files are empty: start the step's container. */
+static void
+launch_docker_step(struct jobrun *jr)
+{
+    struct dockerstep_cbs cbs = {.on_log = dstep_log, .on_output = dstep_output,
+                                 .on_done = dstep_done};
+    struct err e = {0};
+
+    jr->phase = PH_RUNNING;
+    if (dockerstep_run(jr->loop, jr->x->docker, &jr->dopts, &cbs, jr, &jr->dstep, &e) < 0)
+        fail_step(jr, e.msg);
 }
 
 /* Runs `uses: docker://IMAGE` in a container of its own on the job network, with the
@@ -575,8 +647,8 @@ start_docker_step(struct jobrun *jr, json_t *ctx)
 {
     const struct wf_step *s = &jr->wj->steps[jr->cur];
     struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
-    json_t *step_env = NULL, *with = NULL, *labels = NULL;
-    char **envp = NULL, **args = NULL, *image = NULL;
+    json_t *step_env = NULL, *with = NULL;
+    char **args = NULL, *image = NULL;
     size_t nargs = 0;
     struct err e = {0};
     int rc;
@@ -600,43 +672,50 @@ start_docker_step(struct jobrun *jr, json_t *ctx)
     };
     jr->cur_env = stepenv_build(&in);
     json_object_del(jr->cur_env, "PATH"); /* the step image's own PATH applies */
-    envp = stepenv_to_envp(jr->cur_env);
     const char *entry = json_string_value(json_object_get(with, "entrypoint"));
     const char *argstr = json_string_value(json_object_get(with, "args"));
     if (argstr && dockeropts_split(argstr, "with.args", &args, &nargs, &e) < 0)
         goto fail;
-    const char *entryv[] = {entry, NULL};
-    const char *binds[] = {jr->x->workspace_mount, NULL};
-    labels = dockerexec_step_labels(jr->x);
-    struct dockerstep_opts o = {
-        .image = image + strlen("docker://"),
+    /* Kept until the container starts: first the file-command files are emptied. */
+    jr->denvp = stepenv_to_envp(jr->cur_env);
+    jr->dargs = args;
+    args = NULL;
+    jr->dimage = xstrdup(image + strlen("docker://"));
+    jr->dlabels = dockerexec_step_labels(jr->x);
+    jr->dentry[0] = entry ? xstrdup(entry) : NULL;
+    jr->dentry[1] = NULL;
+    jr->dbinds[0] = jr->x->workspace_mount;
+    jr->dbinds[1] = jr->x->act_mount;
+    jr->dbinds[2] = NULL;
+    jr->dopts = (struct dockerstep_opts){
+        .image = jr->dimage,
         .allow_pull = true,
-        .entrypoint = entry ? entryv : NULL,
-        .cmd = args ? (const char *const *)args : NULL,
-        .env = (const char *const *)envp,
+        .entrypoint = entry ? jr->dentry : NULL,
+        .cmd = jr->dargs ? (const char *const *)jr->dargs : NULL,
+        .env = (const char *const *)jr->denvp,
         .workdir = jr->x->workspace,
-        .binds = binds,
+        .binds = jr->dbinds,
         .network = jr->x->network,
-        .labels = labels,
+        .labels = jr->dlabels,
     };
-    struct dockerstep_cbs cbs = {.on_log = dstep_log, .on_output = dstep_output,
-                                 .on_done = dstep_done};
-    jr->phase = PH_RUNNING;
-    if (dockerstep_run(jr->loop, jr->x->docker, &o, &cbs, jr, &jr->dstep, &e) < 0)
-        goto fail;
+    static const char *const files[] = {"envs.txt", "outputcmd.txt", "statecmd.txt",
+                                        "pathcmd.txt", "SUMMARY.md"};
+    jr->phase = PH_DPREP;
+    jr->dprep_left = 5;
+    for (uint32_t i = 0; i < 5; i++) {
+        char *path = xasprintf("%s/%s", jr->x->file_dir, files[i]);
+        rc = agentconn_write_file(jr->x->conn, DFILE_ID + i, path, 0666, "", 0, &e);
+        free(path);
+        if (rc < 0)
+            goto fail;
+    }
     goto out;
 fail:
     jr->phase = PH_RUNNING;
     emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
     end_step(jr, false);
 out:
-    if (envp) {
-        for (char **p = envp; *p; p++)
-            free(*p);
-        free(envp);
-    }
     dockeropts_words_free(args);
-    json_decref(labels);
     json_decref(step_env);
     json_decref(with);
     free(image);
@@ -807,13 +886,32 @@ on_event(void *arg, const struct agentconn_event *ev)
     case AGENTCONN_FILE_WRITTEN:
         if (jr->phase == PH_WRITING && m->id == jr->cur + 1)
             run_script(jr);
+        else if (jr->phase == PH_DPREP && m->id >= DFILE_ID && --jr->dprep_left == 0)
+            launch_docker_step(jr);
         break;
     case AGENTCONN_EXITED:
-        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1)
+        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1) {
             on_exited(jr, m);
+        } else if (jr->phase == PH_DREAD && m->id == jr->cur + 1) {
+            bool ok = jr->dok;
+            if (m->exit_code != 0)
+                emit(jr, (int)jr->cur, JOBRUN_WARNING,
+                     "file commands not read: the job image needs /bin/sh and cp", 59);
+            else
+                apply_files(jr, m, &ok);
+            end_step(jr, ok);
+        }
         break;
     case AGENTCONN_ERROR:
-        if ((jr->phase == PH_WRITING || jr->phase == PH_RUNNING) && m->id == jr->cur + 1) {
+        if (jr->phase == PH_DREAD && m->id == jr->cur + 1) {
+            emitf(jr, (int)jr->cur, JOBRUN_WARNING, "file commands not read: %s",
+                  m->text ? m->text : "");
+            end_step(jr, jr->dok);
+        } else if (jr->phase == PH_DPREP && m->id >= DFILE_ID) {
+            err_set(&e, -EIO, "preparing the step's files: %s", m->text ? m->text : "");
+            jr->phase = PH_RUNNING;
+            fail_step(jr, e.msg);
+        } else if ((jr->phase == PH_WRITING || jr->phase == PH_RUNNING) && m->id == jr->cur + 1) {
             err_set(&e, -EIO, "the agent refused the step: %s", m->text ? m->text : "");
             fail_step(jr, e.msg);
         }

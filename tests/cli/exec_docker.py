@@ -140,10 +140,12 @@ jobs:
         env:
           SVC: ${{ job.services.web.id }}
       - uses: docker://IMAGE
+        id: dk
         with:
           entrypoint: /bin/sh
-          args: -c "echo docker-step input=$INPUT_WHO ws=$(cat /workspace/data.txt)"
+          args: -c "echo docker-step input=$INPUT_WHO ws=$(cat /workspace/data.txt); echo res=42 >> $GITHUB_OUTPUT; echo FROM_DK=yes >> $GITHUB_ENV"
           who: mona
+      - run: echo "dk output=${{ steps.dk.outputs.res }} env=$FROM_DK"
 """.replace("IMAGE", IMAGE), "-l", "builder=docker://" + IMAGE)
     check("services: job ok", rc == 0, out + err)
     check("service reachable by its id", "[svc]   | hello-from-service" in out, out)
@@ -151,6 +153,7 @@ jobs:
           "[svc]   | svc id 64 opt=yes" in out, out)
     check("docker:// step with entrypoint, args, inputs and the workspace",
           "[svc]   | docker-step input=mona ws=workspace-data" in out, out)
+    check("docker:// step file commands", "[svc]   | dk output=42 env=yes" in out, out)
 
     rc, out, err, rep = run(tmp, "on: push\njobs:\n  v:\n    runs-on: builder\n"
                             "    container:\n      image: %s\n      options: -v /:/host\n"
