@@ -752,6 +752,7 @@ dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
     x->workspace = xstrdup(WORKSPACE);
     x->file_dir = xstrdup(FILE_DIR);
     x->base_path = xstrdup(DEFAULT_PATH);
+    x->agent_cmd = xstrdup(AGENT_DIR "/agent");
     x->base_env = json_object();
     x->job_ctx = json_object();
     x->docker = dx->d;
@@ -790,6 +791,7 @@ dx_free(struct docker_exec *dx)
     free(dx->x.workspace);
     free(dx->x.file_dir);
     free(dx->x.base_path);
+    free(dx->x.agent_cmd);
     json_decref(dx->x.base_env);
     free(dx);
     if (cbs && cbs->on_closed)

@@ -109,6 +109,7 @@ host_free(struct host_exec *h)
     free(h->x.workspace);
     free(h->x.file_dir);
     free(h->x.base_path);
+    free(h->x.agent_cmd);
     json_decref(h->x.base_env);
     free(h);
     if (cbs->on_closed)
@@ -264,6 +265,7 @@ host_setup(struct executor *x, const struct executor_job *job, struct err *e)
             h->copy_from = realpath(job->source, NULL);
     }
     x->base_path = xstrdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+    x->agent_cmd = xstrdup(h->agent_path);
     /* Only a few of our own variables reach steps: a runner's environment may hold secrets. */
     static const char *const keep[] = {"HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM",
                                        "SHELL", "TMPDIR", "PATH"};

@@ -50,6 +50,7 @@ struct executor {
     char *workspace;          /* the workspace path as steps see it */
     char *file_dir;           /* directory for scripts and file-command files */
     char *base_path;          /* PATH steps start from */
+    char *agent_cmd;          /* the agent binary as steps see it (for --hash-files) */
     json_t *base_env;         /* the environment a step starts from (lowest precedence) */
     char *workspace_mount;    /* docker: "SOURCE:/workspace" for step containers; else NULL */
     char *act_mount;          /* docker: "VOLUME:/var/run/act" (file commands); else NULL */

@@ -1,12 +1,13 @@
 /* hashfiles.c: hashFiles() on a directory tree (see hashfiles.h). */
 #include "hashfiles.h"
 
+#include "globmatch.h" /* the matcher and the limits, shared with runner-agent */
+
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -14,69 +15,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Matches one segment of pattern (up to '/' or end) against one segment of path. */
-static bool
-seg_match(const char *pat, size_t plen, const char *s, size_t slen)
-{
-    char *p = xstrndup(pat, plen), *t = xstrndup(s, slen);
-    bool ok = fnmatch(p, t, 0) == 0;
-
-    free(p);
-    free(t);
-    return ok;
-}
-
-static size_t
-seg_len(const char *s)
-{
-    const char *slash = strchr(s, '/');
-
-    return slash ? (size_t)(slash - s) : strlen(s);
-}
-
-/* Segment-wise match with `**` matching zero or more segments. */
-static bool
-match_from(const char *pat, const char *path, int depth)
-{
-    if (depth > 256)
-        return false;
-    while (*pat == '/')
-        pat++;
-    if (*pat == '\0')
-        return *path == '\0';
-    size_t pl = seg_len(pat);
-    const char *pnext = pat + pl;
-
-    if (pl == 2 && pat[0] == '*' && pat[1] == '*') {
-        /* Zero segments, or consume one path segment and try again. */
-        if (match_from(pnext, path, depth + 1))
-            return true;
-        if (*path == '\0')
-            return false;
-        size_t sl = seg_len(path);
-        const char *snext = path[sl] == '/' ? path + sl + 1 : path + sl;
-        return match_from(pat, snext, depth + 1);
-    }
-    if (*path == '\0')
-        return false;
-    size_t sl = seg_len(path);
-    if (!seg_match(pat, pl, path, sl))
-        return false;
-    return match_from(pnext, path[sl] == '/' ? path + sl + 1 : path + sl, depth + 1);
-}
-
 bool
 hashfiles_match(const char *pattern, const char *path)
 {
-    while (pattern[0] == '.' && pattern[1] == '/')
-        pattern += 2;
-    /* A pattern naming a directory matches everything below it (as @actions/glob does). */
-    if (match_from(pattern, path, 0))
-        return true;
-    char *below = xasprintf("%s/**", pattern);
-    bool ok = match_from(below, path, 0);
-    free(below);
-    return ok;
+    int r = globmatch_match(pattern, path);
+
+    if (r < 0)
+        abort(); /* out of memory, as xmalloc() */
+    return r > 0;
 }
 
 struct walk {
@@ -220,29 +166,11 @@ hashfiles_compute(const char *workspace, const char *const *patterns, size_t n, 
         abort();
     EVP_DigestInit_ex(all, EVP_sha256(), NULL);
     for (size_t f = 0; f < w.n; f++) {
-        bool inc = false;
-
         /* Patterns may be several lines each (act joins them with newlines). */
-        for (size_t i = first; i < n; i++) {
-            char *dup = xstrdup(patterns[i]), *save = NULL;
-            for (char *line = strtok_r(dup, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                while (*line == ' ' || *line == '\t')
-                    line++;
-                size_t ll = strlen(line);
-                while (ll && (line[ll - 1] == ' ' || line[ll - 1] == '\t' || line[ll - 1] == '\r'))
-                    line[--ll] = '\0';
-                if (*line == '\0' || *line == '#')
-                    continue;
-                bool neg = false;
-                while (*line == '!') {
-                    neg = !neg;
-                    line++;
-                }
-                if (hashfiles_match(line, w.files[f]))
-                    inc = !neg;
-            }
-            free(dup);
-        }
+        int inc = globmatch_select(patterns + first, n - first, w.files[f]);
+
+        if (inc < 0)
+            abort(); /* out of memory, as xmalloc() */
         if (!inc)
             continue;
         unsigned char md[32];

@@ -10,9 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Limits: files hashed and directory depth walked. Past them hashFiles fails cleanly. */
-#define HASHFILES_MAX_FILES 100000
-#define HASHFILES_MAX_DEPTH 64
+/* Limits (files hashed, directory depth walked) are HASHFILES_MAX_FILES and
+ * HASHFILES_MAX_DEPTH in globmatch.h, shared with the agent's hash mode. */
+#include "globmatch.h"
 
 /* Patterns are @actions/glob style: one per argument, `*`, `?`, `[...]` within a path segment,
  * `**` for any number of segments, a leading `!` excludes (the last matching pattern wins), a

@@ -35,6 +35,7 @@ enum phase {
     PH_RUNNING,   /* waiting for EXITED (or a docker step's end) */
     PH_DPREP,     /* docker step: emptying the file-command files */
     PH_DREAD,     /* docker step: reading the file-command files back through the agent */
+    PH_HASHING,   /* computing the step's hashFiles() through the agent */
     PH_CLOSING,
     PH_DONE,
 };
@@ -85,11 +86,19 @@ struct jobrun {
     const char *dentry[2], *dbinds[3];
     json_t *dlabels;
     int dprep_left;
+    json_t *hashes;      /* this step's hashFiles() results: JSON of the patterns -> hex */
+    json_t *hash_todo;   /* pattern lists still to compute (array of arrays) */
+    bool hash_collect;   /* evaluating only to learn which hashFiles() a step needs */
+    bool hash_ready;     /* the current step's hashes are computed */
+    struct buf hash_out;
     bool dok;             /* the docker step's own outcome */
 };
 
 static void next_step(struct jobrun *jr);
 static void finish_job(struct jobrun *jr);
+static void hash_failed(struct jobrun *jr, const char *why);
+
+#define HASH_STEP 0xfffff100u
 
 /* ---------------------------------------------------------------- output */
 
@@ -293,15 +302,133 @@ contexts(struct jobrun *jr, json_t *env)
     return c;
 }
 
+/* hashFiles(): evaluation is synchronous, hashing is not. A step that mentions hashFiles is
+ * first evaluated in collect mode, which records every pattern list asked for; the agent then
+ * hashes them where the workspace is (next to the steps), and the step is evaluated for real
+ * with the results. */
 static int
 hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct err *e)
 {
-    (void)arg;
-    (void)patterns;
-    (void)n;
+    struct jobrun *jr = arg;
+    json_t *key = json_array();
+    char *k;
+
     *out = NULL;
-    /* The workspace lives where the agent runs; hashing it there is issue 6's (actions). */
-    return err_set(e, -ENOTSUP, "hashFiles() is not supported in this executor yet");
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(key, json_string(patterns[i]) ? json_string(patterns[i]) : json_string(""));
+    k = json_dumps(key, JSON_COMPACT);
+    const char *hit = json_string_value(json_object_get(jr->hashes, k));
+    if (hit) {
+        *out = xstrdup(hit);
+    } else if (jr->hash_collect) {
+        json_array_append(jr->hash_todo, key);
+        json_object_set_new(jr->hashes, k, json_null()); /* asked for once */
+        *out = xstrdup("");
+    } else {
+        err_set(e, ERR_INVALID, "hashFiles(%s): its arguments changed between evaluations", k);
+    }
+    json_decref(key);
+    free(k);
+    return *out ? 0 : ERR_INVALID;
+}
+
+static bool
+mentions_hashfiles(const char *s)
+{
+    return s && strcasestr(s, "hashfiles") != NULL;
+}
+
+static bool
+node_mentions_hashfiles(const struct ynode *n)
+{
+    if (n == NULL)
+        return false;
+    if (n->kind == YNODE_SCALAR)
+        return mentions_hashfiles(n->str);
+    for (size_t i = 0; i < n->n; i++)
+        if ((n->kind == YNODE_MAP && node_mentions_hashfiles(n->keys[i])) ||
+            node_mentions_hashfiles(n->items[i]))
+            return true;
+    return false;
+}
+
+/* Evaluates every expression of step s in collect mode; results and errors are dropped. */
+static void
+collect_hashes(struct jobrun *jr, const struct wf_step *s, json_t *ctx)
+{
+    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files,
+                          .arg = jr};
+    const struct wf_str *strs[] = {&s->name, &s->run, &s->shell, &s->working_directory, &s->uses};
+    const struct ynode *nodes[] = {s->env, s->with, s->continue_on_error, s->timeout_minutes};
+    struct err e = {0};
+    bool ok;
+    json_t *v;
+    char *str;
+
+    jr->hash_collect = true;
+    (void)expr_eval_if(s->if_.v ? s->if_.v : "", "success()", &ee, &ok, &e);
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if (strs[i]->v && expr_interpolate(strs[i]->v, &ee, &str, &e) == 0)
+            free(str);
+    }
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        v = NULL;
+        if (yeval_node(jr->file, nodes[i], &ee, &v, &e) == 0)
+            json_decref(v);
+    }
+    jr->hash_collect = false;
+}
+
+/* Runs the agent's hash mode for the next pattern list, or resumes the step when none is left. */
+static void
+hash_next(struct jobrun *jr)
+{
+    struct err e = {0};
+    json_t *pats;
+
+    if (json_array_size(jr->hash_todo) == 0) {
+        jr->hash_ready = true;
+        jr->phase = PH_STEPS;
+        next_step(jr);
+        return;
+    }
+    pats = json_array_get(jr->hash_todo, 0);
+    size_t n = json_array_size(pats);
+    const char **argv = xcalloc(n + 3, sizeof *argv);
+    argv[0] = jr->x->agent_cmd;
+    argv[1] = "--hash-files";
+    argv[2] = jr->x->workspace;
+    for (size_t i = 0; i < n; i++)
+        argv[3 + i] = json_string_value(json_array_get(pats, i));
+    struct agentconn_run r = {.step = HASH_STEP, .argv = argv, .argc = n + 3};
+    buf_reset(&jr->hash_out);
+    jr->phase = PH_HASHING;
+    if (agentconn_run(jr->x->conn, &r, &e) < 0)
+        hash_failed(jr, e.msg);
+    free(argv);
+}
+
+/* The hash of the first pending pattern list arrived (or failed). */
+static void
+hash_done(struct jobrun *jr, const struct agentp_msg *m)
+{
+    json_t *pats = json_array_get(jr->hash_todo, 0);
+    char *k = json_dumps(pats, JSON_COMPACT);
+    size_t l = jr->hash_out.len;
+
+    while (l && (jr->hash_out.data[l - 1] == '\n' || jr->hash_out.data[l - 1] == '\r'))
+        l--;
+    if (m->exit_code != 0) {
+        char *why = xasprintf("hashFiles(%s) failed (exit %d)", k, m->exit_code);
+        free(k);
+        hash_failed(jr, why);
+        free(why);
+        return;
+    }
+    json_object_set_new(jr->hashes, k, json_stringn(buf_str(&jr->hash_out), l));
+    free(k);
+    json_array_remove(jr->hash_todo, 0);
+    hash_next(jr);
 }
 
 static void
@@ -353,6 +480,9 @@ clear_step(struct jobrun *jr)
     jr->dentry[0] = NULL;
     json_decref(jr->dlabels);
     jr->dlabels = NULL;
+    json_object_clear(jr->hashes);
+    json_array_clear(jr->hash_todo);
+    jr->hash_ready = false;
     buf_reset(&jr->line[0]);
     buf_reset(&jr->line[1]);
 }
@@ -366,7 +496,8 @@ end_step(struct jobrun *jr, bool ok)
 
     if (!ok && s->continue_on_error) {
         json_t *ctx = contexts(jr, jr->cur_env), *v = NULL;
-        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr)};
+        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr),
+                              .hash_files = hash_files, .arg = jr};
         struct err e = {0};
 
         if (yeval_node(jr->file, s->continue_on_error, &ee, &v, &e) == 0 && expr_truthy(v))
@@ -390,13 +521,27 @@ fail_step(struct jobrun *jr, const char *msg)
     end_step(jr, false);
 }
 
+/* hashFiles() could not be computed: the step fails before it starts. */
+static void
+hash_failed(struct jobrun *jr, const char *why)
+{
+    const struct wf_step *s = &jr->wj->steps[jr->cur];
+
+    if (jr->sink->step_started)
+        jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur,
+                               s->name.v ? s->name.v : s->eff_id);
+    jr->cur_outputs = json_object();
+    jr->phase = PH_RUNNING;
+    fail_step(jr, why);
+}
+
 /* ---------------------------------------------------------------- steps */
 
 /* Evaluates a string node; NULL when absent. */
 static int
 eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out, struct err *e)
 {
-    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
 
     *out = NULL;
     if (s->v == NULL)
@@ -433,7 +578,7 @@ start_run_step(struct jobrun *jr, json_t *ctx)
     json_t *step_env = NULL, *ectx = NULL;
     char *run = NULL, *step_shell = NULL, *job_shell = NULL, *wd = NULL;
     struct shell_cmd sh = {0};
-    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
     int rc;
 
     /* Step env (with the job env as `env`), then the rest sees env = job env + step env. */
@@ -481,7 +626,8 @@ start_run_step(struct jobrun *jr, json_t *ctx)
     if (s->timeout_minutes) {
         json_t *v = NULL;
         double d;
-        struct expr_env te = {.contexts = ectx, .job_status = job_status(jr)};
+        struct expr_env te = {.contexts = ectx, .job_status = job_status(jr),
+                              .hash_files = hash_files, .arg = jr};
         if (yeval_node(jr->file, s->timeout_minutes, &te, &v, &e) == 0) {
             if (json_is_string(v))
                 d = strtod(json_string_value(v), NULL);
@@ -646,7 +792,7 @@ static void
 start_docker_step(struct jobrun *jr, json_t *ctx)
 {
     const struct wf_step *s = &jr->wj->steps[jr->cur];
-    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
     json_t *step_env = NULL, *with = NULL;
     char **args = NULL, *image = NULL;
     size_t nargs = 0;
@@ -733,7 +879,24 @@ next_step(struct jobrun *jr)
     while (jr->phase == PH_STEPS && jr->cur < jr->wj->n_steps) {
         const struct wf_step *s = &jr->wj->steps[jr->cur];
         json_t *ctx = contexts(jr, NULL);
-        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files};
+
+        if (!jr->hash_ready && !jr->forced &&
+            (mentions_hashfiles(s->if_.v) || mentions_hashfiles(s->name.v) ||
+             mentions_hashfiles(s->run.v) || mentions_hashfiles(s->working_directory.v) ||
+             mentions_hashfiles(s->shell.v) || mentions_hashfiles(s->uses.v) ||
+             node_mentions_hashfiles(s->env) || node_mentions_hashfiles(s->with) ||
+             node_mentions_hashfiles(s->continue_on_error) ||
+             node_mentions_hashfiles(s->timeout_minutes))) {
+            collect_hashes(jr, s, ctx);
+            json_decref(ctx);
+            if (json_array_size(jr->hash_todo) > 0) {
+                hash_next(jr);
+                return;
+            }
+            jr->hash_ready = true;
+            continue;
+        }
+        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
         struct err e = {0};
         bool ok = false;
 
@@ -882,6 +1045,11 @@ on_event(void *arg, const struct agentconn_event *ev)
     case AGENTCONN_OUTPUT:
         if (jr->phase == PH_RUNNING && m->id == jr->cur + 1)
             feed_output(jr, (int)m->stream, m->data.p, m->data.len);
+        else if (jr->phase == PH_HASHING && m->id == HASH_STEP && m->stream == AGENTP_STDOUT &&
+                 jr->hash_out.len < 4096)
+            buf_append(&jr->hash_out, m->data.p, m->data.len);
+        else if (jr->phase == PH_HASHING && m->id == HASH_STEP)
+            emit(jr, (int)jr->cur, JOBRUN_ERROR, (const char *)m->data.p, m->data.len);
         break;
     case AGENTCONN_FILE_WRITTEN:
         if (jr->phase == PH_WRITING && m->id == jr->cur + 1)
@@ -892,6 +1060,8 @@ on_event(void *arg, const struct agentconn_event *ev)
     case AGENTCONN_EXITED:
         if (jr->phase == PH_RUNNING && m->id == jr->cur + 1) {
             on_exited(jr, m);
+        } else if (jr->phase == PH_HASHING && m->id == HASH_STEP) {
+            hash_done(jr, m);
         } else if (jr->phase == PH_DREAD && m->id == jr->cur + 1) {
             bool ok = jr->dok;
             if (m->exit_code != 0)
@@ -903,7 +1073,10 @@ on_event(void *arg, const struct agentconn_event *ev)
         }
         break;
     case AGENTCONN_ERROR:
-        if (jr->phase == PH_DREAD && m->id == jr->cur + 1) {
+        if (jr->phase == PH_HASHING && m->id == HASH_STEP) {
+            err_set(&e, -EIO, "hashFiles: %s", m->text ? m->text : "");
+            hash_failed(jr, e.msg);
+        } else if (jr->phase == PH_DREAD && m->id == jr->cur + 1) {
             emitf(jr, (int)jr->cur, JOBRUN_WARNING, "file commands not read: %s",
                   m->text ? m->text : "");
             end_step(jr, jr->dok);
@@ -918,11 +1091,11 @@ on_event(void *arg, const struct agentconn_event *ev)
         break;
     case AGENTCONN_PROTO_ERROR:
     case AGENTCONN_BYE:
-        emitf(jr, jr->phase == PH_RUNNING || jr->phase == PH_WRITING ? (int)jr->cur : -1,
+        emitf(jr, jr->phase != PH_STEPS && jr->phase != PH_SETUP ? (int)jr->cur : -1,
               JOBRUN_ERROR, "lost the agent: %s",
               ev->kind == AGENTCONN_BYE ? "it exited" : ev->err ? ev->err->msg : "protocol error");
         jr->job_failed = true;
-        if (jr->phase == PH_RUNNING || jr->phase == PH_WRITING) {
+        if (jr->phase != PH_STEPS && jr->phase != PH_SETUP) {
             set_step_result(jr, "failure", "failure");
             clear_step(jr);
         }
@@ -1117,6 +1290,8 @@ jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, 
     jr->step_list = json_array();
     jr->extra_path = json_array();
     jr->state = json_object();
+    jr->hashes = json_object();
+    jr->hash_todo = json_array();
     jr->phase = PH_SETUP;
     uv_timer_init(loop, &jr->timer);
     jr->timer.data = jr;
@@ -1235,6 +1410,9 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->step_list);
     json_decref(jr->extra_path);
     json_decref(jr->state);
+    json_decref(jr->hashes);
+    json_decref(jr->hash_todo);
+    buf_free(&jr->hash_out);
     free(jr->label);
     free(jr);
 }

@@ -112,6 +112,14 @@ with tempfile.TemporaryDirectory() as tmp:
                             "      - run: echo out; exit 7\n", "-l", "builder=docker://" + IMAGE)
     check("failing step in a container", rc == 1 and "[f]   error: Process completed with exit code 7." in out, out)
 
+    # hashFiles() computed inside the job container (the agent's hash mode).
+    import hashlib
+    want = hashlib.sha256(hashlib.sha256(b"workspace-data\n").digest()).hexdigest()
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  hf:\n    runs-on: builder\n    steps:\n"
+                            "      - run: echo \"h=${{ hashFiles('data.txt') }}\"\n",
+                            "-l", "builder=docker://" + IMAGE)
+    check("hashFiles in a container", "[hf]   | h=" + want in out, out + err)
+
     # Services on the job network, health-checked through options; a docker:// step.
     ctx_dir = os.path.join(tmp, "httpd-image")
     os.mkdir(ctx_dir)

@@ -184,6 +184,23 @@ jobs:
     check("job timeout: job failure, exit 1", rc == 1 and rep and rep["jobs"][0]["result"] == "failure",
           out)
 
+    # hashFiles() in a step: SHA-256 of each file's SHA-256, as GitHub computes it.
+    import hashlib
+    want = hashlib.sha256(hashlib.sha256(b"file-content\n").digest()).hexdigest()
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  h:
+    runs-on: local
+    steps:
+      - run: echo "h=${{ hashFiles('**/data.txt') }} none=[${{ hashFiles('*.nope') }}]"
+      - run: echo "conditional"
+        if: hashFiles('**/data.txt') != ''
+""")
+    h = lines(out, "h")
+    check("hashFiles value", "  | h=%s none=[]" % want in h, "\n".join(h) + err)
+    check("hashFiles in if:", "  | conditional" in h, "\n".join(h))
+
     # Unknown label: exit 2 before running anything.
     path = os.path.join(tmp, "wf.yml")
     with open(path, "w") as f:
