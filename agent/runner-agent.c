@@ -13,8 +13,7 @@
  * (proto/globmatch.c for the patterns, proto/sha256.c for the digests); no journal, no
  * protocol. */
 #include "agentp.h"
-#include "globmatch.h"
-#include "sha256.h"
+#include "hashwalk.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -987,256 +986,32 @@ run(struct agent *a)
 
 /* ---------------------------------------------------------------- --hash-files */
 
-/* The walk mirrors hashfiles_compute() in daemon/hashfiles.c step for step: the same paths
- * built the same way, the same checks in the same order, the same messages. */
-struct hwalk {
-    char *root;         /* resolved ROOT */
-    bool follow;
-    char **files;       /* relative paths of the regular files seen */
-    size_t n, cap;
-    char msg[512];      /* the error, when a call returned -1 */
-};
-
-static int hw_fail(struct hwalk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int
-hw_fail(struct hwalk *w, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(w->msg, sizeof(w->msg), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int
-hw_oom(struct hwalk *w)
-{
-    return hw_fail(w, "hashFiles: out of memory");
-}
-
-/* a + "/" + b in new memory, or NULL. */
-static char *
-hw_join(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *s = malloc(la + lb + 2);
-
-    if (s != NULL) {
-        memcpy(s, a, la);
-        s[la] = '/';
-        memcpy(s + la + 1, b, lb + 1);
-    }
-    return s;
-}
-
-static int
-hw_dir(struct hwalk *w, const char *rel, int depth)
-{
-    char *abs = *rel ? hw_join(w->root, rel) : strdup(w->root);
-    DIR *d;
-    struct dirent *de;
-    int rc = 0;
-
-    if (abs == NULL)
-        return hw_oom(w);
-    d = opendir(abs);
-    if (d == NULL) {
-        free(abs);
-        return 0; /* unreadable directories are skipped, as a glob walk does */
-    }
-    if (depth > HASHFILES_MAX_DEPTH) {
-        closedir(d);
-        free(abs);
-        return hw_fail(w, "hashFiles: directories nested deeper than %d", HASHFILES_MAX_DEPTH);
-    }
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        struct stat st, lst;
-        char *crel, *cabs;
-
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        crel = *rel ? hw_join(rel, de->d_name) : strdup(de->d_name);
-        cabs = hw_join(abs, de->d_name);
-        if (crel == NULL || cabs == NULL) {
-            rc = hw_oom(w);
-        } else if (lstat(cabs, &lst) == 0 && stat(cabs, &st) == 0) {
-            bool link = S_ISLNK(lst.st_mode), inside = true;
-
-            if (link) {
-                char *real = realpath(cabs, NULL);
-                size_t rl = strlen(w->root);
-
-                inside = real && strncmp(real, w->root, rl) == 0 &&
-                         (real[rl] == '/' || real[rl] == '\0');
-                free(real);
-            }
-            if (!inside) {
-                /* outside ROOT: ignored */
-            } else if (S_ISDIR(st.st_mode)) {
-                if (!link || w->follow)
-                    rc = hw_dir(w, crel, depth + 1);
-            } else if (S_ISREG(st.st_mode)) {
-                if (w->n == HASHFILES_MAX_FILES) {
-                    rc = hw_fail(w, "hashFiles: more than %d files match", HASHFILES_MAX_FILES);
-                } else {
-                    if (w->n == w->cap) {
-                        size_t cap = w->cap ? w->cap * 2 : 64;
-                        char **files = realloc(w->files, cap * sizeof(*files));
-
-                        if (files == NULL) {
-                            rc = hw_oom(w);
-                            goto next;
-                        }
-                        w->files = files;
-                        w->cap = cap;
-                    }
-                    w->files[w->n++] = crel;
-                    crel = NULL;
-                }
-            }
-        }
-next:
-        free(crel);
-        free(cabs);
-    }
-    closedir(d);
-    free(abs);
-    return rc;
-}
-
-static int
-hw_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* SHA-256 of one file into md. */
-static int
-hw_file(struct hwalk *w, const char *path, uint8_t md[SHA256_DIGEST_LEN])
-{
-    static uint8_t buf[65536];
-    struct sha256 c;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t r;
-
-    if (fd < 0)
-        return hw_fail(w, "hashFiles: %s: %s", path, strerror(errno));
-    sha256_init(&c);
-    for (;;) {
-        r = read(fd, buf, sizeof(buf));
-        if (r > 0)
-            sha256_update(&c, buf, (size_t)r);
-        else if (r == 0 || errno != EINTR)
-            break;
-    }
-    if (r < 0) {
-        int en = errno;
-
-        close(fd);
-        return hw_fail(w, "hashFiles: %s: %s", path, strerror(en));
-    }
-    close(fd);
-    sha256_final(&c, md);
-    return 0;
-}
-
-/* The digest as lower-case hex into hex (65 bytes), or "" when nothing matched. */
-static int
-hw_compute(struct hwalk *w, const char *root_arg, char *const *patterns, size_t n, char *hex)
-{
-    const char *const *pats = (const char *const *)patterns;
-    size_t first = 0;
-    struct sha256 all;
-    bool any = false;
-    char *root;
-
-    hex[0] = '\0';
-    if (n > 0 && strncmp(pats[0], "--", 2) == 0) {
-        if (strcmp(pats[0], "--follow-symbolic-links") != 0)
-            return hw_fail(w, "hashFiles: unknown option '%s'", pats[0]);
-        w->follow = true;
-        first = 1;
-    }
-    for (size_t i = first; i < n; i++)
-        if (strncmp(pats[i], "--", 2) == 0)
-            return hw_fail(w, "hashFiles: '%s': options go first", pats[i]);
-    root = realpath(root_arg, NULL);
-    if (root == NULL)
-        return hw_fail(w, "hashFiles: workspace %s: %s", root_arg, strerror(errno));
-    w->root = root;
-    if (hw_dir(w, "", 0) < 0)
-        return -1;
-    qsort(w->files, w->n, sizeof(*w->files), hw_cmp);
-    sha256_init(&all);
-    for (size_t f = 0; f < w->n; f++) {
-        int inc = globmatch_select(pats + first, n - first, w->files[f]);
-        uint8_t md[SHA256_DIGEST_LEN];
-        char *abs;
-        int rc;
-
-        if (inc < 0)
-            return hw_oom(w);
-        if (inc == 0)
-            continue;
-        abs = hw_join(root, w->files[f]);
-        if (abs == NULL)
-            return hw_oom(w);
-        rc = hw_file(w, abs, md);
-        free(abs);
-        if (rc < 0)
-            return rc;
-        sha256_update(&all, md, sizeof(md));
-        any = true;
-    }
-    if (any) {
-        static const char digits[] = "0123456789abcdef";
-        uint8_t md[SHA256_DIGEST_LEN];
-
-        sha256_final(&all, md);
-        for (size_t i = 0; i < SHA256_DIGEST_LEN; i++) {
-            hex[2 * i] = digits[md[i] >> 4];
-            hex[2 * i + 1] = digits[md[i] & 15];
-        }
-        hex[2 * SHA256_DIGEST_LEN] = '\0';
-    }
-    return 0;
-}
-
 /* argv: ROOT [--follow-symbolic-links] PATTERN... Prints the digest (or an empty line), 0;
  * on error one line on stderr, 2. */
 static int
 hash_files_main(int argc, char **argv)
 {
-    struct hwalk w;
-    char hex[2 * SHA256_DIGEST_LEN + 1];
+    char hex[HASHWALK_HEX_SIZE], msg[512];
     int rc;
 
-    memset(&w, 0, sizeof(w));
     if (argc < 1) {
-        snprintf(w.msg, sizeof(w.msg),
+        snprintf(msg, sizeof(msg),
                  "usage: runner-agent --hash-files ROOT [--follow-symbolic-links] PATTERN...");
         rc = -1;
     } else {
-        rc = hw_compute(&w, argv[0], argv + 1, (size_t)(argc - 1), hex);
+        rc = hashwalk_compute(argv[0], (const char *const *)(argv + 1), (size_t)(argc - 1), hex,
+                              msg, sizeof(msg));
     }
-    for (size_t i = 0; i < w.n; i++)
-        free(w.files[i]);
-    free(w.files);
-    free(w.root);
-    if (rc == 0) {
-        if (printf("%s\n", hex) < 0 || fflush(stdout) != 0) {
-            snprintf(w.msg, sizeof(w.msg), "hashFiles: stdout: %s", strerror(errno));
-            rc = -1;
-        }
+    if (rc == 0 && (printf("%s\n", hex) < 0 || fflush(stdout) != 0)) {
+        snprintf(msg, sizeof(msg), "hashFiles: stdout: %s", strerror(errno));
+        rc = -1;
     }
     if (rc < 0) {
         /* One line, whatever the paths or patterns in it hold. */
-        for (char *p = w.msg; *p; p++)
+        for (char *p = msg; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = '?';
-        fprintf(stderr, "%s\n", w.msg);
+        fprintf(stderr, "%s\n", msg);
         return 2;
     }
     return 0;
