@@ -1,6 +1,7 @@
 /* cmd-exec.c: `runnerctl exec` — read workflows and plan them (and, with the executor, run
  * them) locally, as act does: the same engine runnerd uses, no Gitea needed. */
 #include "cmd.h"
+#include "config.h"
 #include "ctx.h"
 #include "plan.h"
 #include "runlocal.h"
@@ -26,7 +27,7 @@ struct exec_opts {
     const char *event_path;
     const char *job;
     json_t *matrix_filter, *vars, *secrets, *inputs, *labels, *env;
-    const char *workdir, *report;
+    const char *workdir, *report, *config;
     bool bind;
     char **paths;
     size_t n_paths;
@@ -36,6 +37,7 @@ static const char exec_usage[] =
     "[--plan [--json]] [-E EVENT] [--event-path FILE] [-j JOB] [--matrix KEY:VALUE]...\n"
     "       [-l LABEL=host|LABEL=docker://IMAGE]... [-s NAME[=VALUE]]... [--var NAME=VALUE]...\n"
     "       [--env NAME=VALUE]... [--input NAME=VALUE]... [-C DIR] [--bind] [--report FILE]\n"
+    "       [-c CONFIG]\n"
     "       [PATH...]\n"
     "  PATH is a workflow file or a directory of *.yml/*.yaml files\n"
     "  (default .gitea/workflows, then .github/workflows)";
@@ -179,6 +181,7 @@ exec_main(int argc, char **argv)
         {"workdir", required_argument, NULL, 'C'},
         {"bind", no_argument, NULL, 'b'},
         {"report", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'},
         {"job", required_argument, NULL, 'j'},
         {"matrix", required_argument, NULL, 'm'},
         {"var", required_argument, NULL, 'v'},
@@ -205,7 +208,7 @@ exec_main(int argc, char **argv)
     int c, rc = CLI_EXIT_OK, planned = 0;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "e:E:j:s:W:l:C:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:E:j:s:W:l:C:c:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
             o.plan = true;
@@ -236,6 +239,9 @@ exec_main(int argc, char **argv)
             break;
         case 'r':
             o.report = optarg;
+            break;
+        case 'c':
+            o.config = optarg;
             break;
         case 'j':
             o.job = optarg;
@@ -369,10 +375,38 @@ exec_main(int argc, char **argv)
         rc = CLI_EXIT_FAIL;
     }
     if (!o.plan && rc == CLI_EXIT_OK && n_plans > 0) {
+        struct config cfg;
+        struct err ce = {0};
+
+        config_defaults(&cfg);
+        cfg.runner.capacity = 0; /* without a file: one run per CPU */
+        if (o.config && config_load(o.config, &cfg, &ce) < 0) {
+            fprintf(stderr, "%s\n", ce.msg);
+            config_free(&cfg);
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
+        /* The file's labels and envs, under what the command line says. */
+        for (size_t i = 0; i < cfg.runner.n_labels; i++) {
+            const struct config_label *l = &cfg.runner.labels[i];
+            if (json_object_get(o.labels, l->name))
+                continue;
+            if (l->exec == CONFIG_EXEC_HOST) {
+                json_object_set_new(o.labels, l->name, json_string("host"));
+            } else {
+                char *how = xasprintf("docker://%s", l->image);
+                json_object_set_new(o.labels, l->name, json_string(how));
+                free(how);
+            }
+        }
+        json_t *env = json_copy(cfg.runner.envs);
+        json_object_update(env, o.env);
         char *agent = executor_find_agent(argv[0]);
         struct runlocal_opts ro = {
             .labels = o.labels,
-            .config_env = o.env,
+            .config_env = env,
+            .capacity = cfg.runner.capacity,
+            .container_options = cfg.container.options,
             .secrets = o.secrets,
             .workdir = o.workdir,
             .bind = o.bind,
@@ -385,6 +419,8 @@ exec_main(int argc, char **argv)
             setvbuf(stdout, NULL, _IOLBF, 0); /* else fully buffered: one write per 4 KiB */
         rc = runlocal_run(plans, n_plans, &ro);
         free(agent);
+        json_decref(env);
+        config_free(&cfg);
     }
     if (o.json && planned > 0) {
         char *s = json_dumps(json_out, JSON_INDENT(2));

@@ -1327,8 +1327,14 @@ jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, 
         rc = yeval_string(jr->file, ynode_get(c, "options"), &ee, &jr->options, e);
         if (rc < 0)
             goto fail;
-        jr->xjob.options = jr->options;
     }
+    if (o->container_options && *o->container_options) {
+        /* The runner's options first, so the job's own (later) win where they overlap. */
+        char *both = xasprintf("%s %s", o->container_options, jr->options ? jr->options : "");
+        free(jr->options);
+        jr->options = both;
+    }
+    jr->xjob.options = jr->options;
     if (jr->wj->services) {
         struct expr_env ee = {.contexts = jr->base};
         rc = yeval_node(jr->file, jr->wj->services, &ee, &jr->services, e);

@@ -48,6 +48,7 @@ struct jobrun_opts {
     json_t *config_env;         /* --env values (object) or NULL */
     json_t *runner;             /* the runner context (object) or NULL */
     const char *label;          /* the runs-on label chosen (ImageOS) */
+    const char *container_options; /* the runner's own options for job containers, or NULL */
     bool gitea;
     const struct jobrun_sink *sink;
     void *sink_arg;

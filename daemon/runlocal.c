@@ -249,6 +249,7 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
         .config_env = rl->o->config_env,
         .runner = rl->runner,
         .label = label,
+        .container_options = rl->o->container_options,
         .sink = &terminal_sink,
         .sink_arg = lr,
     };

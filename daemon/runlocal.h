@@ -18,6 +18,7 @@ struct runlocal_opts {
     const char *report_path; /* NULL: no report */
     const char *agent_path;  /* runner-agent */
     int capacity;            /* runs at once (0: number of CPUs) */
+    const char *container_options; /* docker run flags for every job container (config) */
     FILE *out;               /* live output */
     bool color;
 };

@@ -201,6 +201,26 @@ jobs:
     check("hashFiles value", "  | h=%s none=[]" % want in h, "\n".join(h) + err)
     check("hashFiles in if:", "  | conditional" in h, "\n".join(h))
 
+    # -c: act_runner's config.yaml gives labels and envs; the command line wins.
+    cfg = os.path.join(tmp, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write("runner:\n  capacity: 1\n  envs:\n    FROM_CFG: cfg\n    BOTH: cfg\n"
+                "  labels:\n    - cfglabel:host\n")
+    path = os.path.join(tmp, "wf.yml")
+    with open(path, "w") as f:
+        f.write("on: push\njobs:\n  c:\n    runs-on: cfglabel\n    steps:\n"
+                "      - run: echo \"$FROM_CFG $BOTH\"\n")
+    p = subprocess.run([RUNNERCTL, "exec", "-C", tmp, "-c", cfg, "--env", "BOTH=cli", path],
+                       capture_output=True, text=True, timeout=120)
+    check("config labels and envs", p.returncode == 0 and "[c]   | cfg cli" in p.stdout,
+          p.stdout + p.stderr)
+    with open(cfg, "w") as f:
+        f.write("runner:\n  capacty: 1\n")
+    p = subprocess.run([RUNNERCTL, "exec", "-C", tmp, "-c", cfg, path], capture_output=True,
+                       text=True, timeout=120)
+    check("config error exit 2", p.returncode == 2 and
+          cfg + ":2:3: runner: unknown key 'capacty'" in p.stderr, p.stderr)
+
     # Unknown label: exit 2 before running anything.
     path = os.path.join(tmp, "wf.yml")
     with open(path, "w") as f:
