@@ -2,10 +2,14 @@
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void
 buf_grow(struct buf *b, size_t extra)
@@ -91,4 +95,50 @@ buf_free(struct buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+int
+buf_read_file(struct buf *b, const char *path, size_t max, const char *what, struct err *e)
+{
+    struct stat st;
+    size_t start = b->len;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return err_set(e, -errno, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = err_set(e, ERR_INVALID, "%s: not a regular file", path);
+        goto out;
+    }
+    for (;;) {
+        char chunk[65536];
+        ssize_t r = read(fd, chunk, sizeof chunk);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        if (b->len - start + (size_t)r > max) {
+            rc = err_set(e, ERR_INVALID, "%s: the %s is too large (limit %zu bytes)", path, what,
+                         max);
+            goto out;
+        }
+        buf_append(b, chunk, (size_t)r);
+    }
+out:
+    close(fd);
+    if (rc < 0) {
+        b->len = start;
+        if (b->data)
+            b->data[start] = '\0';
+    }
+    return rc;
 }

@@ -1,6 +1,7 @@
 /* config.c: the act_runner-compatible configuration file (see config.h). */
 #include "config.h"
 
+#include "runner/buf.h"
 #include "runner/xalloc.h"
 #include "yamldoc.h"
 
@@ -409,34 +410,19 @@ top_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
 int
 config_load(const char *path, struct config *c, struct err *e)
 {
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-    size_t len = 0, cap = 0;
+    struct buf data = BUF_INIT;
     struct ynode *root = NULL;
     int rc;
 
-    if (f == NULL)
-        return err_set(e, -errno, "%s: %s", path, strerror(errno));
-    for (;;) {
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (1u << 20)) {
-                fclose(f);
-                free(data);
-                return err_set(e, ERR_INVALID, "%s: larger than 1 MiB", path);
-            }
-            data = xrealloc(data, cap);
-        }
-        size_t got = fread(data + len, 1, cap - len, f);
-        if (got == 0)
-            break;
-        len += got;
+    rc = buf_read_file(&data, path, 1u << 20, "configuration file", e);
+    if (rc < 0) {
+        buf_free(&data);
+        return rc;
     }
-    fclose(f);
     free(c->file);
     c->file = xstrdup(path);
-    rc = ydoc_parse(path, data, len, &root, e);
-    free(data);
+    rc = ydoc_parse(path, buf_str(&data), data.len, &root, e);
+    buf_free(&data);
     if (rc < 0)
         return rc;
     struct rd r = {.file = path, .e = e};

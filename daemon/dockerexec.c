@@ -306,28 +306,12 @@ on_uploaded(const struct docker_res *res, void *arg)
 static int
 slurp(const char *path, char **data, size_t *len, struct err *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
     struct buf b = BUF_INIT;
-    char chunk[65536];
-    ssize_t r;
+    int rc = buf_read_file(&b, path, MAX_UPLOAD, "file to copy into the workspace (use --bind)", e);
 
-    if (fd < 0)
-        return err_set(e, -errno, "%s: %s", path, strerror(errno));
-    if (fstat(fd, &st) == 0 && (unsigned long long)st.st_size > MAX_UPLOAD) {
-        close(fd);
-        return err_set(e, -EFBIG, "%s: too large to copy into the workspace (use --bind)", path);
-    }
-    while ((r = read(fd, chunk, sizeof chunk)) > 0)
-        buf_append(&b, chunk, (size_t)r);
-    close(fd);
-    if (r < 0) {
-        buf_free(&b);
-        return err_set(e, -errno, "%s: %s", path, strerror(errno));
-    }
     *len = b.len;
     *data = buf_steal(&b);
-    return 0;
+    return rc;
 }
 
 /* Adds one workspace entry to the upload (worker thread, through wswalk). */

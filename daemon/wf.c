@@ -1879,53 +1879,14 @@ done:
 int
 wf_load(const char *path, struct wf_workflow **out, struct wf_diag *diag_out, struct err *e)
 {
-    char *data = NULL;
-    size_t len = 0;
-    struct stat st;
-    int fd = -1, rc = 0;
+    struct buf data = BUF_INIT;
+    int rc;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (fstat(fd, &st) < 0) {
-        rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = err_set(e, ERR_INVALID, "%s: not a regular file", path);
-        goto out;
-    }
-    if ((uint64_t)st.st_size > WF_MAX_FILE_SIZE) {
-        rc = err_set(e, ERR_INVALID, "%s: the workflow file is too large (%lld bytes, limit %u)",
-                     path, (long long)st.st_size, WF_MAX_FILE_SIZE);
-        goto out;
-    }
-    data = xmalloc(WF_MAX_FILE_SIZE + 1);
-    for (;;) {
-        ssize_t r = read(fd, data + len, WF_MAX_FILE_SIZE + 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len > WF_MAX_FILE_SIZE) {
-            rc = err_set(e, ERR_INVALID, "%s: the workflow file is too large (limit %u bytes)",
-                         path, WF_MAX_FILE_SIZE);
-            goto out;
-        }
-    }
-    rc = wf_parse(path, data, len, out, diag_out, e);
-out:
-    free(data);
-    if (fd >= 0)
-        close(fd);
+    rc = buf_read_file(&data, path, WF_MAX_FILE_SIZE, "workflow file", e);
+    if (rc == 0)
+        rc = wf_parse(path, buf_str(&data), data.len, out, diag_out, e);
+    buf_free(&data);
     return rc;
 }
 

@@ -2,6 +2,8 @@
 #ifndef RUNNER_BUF_H
 #define RUNNER_BUF_H
 
+#include "runner/err.h"
+
 #include <stddef.h>
 
 struct buf {
@@ -21,6 +23,10 @@ char *buf_steal(struct buf *b);
 /* Returns the contents as a string borrowed from b ("" when empty). */
 const char *buf_str(const struct buf *b);
 void buf_reset(struct buf *b);
+/* Appends the contents of the regular file at path to b. Returns 0, or -errno, or
+ * ERR_INVALID for something that is not a regular file or holds more than max bytes; e then
+ * reads "path: ..." (what names the file in the size message, e.g. "workflow file"). */
+int buf_read_file(struct buf *b, const char *path, size_t max, const char *what, struct err *e);
 void buf_free(struct buf *b);
 
 #endif
