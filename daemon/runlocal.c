@@ -25,6 +25,7 @@ struct local_run {
     struct jobrun *jr;
     uint64_t started_ms;
     int cur_step;
+    int group_depth;        /* ::group:: nesting: lines inside are indented under the title */
     uint64_t step_started_ms;
     bool started, finished;
 };
@@ -80,6 +81,7 @@ on_step_started(void *arg, struct jobrun *jr, int step, const char *name)
 
     (void)jr;
     lr->cur_step = step;
+    lr->group_depth = 0;
     lr->step_started_ms = now_ms();
     fprintf(f, "[%s] %s> %s%s\n", run_name(lr), col(lr->rl, "\033[1m"), name, col(lr->rl, "\033[0m"));
 }
@@ -92,6 +94,8 @@ on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char
     FILE *f = rl->o->out;
     char *t = log_escape(text, len);
     const char *pre = "  | ", *c = "";
+    static const char pad[] = "                ";
+    int depth = lr->group_depth > 8 ? 8 : lr->group_depth;
 
     (void)jr;
     (void)step;
@@ -118,15 +122,20 @@ on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char
         pre = "  debug: ";
         break;
     case JOBRUN_GROUP:
-        pre = "  v ";
+        pre = "  > ";
+        c = "\033[1m";
+        lr->group_depth++;
         break;
     case JOBRUN_ENDGROUP:
-        pre = "  ^";
-        break;
+        if (lr->group_depth > 0)
+            lr->group_depth--;
+        free(t);
+        return; /* the indentation ends; nothing to print */
     default:
         break;
     }
-    fprintf(f, "[%s] %s%s%s%s\n", run_name(lr), col(rl, c), pre, t, *c ? col(rl, "\033[0m") : "");
+    fprintf(f, "[%s] %.*s%s%s%s%s\n", run_name(lr), 2 * depth, pad, col(rl, c), pre, t,
+            *c ? col(rl, "\033[0m") : "");
     free(t);
 }
 

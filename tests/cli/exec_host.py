@@ -66,6 +66,10 @@ jobs:
           echo "dynamic dyn-mask-me here"
           echo "::error::also s3cr3t-value"
           echo "to stderr" >&2
+          echo "::group::Details"
+          echo "inside the group"
+          echo "::endgroup::"
+          echo "after the group"
       - name: Second
         run: echo "next=$NEXT out=${{ steps.s1.outputs.val }} sh=$0"
         shell: sh
@@ -105,6 +109,9 @@ with tempfile.TemporaryDirectory() as tmp:
     check("add-mask", "  | dynamic *** here" in one and "  | ::add-mask::***" in one,
           "\n".join(one))
     check("stderr", "  ! to stderr" in one, "\n".join(one))
+    check("groups: title, indented lines, then back",
+          "  > Details" in one and "    | inside the group" in one and "  | after the group" in one,
+          "\n".join(one))
     check("no secret anywhere", "s3cr3t-value" not in out and "dyn-mask-me" not in out)
     check("GITHUB_ENV and step outputs", any(l.startswith("  | next=from-env-file out=42 sh=")
                                              for l in one), "\n".join(one))
