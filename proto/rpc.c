@@ -730,10 +730,18 @@ path_pop(struct path *p, size_t old)
     p->buf[old] = '\0';
 }
 
+/* "path: what". A path too long for the message (a huge map key, say) is cut in the middle
+ * with "...", so the message always ends with what went wrong. */
 static int
 fail(struct err *e, const struct path *p, const char *what)
 {
-    return err_set(e, ERR_PROTO, "%s: %s", p->buf, what);
+    size_t room = sizeof e->msg - 1, wl = strlen(what);
+
+    if (p->len + 2 + wl <= room)
+        return err_set(e, ERR_PROTO, "%s: %s", p->buf, what);
+    size_t keep = room > wl + 2 + 3 ? room - wl - 2 - 3 : 0; /* path bytes that fit */
+    size_t head = keep / 2, tail = keep - head;
+    return err_set(e, ERR_PROTO, "%.*s...%s: %s", (int)head, p->buf, p->buf + p->len - tail, what);
 }
 
 static int decode_msg(const struct rpc_type *t, const json_t *j, void *msg, struct path *p,

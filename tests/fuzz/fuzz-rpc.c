@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -39,8 +40,10 @@ check(const struct rpc_type *t, const json_t *j)
     json_t *j1, *j2;
 
     if (rpc_decode(t, j, &m1, &e) < 0) {
-        if (strchr(e.msg, ':') == NULL)
+        if (strchr(e.msg, ':') == NULL) {
+            fprintf(stderr, "decode error without a field path: %s\n", e.msg);
             abort(); /* every decode error names where it happened */
+        }
         return;
     }
     j1 = rpc_encode(t, &m1);

@@ -999,3 +999,22 @@ TEST(error_class_table)
     }
     ASSERT_STR_EQ(rpc_errclass_name(RPC_ERR_OTHER), "other");
 }
+
+/* A field path too long for the message (a huge map key) is cut in the middle, and the
+ * message still ends with what went wrong (found by fuzz-rpc). */
+TEST(long_path_keeps_the_reason)
+{
+    char key[400];
+    struct rpc_task t;
+    struct err e = {0};
+
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    json_t *j = json_pack("{s:{s:i}}", "needs", key, 7);
+    ASSERT(j != NULL);
+    ASSERT(rpc_decode(&rpc_task_type, j, &t, &e) < 0);
+    ASSERT_STR_CONTAINS(e.msg, "...");
+    ASSERT_STR_CONTAINS(e.msg, ": expected");
+    ASSERT(strncmp(e.msg, "Task.needs[\"kkk", 15) == 0);
+    json_decref(j);
+}
