@@ -91,6 +91,7 @@ struct jobrun {
     bool hash_collect;   /* evaluating only to learn which hashFiles() a step needs */
     bool hash_ready;     /* the current step's hashes are computed */
     struct buf hash_out;
+    struct buf masked;   /* emit()'s output line */
     bool dok;             /* the docker step's own outcome */
 };
 
@@ -105,12 +106,11 @@ static void hash_failed(struct jobrun *jr, const char *why);
 static void
 emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len)
 {
-    struct buf out = BUF_INIT;
-
-    mask_apply(jr->mask, text, len, &out);
+    /* One buffer per job run, reused for every line (this is the per-line hot path). */
+    buf_reset(&jr->masked);
+    mask_apply(jr->mask, text, len, &jr->masked);
     if (jr->sink->log)
-        jr->sink->log(jr->sink_arg, jr, step, kind, buf_str(&out), out.len);
-    buf_free(&out);
+        jr->sink->log(jr->sink_arg, jr, step, kind, buf_str(&jr->masked), jr->masked.len);
 }
 
 static void __attribute__((format(printf, 4, 5)))
@@ -1419,6 +1419,7 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->hashes);
     json_decref(jr->hash_todo);
     buf_free(&jr->hash_out);
+    buf_free(&jr->masked);
     free(jr->label);
     free(jr);
 }
