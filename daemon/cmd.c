@@ -6,6 +6,10 @@
 
 const struct cli_cmd *const cli_cmds[] = {
     &cli_cmd_exec,
+    &cli_cmd_register,
+    &cli_cmd_status,
+    &cli_cmd_tasks,
+    &cli_cmd_logs,
     NULL,
 };
 

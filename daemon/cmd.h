@@ -10,6 +10,10 @@ struct cli_cmd {
 };
 
 extern const struct cli_cmd cli_cmd_exec;
+extern const struct cli_cmd cli_cmd_register;
+extern const struct cli_cmd cli_cmd_status;
+extern const struct cli_cmd cli_cmd_tasks;
+extern const struct cli_cmd cli_cmd_logs;
 
 /* Every command, NULL-terminated. */
 extern const struct cli_cmd *const cli_cmds[];

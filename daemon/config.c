@@ -28,6 +28,9 @@ config_defaults(struct config *c)
     c->cache.dir = xasprintf("%s/.cache/actcache", home);
     c->container.workdir_parent = xstrdup("workspace");
     c->host.workdir_parent = xasprintf("%s/.cache/act", home);
+    c->runnerd.state_file = xstrdup("/var/lib/runnerd/runnerd.db");
+    c->runnerd.fetch_interval_max_s = 5;
+    c->runnerd.log_format = xstrdup("text");
 }
 
 void
@@ -65,6 +68,9 @@ config_free(struct config *c)
     free(c->container.valid_volumes);
     free(c->container.docker_host);
     free(c->host.workdir_parent);
+    free(c->runnerd.state_file);
+    free(c->runnerd.log_format);
+    free(c->runnerd.agent);
     memset(c, 0, sizeof *c);
 }
 
@@ -392,8 +398,33 @@ log_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
 }
 
 static int
+runnerd_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
+{
+    if (strcmp(k, "state_file") == 0)
+        return get_str(r, v, "runnerd.state_file", &c->runnerd.state_file);
+    if (strcmp(k, "agent") == 0)
+        return get_str(r, v, "runnerd.agent", &c->runnerd.agent);
+    if (strcmp(k, "fetch_interval_max") == 0)
+        return get_duration(r, v, "runnerd.fetch_interval_max", &c->runnerd.fetch_interval_max_s);
+    if (strcmp(k, "shutdown") == 0) {
+        if (v->kind != YNODE_SCALAR || (strcmp(v->str, "drain") != 0 && strcmp(v->str, "detach") != 0))
+            return at(r, v, "runnerd.shutdown", "expected drain or detach");
+        c->runnerd.detach = strcmp(v->str, "detach") == 0;
+        return 0;
+    }
+    if (strcmp(k, "log_format") == 0) {
+        if (v->kind != YNODE_SCALAR || (strcmp(v->str, "text") != 0 && strcmp(v->str, "json") != 0))
+            return at(r, v, "runnerd.log_format", "expected text or json");
+        return get_str(r, v, "runnerd.log_format", &c->runnerd.log_format);
+    }
+    return -ENOENT;
+}
+
+static int
 top_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
 {
+    if (strcmp(k, "runnerd") == 0)
+        return read_map(r, c, v, "runnerd", runnerd_key);
     if (strcmp(k, "runner") == 0)
         return read_map(r, c, v, "runner", runner_key);
     if (strcmp(k, "cache") == 0)

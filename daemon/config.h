@@ -56,6 +56,14 @@ struct config {
     struct {
         char *workdir_parent;
     } host;
+    /* runnerd's own settings (not in act_runner's file). */
+    struct {
+        char *state_file;        /* the state database */
+        bool detach;             /* on SIGTERM: leave running jobs for the next start */
+        double fetch_interval_max_s; /* idle/error backoff ceiling (default 5 s) */
+        char *log_format;        /* "text" (journald priority prefixes) or "json" */
+        char *agent;             /* runner-agent path, or NULL: next to the binary */
+    } runnerd;
 };
 
 /* Fills every field with its default (act_runner's code defaults). */

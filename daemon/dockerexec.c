@@ -47,6 +47,7 @@ struct docker_exec {
     json_t *services;         /* evaluated services map, or NULL */
     struct services *svc;     /* running services */
     bool reattaching;         /* a new attach stream replaces a lost one */
+    bool adopted;             /* a running job container found again (executor_docker_adopt) */
     uint64_t resume_from;
     bool svc_stopping;
     json_t *env;
@@ -128,6 +129,15 @@ proceed(struct docker_exec *dx, const struct docker_res *res)
     return true;
 }
 
+static char *owner_override; /* runnerd: a durable owner instead of host:pid */
+
+void
+dockerexec_set_owner(const char *owner)
+{
+    free(owner_override);
+    owner_override = owner ? xstrdup(owner) : NULL;
+}
+
 /* Returns a new labels object for what this job creates. */
 static json_t *
 job_labels(const struct docker_exec *dx)
@@ -135,6 +145,10 @@ job_labels(const struct docker_exec *dx)
     json_t *l = docker_labels_new(dx->runner_name, dx->name);
     char host[256] = "";
 
+    if (owner_override) {
+        json_object_set_new(l, DOCKEREXEC_LABEL_OWNER, json_string(owner_override));
+        return l;
+    }
     gethostname(host, sizeof host - 1);
     char *owner = xasprintf("%s:%ld", host, (long)getpid());
     json_object_set_new(l, DOCKEREXEC_LABEL_OWNER, json_string(owner));
@@ -269,6 +283,12 @@ on_att_ready(struct docker_attach *a, void *arg)
     (void)a;
     if (dx->closing)
         return;
+    if (dx->adopted && !dx->ready) {
+        /* Not a job log line: the resumed job's lines must be exactly those it printed. */
+        log_info("reattached to container %.12s", dx->ctr_id);
+        report_ready(dx, 0, NULL);
+        return;
+    }
     if (dx->reattaching) {
         /* A new stream to a running agent: ask for everything after what we have. */
         dx->reattaching = false;
@@ -784,6 +804,8 @@ dx_free(struct docker_exec *dx)
 
 static void remove_network_now(struct docker_exec *dx);
 
+static void sweep_job(struct docker_exec *dx);
+
 static void
 on_net_removed(const struct docker_res *res, void *arg)
 {
@@ -791,7 +813,7 @@ on_net_removed(const struct docker_res *res, void *arg)
 
     if (res->rc < 0 && res->rc != ERR_NOTFOUND)
         say(dx, "warning: %s", res->err.msg);
-    dx_free(dx);
+    sweep_job(dx);
 }
 
 static void
@@ -827,13 +849,36 @@ remove_network(struct docker_exec *dx)
 }
 
 static void
+on_job_swept(const struct docker_res *res, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (res->rc < 0)
+        say(dx, "warning: %s", res->err.msg);
+    dx_free(dx);
+}
+
+/* Last: an adopted job's service containers and anything else labelled with its name. */
+static void
+sweep_job(struct docker_exec *dx)
+{
+    struct err e = {0};
+    char *label = xasprintf(DOCKER_LABEL_JOB "=%s", dx->name);
+    int rc = dx->adopted ? docker_sweep(dx->d, label, on_job_swept, dx, &e) : -1;
+
+    free(label);
+    if (rc < 0)
+        dx_free(dx);
+}
+
+static void
 remove_network_now(struct docker_exec *dx)
 {
     struct err e = {0};
 
     if (dx->net_id == NULL ||
         docker_network_remove(dx->d, dx->net_id, on_net_removed, dx, &e) < 0)
-        dx_free(dx);
+        sweep_job(dx);
 }
 
 static void remove_volume(struct docker_exec *dx);
@@ -903,11 +948,122 @@ dx_close(struct executor *x)
         remove_volume(dx);
 }
 
+static json_t *
+strv_json(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, v[i] ? json_string(v[i]) : json_null());
+    return a;
+}
+
+/* What a restarted host side needs to find and clean up this job again. */
+static json_t *
+dx_describe(struct executor *x)
+{
+    struct docker_exec *dx = (struct docker_exec *)x;
+
+    if (dx->ctr_id == NULL)
+        return NULL;
+    return json_pack("{s:s, s:s, s:s*, s:s*, s:s*, s:o, s:[b,b], s:s, s:s, s:s, s:s, s:O, "
+                     "s:s*, s:s*, s:s*, s:b, s:O*}",
+                     "executor", "docker", "name", dx->name, "container", dx->ctr_id,
+                     "network_name", dx->net_name, "network", dx->net_id,
+                     "volumes", strv_json(dx->vols, 2),
+                     "volumes_created", dx->vol_created[0], dx->vol_created[1],
+                     "workspace", x->workspace, "file_dir", x->file_dir,
+                     "base_path", x->base_path, "agent_cmd", x->agent_cmd,
+                     "base_env", x->base_env, "workspace_mount", x->workspace_mount,
+                     "act_mount", x->act_mount, "image", dx->image_id, "bash", x->bash,
+                     "job_ctx", x->job_ctx);
+}
+
+/* Adopted: the container exists and runs; attach to it. */
+static int
+dx_adopt_setup(struct executor *x, const struct executor_job *job, struct err *e)
+{
+    struct docker_exec *dx = (struct docker_exec *)x;
+    struct agentconn_cbs cb = {.write = att_write, .on_event = on_agent_event};
+
+    (void)job;
+    x->conn = agentconn_new(&cb, dx);
+    return docker_attach(dx->d, dx->ctr_id, &att_cbs, dx, &dx->att, e);
+}
+
 static const struct executor_ops docker_ops = {
     .name = "docker",
     .setup = dx_setup,
     .close = dx_close,
+    .describe = dx_describe,
 };
+
+static const struct executor_ops docker_adopt_ops = {
+    .name = "docker",
+    .setup = dx_adopt_setup,
+    .close = dx_close,
+    .describe = dx_describe,
+};
+
+static char *
+jstr(const json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+
+    return v ? xstrdup(v) : NULL;
+}
+
+int
+executor_docker_adopt(uv_loop_t *loop, struct docker *d, const char *runner_name,
+                      const json_t *desc, struct executor **out, struct err *e)
+{
+    struct docker_exec *dx;
+    const char *ctr = json_string_value(json_object_get(desc, "container"));
+    const char *name = json_string_value(json_object_get(desc, "name"));
+
+    if (ctr == NULL || name == NULL ||
+        !json_is_string(json_object_get(desc, "workspace")) ||
+        !json_is_string(json_object_get(desc, "file_dir")))
+        return err_set(e, ERR_INVALID, "the job's executor record is incomplete");
+    dx = xcalloc(1, sizeof *dx);
+    dx->x.ops = &docker_adopt_ops;
+    dx->x.loop = loop;
+    dx->d = d;
+    dx->adopted = true;
+    dx->runner_name = xstrdup(runner_name ? runner_name : "runnerd");
+    dx->name = xstrdup(name);
+    dx->ctr_id = xstrdup(ctr);
+    dx->net_name = jstr(desc, "network_name");
+    dx->net_id = jstr(desc, "network");
+    dx->image_id = jstr(desc, "image");
+    json_t *vols = json_object_get(desc, "volumes"), *vc = json_object_get(desc, "volumes_created");
+    for (int i = 0; i < 2; i++) {
+        const char *v = json_string_value(json_array_get(vols, (size_t)i));
+        dx->vols[i] = v ? xstrdup(v) : NULL;
+        dx->vol_created[i] = v && json_is_true(json_array_get(vc, (size_t)i));
+    }
+    dx->env = json_object();
+    dx->x.workspace = jstr(desc, "workspace");
+    dx->x.file_dir = jstr(desc, "file_dir");
+    dx->x.base_path = jstr(desc, "base_path");
+    if (dx->x.base_path == NULL)
+        dx->x.base_path = xstrdup(DEFAULT_PATH);
+    dx->x.agent_cmd = jstr(desc, "agent_cmd");
+    if (dx->x.agent_cmd == NULL)
+        dx->x.agent_cmd = xstrdup(AGENT_DIR "/agent");
+    json_t *be = json_object_get(desc, "base_env");
+    dx->x.base_env = json_is_object(be) ? json_deep_copy(be) : json_object();
+    dx->x.workspace_mount = jstr(desc, "workspace_mount");
+    dx->x.act_mount = jstr(desc, "act_mount");
+    dx->x.network = dx->net_name ? xstrdup(dx->net_name) : NULL;
+    json_t *jc = json_object_get(desc, "job_ctx");
+    dx->x.job_ctx = json_is_object(jc) ? json_deep_copy(jc) : json_object();
+    dx->x.bash = json_is_true(json_object_get(desc, "bash"));
+    dx->x.docker = d;
+    dx->x.container = true;
+    *out = &dx->x;
+    return 0;
+}
 
 int
 executor_docker_new(uv_loop_t *loop, struct docker *d, const char *agent_path,
@@ -934,7 +1090,10 @@ struct sweep {
     struct docker *d;
     void (*done)(int removed, void *arg);
     void *arg;
-    json_t *owners;   /* owner -> true: dead owners on this host */
+    json_t *owners;   /* owner -> true: dead owners on this host; or, with `owner`, the
+                         job label values to remove */
+    char *owner;      /* dockerexec_sweep_owner(): only this owner's objects */
+    json_t *keep;     /* ... except these jobs */
     int stage;        /* 0 containers, 1 networks, 2 volumes, 3 removing */
     size_t next;
     int removed;
@@ -955,7 +1114,10 @@ note_owner(struct sweep *sw, json_t *labels)
     gethostname(host, sizeof host - 1);
     if (strlen(host) != (size_t)(colon - owner) || strncmp(owner, host, strlen(host)) != 0)
         return;
-    long pid = strtol(colon + 1, NULL, 10);
+    char *end = NULL;
+    long pid = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0')
+        return; /* not a process id: a durable owner (runnerd) that cleans up itself */
     if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH))
         json_object_set_new(sw->owners, owner, json_true());
 }
@@ -983,7 +1145,15 @@ on_listed(const struct docker_res *res, void *arg)
     if (json_is_object(list))
         list = json_object_get(list, "Volumes");
     json_array_foreach(list, i, it) {
-        note_owner(sw, json_object_get(it, "Labels"));
+        json_t *labels = json_object_get(it, "Labels");
+        if (sw->owner == NULL) {
+            note_owner(sw, labels);
+            continue;
+        }
+        const char *o = json_string_value(json_object_get(labels, DOCKEREXEC_LABEL_OWNER));
+        const char *job = json_string_value(json_object_get(labels, DOCKER_LABEL_JOB));
+        if (o && job && strcmp(o, sw->owner) == 0 && !json_object_get(sw->keep, job))
+            json_object_set_new(sw->owners, job, json_true());
     }
     sw->stage++;
     sweep_next(sw);
@@ -1020,11 +1190,14 @@ sweep_next(struct sweep *sw)
             free(filter);
             sw->done(sw->removed, sw->arg);
             json_decref(sw->owners);
+            json_decref(sw->keep);
+            free(sw->owner);
             free(sw);
             return;
         }
         sw->next++;
-        path = xasprintf("%s=%s", DOCKEREXEC_LABEL_OWNER, json_object_iter_key(iter));
+        path = xasprintf("%s=%s", sw->owner ? DOCKER_LABEL_JOB : DOCKEREXEC_LABEL_OWNER,
+                         json_object_iter_key(iter));
         rc = docker_sweep(sw->d, path, on_swept, sw, &e);
         break;
     }
@@ -1050,6 +1223,23 @@ dockerexec_sweep_orphans(struct docker *d, void (*done)(int removed, void *arg),
     sw->done = done;
     sw->arg = arg;
     sw->owners = json_object();
+    sweep_next(sw);
+    return 0;
+}
+
+int
+dockerexec_sweep_owner(struct docker *d, const char *owner, const json_t *keep,
+                       void (*done)(int removed, void *arg), void *arg, struct err *e)
+{
+    struct sweep *sw = xcalloc(1, sizeof *sw);
+
+    (void)e;
+    sw->d = d;
+    sw->done = done;
+    sw->arg = arg;
+    sw->owners = json_object();
+    sw->owner = xstrdup(owner);
+    sw->keep = keep ? json_deep_copy(keep) : json_object();
     sweep_next(sw);
     return 0;
 }

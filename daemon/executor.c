@@ -363,3 +363,9 @@ executor_host_new(uv_loop_t *loop, const char *agent_path, const char *tmp_root,
     *out = &h->x;
     return 0;
 }
+
+json_t *
+executor_describe(struct executor *x)
+{
+    return x && x->ops->describe ? x->ops->describe(x) : NULL;
+}

@@ -41,6 +41,9 @@ struct executor_ops {
     const char *name;
     int (*setup)(struct executor *x, const struct executor_job *job, struct err *e);
     void (*close)(struct executor *x);
+    /* Optional: a new JSON description from which the executor can be found again after a
+     * restart of the host side (NULL: not resumable, or not set up yet). */
+    json_t *(*describe)(struct executor *x);
 };
 
 struct executor {
@@ -65,6 +68,8 @@ struct executor {
 
 /* Starts setting up job on x; on_ready follows (never from inside this call). */
 int executor_setup(struct executor *x, const struct executor_job *job, struct err *e);
+/* executor_ops.describe, or NULL when the executor has none. */
+json_t *executor_describe(struct executor *x);
 /* Stops the agent, removes what the job created, then on_closed. x is gone after that. */
 void executor_close(struct executor *x);
 

@@ -518,7 +518,8 @@ on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *userp)
         size_t len = j - i;
         const char *l = data + i;
         static const char *const secret[] = {"authorization:", "proxy-authorization:",
-                                             "x-registry-auth:", "cookie:", NULL};
+                                             "x-registry-auth:", "cookie:",
+                                             "x-runner-token:", NULL};
         bool redact = false;
 
         for (int k = 0; secret[k]; k++)
@@ -616,6 +617,8 @@ httpc_request(struct httpc *h, const struct httpc_opts *o, httpc_done_fn done, v
         curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+        if (o->accept_compressed)
+            curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, ""); /* all built-in encodings */
         if (o->body != NULL || o->send_empty_body) {
             r->body = xmalloc(o->body_len + 1);
             if (o->body_len)

@@ -54,7 +54,9 @@ struct httpc_opts {
     size_t max_body;                /* cap for buffered bodies; default 16 MiB */
     httpc_data_fn on_data;          /* if set, 2xx bodies are streamed, not buffered */
     bool connect_only;              /* CURLOPT_CONNECT_ONLY: result carries a raw conn */
-    bool verbose;                   /* wire trace via log_debug (Authorization redacted) */
+    bool accept_compressed;         /* Accept-Encoding: what libcurl can decode (gzip...);
+                                       bodies (and max_body) are the decoded bytes */
+    bool verbose;                   /* wire trace via log_debug (credentials redacted) */
 };
 
 /* Returns a new client on loop; close with httpc_close(). */

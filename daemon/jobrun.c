@@ -24,9 +24,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define LINE_MAX_BYTES (64 * 1024) /* longer lines are split */
 #define CANCEL_GRACE_MS 7500
+
+/* A JSON string of s, or "" when s is not valid UTF-8. */
+static json_t *
+jstring_or_empty(const char *s)
+{
+    json_t *v = json_string(s);
+
+    return v ? v : json_string("");
+}
 
 enum phase {
     PH_SETUP,
@@ -93,10 +103,18 @@ struct jobrun {
     struct buf hash_out;
     struct buf masked;   /* emit()'s output line */
     bool dok;             /* the docker step's own outcome */
+    bool durable;
+    json_t *added_masks;  /* values added with ::add-mask:: (for checkpoints) */
+    int64_t started_ns;   /* when the job started (CLOCK_REALTIME), for its timeout */
+    /* Resuming: replaying the agent's journal from a checkpoint until the HELLO we sent
+     * after the RESUME comes back; nothing new is sent to the agent meanwhile. */
+    json_t *resume_cp;
+    bool replaying, replay_started, defer_next, dispatching;
 };
 
 static void next_step(struct jobrun *jr);
 static void finish_job(struct jobrun *jr);
+static void stop_running_step(struct jobrun *jr, uint32_t grace);
 static void hash_failed(struct jobrun *jr, const char *why);
 
 #define HASH_STEP 0xfffff100u
@@ -180,19 +198,20 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
     }
     const char *name = wfcmd_prop(&c, "name");
     if (strcmp(c.name, "add-mask") == 0) {
-        if (c.data[0])
+        if (c.data[0]) {
             mask_add(jr->mask, c.data);
+            json_array_append_new(jr->added_masks, jstring_or_empty(c.data));
+        }
         emit(jr, step, JOBRUN_COMMAND, "::add-mask::" MASK_TEXT, strlen("::add-mask::" MASK_TEXT));
     } else if (strcmp(c.name, "set-output") == 0 && name) {
-        json_object_set_new(jr->cur_outputs, name, json_string(c.data) ? json_string(c.data)
-                                                                        : json_string(""));
+        json_object_set_new(jr->cur_outputs, name, jstring_or_empty(c.data));
     } else if (strcmp(c.name, "save-state") == 0 && name) {
         json_t *st = json_object_get(jr->state, cur_id(jr));
         if (st == NULL) {
             st = json_object();
             json_object_set_new(jr->state, cur_id(jr), st);
         }
-        json_object_set_new(st, name, json_string(c.data) ? json_string(c.data) : json_string(""));
+        json_object_set_new(st, name, jstring_or_empty(c.data));
     } else if (strcmp(c.name, "set-env") == 0 || strcmp(c.name, "add-path") == 0) {
         if (!unsecure_allowed(jr)) {
             emitf(jr, step, JOBRUN_ERROR,
@@ -202,8 +221,7 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
         } else if (strcmp(c.name, "add-path") == 0) {
             add_path(jr, c.data);
         } else if (name) {
-            json_object_set_new(jr->job_env, name, json_string(c.data) ? json_string(c.data)
-                                                                        : json_string(""));
+            json_object_set_new(jr->job_env, name, jstring_or_empty(c.data));
         }
     } else if (strcmp(c.name, "group") == 0) {
         emit(jr, step, JOBRUN_GROUP, c.data, strlen(c.data));
@@ -315,7 +333,7 @@ hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct 
 
     *out = NULL;
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(key, json_string(patterns[i]) ? json_string(patterns[i]) : json_string(""));
+        json_array_append_new(key, jstring_or_empty(patterns[i]));
     k = json_dumps(key, JSON_COMPACT);
     const char *hit = json_string_value(json_object_get(jr->hashes, k));
     if (hit) {
@@ -511,6 +529,10 @@ end_step(struct jobrun *jr, bool ok)
     clear_step(jr);
     jr->phase = PH_STEPS;
     jr->cur++;
+    if (jr->replaying) {
+        jr->defer_next = true; /* after the replay: nothing new goes to the agent before */
+        return;
+    }
     next_step(jr);
 }
 
@@ -663,6 +685,55 @@ out:
     json_decref(ectx);
 }
 
+static json_t *
+strv_to_json(char *const *v)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; v && v[i]; i++)
+        json_array_append_new(a, jstring_or_empty(v[i]));
+    return a;
+}
+
+/* Tells the sink where the job is, before the current step runs (kind "run" or "docker").
+ * Returns 0, or <0 with e set when the sink could not store it. */
+static int
+checkpoint(struct jobrun *jr, const char *kind, struct err *e)
+{
+    json_t *cp;
+    int rc;
+
+    if (jr->sink->checkpoint == NULL)
+        return 0;
+    cp = json_pack("{s:i, s:s, s:I, s:I, s:I, s:O, s:O, s:O, s:O, s:O, s:O, s:b, s:b, s:b, "
+                   "s:s*, s:O*, s:o, s:s*, s:s*, s:I, s:s*, s:o*}",
+                   "v", 1, "kind", kind, "cur", (json_int_t)jr->cur,
+                   "offset", (json_int_t)(jr->x->conn ? agentconn_offset(jr->x->conn) : 0),
+                   "started_ns", (json_int_t)jr->started_ns,
+                   "steps", jr->steps, "step_list", jr->step_list, "job_env", jr->job_env,
+                   "extra_path", jr->extra_path, "state", jr->state, "masks", jr->added_masks,
+                   "job_failed", jr->job_failed, "cancelled", jr->cancelled,
+                   "timed_out", jr->timed_out, "cur_name", jr->cur_name,
+                   "cur_env", jr->cur_env, "argv", strv_to_json(jr->argv),
+                   "cwd", jr->cwd, "script_path", jr->script_path,
+                   "timeout_ms", (json_int_t)jr->timeout_ms, "stop_token", jr->cmds.stop_token,
+                   "exec", executor_describe(jr->x));
+    if (cp == NULL)
+        return err_set(e, -ENOMEM, "checkpoint: cannot build the record");
+    rc = jr->sink->checkpoint(jr->sink_arg, jr, cp);
+    if (rc < 0) {
+        err_set(e, rc, "the runner could not save the job's state; not starting the step");
+    } else if (jr->durable && jr->x->conn) {
+        /* Everything before the checkpoint is stored: the agent may drop it. */
+        uint64_t off = agentconn_offset(jr->x->conn);
+        struct err ae = {0};
+        if (off > jr->acked && agentconn_ack(jr->x->conn, off, &ae) == 0)
+            jr->acked = off;
+    }
+    json_decref(cp);
+    return rc;
+}
+
 /* The script is in place: run it. */
 static void
 run_script(struct jobrun *jr)
@@ -687,7 +758,9 @@ run_script(struct jobrun *jr)
         .grace_ms = CANCEL_GRACE_MS,
     };
     jr->phase = PH_RUNNING;
-    int rc = agentconn_run(jr->x->conn, &r, &e);
+    int rc = checkpoint(jr, "run", &e);
+    if (rc == 0)
+        rc = agentconn_run(jr->x->conn, &r, &e);
     for (size_t i = 0; i < envc; i++)
         free(envp[i]);
     free(envp);
@@ -782,7 +855,8 @@ launch_docker_step(struct jobrun *jr)
     struct err e = {0};
 
     jr->phase = PH_RUNNING;
-    if (dockerstep_run(jr->loop, jr->x->docker, &jr->dopts, &cbs, jr, &jr->dstep, &e) < 0)
+    if (checkpoint(jr, "docker", &e) < 0 ||
+        dockerstep_run(jr->loop, jr->x->docker, &jr->dopts, &cbs, jr, &jr->dstep, &e) < 0)
         fail_step(jr, e.msg);
 }
 
@@ -1025,6 +1099,78 @@ on_exited(struct jobrun *jr, const struct agentp_msg *m)
     end_step(jr, ok);
 }
 
+static void on_event(void *arg, const struct agentconn_event *ev);
+
+/* The replay is over (our HELLO came back): go on from where the job is now. */
+static void
+replay_done(struct jobrun *jr)
+{
+    const char *kind = json_string_value(json_object_get(jr->resume_cp, "kind"));
+
+    jr->replaying = false;
+    if (jr->defer_next) {
+        jr->defer_next = false;
+        next_step(jr);
+    } else if (jr->phase == PH_RUNNING && kind && strcmp(kind, "docker") == 0) {
+        fail_step(jr, "runnerd restarted while this docker:// step ran; its container could "
+                      "not be followed again, so its outcome is unknown");
+    } else if (jr->phase == PH_RUNNING && !jr->replay_started) {
+        /* The RUN never reached the agent: the step has not run at all. Run it now. */
+        run_script(jr);
+    }
+    if (jr->cancelled && jr->phase == PH_RUNNING)
+        stop_running_step(jr, CANCEL_GRACE_MS);
+}
+
+static void
+replay_event(struct jobrun *jr, const struct agentconn_event *ev)
+{
+    const struct agentp_msg *m = ev->msg;
+
+    switch (ev->kind) {
+    case AGENTCONN_HELLO:
+        replay_done(jr);
+        return;
+    case AGENTCONN_STARTED:
+        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1)
+            jr->replay_started = true;
+        return;
+    case AGENTCONN_OUTPUT:
+    case AGENTCONN_EXITED:
+        /* Only the step the checkpoint was taken for: older frames (hashFiles runs, scripts
+         * written) belong to work that is redone or already done. */
+        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1) {
+            if (ev->kind == AGENTCONN_EXITED)
+                jr->replay_started = true;
+            jr->dispatching = true; /* process it as usual (a step's end waits for us) */
+            on_event(jr, ev);
+            jr->dispatching = false;
+        }
+        return;
+    case AGENTCONN_ERROR:
+        if (m->ref_type == AGENTP_RESUME) {
+            emitf(jr, (int)jr->cur, JOBRUN_ERROR,
+                  "the job's output could not be resumed after runnerd restarted: %s",
+                  m->text ? m->text : "");
+            jr->replaying = false;
+            jr->job_failed = true;
+            if (jr->phase == PH_RUNNING) {
+                set_step_result(jr, "failure", "failure");
+                clear_step(jr);
+            }
+            finish_job(jr);
+        }
+        return;
+    case AGENTCONN_PROTO_ERROR:
+    case AGENTCONN_BYE:
+        jr->replaying = false;
+        on_event(jr, ev);
+        return;
+    default:
+        return;
+    }
+}
+
 static void
 on_event(void *arg, const struct agentconn_event *ev)
 {
@@ -1034,9 +1180,14 @@ on_event(void *arg, const struct agentconn_event *ev)
 
     if (jr->phase == PH_CLOSING || jr->phase == PH_DONE)
         return;
+    if (jr->replaying && !jr->dispatching) {
+        replay_event(jr, ev);
+        return;
+    }
     /* Nothing here is persisted beyond the sink, which has it once the callback returns: let
-     * the agent drop its journal up to here now and then (and at every step's end). */
-    if (ev->kind == AGENTCONN_EXITED || ev->next - jr->acked >= (1u << 20)) {
+     * the agent drop its journal up to here now and then (and at every step's end). A durable
+     * job run acks at checkpoints only (see checkpoint()). */
+    if (!jr->durable && (ev->kind == AGENTCONN_EXITED || ev->next - jr->acked >= (1u << 20))) {
         struct err ae = {0};
         if (agentconn_ack(jr->x->conn, ev->next, &ae) == 0)
             jr->acked = ev->next;
@@ -1174,6 +1325,21 @@ on_ready(void *arg, int rc, const struct err *e)
         finish_job(jr);
         return;
     }
+    if (jr->resume_cp) {
+        /* Ask for the journal from the checkpoint, then a HELLO that marks its end. */
+        struct err re = {0};
+        uint64_t off = (uint64_t)json_integer_value(json_object_get(jr->resume_cp, "offset"));
+        jr->replaying = true;
+        if (agentconn_resume(jr->x->conn, off, &re) < 0 || agentconn_hello(jr->x->conn, &re) < 0) {
+            jr->replaying = false;
+            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "resuming the job failed: %s", re.msg);
+            jr->job_failed = true;
+            set_step_result(jr, "failure", "failure");
+            clear_step(jr);
+            finish_job(jr);
+        }
+        return;
+    }
     if (jr->cancelled) {
         finish_job(jr);
         return;
@@ -1264,8 +1430,108 @@ jobrun_container_image(const struct plan *p, size_t job, size_t run, char **out,
     return rc;
 }
 
+static int64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static char **
+json_to_strv(const json_t *a)
+{
+    size_t n = json_array_size(a), i;
+    char **v = xcalloc(n + 1, sizeof *v);
+
+    for (i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(a, i));
+        v[i] = xstrdup(s ? s : "");
+    }
+    return v;
+}
+
+/* Puts the job where checkpoint cp says it was. */
+static int
+restore(struct jobrun *jr, const json_t *cp, struct err *e)
+{
+    json_int_t cur = json_integer_value(json_object_get(cp, "cur"));
+    const char *kind = json_string_value(json_object_get(cp, "kind"));
+    const char *s;
+    json_t *v;
+    size_t i;
+
+    if (json_integer_value(json_object_get(cp, "v")) != 1 || kind == NULL || cur < 0 ||
+        (size_t)cur >= jr->wj->n_steps)
+        return err_set(e, ERR_INVALID, "the job's checkpoint is not one this runner can resume");
+#define TAKE(field, key)                                                                       \
+    do {                                                                                       \
+        json_t *x_ = json_object_get(cp, key);                                                 \
+        if (x_) {                                                                              \
+            json_decref(jr->field);                                                            \
+            jr->field = json_deep_copy(x_);                                                    \
+        }                                                                                      \
+    } while (0)
+    TAKE(steps, "steps");
+    TAKE(step_list, "step_list");
+    TAKE(job_env, "job_env");
+    TAKE(extra_path, "extra_path");
+    TAKE(state, "state");
+    TAKE(added_masks, "masks");
+#undef TAKE
+    json_array_foreach(jr->added_masks, i, v) {
+        if (json_string_value(v))
+            mask_add(jr->mask, json_string_value(v));
+    }
+    jr->cur = (size_t)cur;
+    jr->job_failed = json_is_true(json_object_get(cp, "job_failed"));
+    jr->cancelled = json_is_true(json_object_get(cp, "cancelled"));
+    jr->timed_out = json_is_true(json_object_get(cp, "timed_out"));
+    jr->started_ns = json_integer_value(json_object_get(cp, "started_ns"));
+    if ((s = json_string_value(json_object_get(cp, "cur_name"))))
+        jr->cur_name = xstrdup(s);
+    if ((v = json_object_get(cp, "cur_env")) && json_is_object(v))
+        jr->cur_env = json_deep_copy(v);
+    else
+        jr->cur_env = json_object();
+    jr->cur_outputs = json_object();
+    jr->argv = json_to_strv(json_object_get(cp, "argv"));
+    if ((s = json_string_value(json_object_get(cp, "cwd"))))
+        jr->cwd = xstrdup(s);
+    if ((s = json_string_value(json_object_get(cp, "script_path"))))
+        jr->script_path = xstrdup(s);
+    jr->timeout_ms = (uint32_t)json_integer_value(json_object_get(cp, "timeout_ms"));
+    if ((s = json_string_value(json_object_get(cp, "stop_token"))))
+        jr->cmds.stop_token = xstrdup(s);
+    jr->resume_cp = json_deep_copy(cp);
+    jr->phase = PH_RUNNING;
+    if (strcmp(kind, "run") != 0 && strcmp(kind, "docker") != 0)
+        return err_set(e, ERR_INVALID, "the job's checkpoint has an unknown kind '%s'", kind);
+    if (strcmp(kind, "run") == 0 && jr->argv[0] == NULL)
+        return err_set(e, ERR_INVALID, "the job's checkpoint has no command");
+    return 0;
+}
+
+static int start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
+                        struct jobrun **out, struct err *e);
+
 int
 jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, struct err *e)
+{
+    return start_common(loop, o, NULL, out, e);
+}
+
+int
+jobrun_resume(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
+              struct jobrun **out, struct err *e)
+{
+    return start_common(loop, o, cp, out, e);
+}
+
+static int
+start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
+             struct jobrun **out, struct err *e)
 {
     struct jobrun *jr = xcalloc(1, sizeof *jr);
     json_t *env;
@@ -1292,6 +1558,9 @@ jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, 
     jr->state = json_object();
     jr->hashes = json_object();
     jr->hash_todo = json_array();
+    jr->added_masks = json_array();
+    jr->durable = o->durable;
+    jr->started_ns = now_ns();
     jr->phase = PH_SETUP;
     uv_timer_init(loop, &jr->timer);
     jr->timer.data = jr;
@@ -1354,10 +1623,17 @@ jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, 
                 d = 0;
         }
         json_decref(v);
-        if (d > 0 && d < 1e6) {
+        if (d > 0 && d < 1e6)
             jr->timeout_minutes = d;
-            uv_timer_start(&jr->timer, on_job_timeout, (uint64_t)(d * 60000.0), 0);
-        }
+    }
+    if (cp && (rc = restore(jr, cp, e)) < 0) {
+        jr->phase = PH_SETUP;
+        goto fail;
+    }
+    if (jr->timeout_minutes > 0) {
+        /* A resumed job keeps the deadline it started with. */
+        double left = jr->timeout_minutes * 60000.0 - (double)(now_ns() - jr->started_ns) / 1e6;
+        uv_timer_start(&jr->timer, on_job_timeout, left > 1 ? (uint64_t)left : 1, 0);
     }
     rc = executor_setup(jr->x, &jr->xjob, e);
     if (rc < 0)
@@ -1420,6 +1696,8 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->hash_todo);
     buf_free(&jr->hash_out);
     buf_free(&jr->masked);
+    json_decref(jr->added_masks);
+    json_decref(jr->resume_cp);
     free(jr->label);
     free(jr);
 }

@@ -35,6 +35,12 @@ struct jobrun_sink {
                 size_t len);
     void (*step_finished)(void *arg, struct jobrun *jr, int step, const char *outcome,
                           const char *conclusion);
+    /* Optional (runnerd): persist cp (a JSON object, borrowed) durably before the step it
+     * describes runs; return 0, or <0 to fail that step (state could not be saved). With
+     * jobrun_opts.durable, the agent drops its journal only up to the last checkpoint, so a
+     * restarted host side can resume from there with jobrun_resume(). The sink may add its own
+     * members to cp (e.g. how many log rows it holds) before storing it. */
+    int (*checkpoint)(void *arg, struct jobrun *jr, json_t *cp);
     /* The job is over and the executor closed: read results with jobrun_*(), then free. */
     void (*job_finished)(void *arg, struct jobrun *jr, enum plan_result result);
 };
@@ -50,6 +56,7 @@ struct jobrun_opts {
     const char *label;          /* the runs-on label chosen (ImageOS) */
     const char *container_options; /* the runner's own options for job containers, or NULL */
     bool gitea;
+    bool durable;               /* ack the agent's journal only up to checkpoints */
     const struct jobrun_sink *sink;
     void *sink_arg;
 };
@@ -58,6 +65,16 @@ struct jobrun_opts {
  * nothing started (the executor is closed). */
 int jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out,
                  struct err *e);
+
+/* Resumes a job from checkpoint cp (what the sink's checkpoint callback stored) on o->exec, an
+ * executor found again (executor_docker_adopt). The agent replays its journal from the
+ * checkpoint: the step that was running goes on where it was (it is not run again; if it had
+ * not started yet it starts now) and every line it printed is produced again in the same
+ * order, so the sink can skip the ones it already holds. A docker:// step that was running
+ * cannot be followed again and fails with a message that says why. Otherwise as
+ * jobrun_start(). */
+int jobrun_resume(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
+                  struct jobrun **out, struct err *e);
 
 /* First call: graceful cancel (the running step stops unless its `if` asks for
  * always()/cancelled(); later steps see cancelled()). Second call: stop everything now. */

@@ -240,7 +240,7 @@ job_outputs(const struct plan_job *j)
 static json_t *
 needs_context(const struct plan *p, const struct plan_job *j)
 {
-    json_t *needs = json_object();
+    json_t *needs = p->ext_needs ? json_deep_copy(p->ext_needs) : json_object();
 
     for (size_t n = 0; n < j->n_needs; n++) {
         const struct plan_job *nj = &p->jobs[j->needs[n]];
@@ -594,6 +594,7 @@ plan_new(const struct wf_workflow *w, const struct plan_opts *o, struct plan **o
     p->vars = o->vars ? json_incref(o->vars) : json_object();
     p->secrets = o->secrets ? json_incref(o->secrets) : json_object();
     p->inputs = o->inputs ? json_incref(o->inputs) : json_object();
+    p->ext_needs = o->ext_needs ? json_incref(o->ext_needs) : NULL;
 
     if (o->only_job) {
         const struct wf_job *oj = wf_job_find(w, o->only_job);
@@ -682,6 +683,7 @@ plan_free(struct plan *p)
     json_decref(p->vars);
     json_decref(p->secrets);
     json_decref(p->inputs);
+    json_decref(p->ext_needs);
     free(p);
 }
 
@@ -737,6 +739,17 @@ job_status(void *arg, const char *fn)
     seen = xcalloc(sa->p->n_jobs, sizeof *seen);
     closure_results(sa->p, sa->job, seen, &all_ok, &any_fail);
     free(seen);
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(sa->p->ext_needs, k, v) {
+            const char *r = json_string_value(json_object_get(v, "result"));
+            if (r == NULL || strcmp(r, "success") != 0)
+                all_ok = false;
+            if (r && strcmp(r, "failure") == 0)
+                any_fail = true;
+        }
+    }
     if (strcmp(fn, "success") == 0)
         return all_ok && !sa->p->cancelled;
     if (strcmp(fn, "failure") == 0)

@@ -62,6 +62,7 @@ struct plan {
     const struct wf_workflow *wf; /* borrowed; must outlive the plan */
     char *event_name;
     json_t *github, *vars, *secrets, *inputs;
+    json_t *ext_needs;            /* needs resolved by the server (Gitea), or NULL */
     struct plan_job *jobs;        /* ordered by stage, then file order */
     size_t n_jobs;
     int n_stages;
@@ -74,6 +75,10 @@ struct plan_opts {
     json_t *vars, *secrets, *inputs; /* borrowed; default {} */
     const char *only_job;    /* plan only this job and its transitive needs (act -j) */
     json_t *matrix_filter;   /* object key -> array of allowed values as text (act --matrix) */
+    /* Needs the server already resolved (Gitea's Task.needs): {job id: {result, outputs}}, with
+     * result "success"/"failure"/"cancelled"/"skipped". They join every job's `needs`
+     * context and its status functions. Borrowed; NULL = none. */
+    json_t *ext_needs;
 };
 
 /* Plans w. Returns 0 and a new plan (free with plan_free()), or a negative code with e set

@@ -226,6 +226,12 @@ rpc_type_name(const struct rpc_type *t)
     return t->name;
 }
 
+size_t
+rpc_type_size(const struct rpc_type *t)
+{
+    return t->size;
+}
+
 static const char *
 enum_name(const struct enum_desc *en, int v)
 {

@@ -214,6 +214,8 @@ extern const struct rpc_type rpc_update_log_request_type, rpc_update_log_respons
 
 /* The message's protobuf name, e.g. "FetchTaskResponse". */
 const char *rpc_type_name(const struct rpc_type *t);
+/* The size of the C struct of type t (to allocate a message of a type known at run time). */
+size_t rpc_type_size(const struct rpc_type *t);
 
 /* Encodes msg (a struct of type t; only read). Returns a new JSON object; json_decref() it. */
 json_t *rpc_encode(const struct rpc_type *t, const void *msg);

@@ -162,6 +162,7 @@ class Double:
         self.next_task_id = 1
         self.versions = {}        # (owner, repo) -> int
         self.faults = {}          # proc -> list of fault dicts
+        self.outage_until = 0.0   # time.monotonic() until which every RPC is dropped
         self.calls = {}           # proc -> count
         self.events = []          # bounded log of calls
 
@@ -316,6 +317,12 @@ class Double:
         with self.lock:
             self.faults.setdefault(proc, []).append(f)
         return {"queued": f, "procedure": proc}
+
+    def admin_outage(self, body):
+        secs = max(0.0, min(float(body.get("seconds", 0)), 600.0))
+        with self.lock:
+            self.outage_until = time.monotonic() + secs
+        return {"outageSeconds": secs}
 
     def admin_clock(self, body):
         with self.lock:
@@ -766,6 +773,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_raw(404, b"404 page not found\n", "text/plain; charset=utf-8")
         with d.lock:
             d.calls[proc] = d.calls.get(proc, 0) + 1
+            down = time.monotonic() < d.outage_until
+        if down:  # the server is "down": the connection closes without an answer
+            return self.drop()
         f = d.take_fault(proc)
         if f:
             if f["kind"] == "drop":
@@ -815,6 +825,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(400, {"code": "invalid_argument", "message": str(e)})
         fn = {"token": d.admin_token, "enqueue": d.admin_enqueue, "cancel": d.admin_cancel,
               "fault": d.admin_fault, "forget": d.admin_forget, "clock": d.admin_clock,
+              "outage": d.admin_outage,
               "state": lambda b: d.state()}.get(what)
         if what == "shutdown":
             self.send_json(200, {"ok": True})

@@ -497,3 +497,46 @@ TEST(inputs_context_from_dispatch)
     json_decref(ev);
     wf_free(w);
 }
+
+/* Gitea resolves needs itself (Task.needs): they join the needs context and the job's
+ * success()/failure(). */
+TEST(server_resolved_needs)
+{
+    static const char *yaml = "on: push\n"
+                              "jobs:\n"
+                              "  deploy:\n"
+                              "    runs-on: x\n"
+                              "    if: success()\n"
+                              "    steps:\n"
+                              "      - run: echo ${{ needs.build.outputs.v }}\n"
+                              "  notify:\n"
+                              "    runs-on: x\n"
+                              "    if: failure()\n"
+                              "    steps:\n"
+                              "      - run: echo\n";
+    struct wf_workflow *w = load(yaml);
+    struct err e = {0};
+    bool run = true;
+
+    for (int failed = 0; failed < 2; failed++) {
+        json_t *needs = json_pack("{s:{s:s, s:{s:s}}}", "build", "result",
+                                  failed ? "failure" : "success", "outputs", "v", "7");
+        struct plan_opts o = {.ext_needs = needs};
+        struct plan *p = NULL;
+        json_t *ctx = NULL;
+
+        ASSERT_OK(plan_new(w, &o, &p, &e));
+        json_decref(needs);
+        ASSERT_OK(plan_job_start(p, 0, &run, &e));
+        ASSERT_EQ(run, !failed); /* deploy: success() */
+        ASSERT_OK(plan_job_start(p, 1, &run, &e));
+        ASSERT_EQ(run, failed); /* notify: failure() */
+        ASSERT_OK(plan_run_contexts(p, 0, 0, &ctx, &e));
+        ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(json_object_get(
+                          json_object_get(ctx, "needs"), "build"), "outputs"), "v")),
+                      "7");
+        json_decref(ctx);
+        plan_free(p);
+    }
+    wf_free(w);
+}

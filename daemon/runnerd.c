@@ -1,0 +1,530 @@
+/* runnerd.c: the daemon's main (see runnerd.h): configuration, the state database, the runner
+ * identities and their pollers, recovery of the tasks a previous run left, signals and
+ * shutdown.
+ *
+ *   SIGTERM, SIGINT  stop polling; drain (running jobs get runner.shutdown_timeout, then are
+ *                    cancelled and reported) or, with `runnerd: {shutdown: detach}`, persist
+ *                    everything and exit at once leaving the jobs running for the next start.
+ *                    A second signal forces: jobs are stopped now.
+ *   SIGUSR2          detach now and exit with RUNNERD_EXIT_RESTART (an upgrade: systemd
+ *                    starts the new binary, which reattaches to the running jobs).
+ *   SIGHUP           reload the configuration if it validates. */
+#include "runnerd.h"
+
+#include "docker.h"
+#include "dockerexec.h"
+#include "executor.h"
+#include "httpc.h"
+#include "rpc.h"
+#include "runner/log.h"
+#include "runner/xalloc.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FLUSH_MS 250
+#define GC_EVERY_MS (3600u * 1000u)
+#define KEEP_DONE_S (7 * 24 * 3600)
+#define REPORT_GRACE_S 60 /* after the jobs, time left to deliver their final reports */
+
+static struct daemon D;
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: runnerd [-c CONFIG] [--state FILE] [--log-level LEVEL] [--version]\n"
+               "\n"
+               "Runs Gitea Actions jobs for the runners registered with `runnerctl register`.\n"
+               "  -c, --config FILE   act_runner-style config.yaml (runner.*, container.*, runnerd.*)\n"
+               "      --state FILE    the state database (default: runnerd.state_file)\n"
+               "      --log-level L   trace, debug, info, warn, error\n");
+}
+
+struct ident *
+daemon_ident(struct daemon *d, const char *cls)
+{
+    for (size_t i = 0; i < d->n_idents; i++)
+        if (strcmp(d->idents[i].si.cls, cls) == 0)
+            return &d->idents[i];
+    return NULL;
+}
+
+static int
+level_of(const char *s)
+{
+    if (s == NULL)
+        return LOG_PRIO_INFO;
+    if (strcmp(s, "trace") == 0 || strcmp(s, "debug") == 0)
+        return LOG_PRIO_DEBUG;
+    if (strcmp(s, "warn") == 0)
+        return LOG_PRIO_WARNING;
+    if (strcmp(s, "error") == 0 || strcmp(s, "fatal") == 0)
+        return LOG_PRIO_ERR;
+    return LOG_PRIO_INFO;
+}
+
+/* ---------------------------------------------------------------- identities */
+
+static void
+ident_labels(struct daemon *d, struct ident *id)
+{
+    struct err e = {0};
+    size_t i;
+    json_t *v;
+
+    for (size_t k = 0; k < id->n_labels; k++)
+        config_label_free(&id->labels[k]);
+    free(id->labels);
+    id->labels = NULL;
+    id->n_labels = 0;
+    if (strcmp(id->si.cls, "cpu") == 0 && d->cfg.runner.n_labels > 0) {
+        /* act_runner: runner.labels in the configuration win over the registration's. */
+        id->labels = xcalloc(d->cfg.runner.n_labels, sizeof *id->labels);
+        for (size_t k = 0; k < d->cfg.runner.n_labels; k++) {
+            const struct config_label *l = &d->cfg.runner.labels[k];
+            id->labels[k].name = xstrdup(l->name);
+            id->labels[k].exec = l->exec;
+            id->labels[k].image = l->image ? xstrdup(l->image) : NULL;
+        }
+        id->n_labels = d->cfg.runner.n_labels;
+        return;
+    }
+    id->labels = xcalloc(json_array_size(id->si.labels) + 1, sizeof *id->labels);
+    json_array_foreach(id->si.labels, i, v) {
+        const char *s = json_string_value(v);
+        if (s == NULL || config_label_parse(s, &id->labels[id->n_labels], &e) < 0) {
+            log_warn("%s: ignoring label '%s': %s", id->si.name, s ? s : "?", e.msg);
+            continue;
+        }
+        id->n_labels++;
+    }
+}
+
+static bool
+needs_docker(const struct daemon *d)
+{
+    for (size_t i = 0; i < d->n_idents; i++)
+        for (size_t k = 0; k < d->idents[i].n_labels; k++)
+            if (d->idents[i].labels[k].exec == CONFIG_EXEC_DOCKER)
+                return true;
+    return d->cfg.container.require_docker;
+}
+
+static int
+load_identities(struct daemon *d, struct err *e)
+{
+    struct store_ident *v = NULL;
+    size_t n = 0;
+
+    if (store_ident_list(d->st, &v, &n, e) < 0)
+        return -1;
+    if (n == 0) {
+        store_ident_free(v, n);
+        return err_set(e, ERR_NOTFOUND, "%s: no runner is registered here; run `runnerctl "
+                                        "register --instance URL --token TOKEN --label ...` first",
+                       store_path(d->st));
+    }
+    d->idents = xcalloc(n, sizeof *d->idents);
+    for (size_t i = 0; i < n; i++) {
+        struct ident *id = &d->idents[i];
+        id->d = d;
+        id->si = v[i];
+        ident_labels(d, id);
+        id->slots = d->capacity;
+        struct connect_opts co = {
+            .instance = id->si.instance, .uuid = id->si.uuid, .token = id->si.token,
+            .version = RUNNERD_VERSION, .insecure = d->cfg.runner.insecure,
+            .verbose = log_level >= LOG_PRIO_DEBUG,
+        };
+        id->conn = connect_new(d->http, &co);
+        uv_timer_init(d->loop, &id->timer);
+        id->timer.data = id;
+    }
+    free(v); /* the entries were moved */
+    d->n_idents = n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- shutdown */
+
+static void on_handle_closed(uv_handle_t *h) { (void)h; }
+
+static void
+close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, on_handle_closed);
+}
+
+/* Leaves now: everything is in the store; running jobs stay where they are. */
+static void __attribute__((noreturn))
+leave_now(int code, const char *why)
+{
+    task_flush_all(&D);
+    log_notice("%s", why);
+    notify_send("STOPPING=1");
+    store_close(D.st);
+    fflush(NULL);
+    _exit(code);
+}
+
+static void
+all_done(void)
+{
+    uv_stop(D.loop);
+}
+
+void
+daemon_task_gone(struct daemon *d)
+{
+    notify_status("%zu job(s) running", task_running(d));
+    if (d->stopping && task_count(d) == 0)
+        all_done();
+}
+
+static void
+on_grace_over(uv_timer_t *t)
+{
+    (void)t;
+    if (task_running(&D) > 0) {
+        log_notice("shutdown: the grace period is over; cancelling %zu job(s)", task_running(&D));
+        task_cancel_all(&D, false);
+        uv_timer_start(&D.shutdown_timer, on_grace_over, REPORT_GRACE_S * 1000, 0);
+        return;
+    }
+    leave_now(RUNNERD_EXIT_OK, "shutdown: final reports not delivered in time; they stay in the "
+                               "state database for the next start");
+}
+
+static void
+begin_stop(bool detach, int code)
+{
+    if (D.stopping) {
+        if (!D.forced) {
+            D.forced = true;
+            log_notice("second signal: stopping every job now");
+            task_cancel_all(&D, true);
+            uv_timer_start(&D.shutdown_timer, on_grace_over, 10000, 0);
+        } else {
+            leave_now(RUNNERD_EXIT_FAIL, "third signal: leaving at once");
+        }
+        return;
+    }
+    D.stopping = true;
+    for (size_t i = 0; i < D.n_idents; i++)
+        poller_stop(&D.idents[i]);
+    if (detach) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "detached: %zu job(s) keep running and are reattached at the "
+                                  "next start", task_running(&D));
+        leave_now(code, msg);
+    }
+    notify_send("STOPPING=1");
+    log_notice("shutting down: %zu job(s) running, grace %gs", task_running(&D),
+               D.cfg.runner.shutdown_timeout_s);
+    if (task_count(&D) == 0) {
+        all_done();
+        return;
+    }
+    double g = D.cfg.runner.shutdown_timeout_s;
+    uv_timer_start(&D.shutdown_timer, on_grace_over, g > 0 ? (uint64_t)(g * 1000) : 0, 0);
+}
+
+static void
+reload(void)
+{
+    struct config c;
+    struct err e = {0};
+
+    config_defaults(&c);
+    if (D.config_path && config_load(D.config_path, &c, &e) < 0) {
+        log_err("SIGHUP: keeping the current configuration: %s", e.msg);
+        config_free(&c);
+        return;
+    }
+    /* What running tasks borrow stays valid: they copy what they keep. */
+    free(c.runnerd.state_file);
+    c.runnerd.state_file = xstrdup(D.cfg.runnerd.state_file);
+    config_free(&D.cfg);
+    D.cfg = c;
+    D.capacity = c.runner.capacity > 0 ? c.runner.capacity : 1;
+    log_level = level_of(c.log_level);
+    for (size_t i = 0; i < D.n_idents; i++) {
+        ident_labels(&D, &D.idents[i]);
+        D.idents[i].slots = D.capacity;
+        poller_kick(&D.idents[i]);
+    }
+    log_notice("configuration reloaded from %s", D.config_path ? D.config_path : "defaults");
+}
+
+static void
+on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    switch (signum) {
+    case SIGHUP:
+        reload();
+        break;
+    case SIGUSR2:
+        begin_stop(true, RUNNERD_EXIT_RESTART);
+        break;
+    default:
+        begin_stop(D.detach, RUNNERD_EXIT_OK);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- start */
+
+static void
+on_flush(uv_timer_t *t)
+{
+    (void)t;
+    task_flush_all(&D);
+}
+
+static void
+on_gc(uv_timer_t *t)
+{
+    struct err e = {0};
+    int n = 0;
+
+    (void)t;
+    if (store_task_gc(D.st, rd_now_ns() - (int64_t)KEEP_DONE_S * 1000000000, &n, &e) < 0)
+        log_warn("state cleanup: %s", e.msg);
+    else if (n)
+        log_info("state cleanup: forgot %d old task(s)", n);
+}
+
+static void
+start_polling(void)
+{
+    for (size_t i = 0; i < D.n_idents; i++) {
+        struct ident *id = &D.idents[i];
+        log_info("%s: runner %s (%s) at %s, %zu label(s), %d slot(s)", id->si.cls, id->si.name,
+                 id->si.uuid, id->si.instance, id->n_labels, id->slots);
+        poller_start(id);
+    }
+    notify_send("READY=1");
+    notify_status("polling; %zu job(s) running", task_running(&D));
+}
+
+static void
+recover(void)
+{
+    struct store_task *v = NULL;
+    size_t n = 0;
+    struct err e = {0};
+
+    for (int pass = 0; pass < 2; pass++) {
+        const char *state = pass == 0 ? "finishing" : "running";
+        if (store_task_list(D.st, state, 0, &v, &n, &e) < 0) {
+            log_err("recovery: %s", e.msg);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            task_recover(&D, &v[i]);
+        store_task_free(v, n);
+        v = NULL;
+        n = 0;
+    }
+}
+
+static void
+on_swept(int removed, void *arg)
+{
+    (void)arg;
+    if (removed)
+        log_info("removed %d leftover container(s), network(s) and volume(s)", removed);
+    recover();
+    start_polling();
+}
+
+/* Keeps the objects of tasks that may be resumed; removes everything else we own. */
+static void
+sweep_then_start(void)
+{
+    struct store_task *v = NULL;
+    size_t n = 0;
+    struct err e = {0};
+    json_t *keep = json_object();
+
+    if (store_task_list(D.st, "running", 0, &v, &n, &e) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            const char *name = json_string_value(json_object_get(v[i].exec, "name"));
+            if (name)
+                json_object_set_new(keep, name, json_true());
+        }
+        store_task_free(v, n);
+    }
+    if (dockerexec_sweep_owner(D.docker, D.owner, keep, on_swept, NULL, &e) < 0)
+        on_swept(0, NULL);
+    json_decref(keep);
+}
+
+static void
+on_docker(const struct docker_res *res, void *arg)
+{
+    (void)arg;
+    if (res->rc < 0) {
+        log_err("Docker: %s; docker labels cannot run jobs until runnerd is restarted with "
+                "the engine reachable", res->err.msg);
+        recover();
+        start_polling();
+        return;
+    }
+    D.docker_ready = true;
+    log_info("Docker engine connected");
+    sweep_then_start();
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"state", required_argument, NULL, 'S'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *state = NULL, *level = NULL;
+    struct err e = {0};
+    int c;
+
+    log_init(LOG_PRIO_INFO, getenv("JOURNAL_STREAM") != NULL || getenv("INVOCATION_ID") != NULL);
+    config_defaults(&D.cfg);
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            D.config_path = optarg;
+            break;
+        case 'S':
+            state = optarg;
+            break;
+        case 'L':
+            level = optarg;
+            break;
+        case 'V':
+            printf("runnerd %s\n", RUNNERD_VERSION);
+            config_free(&D.cfg);
+            return 0;
+        case 'h':
+            usage(stdout);
+            config_free(&D.cfg);
+            return 0;
+        default:
+            usage(stderr);
+            config_free(&D.cfg);
+            return RUNNERD_EXIT_CONFIG;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        config_free(&D.cfg);
+        return RUNNERD_EXIT_CONFIG;
+    }
+    if (D.config_path && config_load(D.config_path, &D.cfg, &e) < 0) {
+        fprintf(stderr, "runnerd: %s\n", e.msg);
+        config_free(&D.cfg);
+        return RUNNERD_EXIT_CONFIG;
+    }
+    if (state) {
+        free(D.cfg.runnerd.state_file);
+        D.cfg.runnerd.state_file = xstrdup(state);
+    } else if (getenv("RUNNERD_STATE")) {
+        free(D.cfg.runnerd.state_file);
+        D.cfg.runnerd.state_file = xstrdup(getenv("RUNNERD_STATE"));
+    }
+    log_level = level_of(level ? level : D.cfg.log_level);
+    D.detach = D.cfg.runnerd.detach;
+    D.capacity = D.cfg.runner.capacity > 0 ? D.cfg.runner.capacity : 1;
+    srand((unsigned)(getpid() ^ (unsigned)rd_now_ns()));
+    if (store_open(D.cfg.runnerd.state_file, &D.st, &e) < 0) {
+        fprintf(stderr, "runnerd: %s\n", e.msg);
+        config_free(&D.cfg);
+        return RUNNERD_EXIT_CONFIG;
+    }
+    D.loop = uv_default_loop();
+    D.http = httpc_new(D.loop);
+    if (load_identities(&D, &e) < 0) {
+        fprintf(stderr, "runnerd: %s\n", e.msg);
+        httpc_close(D.http, NULL, NULL);
+        uv_run(D.loop, UV_RUN_DEFAULT);
+        store_close(D.st);
+        config_free(&D.cfg);
+        return RUNNERD_EXIT_CONFIG;
+    }
+    D.agent_path = D.cfg.runnerd.agent ? xstrdup(D.cfg.runnerd.agent) : executor_find_agent(argv[0]);
+    gethostname(D.hostname, sizeof D.hostname - 1);
+    {
+        char *abs = realpath(D.cfg.runnerd.state_file, NULL);
+        D.owner = xasprintf("runnerd@%s:%s", D.hostname, abs ? abs : D.cfg.runnerd.state_file);
+        free(abs);
+    }
+    dockerexec_set_owner(D.owner);
+    signal(SIGPIPE, SIG_IGN);
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        uv_signal_init(D.loop, &D.sig[i]);
+        uv_signal_start(&D.sig[i], on_signal, sigs[i]);
+    }
+    uv_timer_init(D.loop, &D.shutdown_timer);
+    uv_timer_init(D.loop, &D.flush_timer);
+    uv_timer_start(&D.flush_timer, on_flush, FLUSH_MS, FLUSH_MS);
+    uv_timer_init(D.loop, &D.gc_timer);
+    uv_timer_start(&D.gc_timer, on_gc, 1000, GC_EVERY_MS);
+    notify_init(D.loop);
+    log_notice("runnerd %s starting: state %s, capacity %d", RUNNERD_VERSION,
+               store_path(D.st), D.capacity);
+
+    if (needs_docker(&D)) {
+        if (docker_new(D.http, NULL, &D.docker, &e) < 0 ||
+            docker_connect(D.docker, on_docker, NULL, &e) < 0) {
+            log_err("Docker: %s", e.msg);
+            recover();
+            start_polling();
+        }
+    } else {
+        recover();
+        start_polling();
+    }
+
+    uv_run(D.loop, UV_RUN_DEFAULT);
+
+    /* Stopped: all tasks are gone (drain), or the runner was unregistered. */
+    task_flush_all(&D);
+    if (D.exit_code == RUNNERD_EXIT_UNREGISTERED || task_count(&D) > 0)
+        leave_now(D.exit_code ? D.exit_code : RUNNERD_EXIT_FAIL, "exiting");
+    for (size_t i = 0; i < D.n_idents; i++) {
+        poller_stop(&D.idents[i]);
+        connect_free(D.idents[i].conn);
+    }
+    notify_close();
+    httpc_close(D.http, NULL, NULL);
+    uv_walk(D.loop, close_walk, NULL);
+    uv_run(D.loop, UV_RUN_DEFAULT);
+    docker_free(D.docker);
+    uv_loop_close(D.loop);
+    for (size_t i = 0; i < D.n_idents; i++) {
+        struct ident *id = &D.idents[i];
+        for (size_t k = 0; k < id->n_labels; k++)
+            config_label_free(&id->labels[k]);
+        free(id->labels);
+        store_ident_clear(&id->si);
+    }
+    free(D.idents);
+    dockerexec_set_owner(NULL);
+    free(D.owner);
+    free(D.agent_path);
+    store_close(D.st);
+    config_free(&D.cfg);
+    log_notice("runnerd stopped");
+    return D.exit_code;
+}

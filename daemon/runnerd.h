@@ -1,0 +1,164 @@
+/* runnerd.h: the daemon's parts and what they share (ARCHITECTURE.md "service"):
+ *
+ *   runnerd.c  main: configuration, state, identities, signals, shutdown, recovery
+ *   poller.c   per identity: Declare, then FetchTask while a slot is free, with backoff
+ *   task.c     one Gitea task: the workflow payload run by the engine, its log rows and
+ *              step states spooled to the state database first (the sink), resume after a
+ *              restart, finalizing a task whose container is gone
+ *   reporter.c per task: UpdateLog / UpdateTask from the spool, acknowledgements, outputs,
+ *              cancellation from the server, the final reports
+ *   notify.c   systemd's notify protocol (READY, STATUS, STOPPING, WATCHDOG)
+ *
+ * Everything runs on one libuv loop. */
+#ifndef RUNNERD_H
+#define RUNNERD_H
+
+#include "config.h"
+#include "connect.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Exit statuses. */
+enum {
+    RUNNERD_EXIT_OK = 0,
+    RUNNERD_EXIT_FAIL = 1,
+    RUNNERD_EXIT_CONFIG = 2,
+    RUNNERD_EXIT_RESTART = 75,      /* detached for a restart: start again (EX_TEMPFAIL) */
+    RUNNERD_EXIT_UNREGISTERED = 78, /* Gitea does not know this runner: do not restart */
+};
+
+struct rtask;
+struct daemon;
+struct docker;
+
+/* A runner identity (one per resource class) and its poller. */
+struct ident {
+    struct daemon *d;
+    struct store_ident si;
+    struct config_label *labels; /* parsed si.labels */
+    size_t n_labels;
+    struct connect *conn;
+    struct connect_call *call;   /* the outstanding Declare or FetchTask */
+    uv_timer_t timer;
+    bool declared;
+    int64_t tasks_version;
+    double backoff_s;            /* current wait between polls */
+    int unauth;                  /* consecutive "unregistered runner" answers */
+    int slots;                   /* tasks this identity may run at once */
+    int running;                 /* its tasks whose job still runs */
+    bool closing;
+};
+
+struct daemon {
+    uv_loop_t *loop;
+    struct config cfg;
+    char *config_path;           /* NULL: defaults */
+    struct store *st;
+    struct httpc *http;
+    struct docker *docker;       /* NULL until connected (only when a label needs it) */
+    bool docker_ready;
+    char *agent_path;
+    char *owner;                 /* docker owner label value: "runnerd:<host>:<state file>" */
+    char hostname[256];
+    struct ident *idents;
+    size_t n_idents;
+    struct rtask *tasks;         /* live tasks (list) */
+    int capacity;
+    bool stopping, draining, forced, detach;
+    int exit_code;
+    uv_signal_t sig[5];
+    uv_timer_t shutdown_timer, flush_timer, gc_timer;
+    bool flush_armed;
+};
+
+/* One task: its job, its spool and its reporter. */
+struct rtask {
+    struct rtask *next;
+    struct daemon *d;
+    struct ident *id;
+    int64_t tid;
+    struct store_task row;       /* the persisted record, kept in step with the store */
+    struct rpc_task *t;          /* the task as fetched */
+    struct wf_workflow *wf;
+    struct plan *plan;
+    struct jobrun *jr;           /* the job run while the job runs */
+    struct mask *mask;
+    char *label;                 /* the runs-on label chosen */
+    bool debug;                  /* secret ACTIONS_STEP_DEBUG is "true" */
+    /* Spool: rows not in the store yet. */
+    struct store_row *pend;
+    size_t npend, cappend;
+    int64_t rows;                /* rows produced, stored or pending (= next index) */
+    int64_t skip;                /* rows to drop: produced again by a resumed job */
+    bool dirty;                  /* row needs writing */
+    bool job_over;               /* the job finished (or never ran) */
+    bool freeing;
+    bool holds_slot;             /* counted in id->running until the final report */
+    bool state_final;            /* the UpdateTask in flight carries the final result */
+    /* Reporter. */
+    uv_timer_t rtimer;
+    bool rtimer_open;
+    struct connect_call *call;
+    bool state_dirty;            /* steps changed since the last UpdateTask */
+    int64_t last_state_ns;
+    int64_t log_sent_upto;       /* rows the UpdateLog in flight covers */
+    int errors;                  /* consecutive failed calls */
+    double backoff_s;
+    bool cancel_seen;
+    void (*stop_done)(struct rtask *rt);
+};
+
+/* ---- poller.c ---- */
+int poller_start(struct ident *id);
+/* A slot was freed (or the configuration changed): poll again soon if allowed. */
+void poller_kick(struct ident *id);
+/* Stops polling (cancels the outstanding call). */
+void poller_stop(struct ident *id);
+
+/* ---- task.c ---- */
+/* Takes a task just fetched (t is taken: rpc_clear()ed and freed by the task). */
+void task_start(struct ident *id, struct rpc_task *t);
+/* At start: reconciles one task the store says was running or finishing. */
+void task_recover(struct daemon *d, struct store_task *row);
+/* Number of live tasks, and those whose job still runs. */
+size_t task_count(const struct daemon *d);
+size_t task_running(const struct daemon *d);
+/* Cancels every running job (forced: stop now). */
+void task_cancel_all(struct daemon *d, bool forced);
+/* Writes one task's pending rows and record to the store. */
+int task_flush(struct rtask *rt, struct err *e);
+/* The reporter delivered everything (or gave up): the task is done and freed. */
+void task_reported(struct rtask *rt);
+/* The server says the task is final (cancelled, or failed as a zombie): stop the job. */
+void task_server_final(struct rtask *rt, int result);
+/* Writes what is pending of every task to the store now. */
+void task_flush_all(struct daemon *d);
+/* The job names (docker job label values) of live tasks, to keep in a sweep. */
+json_t *task_live_jobs(const struct daemon *d);
+/* Tells the daemon a task ended (called by task.c; runnerd.c decides about exiting). */
+void daemon_task_gone(struct daemon *d);
+/* The identity of class cls, or NULL. */
+struct ident *daemon_ident(struct daemon *d, const char *cls);
+
+/* ---- reporter.c: what task.c and reporter.c share ---- */
+struct rtask_report;
+/* Starts reporting for task rt (timer, first UpdateTask soon). */
+void reporter_start(struct rtask *rt);
+/* Something changed that the server should hear about soon (a step started or ended). */
+void reporter_poke(struct rtask *rt);
+/* Stops the reporter's timer and call; reporter_closed() is called by task.c after. */
+void reporter_stop(struct rtask *rt, void (*done)(struct rtask *rt));
+
+/* ---- notify.c ---- */
+void notify_init(uv_loop_t *loop);
+void notify_send(const char *state);   /* "READY=1", "STOPPING=1", ... */
+void notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void notify_close(void);
+
+/* Now, CLOCK_REALTIME in ns. */
+int64_t rd_now_ns(void);
+
+#endif

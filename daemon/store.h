@@ -1,0 +1,121 @@
+/* store.h: runnerd's durable state in sqlite (WAL): runner identities, tasks with their steps,
+ * outputs and resources, and the log spool (ARCHITECTURE.md "State").
+ *
+ * One struct store per process, used from the loop thread only. Every function runs its
+ * statements synchronously; batch writes with store_begin()/store_commit() on the caller's
+ * schedule. The database file and its -wal/-shm siblings are created with mode 0600 (they
+ * hold runner tokens and task secrets). The schema is versioned with PRAGMA user_version and
+ * migrated forward on open; a database from a newer runnerd is refused. */
+#ifndef STORE_H
+#define STORE_H
+
+#include "runner/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+/* Opens (creating if needed: parent directory 0700, file 0600) and migrates. ERR_INVALID
+ * with a clear message when the file is not a runnerd database or is from a newer version. */
+int store_open(const char *path, struct store **out, struct err *e);
+void store_close(struct store *s);
+const char *store_path(const struct store *s);
+/* The schema version this build writes. */
+int store_schema_version(void);
+
+/* Transactions (not nested; store_commit() on no open transaction is a no-op). */
+int store_begin(struct store *s, struct err *e);
+int store_commit(struct store *s, struct err *e);
+void store_rollback(struct store *s);
+
+/* ---- identities: one registered runner per resource class ("cpu", "gpu") ---- */
+struct store_ident {
+    char *cls;        /* "cpu" or "gpu": key */
+    int64_t id;       /* the server's runner id */
+    char *uuid, *token, *name, *instance; /* instance: URL as entered */
+    json_t *labels;   /* array of full label strings ("name:docker://image", "name:host") */
+    bool ephemeral;
+    int64_t registered_ns; /* CLOCK_REALTIME */
+};
+/* Inserts or replaces the identity of id->cls. */
+int store_ident_put(struct store *s, const struct store_ident *id, struct err *e);
+/* All identities ordered by cls; *out is a new array (store_ident_free). */
+int store_ident_list(struct store *s, struct store_ident **out, size_t *n, struct err *e);
+/* One identity; ERR_NOTFOUND if none. *out filled (store_ident_clear). */
+int store_ident_get(struct store *s, const char *cls, struct store_ident *out, struct err *e);
+/* ERR_NOTFOUND if none. */
+int store_ident_delete(struct store *s, const char *cls, struct err *e);
+void store_ident_clear(struct store_ident *id);
+void store_ident_free(struct store_ident *v, size_t n);
+
+/* ---- tasks ---- */
+/* state: "running" (the job runs or will be resumed), "finishing" (the job is over; final
+ * logs/state still to deliver), "done" (everything acknowledged, or given up). */
+struct store_task {
+    int64_t id;             /* Gitea task id: key */
+    char *ident;            /* identity class that fetched it */
+    char *state;
+    int result;             /* enum rpc_result; 0 while running */
+    json_t *task;           /* the Task message as received (Connect JSON, with secrets) */
+    char *job;              /* display: job name */
+    char *repo;             /* display: owner/repo */
+    int64_t created_ns, started_ns, stopped_ns; /* CLOCK_REALTIME; 0 = unset */
+    int64_t log_rows;       /* rows spooled so far = index of the next row */
+    int64_t log_acked;      /* the server's ackIndex */
+    bool log_closed;        /* the noMore upload was acknowledged */
+    bool final_sent;        /* the final UpdateTask was acknowledged */
+    json_t *steps;          /* array of StepState JSON objects (rpc_step_state_type form) */
+    json_t *outputs;        /* object: job outputs (NULL = none yet) */
+    json_t *sent_outputs;   /* array of keys the server acknowledged (NULL = none) */
+    json_t *checkpoint;     /* the job run's last checkpoint (NULL = none) */
+    json_t *exec;           /* executor description: container, network, volumes (NULL) */
+    char *reason;           /* why runnerd failed the task itself, or NULL */
+};
+/* Inserts or replaces the whole row (the log spool is untouched): t->log_rows is ignored (only
+ * store_log_append() moves it), and log_acked keeps the larger of the stored and given value. */
+int store_task_put(struct store *s, const struct store_task *t, struct err *e);
+/* ERR_NOTFOUND if absent. *out filled (store_task_clear). */
+int store_task_get(struct store *s, int64_t id, struct store_task *out, struct err *e);
+/* Tasks whose state is `state` (NULL: all), newest (highest id) first, at most limit (0: no
+ * limit). */
+int store_task_list(struct store *s, const char *state, size_t limit, struct store_task **out,
+                    size_t *n, struct err *e);
+void store_task_clear(struct store_task *t);
+void store_task_free(struct store_task *v, size_t n);
+/* Deletes "done" tasks stopped before before_ns, with their log rows; *deleted (may be NULL)
+ * gets how many. */
+int store_task_gc(struct store *s, int64_t before_ns, int *deleted, struct err *e);
+
+/* ---- log spool ---- */
+struct store_row {
+    int64_t time_ns;   /* CLOCK_REALTIME */
+    char *content;     /* one line, no newline */
+};
+/* Appends rows with indexes first..first+n-1 (first must equal the task's log_rows) and sets
+ * the task's log_rows to first+n, atomically. ERR_INVALID on a gap or overlap, ERR_NOTFOUND
+ * for an unknown task. */
+int store_log_append(struct store *s, int64_t task, int64_t first, const struct store_row *rows,
+                     size_t n, struct err *e);
+/* Reads up to max rows (0: no limit) from index `from` on, in order; *out new (store_rows_free).
+ * An unknown task has no rows. */
+int store_log_read(struct store *s, int64_t task, int64_t from, size_t max,
+                   struct store_row **out, size_t *n, struct err *e);
+void store_rows_free(struct store_row *v, size_t n);
+/* Records the server's ackIndex (never decreasing: a lower value is ignored and reported
+ * as -ERANGE so that the caller can log "submitted logs are lost"). ERR_NOTFOUND for an
+ * unknown task. */
+int store_log_ack(struct store *s, int64_t task, int64_t ack, struct err *e);
+
+/* ---- GPUs held by tasks (issue 5) ---- */
+/* Records that task holds gpu (a UUID); ERR_INVALID ("busy") if another task holds it, 0 if
+ * task already does. */
+int store_gpu_take(struct store *s, const char *gpu, int64_t task, struct err *e);
+/* Frees every GPU task holds. */
+int store_gpu_release(struct store *s, int64_t task, struct err *e);
+/* Object {gpu uuid: task id} of GPUs held. */
+int store_gpu_held(struct store *s, json_t **out, struct err *e);
+
+#endif

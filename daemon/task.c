@@ -1,0 +1,909 @@
+/* task.c: one Gitea task in runnerd (see runnerd.h). The task's workflow payload is planned and
+ * run by the same engine as `runnerctl exec`; what the job says goes through this file's sink
+ * into the state database first (log rows, step states, checkpoints, outputs), and the
+ * reporter sends it from there. After a restart a task whose job container still runs is
+ * resumed from its last checkpoint; one whose container is gone is finalized as failed. */
+#include "runnerd.h"
+
+#include "ctx.h"
+#include "docker.h"
+#include "dockerexec.h"
+#include "executor.h"
+#include "jobrun.h"
+#include "mask.h"
+#include "plan.h"
+#include "rpc.h"
+#include "runner/log.h"
+#include "runner/xalloc.h"
+#include "wf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+int64_t
+rd_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- step records */
+
+/* row.steps holds one object per workflow step:
+ * {id, result (enum rpc_result), started_ns, stopped_ns, log_index, log_length}. */
+static json_t *
+step_rec(struct rtask *rt, int i)
+{
+    return i < 0 ? NULL : json_array_get(rt->row.steps, (size_t)i);
+}
+
+static json_int_t
+rec_get(const json_t *s, const char *k)
+{
+    return json_integer_value(json_object_get(s, k));
+}
+
+static void
+rec_set(json_t *s, const char *k, json_int_t v)
+{
+    json_object_set_new(s, k, json_integer(v));
+}
+
+static json_t *
+steps_new(size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:I}", "id", (json_int_t)i));
+    return a;
+}
+
+static int
+result_of(const char *conclusion)
+{
+    if (strcmp(conclusion, "success") == 0)
+        return RPC_RESULT_SUCCESS;
+    if (strcmp(conclusion, "skipped") == 0)
+        return RPC_RESULT_SKIPPED;
+    if (strcmp(conclusion, "cancelled") == 0)
+        return RPC_RESULT_CANCELLED;
+    return RPC_RESULT_FAILURE;
+}
+
+/* ---------------------------------------------------------------- spool */
+
+/* One row of the task's log (already masked). */
+static void
+add_row(struct rtask *rt, int step, const char *text, size_t len)
+{
+    json_t *s = step_rec(rt, step);
+
+    rt->rows++;
+    if (rt->skip > 0) { /* the resumed job says again what the store already holds */
+        rt->skip--;
+        return;
+    }
+    if (rt->npend == rt->cappend) {
+        rt->cappend = rt->cappend ? rt->cappend * 2 : 64;
+        rt->pend = xreallocarray(rt->pend, rt->cappend, sizeof *rt->pend);
+    }
+    rt->pend[rt->npend].time_ns = rd_now_ns();
+    rt->pend[rt->npend].content = xstrndup(text, len);
+    rt->npend++;
+    if (s) {
+        if (!json_object_get(s, "log_index"))
+            rec_set(s, "log_index", rt->rows - 1);
+        rec_set(s, "log_length", rec_get(s, "log_length") + 1);
+    }
+    rt->dirty = true;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+add_rowf(struct rtask *rt, int step, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    add_row(rt, step, line, strlen(line));
+}
+
+/* Writes pending rows and the task record in one transaction. */
+static int
+flush(struct rtask *rt, struct err *e)
+{
+    struct store *st = rt->d->st;
+    int rc;
+
+    if (rt->npend == 0 && !rt->dirty)
+        return 0;
+    int64_t before = rt->row.log_rows;
+    rc = store_begin(st, e);
+    if (rc == 0 && rt->npend)
+        rc = store_log_append(st, rt->tid, rt->row.log_rows, rt->pend, rt->npend, e);
+    if (rc == 0) {
+        rt->row.log_rows += (int64_t)rt->npend;
+        rc = store_task_put(st, &rt->row, e);
+    }
+    if (rc == 0)
+        rc = store_commit(st, e);
+    if (rc < 0) {
+        store_rollback(st);
+        rt->row.log_rows = before; /* the rows stay pending for the next try */
+        return rc;
+    }
+    for (size_t i = 0; i < rt->npend; i++)
+        free(rt->pend[i].content);
+    rt->npend = 0;
+    rt->dirty = false;
+    return 0;
+}
+
+int
+task_flush(struct rtask *rt, struct err *e)
+{
+    return flush(rt, e);
+}
+
+static void
+flush_or_warn(struct rtask *rt)
+{
+    struct err e = {0};
+
+    if (flush(rt, &e) < 0)
+        log_err("task %lld: saving state: %s", (long long)rt->tid, e.msg);
+}
+
+void
+task_flush_all(struct daemon *d)
+{
+    for (struct rtask *rt = d->tasks; rt; rt = rt->next)
+        flush_or_warn(rt);
+}
+
+/* ---------------------------------------------------------------- the sink */
+
+static void
+sink_step_started(void *arg, struct jobrun *jr, int step, const char *name)
+{
+    struct rtask *rt = arg;
+    json_t *s = step_rec(rt, step);
+
+    (void)jr;
+    (void)name;
+    if (s == NULL)
+        return;
+    if (!rec_get(s, "started_ns")) /* a resumed job may announce a step again */
+        rec_set(s, "started_ns", rd_now_ns());
+    rt->dirty = true;
+    rt->state_dirty = true;
+    reporter_poke(rt);
+}
+
+static void
+sink_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char *text,
+         size_t len)
+{
+    struct rtask *rt = arg;
+    const char *pre = NULL;
+    char *line;
+
+    (void)jr;
+    switch (kind) {
+    case JOBRUN_ERROR:
+        pre = "::error::";
+        break;
+    case JOBRUN_WARNING:
+        pre = "::warning::";
+        break;
+    case JOBRUN_NOTICE:
+        pre = "::notice::";
+        break;
+    case JOBRUN_DEBUG:
+        if (!rt->debug)
+            return;
+        pre = "::debug::";
+        break;
+    case JOBRUN_GROUP:
+        pre = "::group::";
+        break;
+    case JOBRUN_ENDGROUP:
+        add_row(rt, step, "::endgroup::", 12);
+        return;
+    default:
+        add_row(rt, step, text, len);
+        return;
+    }
+    line = xasprintf("%s%.*s", pre, (int)len, text);
+    add_row(rt, step, line, strlen(line));
+    free(line);
+}
+
+static void
+sink_step_finished(void *arg, struct jobrun *jr, int step, const char *outcome,
+                   const char *conclusion)
+{
+    struct rtask *rt = arg;
+    json_t *s = step_rec(rt, step);
+
+    (void)jr;
+    (void)outcome;
+    if (s == NULL)
+        return;
+    rec_set(s, "result", result_of(conclusion));
+    if (!rec_get(s, "stopped_ns"))
+        rec_set(s, "stopped_ns", rd_now_ns());
+    if (!json_object_get(s, "log_index"))
+        rec_set(s, "log_index", rt->rows);
+    rt->dirty = true;
+    rt->state_dirty = true;
+    flush_or_warn(rt);
+    reporter_poke(rt);
+}
+
+static int
+sink_checkpoint(void *arg, struct jobrun *jr, json_t *cp)
+{
+    struct rtask *rt = arg;
+    struct err e = {0};
+    json_t *x;
+
+    (void)jr;
+    json_object_set_new(cp, "rows", json_integer(rt->rows));
+    json_decref(rt->row.checkpoint);
+    rt->row.checkpoint = json_deep_copy(cp);
+    json_object_del(rt->row.checkpoint, "exec");
+    if ((x = json_object_get(cp, "exec")) && json_is_object(x)) {
+        json_decref(rt->row.exec);
+        rt->row.exec = json_deep_copy(x);
+    }
+    rt->dirty = true;
+    if (flush(rt, &e) < 0) {
+        log_err("task %lld: checkpoint: %s", (long long)rt->tid, e.msg);
+        return e.code ? e.code : -EIO;
+    }
+    return 0;
+}
+
+static void finish(struct rtask *rt, int result, const char *why);
+
+static void
+sink_job_finished(void *arg, struct jobrun *jr, enum plan_result result)
+{
+    struct rtask *rt = arg;
+    int r = result == PLAN_SUCCESS     ? RPC_RESULT_SUCCESS
+            : result == PLAN_CANCELLED ? RPC_RESULT_CANCELLED
+            : result == PLAN_SKIPPED   ? RPC_RESULT_SKIPPED
+                                       : RPC_RESULT_FAILURE;
+    json_t *outs = rt->plan && rt->plan->n_jobs ? rt->plan->jobs[0].runs
+                                                      ? rt->plan->jobs[0].runs[0].outputs
+                                                      : NULL
+                                                : NULL;
+
+    if (json_is_object(outs) && json_object_size(outs)) {
+        json_decref(rt->row.outputs);
+        rt->row.outputs = json_deep_copy(outs);
+    }
+    jobrun_free(jr);
+    rt->jr = NULL;
+    finish(rt, r, NULL);
+}
+
+static const struct jobrun_sink sink = {
+    .step_started = sink_step_started,
+    .log = sink_log,
+    .step_finished = sink_step_finished,
+    .checkpoint = sink_checkpoint,
+    .job_finished = sink_job_finished,
+};
+
+/* ---------------------------------------------------------------- ending */
+
+static void
+unlink_task(struct rtask *rt)
+{
+    struct rtask **pp = &rt->d->tasks;
+
+    while (*pp && *pp != rt)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = rt->next;
+}
+
+static void
+free_task(struct rtask *rt)
+{
+    struct daemon *d = rt->d;
+
+    unlink_task(rt);
+    for (size_t i = 0; i < rt->npend; i++)
+        free(rt->pend[i].content);
+    free(rt->pend);
+    store_task_clear(&rt->row);
+    if (rt->t) {
+        rpc_clear(&rpc_task_type, rt->t);
+        free(rt->t);
+    }
+    plan_free(rt->plan);
+    wf_free(rt->wf);
+    mask_free(rt->mask);
+    free(rt->label);
+    free(rt);
+    daemon_task_gone(d);
+}
+
+static void
+after_reporter(struct rtask *rt)
+{
+    free_task(rt);
+}
+
+void
+task_reported(struct rtask *rt)
+{
+    if (rt->freeing)
+        return;
+    rt->freeing = true;
+    /* The slot is free once the server has heard the end too (as act_runner's workers): the
+     * server never sees more than `capacity` tasks of this runner running. */
+    if (rt->holds_slot && rt->id && rt->id->running > 0)
+        rt->id->running--;
+    rt->holds_slot = false;
+    if (rt->id)
+        poller_kick(rt->id);
+    free(rt->row.state);
+    rt->row.state = xstrdup("done");
+    rt->dirty = true;
+    flush_or_warn(rt);
+    log_info("task %lld: done (%s)", (long long)rt->tid,
+             rpc_result_name(rt->row.result) ? rpc_result_name(rt->row.result) : "?");
+    reporter_stop(rt, after_reporter);
+}
+
+/* The job is over (or never ran): record the result; the reporter delivers it. */
+static void
+finish(struct rtask *rt, int result, const char *why)
+{
+    size_t i;
+    json_t *s;
+
+    if (rt->job_over)
+        return;
+    rt->job_over = true;
+    if (why) {
+        add_rowf(rt, -1, "::error::%s", why);
+        free(rt->row.reason);
+        rt->row.reason = xstrdup(why);
+    }
+    add_rowf(rt, -1, "%s", result == RPC_RESULT_SUCCESS     ? "🏁  Job succeeded"
+                           : result == RPC_RESULT_CANCELLED ? "🏁  Job was cancelled"
+                           : result == RPC_RESULT_SKIPPED   ? "🏁  Job was skipped"
+                                                            : "🏁  Job failed");
+    /* Steps that never ended: cancelled (skipped when the job was). */
+    json_array_foreach(rt->row.steps, i, s) {
+        if (rec_get(s, "result"))
+            continue;
+        rec_set(s, "result", result == RPC_RESULT_SKIPPED ? RPC_RESULT_SKIPPED
+                                                          : RPC_RESULT_CANCELLED);
+        if (rec_get(s, "started_ns") && !rec_get(s, "stopped_ns"))
+            rec_set(s, "stopped_ns", rd_now_ns());
+        if (!json_object_get(s, "log_index"))
+            rec_set(s, "log_index", rt->rows);
+    }
+    rt->row.result = result;
+    rt->row.stopped_ns = rd_now_ns();
+    free(rt->row.state);
+    rt->row.state = xstrdup("finishing");
+    json_decref(rt->row.checkpoint);
+    rt->row.checkpoint = NULL;
+    json_decref(rt->row.exec);
+    rt->row.exec = NULL;
+    rt->dirty = true;
+    rt->state_dirty = true;
+    flush_or_warn(rt);
+    log_info("task %lld: job finished: %s%s%s", (long long)rt->tid,
+             rpc_result_name(result) ? rpc_result_name(result) : "?", why ? ": " : "",
+             why ? why : "");
+    reporter_poke(rt);
+}
+
+/* ---------------------------------------------------------------- setting up the job */
+
+static json_t *
+map_json(const struct rpc_map *m)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; i < m->n; i++) {
+        json_t *v = json_string(m->v[i].value ? m->v[i].value : "");
+        json_object_set_new(o, m->v[i].key, v ? v : json_string(""));
+    }
+    return o;
+}
+
+static const char *
+ctx_str(const struct rtask *rt, const char *k)
+{
+    const char *v = rt->t && rt->t->context ? json_string_value(json_object_get(rt->t->context, k))
+                                            : NULL;
+    return v ? v : "";
+}
+
+static const char *
+secret(const struct rtask *rt, const char *k)
+{
+    for (size_t i = 0; rt->t && i < rt->t->secrets.n; i++)
+        if (strcmp(rt->t->secrets.v[i].key, k) == 0)
+            return rt->t->secrets.v[i].value;
+    return NULL;
+}
+
+/* The environment runnerd gives every job (act_runner's, spec §4.6), then runner.envs. */
+static json_t *
+job_env(struct rtask *rt)
+{
+    struct daemon *d = rt->d;
+    json_t *env = json_object();
+    const char *inst = rt->id ? rt->id->si.instance : "";
+    size_t il = strlen(inst);
+    const char *rtok = ctx_str(rt, "gitea_runtime_token");
+
+    while (il && inst[il - 1] == '/')
+        il--;
+    char *rurl = xasprintf("%.*s/api/actions_pipeline/", (int)il, inst);
+    char *res = xasprintf("%.*s", (int)il, inst);
+    json_object_set_new(env, "ACTIONS_RUNTIME_URL", json_string(rurl));
+    json_object_set_new(env, "ACTIONS_RESULTS_URL", json_string(res));
+    json_object_set_new(env, "ACTIONS_RUNTIME_TOKEN", json_string(*rtok ? rtok : ctx_str(rt, "token")));
+    json_object_set_new(env, "GITEA_ACTIONS", json_string("true"));
+    json_object_set_new(env, "GITEA_ACTIONS_RUNNER_VERSION", json_string(RUNNERD_VERSION));
+    free(rurl);
+    free(res);
+    if (json_is_object(d->cfg.runner.envs))
+        json_object_update(env, d->cfg.runner.envs);
+    return env;
+}
+
+static const struct config_label *
+pick_label(struct rtask *rt, json_t *runs_on)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(runs_on, i, v) {
+        for (size_t k = 0; rt->id && k < rt->id->n_labels; k++)
+            if (json_string_value(v) && strcmp(rt->id->labels[k].name, json_string_value(v)) == 0)
+                return &rt->id->labels[k];
+    }
+    return NULL;
+}
+
+/* Plans the task's one job. Returns 0, or <0 with why (a new string) for the log. */
+static int
+plan_task(struct rtask *rt, bool *run, char **why)
+{
+    struct err e = {0};
+    struct wf_diag diag = {0};
+    const char *file = *ctx_str(rt, "workflow") ? ctx_str(rt, "workflow") : "workflow";
+    int rc;
+
+    *run = false;
+    if (!rt->t->workflow_payload.set || rt->t->workflow_payload.len == 0) {
+        *why = xstrdup("the task has no workflow payload");
+        return -EINVAL;
+    }
+    rc = wf_parse(file, (const char *)rt->t->workflow_payload.p, rt->t->workflow_payload.len,
+                  &rt->wf, &diag, &e);
+    if (rc < 0) {
+        for (size_t i = 0; i < diag.n; i++)
+            add_rowf(rt, -1, "::error::%s", diag.msgs[i]);
+        wf_diag_free(&diag);
+        *why = xasprintf("the task's workflow is not valid: %s", e.msg);
+        return rc;
+    }
+    wf_diag_free(&diag);
+    if (rt->wf->n_jobs != 1) {
+        *why = xasprintf("the task's workflow has %zu jobs; a task runs exactly one", rt->wf->n_jobs);
+        return -EINVAL;
+    }
+    if (rt->row.steps == NULL || json_array_size(rt->row.steps) != rt->wf->jobs[0].n_steps) {
+        json_decref(rt->row.steps);
+        rt->row.steps = steps_new(rt->wf->jobs[0].n_steps);
+    }
+    json_t *github = rt->t->context ? json_deep_copy(rt->t->context) : json_object();
+    json_t *vars = map_json(&rt->t->vars), *secrets = map_json(&rt->t->secrets);
+    json_t *needs = json_object();
+    for (size_t i = 0; i < rt->t->n_needs; i++) {
+        const struct rpc_need *n = &rt->t->needs[i];
+        const char *rn = rpc_result_name(n->value.result);
+        char res[32] = "";
+        if (rn && strncmp(rn, "RESULT_", 7) == 0) {
+            snprintf(res, sizeof res, "%s", rn + 7);
+            for (char *p = res; *p; p++)
+                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        }
+        json_object_set_new(needs, n->key, json_pack("{s:s, s:o}", "result", res,
+                                                     "outputs", map_json(&n->value.outputs)));
+    }
+    const char *ev = json_string_value(json_object_get(github, "event_name"));
+    struct plan_opts po = {.event_name = ev && *ev ? ev : "push", .github = github, .vars = vars,
+                           .secrets = secrets, .ext_needs = needs};
+    rc = plan_new(rt->wf, &po, &rt->plan, &e);
+    if (rc == 0)
+        rc = plan_job_start(rt->plan, 0, run, &e);
+    json_decref(github);
+    json_decref(vars);
+    json_decref(secrets);
+    json_decref(needs);
+    if (rc < 0) {
+        *why = xstrdup(e.msg);
+        return rc;
+    }
+    return 0;
+}
+
+/* Starts (cp == NULL) or resumes the job on executor x (taken). */
+static int
+run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *cp, char **why)
+{
+    struct daemon *d = rt->d;
+    struct err e = {0};
+    struct utsname un;
+    json_t *env = job_env(rt);
+    json_t *runner;
+    char name[64];
+    int rc;
+
+    uname(&un);
+    runner = ctx_runner_new(rt->id ? rt->id->si.name : "runnerd", un.machine, NULL, NULL);
+    snprintf(name, sizeof name, "task-%lld", (long long)rt->tid);
+    struct jobrun_opts o = {
+        .plan = rt->plan, .job = 0, .run = 0, .exec = x,
+        .xjob = {.name = name, .image = image},
+        .mask = rt->mask, .config_env = env, .runner = runner, .label = rt->label,
+        .container_options = d->cfg.container.options, .gitea = true,
+        .durable = x->container, .sink = &sink, .sink_arg = rt,
+    };
+    rc = cp ? jobrun_resume(d->loop, &o, cp, &rt->jr, &e) : jobrun_start(d->loop, &o, &rt->jr, &e);
+    json_decref(env);
+    json_decref(runner);
+    if (rc < 0)
+        *why = xstrdup(e.msg);
+    return rc;
+}
+
+static struct mask *
+task_mask(struct rtask *rt)
+{
+    struct mask *m = mask_new();
+
+    for (size_t i = 0; i < rt->t->secrets.n; i++)
+        if (rt->t->secrets.v[i].value && *rt->t->secrets.v[i].value)
+            mask_add(m, rt->t->secrets.v[i].value);
+    mask_add(m, ctx_str(rt, "token"));
+    mask_add(m, ctx_str(rt, "gitea_runtime_token"));
+    return m;
+}
+
+static struct rtask *
+task_new(struct daemon *d, struct ident *id, struct rpc_task *t)
+{
+    struct rtask *rt = xcalloc(1, sizeof *rt);
+
+    rt->d = d;
+    rt->id = id;
+    rt->t = t;
+    rt->tid = t->id;
+    rt->mask = task_mask(rt);
+    const char *dbg = secret(rt, "ACTIONS_STEP_DEBUG");
+    rt->debug = dbg && strcmp(dbg, "true") == 0;
+    rt->next = d->tasks;
+    d->tasks = rt;
+    return rt;
+}
+
+/* Sets the job up and starts it; on any failure the task finishes as failed with the reason. */
+static void
+begin(struct rtask *rt)
+{
+    struct daemon *d = rt->d;
+    struct err e = {0};
+    struct executor *x = NULL;
+    char *why = NULL, *image = NULL;
+    bool run = false;
+
+    add_rowf(rt, -1, "%s(version:%s) received task %lld of job %s, be triggered by event: %s",
+             rt->id ? rt->id->si.name : "runnerd", RUNNERD_VERSION, (long long)rt->tid,
+             ctx_str(rt, "job"), ctx_str(rt, "event_name"));
+    if (plan_task(rt, &run, &why) < 0)
+        goto fail;
+    if (!run) {
+        add_rowf(rt, -1, "the job's if: condition is false: skipping it");
+        finish(rt, RPC_RESULT_SKIPPED, NULL);
+        return;
+    }
+    const struct config_label *lb = pick_label(rt, rt->plan->jobs[0].runs[0].runs_on);
+    if (lb == NULL) {
+        char *ro = json_dumps(rt->plan->jobs[0].runs[0].runs_on, JSON_COMPACT);
+        why = xasprintf("none of the job's runs-on labels %s is a label of this runner", ro ? ro : "");
+        free(ro);
+        goto fail;
+    }
+    rt->label = xstrdup(lb->name);
+    add_rowf(rt, -1, "workflow prepared");
+    if (lb->exec == CONFIG_EXEC_DOCKER) {
+        if (!d->docker_ready) {
+            why = xstrdup("the Docker engine is not reachable; this runner cannot run docker jobs now");
+            goto fail;
+        }
+        if (jobrun_container_image(rt->plan, 0, 0, &image, &e) < 0) {
+            why = xstrdup(e.msg);
+            goto fail;
+        }
+        if (image == NULL)
+            image = xstrdup(lb->image);
+        if (executor_docker_new(d->loop, d->docker, d->agent_path, rt->id ? rt->id->si.name : "runnerd",
+                                &x, &e) < 0) {
+            why = xstrdup(e.msg);
+            goto fail;
+        }
+    } else if (executor_host_new(d->loop, d->agent_path, NULL, NULL, NULL, &x, &e) < 0) {
+        why = xstrdup(e.msg);
+        goto fail;
+    }
+    if (run_job(rt, x, image, NULL, &why) < 0)
+        goto fail;
+    free(image);
+    flush_or_warn(rt);
+    return;
+fail:
+    free(image);
+    finish(rt, RPC_RESULT_FAILURE, why ? why : "the job could not be started");
+    free(why);
+}
+
+void
+task_start(struct ident *id, struct rpc_task *t)
+{
+    struct daemon *d = id->d;
+    struct err e = {0};
+
+    for (struct rtask *o = d->tasks; o; o = o->next)
+        if (o->tid == t->id) {
+            log_warn("task %lld is already running here; ignoring it", (long long)t->id);
+            rpc_clear(&rpc_task_type, t);
+            free(t);
+            return;
+        }
+    struct rtask *rt = task_new(d, id, t);
+    rt->row.id = t->id;
+    rt->row.ident = xstrdup(id->si.cls);
+    rt->row.state = xstrdup("running");
+    rt->row.task = rpc_encode(&rpc_task_type, t);
+    rt->row.job = xstrdup(*ctx_str(rt, "job") ? ctx_str(rt, "job") : "?");
+    rt->row.repo = xstrdup(ctx_str(rt, "repository"));
+    rt->row.created_ns = rt->row.started_ns = rd_now_ns();
+    rt->row.steps = json_array();
+    id->running++;
+    rt->holds_slot = true;
+    log_info("task %lld: job %s of %s (run %s)", (long long)rt->tid, rt->row.job, rt->row.repo,
+             ctx_str(rt, "run_id"));
+    /* The task exists durably before anything runs. */
+    rt->dirty = true;
+    if (flush(rt, &e) < 0)
+        log_err("task %lld: saving it: %s", (long long)rt->tid, e.msg);
+    reporter_start(rt);
+    begin(rt);
+}
+
+/* ---------------------------------------------------------------- recovery */
+
+struct recover {
+    struct rtask *rt;
+};
+
+static void
+on_job_swept(const struct docker_res *res, void *arg)
+{
+    (void)arg;
+    if (res->rc < 0)
+        log_warn("removing a lost job's leftovers: %s", res->err.msg);
+}
+
+static void
+gone(struct rtask *rt, const char *why)
+{
+    const char *name = json_string_value(json_object_get(rt->row.exec, "name"));
+    struct err e = {0};
+
+    log_warn("task %lld: %s", (long long)rt->tid, why);
+    if (name && rt->d->docker_ready) {
+        char *label = xasprintf(DOCKER_LABEL_JOB "=%s", name);
+        if (docker_sweep(rt->d->docker, label, on_job_swept, NULL, &e) < 0)
+            log_warn("removing a lost job's leftovers: %s", e.msg);
+        free(label);
+    }
+    /* A step that was running when the job was lost failed. */
+    size_t i;
+    json_t *s;
+    json_array_foreach(rt->row.steps, i, s) {
+        if (rec_get(s, "started_ns") && !rec_get(s, "result")) {
+            rec_set(s, "result", RPC_RESULT_FAILURE);
+            rec_set(s, "stopped_ns", rd_now_ns());
+        }
+    }
+    finish(rt, RPC_RESULT_FAILURE, why);
+}
+
+static void
+resume(struct rtask *rt)
+{
+    struct daemon *d = rt->d;
+    struct err e = {0};
+    struct executor *x = NULL;
+    char *why = NULL;
+    bool run = false;
+    json_t *cp = rt->row.checkpoint;
+
+    if (plan_task(rt, &run, &why) < 0 || !run) {
+        gone(rt, why ? why : "the job could not be planned again after a restart");
+        free(why);
+        return;
+    }
+    const struct config_label *lb = pick_label(rt, rt->plan->jobs[0].runs[0].runs_on);
+    rt->label = xstrdup(lb ? lb->name : "");
+    if (executor_docker_adopt(d->loop, d->docker, rt->id ? rt->id->si.name : "runnerd", rt->row.exec,
+                              &x, &e) < 0) {
+        gone(rt, e.msg);
+        return;
+    }
+    rt->rows = json_integer_value(json_object_get(cp, "rows"));
+    rt->skip = rt->row.log_rows - rt->rows;
+    if (rt->skip < 0)
+        rt->skip = 0;
+    if (rt->rows > rt->row.log_rows)
+        rt->rows = rt->row.log_rows;
+    log_info("task %lld: resuming at step %lld (%lld log rows to skip)", (long long)rt->tid,
+             (long long)json_integer_value(json_object_get(cp, "cur")), (long long)rt->skip);
+    if (run_job(rt, x, NULL, cp, &why) < 0) {
+        gone(rt, why ? why : "resuming failed");
+        free(why);
+    }
+}
+
+static void
+on_inspected(const struct docker_res *res, void *arg)
+{
+    struct rtask *rt = arg;
+    json_t *state = json_object_get(res->json, "State");
+
+    if (res->rc == ERR_NOTFOUND) {
+        gone(rt, "runnerd restarted and the job's container is gone: the job cannot go on");
+    } else if (res->rc < 0) {
+        char *why = xasprintf("runnerd restarted and could not inspect the job's container: %s",
+                              res->err.msg);
+        gone(rt, why);
+        free(why);
+    } else if (!json_is_true(json_object_get(state, "Running"))) {
+        gone(rt, "runnerd restarted and the job's container has stopped: the job cannot go on");
+    } else {
+        resume(rt);
+    }
+}
+
+void
+task_recover(struct daemon *d, struct store_task *row)
+{
+    struct rpc_task *t = xcalloc(1, sizeof *t);
+    struct err e = {0};
+    struct ident *id = daemon_ident(d, row->ident ? row->ident : "cpu");
+
+    if (row->task == NULL || rpc_decode(&rpc_task_type, row->task, t, &e) < 0) {
+        log_err("task %lld: its stored record cannot be read (%s); marking it done",
+                (long long)row->id, e.msg);
+        free(t);
+        free(row->state);
+        row->state = xstrdup("done");
+        if (store_task_put(d->st, row, &e) < 0)
+            log_err("task %lld: %s", (long long)row->id, e.msg);
+        return;
+    }
+    struct rtask *rt = task_new(d, id, t);
+    rt->row = *row; /* taken */
+    memset(row, 0, sizeof *row);
+    rt->rows = rt->row.log_rows;
+    if (strcmp(rt->row.state, "finishing") == 0) {
+        rt->job_over = true;
+        log_info("task %lld: delivering its final reports", (long long)rt->tid);
+        reporter_start(rt);
+        return;
+    }
+    if (id) {
+        id->running++;
+        rt->holds_slot = true;
+    }
+    reporter_start(rt);
+    if (rt->row.checkpoint == NULL || rt->row.exec == NULL) {
+        gone(rt, rt->row.checkpoint == NULL
+                     ? "runnerd stopped before the job's first step started: the job cannot go on"
+                     : "the job ran where runnerd cannot follow it after a restart (host label)");
+        return;
+    }
+    const char *ctr = json_string_value(json_object_get(rt->row.exec, "container"));
+    if (!d->docker_ready || ctr == NULL ||
+        docker_container_inspect(d->docker, ctr, on_inspected, rt, &e) < 0) {
+        gone(rt, d->docker_ready ? e.msg : "runnerd restarted and Docker is not reachable: the job cannot go on");
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------- the daemon's view */
+
+size_t
+task_count(const struct daemon *d)
+{
+    size_t n = 0;
+
+    for (const struct rtask *rt = d->tasks; rt; rt = rt->next)
+        n++;
+    return n;
+}
+
+size_t
+task_running(const struct daemon *d)
+{
+    size_t n = 0;
+
+    for (const struct rtask *rt = d->tasks; rt; rt = rt->next)
+        n += !rt->job_over;
+    return n;
+}
+
+void
+task_cancel_all(struct daemon *d, bool forced)
+{
+    for (struct rtask *rt = d->tasks; rt; rt = rt->next) {
+        if (rt->jr == NULL)
+            continue;
+        jobrun_cancel(rt->jr);
+        if (forced)
+            jobrun_cancel(rt->jr);
+    }
+}
+
+json_t *
+task_live_jobs(const struct daemon *d)
+{
+    json_t *o = json_object();
+
+    for (const struct rtask *rt = d->tasks; rt; rt = rt->next) {
+        const char *n = json_string_value(json_object_get(rt->row.exec, "name"));
+        if (n)
+            json_object_set_new(o, n, json_true());
+    }
+    return o;
+}
+
+void
+task_server_final(struct rtask *rt, int result)
+{
+    if (rt->cancel_seen)
+        return;
+    rt->cancel_seen = true;
+    log_info("task %lld: the server says it is %s: cancelling the job", (long long)rt->tid,
+             rpc_result_name(result) ? rpc_result_name(result) : "final");
+    if (rt->jr)
+        jobrun_cancel(rt->jr);
+}

@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""End-to-end tests of runnerd: the real `runnerctl register` and `runnerd` binaries against the
+Gitea server double (tests/gitea-double) and the real Docker engine, with an image built offline
+(tests/images/build.sh busybox).
+
+Scenarios: a task's rows arrive in order with masked secrets and outputs; cancellation from the
+server (always() steps still run); capacity 4 with 8 queued tasks; a graceful drain on SIGTERM;
+the server down for 30 s mid-task; kill -9 of runnerd mid-step and a restart (the task resumes,
+every row exactly once, no step twice); the job container removed while runnerd is down; detach
+with SIGUSR2 and reattach; a runner deleted on the server (distinct exit status).
+
+Environment: RUNNERCTL, RUNNERD (binaries), SRCDIR (source tree). Run one scenario with
+`daemon.py NAME`."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+RUNNERCTL = os.environ.get("RUNNERCTL", os.path.join(SRC, "_build", "runnerctl"))
+RUNNERD = os.environ.get("RUNNERD", os.path.join(SRC, "_build", "runnerd"))
+OWNER_LABEL = "io.runnerd.owner"
+JOB_LABEL = "io.runnerd.job"
+
+failures = []
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        failures.append(what)
+        print("  FAIL:", what, flush=True)
+    return cond
+
+
+def wait_until(pred, timeout, what, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    check(False, "timed out after %ss waiting for %s" % (timeout, what))
+    return None
+
+
+class Double:
+    def __init__(self, tmp):
+        self.portfile = os.path.join(tmp, "double.port")
+        self.log = open(os.path.join(tmp, "double.log"), "w")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "gitea-double", "gitea_double.py"),
+                                      "--port", "0", "--port-file", self.portfile],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: os.path.exists(self.portfile), 10, "the double's port")
+        self.url = "http://127.0.0.1:%s" % open(self.portfile).read().strip()
+
+    def admin(self, what, body=None):
+        req = urllib.request.Request(self.url + "/_admin/" + what, data=json.dumps(body or {}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def task_of_job(self, job_id):
+        for t in self.admin("state")["tasks"]:
+            if t["jobId"] == job_id:
+                return t
+        return None
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+class Runner:
+    def __init__(self, double, tmp, name, image, capacity=1, extra=""):
+        self.d = double
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir)
+        self.state = os.path.join(self.dir, "state.db")
+        self.config = os.path.join(self.dir, "config.yaml")
+        with open(self.config, "w") as f:
+            f.write("runner:\n  capacity: %d\n  fetch_interval: 1s\n  shutdown_timeout: 30s\n%s"
+                    "runnerd:\n  fetch_interval_max: 2s\n" % (capacity, extra))
+        token = double.admin("token")["token"]
+        label = "matric-builder:docker://" + image
+        r = subprocess.run([RUNNERCTL, "register", "--no-interactive", "--instance", double.url, "--token", token,
+                            "--name", name, "--label", label, "--state", self.state],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, "register %s: %s" % (name, r.stderr.strip()))
+        ident = None
+        for rr in double.admin("state")["runners"]:
+            if rr.get("name") == name:
+                ident = rr
+        self.uuid = ident.get("uuid") if ident else None
+        self.proc = None
+        self.logs = 0
+        self.owner = "runnerd@%s:%s" % (os.uname().nodename, os.path.realpath(self.state))
+
+    def start(self):
+        self.logs += 1
+        self.logf = open(os.path.join(self.dir, "runnerd.%d.log" % self.logs), "w")
+        self.proc = subprocess.Popen([RUNNERD, "-c", self.config, "--state", self.state],
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+
+    def log_text(self):
+        out = []
+        for i in range(1, self.logs + 1):
+            with open(os.path.join(self.dir, "runnerd.%d.log" % i), errors="replace") as f:
+                out.append(f.read())
+        return "\n".join(out)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            check(False, "runnerd did not exit within %ss" % timeout)
+        self.logf.close()
+        return rc
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            return self.wait(60)
+        return self.proc.returncode if self.proc else 0
+
+    def leftovers(self):
+        out = []
+        for kind in ("container ls -a", "network ls", "volume ls"):
+            r = subprocess.run(["docker"] + kind.split() + ["-q", "--filter", "label=%s=%s" % (OWNER_LABEL, self.owner)],
+                               capture_output=True, text=True)
+            out += r.stdout.split()
+        return out
+
+
+def rows_of(task):
+    return [r["content"] for r in task["logRows"]]
+
+
+def step_rows(task, i):
+    s = task["steps"][i]
+    return rows_of(task)[s["logIndex"]:s["logIndex"] + s["logLength"]]
+
+
+def enqueue(double, steps, **kw):
+    body = {"runsOn": ["matric-builder"], "steps": steps}
+    body.update(kw)
+    return double.admin("enqueue", body)["jobId"]
+
+
+def final_task(double, job, timeout):
+    return wait_until(lambda: (lambda t: t if t and t["status"] not in ("running", "waiting") and t["archived"] else None)(
+        double.task_of_job(job)), timeout, "job %s to finish and its log to be archived" % job)
+
+
+def check_no_leftovers(r, what):
+    left = wait_until(lambda: not r.leftovers() or None, 20, "no leftovers (%s)" % what)
+    check(left is not None and not r.leftovers(), "%s: containers/networks/volumes left: %s" % (what, r.leftovers()))
+
+
+# ---------------------------------------------------------------- scenarios
+
+def sc_basic(d, tmp, image):
+    r = Runner(d, tmp, "basic", image)
+    r.start()
+    job = enqueue(d, [{"id": "a", "name": "answer", "run": 'echo "answer=42" >> "$GITHUB_OUTPUT"; echo "secret is ${{ secrets.S1 }}"'},
+                      {"name": "count", "run": "for i in 1 2 3; do echo row $i; done"},
+                      {"name": "skipped", "if": "failure()", "run": "echo never"}],
+                  secrets={"S1": "topsecret"}, outputs={"answer": "${{ steps.a.outputs.answer }}"})
+    t = final_task(d, job, 60)
+    if t is None:
+        return
+    rows = rows_of(t)
+    check(t["status"] == "success", "basic: task result %s" % t["status"])
+    check([s["status"] for s in t["steps"]] == ["success", "success", "skipped"], "basic: step results %s" % [s["status"] for s in t["steps"]])
+    check(step_rows(t, 1) == ["row 1", "row 2", "row 3"], "basic: step 1 rows %s" % step_rows(t, 1))
+    check("secret is ***" in step_rows(t, 0), "basic: the secret is masked in step 0's rows %s" % step_rows(t, 0))
+    check(not any("topsecret" in x for x in rows), "basic: the secret never reaches the server")
+    check(t["outputs"] == {"answer": "42"}, "basic: outputs %s" % t["outputs"])
+    check(len(rows) == t["logLength"], "basic: every row stored once (%d rows, log length %d)" % (len(rows), t["logLength"]))
+    check(rows[-1].endswith("Job succeeded"), "basic: last row %r" % rows[-1])
+    check_no_leftovers(r, "basic")
+    # runnerctl tasks/logs read the same state.
+    out = subprocess.run([RUNNERCTL, "logs", "--state", r.state, str(t["id"])], capture_output=True, text=True)
+    check(out.returncode == 0 and "row 2" in out.stdout and "topsecret" not in out.stdout,
+          "basic: runnerctl logs prints the spooled log: %s" % out.stderr)
+    check(r.stop() == 0, "basic: runnerd exits 0 on SIGTERM")
+
+
+def sc_cancel(d, tmp, image):
+    r = Runner(d, tmp, "cancel", image)
+    r.start()
+    job = enqueue(d, [{"name": "long", "run": "echo started; sleep 60; echo not-here"},
+                      {"name": "cleanup", "if": "always()", "run": "echo cleanup ran"},
+                      {"name": "after", "run": "echo should-not-run"}])
+    t = wait_until(lambda: (lambda t: t if t and "started" in rows_of(t) else None)(d.task_of_job(job)), 60, "the long step to start")
+    if t is None:
+        return
+    t0 = time.monotonic()
+    d.admin("cancel", {"taskId": t["id"]})
+    wait_until(lambda: (lambda t: t and any("cleanup ran" in x for x in rows_of(t)))(d.task_of_job(job)), 40,
+               "the always() step's output after the cancel")
+    took = time.monotonic() - t0
+    t = d.task_of_job(job)
+    rows = rows_of(t)
+    check(t["status"] == "cancelled", "cancel: task %s" % t["status"])
+    check(not any("not-here" in x or "should-not-run" in x for x in rows), "cancel: nothing after the cancel ran: %s" % rows[-6:])
+    check(took < 30, "cancel: the job stopped in %.1fs (sleep 60 was running)" % took)
+    check_no_leftovers(r, "cancel")
+    check(r.stop() == 0, "cancel: runnerd exits 0")
+
+
+def sc_capacity(d, tmp, image):
+    r = Runner(d, tmp, "capacity", image, capacity=4)
+    jobs = [enqueue(d, [{"name": "work", "run": "echo job %d; sleep 3; echo done %d" % (i, i)}], runsOn=["matric-builder"])
+            for i in range(8)]
+    r.start()
+    peak = 0
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        ts = [d.task_of_job(j) for j in jobs]
+        running = sum(1 for t in ts if t and t["status"] == "running")
+        peak = max(peak, running)
+        if all(t and t["status"] != "running" and t["archived"] for t in ts):
+            break
+        time.sleep(0.2)
+    ts = [d.task_of_job(j) for j in jobs]
+    check(all(t and t["status"] == "success" for t in ts), "capacity: all 8 succeeded: %s" % [t and t["status"] for t in ts])
+    check(peak == 4, "capacity: at most 4 at once and 4 reached (peak %d)" % peak)
+    for i, t in enumerate(ts):
+        if t:
+            check(step_rows(t, 0) == ["job %d" % i, "done %d" % i], "capacity: job %d rows %s" % (i, step_rows(t, 0)))
+    check_no_leftovers(r, "capacity")
+    check(r.stop() == 0, "capacity: runnerd exits 0")
+
+
+def sc_drain(d, tmp, image):
+    r = Runner(d, tmp, "drain", image)
+    r.start()
+    job = enqueue(d, [{"name": "work", "run": "echo begin; sleep 4; echo end"}])
+    wait_until(lambda: (lambda t: t and "begin" in rows_of(t))(d.task_of_job(job)), 60, "the drain job to start")
+    r.signal(signal.SIGTERM)
+    rc = r.wait(60)
+    t = d.task_of_job(job)
+    check(rc == 0, "drain: exit status %s" % rc)
+    check(t and t["status"] == "success" and "end" in rows_of(t), "drain: the running job finished and was reported: %s" % (t and t["status"]))
+    check(t and t["archived"], "drain: the final log was delivered (archived)")
+    check_no_leftovers(r, "drain")
+
+
+def sc_outage(d, tmp, image):
+    r = Runner(d, tmp, "outage", image)
+    r.start()
+    n = 40
+    job = enqueue(d, [{"name": "ticks", "run": "for i in $(seq 1 %d); do echo tick $i; sleep 1; done" % n}])
+    wait_until(lambda: (lambda t: t and "tick 2" in rows_of(t))(d.task_of_job(job)), 60, "the outage job to start")
+    d.admin("outage", {"seconds": 30})
+    time.sleep(31)
+    t = final_task(d, job, 90)
+    if t is None:
+        return
+    check(t["status"] == "success", "outage: task %s" % t["status"])
+    ticks = [x for x in step_rows(t, 0)]
+    check(ticks == ["tick %d" % i for i in range(1, n + 1)], "outage: every row once and in order (%d rows)" % len(ticks))
+    check(r.proc.poll() is None, "outage: runnerd kept running")
+    check_no_leftovers(r, "outage")
+    check(r.stop() == 0, "outage: runnerd exits 0")
+
+
+def sc_kill9(d, tmp, image):
+    r = Runner(d, tmp, "kill9", image)
+    r.start()
+    n = 30
+    job = enqueue(d, [{"name": "one", "run": "echo first"},
+                      {"name": "two", "run": "echo start >> starts; for i in $(seq 1 %d); do echo line $i; sleep 0.3; done" % n},
+                      {"name": "three", "run": "echo starts=$(wc -l < starts)"}])
+    wait_until(lambda: (lambda t: t and "line 5" in rows_of(t))(d.task_of_job(job)), 60, "line 5 before the kill")
+    r.proc.kill()
+    r.wait(10)
+    time.sleep(2)
+    r.start()
+    t = final_task(d, job, 90)
+    if t is None:
+        return
+    check(t["status"] == "success", "kill9: task %s" % t["status"])
+    check(step_rows(t, 1) == ["line %d" % i for i in range(1, n + 1)], "kill9: step two's rows exactly once, in order: %s" % step_rows(t, 1)[:40])
+    check(step_rows(t, 2) == ["starts=1"], "kill9: no step ran twice: %s" % step_rows(t, 2))
+    rows = rows_of(t)
+    check(rows.count("first") == 1, "kill9: step one's row once")
+    check("resuming at step 1" in r.log_text(), "kill9: runnerd says it resumed")
+    check_no_leftovers(r, "kill9")
+    check(r.stop() == 0, "kill9: runnerd exits 0")
+
+
+def sc_gone(d, tmp, image):
+    r = Runner(d, tmp, "gone", image)
+    r.start()
+    job = enqueue(d, [{"name": "long", "run": "echo going; sleep 60"}])
+    wait_until(lambda: (lambda t: t and "going" in rows_of(t))(d.task_of_job(job)), 60, "the job to start")
+    r.proc.kill()
+    r.wait(10)
+    names = subprocess.run(["docker", "ps", "-aq", "--filter", "label=%s=%s" % (OWNER_LABEL, r.owner)],
+                           capture_output=True, text=True).stdout.split()
+    check(len(names) == 1, "gone: one job container while runnerd is down: %s" % names)
+    subprocess.run(["docker", "rm", "-f"] + names, capture_output=True)
+    r.start()
+    t = final_task(d, job, 60)
+    if t is None:
+        return
+    check(t["status"] == "failure", "gone: task %s" % t["status"])
+    check(any("container is gone" in x for x in rows_of(t)), "gone: a row says why: %s" % rows_of(t)[-3:])
+    check_no_leftovers(r, "gone")
+    check(r.stop() == 0, "gone: runnerd exits 0")
+
+
+def sc_detach(d, tmp, image):
+    r = Runner(d, tmp, "detach", image)
+    r.start()
+    n = 20
+    job = enqueue(d, [{"name": "ticks", "run": "for i in $(seq 1 %d); do echo t $i; sleep 0.3; done" % n}])
+    wait_until(lambda: (lambda t: t and "t 3" in rows_of(t))(d.task_of_job(job)), 60, "the detach job to start")
+    r.signal(signal.SIGUSR2)
+    rc = r.wait(15)
+    check(rc == 75, "detach: SIGUSR2 exits with 75 (restart), got %s" % rc)
+    running = subprocess.run(["docker", "ps", "-q", "--filter", "label=%s=%s" % (OWNER_LABEL, r.owner)],
+                             capture_output=True, text=True).stdout.split()
+    check(len(running) >= 1, "detach: the job container keeps running while runnerd is away")
+    r.start()
+    t = final_task(d, job, 60)
+    if t is None:
+        return
+    check(t["status"] == "success", "detach: task %s" % t["status"])
+    check(step_rows(t, 0) == ["t %d" % i for i in range(1, n + 1)], "detach: every row once: %s" % step_rows(t, 0))
+    check_no_leftovers(r, "detach")
+    check(r.stop() == 0, "detach: runnerd exits 0")
+
+
+def sc_unregistered(d, tmp, image):
+    r = Runner(d, tmp, "forgotten", image)
+    r.start()
+    time.sleep(2)
+    d.admin("forget", {"uuid": r.uuid})
+    rc = r.wait(60)
+    check(rc == 78, "unregistered: exit status 78, got %s" % rc)
+    check("does not know runner" in r.log_text(), "unregistered: a clear message")
+
+
+def sc_faults(d, tmp, image):
+    r = Runner(d, tmp, "faults", image)
+    # A slow reply within fetch_timeout (5 s). (A FetchTask the runner gives up on while the
+    # server assigns a task loses that task until Gitea's zombie cleanup: a protocol limit.)
+    d.admin("fault", {"procedure": "FetchTask", "kind": "delay", "delayMs": 3000, "count": 1})
+    d.admin("fault", {"procedure": "FetchTask", "kind": "status", "status": 500, "count": 2})
+    d.admin("fault", {"procedure": "UpdateLog", "kind": "status", "status": 503, "count": 3})
+    d.admin("fault", {"procedure": "UpdateLog", "kind": "drop", "count": 2})
+    d.admin("fault", {"procedure": "UpdateTask", "kind": "drop", "count": 2})
+    d.admin("fault", {"procedure": "UpdateTask", "kind": "delay", "delayMs": 3000, "count": 1})
+    r.start()
+    job = enqueue(d, [{"name": "rows", "run": "for i in $(seq 1 15); do echo r $i; sleep 0.2; done"}])
+    t = final_task(d, job, 90)
+    if t is None:
+        return
+    check(t["status"] == "success", "faults: task %s" % t["status"])
+    check(step_rows(t, 0) == ["r %d" % i for i in range(1, 16)], "faults: every row once and in order: %s" % step_rows(t, 0))
+    pending = {k: v for k, v in (d.admin("state").get("pendingFaults") or {}).items() if k != "FetchTask"}
+    check(not pending, "faults: every report fault was met: %s" % pending)
+    check_no_leftovers(r, "faults")
+    check(r.stop() == 0, "faults: runnerd exits 0")
+
+
+SCENARIOS = [("basic", sc_basic), ("cancel", sc_cancel), ("capacity", sc_capacity), ("drain", sc_drain),
+             ("kill9", sc_kill9), ("gone", sc_gone), ("detach", sc_detach), ("unregistered", sc_unregistered), ("faults", sc_faults),
+             ("outage", sc_outage)]
+
+
+def main():
+    only = sys.argv[1:]
+    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
+                         capture_output=True, text=True)
+    if img.returncode != 0:
+        print("building the test image failed:", img.stderr)
+        return 1
+    image = img.stdout.strip().splitlines()[-1]
+    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-")
+    d = Double(tmp)
+    runners_before = set()
+    try:
+        for name, fn in SCENARIOS:
+            if only and name not in only:
+                continue
+            print("scenario", name, flush=True)
+            before = len(failures)
+            t0 = time.monotonic()
+            try:
+                fn(d, tmp, image)
+            except Exception as e:  # a broken scenario is a failure, not a crash of the suite
+                check(False, "%s: %r" % (name, e))
+            print("  %s in %.1fs" % ("ok" if len(failures) == before else "FAILED", time.monotonic() - t0), flush=True)
+            if len(failures) != before:
+                for root, _, files in os.walk(os.path.join(tmp, {"unregistered": "forgotten"}.get(name, name))):
+                    for f in files:
+                        if f.startswith("runnerd."):
+                            print("---- %s" % f)
+                            print(open(os.path.join(root, f), errors="replace").read()[-6000:])
+    finally:
+        d.stop()
+        # Anything a failed scenario left behind.
+        for kind in ("container", "network", "volume"):
+            ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
+                                 ["--filter", "label=%s" % OWNER_LABEL], capture_output=True, text=True).stdout.split()
+            for i in ids:
+                lab = subprocess.run(["docker", kind, "inspect", "-f", "{{index .Labels \"%s\"}}" % OWNER_LABEL, i],
+                                     capture_output=True, text=True).stdout.strip()
+                if tmp in lab:
+                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    del runners_before
+    print("%d checks, %d failed" % (checks, len(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

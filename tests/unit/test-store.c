@@ -1,0 +1,764 @@
+/* test-store.c: the state database on real sqlite files in the case's temp dir: file and
+ * directory modes (0600 database, -wal, -shm; 0700 parent); identities put/get/list/replace/
+ * delete; the task row round trip (every field, NULL and non-NULL JSON), list by state with a
+ * limit, newest first; the log spool (in order across appends, gaps and overlaps refused,
+ * log_rows moved atomically with the rows, inside a caller's transaction and rolled back); ack
+ * monotonicity; persistence across reopen; gc; GPU holds; a garbage file, a foreign sqlite
+ * database and a newer schema refused; a locked database reported; 10k rows in one transaction. */
+#include "harness.h"
+
+#include "store.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DB "state/runnerd.db"
+
+/* Opens DB, failing the test on error. */
+static struct store *
+open_db(const char *path)
+{
+    struct store *s = NULL;
+    struct err e = {0};
+    int rc = store_open(path, &s, &e);
+
+    if (rc < 0)
+        test_fail(__FILE__, __LINE__, "store_open %s: %d %s", path, rc, e.msg);
+    ASSERT(s != NULL);
+    return s;
+}
+
+/* Runs SQL on its own connection, as another process would. */
+static void
+raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        test_fail(__FILE__, __LINE__, "%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* Returns the first column of the first row of a query, as an integer. */
+static int64_t
+raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v;
+
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void
+write_file(const char *path, const char *s)
+{
+    FILE *f = fopen(path, "w");
+
+    ASSERT(f != NULL);
+    fputs(s, f);
+    fclose(f);
+}
+
+static int
+file_mode(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        test_fail(__FILE__, __LINE__, "stat %s failed", path);
+    return (int)(st.st_mode & 07777);
+}
+
+static void
+put_task(struct store *s, int64_t id, char *state, int64_t stopped_ns)
+{
+    struct store_task t = {
+        .id = id,
+        .ident = "cpu",
+        .state = state,
+        .job = "build",
+        .repo = "owner/repo",
+        .created_ns = id * 1000,
+        .stopped_ns = stopped_ns,
+    };
+    struct err e = {0};
+
+    if (store_task_put(s, &t, &e) < 0)
+        test_fail(__FILE__, __LINE__, "put task %jd: %s", (intmax_t)id, e.msg);
+}
+
+/* Appends n rows "<prefix> <index>" at the task's current end. */
+static void
+append(struct store *s, int64_t task, int64_t first, size_t n, const char *prefix)
+{
+    struct store_row *rows = calloc(n, sizeof *rows);
+    struct err e = {0};
+    int rc;
+
+    ASSERT(rows != NULL);
+    for (size_t i = 0; i < n; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s %jd", prefix, (intmax_t)(first + (int64_t)i));
+        rows[i].time_ns = 1700000000000000000LL + first + (int64_t)i;
+        rows[i].content = strdup(buf);
+    }
+    rc = store_log_append(s, task, first, rows, n, &e);
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].content);
+    free(rows);
+    if (rc < 0)
+        test_fail(__FILE__, __LINE__, "append %jd+%zu: %s", (intmax_t)first, n, e.msg);
+}
+
+static int64_t
+log_rows_of(struct store *s, int64_t id)
+{
+    struct store_task t;
+    struct err e = {0};
+    int64_t n;
+
+    ASSERT_OK(store_task_get(s, id, &t, &e));
+    n = t.log_rows;
+    store_task_clear(&t);
+    return n;
+}
+
+static size_t
+count_rows(struct store *s, int64_t task)
+{
+    struct store_row *rows;
+    size_t n;
+    struct err e = {0};
+
+    ASSERT_OK(store_log_read(s, task, 0, 0, &rows, &n, &e));
+    store_rows_free(rows, n);
+    return n;
+}
+
+TEST(create_modes)
+{
+    struct store *s;
+    struct err e = {0};
+    mode_t old;
+
+    umask(022); /* would give 0644 files and 0755 directories */
+    s = open_db("state/sub/runnerd.db");
+    old = umask(022);
+    ASSERT_EQ(old, 022); /* restored after the open */
+    put_task(s, 1, "running", 0); /* a write: -wal and -shm exist now */
+    ASSERT_EQ(file_mode("state"), 0700);
+    ASSERT_EQ(file_mode("state/sub"), 0700);
+    ASSERT_EQ(file_mode("state/sub/runnerd.db"), 0600);
+    ASSERT_EQ(file_mode("state/sub/runnerd.db-wal"), 0600);
+    ASSERT_EQ(file_mode("state/sub/runnerd.db-shm"), 0600);
+    ASSERT_STR_EQ(store_path(s), "state/sub/runnerd.db");
+    ASSERT_EQ(store_commit(s, &e), 0); /* no transaction: a no-op */
+    store_close(s);
+    store_close(NULL);
+    ASSERT_EQ(raw_int("state/sub/runnerd.db", "PRAGMA user_version"), store_schema_version());
+    ASSERT(store_schema_version() >= 1);
+    {
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        ASSERT_EQ(sqlite3_open("state/sub/runnerd.db", &db), SQLITE_OK);
+        ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        ASSERT_STR_EQ((const char *)sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+}
+
+TEST(identities)
+{
+    struct store *s = open_db(DB);
+    struct store_ident cpu = {
+        .cls = "cpu",
+        .id = 7,
+        .uuid = "0d3f-uuid",
+        .token = "s3cret-token",
+        .name = "host-1",
+        .instance = "https://git.example.com/",
+        .labels = json_pack("[ss]", "ubuntu-latest:docker://node:20", "linux:host"),
+        .ephemeral = false,
+        .registered_ns = 1700000000123456789LL,
+    };
+    struct store_ident gpu = {.cls = "gpu", .id = 8, .uuid = "u2", .token = "t2",
+                              .name = "host-1-gpu", .instance = "https://g/", .ephemeral = true};
+    struct store_ident got, *list;
+    size_t n;
+    struct err e = {0};
+
+    ASSERT_EQ(store_ident_get(s, "cpu", &got, &e), ERR_NOTFOUND);
+    ASSERT_STR_CONTAINS(e.msg, "no identity 'cpu'");
+    ASSERT_OK(store_ident_put(s, &gpu, &e));
+    ASSERT_OK(store_ident_put(s, &cpu, &e));
+
+    ASSERT_OK(store_ident_get(s, "cpu", &got, &e));
+    ASSERT_STR_EQ(got.cls, "cpu");
+    ASSERT_EQ(got.id, 7);
+    ASSERT_STR_EQ(got.uuid, "0d3f-uuid");
+    ASSERT_STR_EQ(got.token, "s3cret-token");
+    ASSERT_STR_EQ(got.name, "host-1");
+    ASSERT_STR_EQ(got.instance, "https://git.example.com/");
+    ASSERT(json_equal(got.labels, cpu.labels));
+    ASSERT(!got.ephemeral);
+    ASSERT_EQ(got.registered_ns, 1700000000123456789LL);
+    store_ident_clear(&got);
+    ASSERT(got.cls == NULL && got.labels == NULL);
+
+    ASSERT_OK(store_ident_get(s, "gpu", &got, &e));
+    ASSERT(got.labels == NULL);
+    ASSERT(got.ephemeral);
+    store_ident_clear(&got);
+
+    ASSERT_OK(store_ident_list(s, &list, &n, &e));
+    ASSERT_EQ(n, 2);
+    ASSERT_STR_EQ(list[0].cls, "cpu");
+    ASSERT_STR_EQ(list[1].cls, "gpu");
+    ASSERT_STR_EQ(list[1].name, "host-1-gpu");
+    store_ident_free(list, n);
+
+    /* Replace: same class, new registration. */
+    json_decref(cpu.labels);
+    cpu.labels = json_pack("[s]", "only:host");
+    cpu.token = "new-token";
+    cpu.id = 9;
+    ASSERT_OK(store_ident_put(s, &cpu, &e));
+    ASSERT_OK(store_ident_get(s, "cpu", &got, &e));
+    ASSERT_EQ(got.id, 9);
+    ASSERT_STR_EQ(got.token, "new-token");
+    ASSERT_EQ(json_array_size(got.labels), 1);
+    ASSERT_STR_EQ(json_string_value(json_array_get(got.labels, 0)), "only:host");
+    store_ident_clear(&got);
+    json_decref(cpu.labels);
+
+    ASSERT_OK(store_ident_delete(s, "gpu", &e));
+    ASSERT_EQ(store_ident_get(s, "gpu", &got, &e), ERR_NOTFOUND);
+    ASSERT_EQ(store_ident_delete(s, "gpu", &e), ERR_NOTFOUND);
+    ASSERT_OK(store_ident_list(s, &list, &n, &e));
+    ASSERT_EQ(n, 1);
+    ASSERT_STR_EQ(list[0].cls, "cpu");
+    store_ident_free(list, n);
+    store_ident_free(NULL, 0);
+    store_close(s);
+}
+
+TEST(task_roundtrip)
+{
+    struct store *s = open_db(DB);
+    struct store_task t = {
+        .id = 42,
+        .ident = "gpu",
+        .state = "finishing",
+        .result = 2,
+        .task = json_pack("{sI s{ss}s{ss}}", "id", (json_int_t)42, "context", "job", "build",
+                          "secrets", "TOKEN", "hunter2"),
+        .job = "build (linux)",
+        .repo = "owner/repo",
+        .created_ns = 1,
+        .started_ns = 2,
+        .stopped_ns = 3,
+        .log_rows = 77, /* ignored by put */
+        .log_acked = 4,
+        .log_closed = true,
+        .final_sent = true,
+        .steps = json_pack("[{sisi}]", "id", 0, "result", 1),
+        .outputs = json_pack("{ss}", "out", "v\n\"x\""),
+        .sent_outputs = json_pack("[s]", "out"),
+        .checkpoint = json_pack("{sisb}", "step", 3, "post", 1),
+        .exec = json_pack("{ssss}", "container", "c1", "network", "n1"),
+        .reason = "the agent died",
+    };
+    struct store_task got;
+    struct err e = {0};
+
+    ASSERT_EQ(store_task_get(s, 42, &got, &e), ERR_NOTFOUND);
+    ASSERT_STR_CONTAINS(e.msg, "no task 42");
+    ASSERT_OK(store_task_put(s, &t, &e));
+    ASSERT_OK(store_task_get(s, 42, &got, &e));
+    ASSERT_EQ(got.id, 42);
+    ASSERT_STR_EQ(got.ident, "gpu");
+    ASSERT_STR_EQ(got.state, "finishing");
+    ASSERT_EQ(got.result, 2);
+    ASSERT(json_equal(got.task, t.task));
+    ASSERT_STR_EQ(got.job, "build (linux)");
+    ASSERT_STR_EQ(got.repo, "owner/repo");
+    ASSERT_EQ(got.created_ns, 1);
+    ASSERT_EQ(got.started_ns, 2);
+    ASSERT_EQ(got.stopped_ns, 3);
+    ASSERT_EQ(got.log_rows, 0);
+    ASSERT_EQ(got.log_acked, 4);
+    ASSERT(got.log_closed);
+    ASSERT(got.final_sent);
+    ASSERT(json_equal(got.steps, t.steps));
+    ASSERT(json_equal(got.outputs, t.outputs));
+    ASSERT(json_equal(got.sent_outputs, t.sent_outputs));
+    ASSERT(json_equal(got.checkpoint, t.checkpoint));
+    ASSERT(json_equal(got.exec, t.exec));
+    ASSERT_STR_EQ(got.reason, "the agent died");
+    store_task_clear(&got);
+
+    /* Stored compactly. */
+    {
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        ASSERT_EQ(sqlite3_open(DB, &db), SQLITE_OK);
+        ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT exec FROM tasks WHERE id = 42", -1, &st, NULL),
+                  SQLITE_OK);
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        ASSERT_STR_EQ((const char *)sqlite3_column_text(st, 0),
+                      "{\"container\":\"c1\",\"network\":\"n1\"}");
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+
+    /* Replace with NULLs everywhere they are allowed; log_acked does not go down. */
+    struct store_task bare = {.id = 42, .state = "done", .log_acked = 1};
+    ASSERT_OK(store_task_put(s, &bare, &e));
+    ASSERT_OK(store_task_get(s, 42, &got, &e));
+    ASSERT_STR_EQ(got.state, "done");
+    ASSERT(got.ident == NULL && got.job == NULL && got.repo == NULL && got.reason == NULL);
+    ASSERT(got.task == NULL && got.steps == NULL && got.outputs == NULL);
+    ASSERT(got.sent_outputs == NULL && got.checkpoint == NULL && got.exec == NULL);
+    ASSERT_EQ(got.result, 0);
+    ASSERT_EQ(got.log_acked, 4);
+    ASSERT(!got.log_closed && !got.final_sent);
+    store_task_clear(&got);
+
+    /* A state outside the three is refused by the schema. */
+    bare.state = "bogus";
+    ASSERT_EQ(store_task_put(s, &bare, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, DB);
+    ASSERT_STR_CONTAINS(e.msg, "CHECK constraint failed");
+
+    /* Bad JSON in a column is an error naming the task and column, not a crash. */
+    raw_exec(DB, "UPDATE tasks SET steps = '[{bad' WHERE id = 42");
+    ASSERT_EQ(store_task_get(s, 42, &got, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "task 42: column steps: bad JSON");
+    ASSERT(got.state == NULL);
+
+    json_decref(t.task);
+    json_decref(t.steps);
+    json_decref(t.outputs);
+    json_decref(t.sent_outputs);
+    json_decref(t.checkpoint);
+    json_decref(t.exec);
+    store_close(s);
+}
+
+TEST(task_list)
+{
+    struct store *s = open_db(DB);
+    struct store_task *v;
+    size_t n;
+    struct err e = {0};
+
+    /* Inserted out of order: the list orders by id. */
+    put_task(s, 3, "running", 0);
+    put_task(s, 1, "done", 10);
+    put_task(s, 5, "running", 0);
+    put_task(s, 2, "finishing", 0);
+    put_task(s, 4, "running", 0);
+    put_task(s, 6, "done", 20);
+
+    ASSERT_OK(store_task_list(s, NULL, 0, &v, &n, &e));
+    ASSERT_EQ(n, 6);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_EQ(v[i].id, 6 - (int64_t)i);
+    ASSERT_STR_EQ(v[0].job, "build");
+    store_task_free(v, n);
+
+    ASSERT_OK(store_task_list(s, "running", 2, &v, &n, &e));
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(v[0].id, 5);
+    ASSERT_EQ(v[1].id, 4);
+    ASSERT_STR_EQ(v[1].state, "running");
+    store_task_free(v, n);
+
+    ASSERT_OK(store_task_list(s, "running", 0, &v, &n, &e));
+    ASSERT_EQ(n, 3);
+    ASSERT_EQ(v[2].id, 3);
+    store_task_free(v, n);
+
+    ASSERT_OK(store_task_list(s, "done", 10, &v, &n, &e));
+    ASSERT_EQ(n, 2);
+    ASSERT_EQ(v[0].id, 6);
+    ASSERT_EQ(v[1].id, 1);
+    store_task_free(v, n);
+
+    ASSERT_OK(store_task_list(s, "nothing", 0, &v, &n, &e));
+    ASSERT_EQ(n, 0);
+    ASSERT(v == NULL);
+    store_task_free(NULL, 0);
+    store_close(s);
+}
+
+TEST(log_spool)
+{
+    struct store *s = open_db(DB);
+    struct store_row *rows;
+    struct store_row one = {.time_ns = 5, .content = "x"};
+    size_t n;
+    struct err e = {0};
+
+    put_task(s, 1, "running", 0);
+    put_task(s, 2, "running", 0);
+    append(s, 1, 0, 3, "a");
+    append(s, 2, 0, 1, "other");
+    append(s, 1, 3, 2, "b");
+    append(s, 1, 5, 0, "none"); /* nothing to add: fine */
+    ASSERT_EQ(log_rows_of(s, 1), 5);
+    ASSERT_EQ(log_rows_of(s, 2), 1);
+
+    ASSERT_OK(store_log_read(s, 1, 0, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 5);
+    ASSERT_STR_EQ(rows[0].content, "a 0");
+    ASSERT_STR_EQ(rows[2].content, "a 2");
+    ASSERT_STR_EQ(rows[3].content, "b 3");
+    ASSERT_STR_EQ(rows[4].content, "b 4");
+    ASSERT_EQ(rows[4].time_ns, 1700000000000000004LL);
+    store_rows_free(rows, n);
+
+    ASSERT_OK(store_log_read(s, 1, 2, 2, &rows, &n, &e));
+    ASSERT_EQ(n, 2);
+    ASSERT_STR_EQ(rows[0].content, "a 2");
+    ASSERT_STR_EQ(rows[1].content, "b 3");
+    store_rows_free(rows, n);
+
+    ASSERT_OK(store_log_read(s, 1, 5, 10, &rows, &n, &e));
+    ASSERT_EQ(n, 0);
+    store_rows_free(rows, n);
+    ASSERT_OK(store_log_read(s, 99, 0, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 0);
+    store_rows_free(rows, n);
+
+    /* Gap and overlap: refused, naming both numbers; nothing changes. */
+    ASSERT_EQ(store_log_append(s, 1, 7, &one, 1, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "task 1: log rows from 7 would leave a gap: 5 rows are spooled");
+    ASSERT_EQ(store_log_append(s, 1, 4, &one, 1, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "from 4 would leave an overlap: 5 rows");
+    ASSERT_EQ(store_log_append(s, 99, 0, &one, 1, &e), ERR_NOTFOUND);
+    ASSERT_STR_CONTAINS(e.msg, "no task 99");
+    ASSERT_EQ(log_rows_of(s, 1), 5);
+    ASSERT_EQ(count_rows(s, 1), 5);
+
+    /* A row failing half-way (a stray row at index 6, as if written behind our back) undoes
+     * the rows before it and the log_rows update. */
+    raw_exec(DB, "INSERT INTO log_rows (task_id, idx, time_ns, content) VALUES (1, 6, 0, 'x')");
+    {
+        struct store_row three[3] = {{1, "r5"}, {2, "r6"}, {3, "r7"}};
+        ASSERT(store_log_append(s, 1, 5, three, 3, &e) < 0);
+        ASSERT_STR_CONTAINS(e.msg, "UNIQUE constraint failed");
+        ASSERT_STR_CONTAINS(e.msg, DB);
+    }
+    ASSERT_EQ(log_rows_of(s, 1), 5);
+    ASSERT_OK(store_log_read(s, 1, 5, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 1);
+    ASSERT_STR_EQ(rows[0].content, "x"); /* only the stray row; r5 was rolled back */
+    store_rows_free(rows, n);
+    store_close(s);
+}
+
+TEST(append_in_transaction)
+{
+    struct store *s = open_db(DB);
+    struct store_row one = {.time_ns = 5, .content = "x"};
+    struct store_task t;
+    struct err e = {0};
+
+    put_task(s, 1, "running", 0);
+    ASSERT_OK(store_begin(s, &e));
+    append(s, 1, 0, 3, "a");
+    /* Visible inside the transaction, not yet to another connection. */
+    ASSERT_EQ(log_rows_of(s, 1), 3);
+    ASSERT_EQ(raw_int(DB, "SELECT count(*) FROM log_rows"), 0);
+    ASSERT_OK(store_commit(s, &e));
+    ASSERT_EQ(raw_int(DB, "SELECT count(*) FROM log_rows"), 3);
+    ASSERT_EQ(raw_int(DB, "SELECT log_rows FROM tasks WHERE id = 1"), 3);
+
+    ASSERT_OK(store_begin(s, &e));
+    append(s, 1, 3, 2, "b");
+    ASSERT_EQ(log_rows_of(s, 1), 5);
+    store_rollback(s);
+    ASSERT_EQ(log_rows_of(s, 1), 3);
+    ASSERT_EQ(count_rows(s, 1), 3);
+    store_rollback(s); /* none open: nothing happens */
+
+    /* A refused append inside a transaction keeps the caller's other work. */
+    ASSERT_OK(store_begin(s, &e));
+    put_task(s, 2, "running", 0);
+    append(s, 1, 3, 1, "c");
+    ASSERT_EQ(store_log_append(s, 1, 9, &one, 1, &e), ERR_INVALID);
+    ASSERT_OK(store_commit(s, &e));
+    ASSERT_OK(store_task_get(s, 2, &t, &e));
+    store_task_clear(&t);
+    ASSERT_EQ(log_rows_of(s, 1), 4);
+    ASSERT_EQ(count_rows(s, 1), 4);
+    store_close(s);
+}
+
+TEST(ack_monotonic)
+{
+    struct store *s = open_db(DB);
+    struct store_task t;
+    struct err e = {0};
+
+    put_task(s, 1, "running", 0);
+    append(s, 1, 0, 6, "r");
+    ASSERT_OK(store_log_ack(s, 1, 3, &e));
+    ASSERT_OK(store_task_get(s, 1, &t, &e));
+    ASSERT_EQ(t.log_acked, 3);
+    store_task_clear(&t);
+    ASSERT_OK(store_log_ack(s, 1, 5, &e));
+    ASSERT_OK(store_log_ack(s, 1, 5, &e)); /* the same again: fine */
+    ASSERT_EQ(store_log_ack(s, 1, 2, &e), -ERANGE);
+    ASSERT_STR_CONTAINS(e.msg, "task 1: log ack 2 is below the stored ack 5");
+    ASSERT_OK(store_task_get(s, 1, &t, &e));
+    ASSERT_EQ(t.log_acked, 5);
+    store_task_clear(&t);
+    ASSERT_EQ(store_log_ack(s, 77, 1, &e), ERR_NOTFOUND);
+    /* Rows stay spooled after the ack (gc removes them with the task). */
+    ASSERT_EQ(count_rows(s, 1), 6);
+    /* A put with an older log_acked does not move it back. */
+    put_task(s, 1, "finishing", 0);
+    ASSERT_OK(store_task_get(s, 1, &t, &e));
+    ASSERT_EQ(t.log_acked, 5);
+    ASSERT_EQ(t.log_rows, 6);
+    ASSERT_STR_EQ(t.state, "finishing");
+    store_task_clear(&t);
+    store_close(s);
+}
+
+TEST(reopen_persists)
+{
+    struct store *s = open_db(DB);
+    struct store_ident id = {.cls = "cpu", .id = 1, .uuid = "u", .token = "t", .name = "n",
+                             .instance = "i", .labels = json_pack("[s]", "l:host")};
+    struct store_ident gid;
+    struct store_task t;
+    struct store_row *rows;
+    size_t n;
+    json_t *held;
+    struct err e = {0};
+
+    ASSERT_OK(store_ident_put(s, &id, &e));
+    json_decref(id.labels);
+    put_task(s, 10, "running", 0);
+    append(s, 10, 0, 4, "line");
+    ASSERT_OK(store_log_ack(s, 10, 2, &e));
+    ASSERT_OK(store_gpu_take(s, "GPU-1", 10, &e));
+    store_close(s);
+
+    s = open_db(DB);
+    ASSERT_OK(store_ident_get(s, "cpu", &gid, &e));
+    ASSERT_STR_EQ(gid.token, "t");
+    ASSERT_STR_EQ(json_string_value(json_array_get(gid.labels, 0)), "l:host");
+    store_ident_clear(&gid);
+    ASSERT_OK(store_task_get(s, 10, &t, &e));
+    ASSERT_STR_EQ(t.state, "running");
+    ASSERT_EQ(t.log_rows, 4);
+    ASSERT_EQ(t.log_acked, 2);
+    ASSERT_EQ(t.created_ns, 10000);
+    store_task_clear(&t);
+    ASSERT_OK(store_log_read(s, 10, 0, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 4);
+    ASSERT_STR_EQ(rows[3].content, "line 3");
+    store_rows_free(rows, n);
+    ASSERT_OK(store_gpu_held(s, &held, &e));
+    ASSERT_EQ(json_integer_value(json_object_get(held, "GPU-1")), 10);
+    json_decref(held);
+    /* And appending continues where it stopped. */
+    append(s, 10, 4, 1, "line");
+    ASSERT_EQ(log_rows_of(s, 10), 5);
+    store_close(s);
+}
+
+TEST(gc)
+{
+    struct store *s = open_db(DB);
+    struct store_task t;
+    json_t *held;
+    int deleted = -1;
+    struct err e = {0};
+
+    put_task(s, 1, "done", 100);
+    put_task(s, 2, "done", 300);
+    put_task(s, 3, "running", 0);
+    put_task(s, 4, "finishing", 50);
+    append(s, 1, 0, 3, "one");
+    append(s, 2, 0, 2, "two");
+    append(s, 3, 0, 1, "three");
+    ASSERT_OK(store_gpu_take(s, "GPU-A", 1, &e));
+    ASSERT_OK(store_gpu_take(s, "GPU-B", 3, &e));
+
+    ASSERT_OK(store_task_gc(s, 200, &deleted, &e));
+    ASSERT_EQ(deleted, 1);
+    ASSERT_EQ(store_task_get(s, 1, &t, &e), ERR_NOTFOUND);
+    ASSERT_EQ(count_rows(s, 1), 0);
+    ASSERT_EQ(raw_int(DB, "SELECT count(*) FROM log_rows WHERE task_id = 1"), 0);
+    ASSERT_EQ(count_rows(s, 2), 2);
+    ASSERT_EQ(count_rows(s, 3), 1);
+    for (int64_t id = 2; id <= 4; id++) {
+        ASSERT_OK(store_task_get(s, id, &t, &e));
+        store_task_clear(&t);
+    }
+    ASSERT_OK(store_gpu_held(s, &held, &e));
+    ASSERT_EQ(json_object_size(held), 1);
+    ASSERT_EQ(json_integer_value(json_object_get(held, "GPU-B")), 3);
+    json_decref(held);
+
+    ASSERT_OK(store_task_gc(s, 200, &deleted, &e));
+    ASSERT_EQ(deleted, 0);
+    ASSERT_OK(store_task_gc(s, 1000, NULL, &e));
+    ASSERT_EQ(store_task_get(s, 2, &t, &e), ERR_NOTFOUND);
+    ASSERT_EQ(raw_int(DB, "SELECT count(*) FROM tasks"), 2);
+    store_close(s);
+}
+
+TEST(gpus)
+{
+    struct store *s = open_db(DB);
+    json_t *held;
+    struct err e = {0};
+
+    ASSERT_OK(store_gpu_held(s, &held, &e));
+    ASSERT_EQ(json_object_size(held), 0);
+    json_decref(held);
+    ASSERT_OK(store_gpu_take(s, "GPU-A", 1, &e));
+    ASSERT_OK(store_gpu_take(s, "GPU-A", 1, &e)); /* already ours */
+    ASSERT_EQ(store_gpu_take(s, "GPU-A", 2, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "GPU GPU-A is busy (held by task 1)");
+    ASSERT_OK(store_gpu_take(s, "GPU-B", 2, &e));
+    ASSERT_OK(store_gpu_take(s, "GPU-C", 1, &e));
+    ASSERT_OK(store_gpu_held(s, &held, &e));
+    ASSERT_EQ(json_object_size(held), 3);
+    ASSERT_EQ(json_integer_value(json_object_get(held, "GPU-A")), 1);
+    ASSERT_EQ(json_integer_value(json_object_get(held, "GPU-B")), 2);
+    json_decref(held);
+
+    ASSERT_OK(store_gpu_release(s, 1, &e));
+    ASSERT_OK(store_gpu_held(s, &held, &e));
+    ASSERT_EQ(json_object_size(held), 1);
+    ASSERT(json_object_get(held, "GPU-A") == NULL);
+    json_decref(held);
+    ASSERT_OK(store_gpu_take(s, "GPU-A", 2, &e));
+    ASSERT_OK(store_gpu_release(s, 2, &e));
+    ASSERT_OK(store_gpu_release(s, 2, &e));
+    ASSERT_OK(store_gpu_held(s, &held, &e));
+    ASSERT_EQ(json_object_size(held), 0);
+    json_decref(held);
+    store_close(s);
+}
+
+TEST(not_a_database)
+{
+    struct store *s = NULL;
+    struct err e = {0};
+    char *after;
+    static const char garbage[] = "this is not a database, just some text that is long enough "
+                                  "to be mistaken for a header by nobody\n"
+                                  "0123456789abcdef0123456789abcdef0123456789abcdef\n";
+
+    write_file("junk.db", garbage);
+    ASSERT_EQ(store_open("junk.db", &s, &e), ERR_INVALID);
+    ASSERT(s == NULL);
+    ASSERT_STR_CONTAINS(e.msg, "junk.db: not a runnerd database");
+    after = test_read_file("junk.db", NULL);
+    ASSERT_STR_EQ(after, garbage); /* left alone */
+    free(after);
+
+    /* A sqlite database of something else. */
+    raw_exec("other.db", "CREATE TABLE people (name TEXT)");
+    ASSERT_EQ(store_open("other.db", &s, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "other.db: not a runnerd database");
+    ASSERT_EQ(raw_int("other.db", "SELECT count(*) FROM sqlite_master"), 1);
+
+    /* A directory where the file should be. */
+    ASSERT_EQ(mkdir("dir.db", 0700), 0);
+    ASSERT(store_open("dir.db", &s, &e) < 0);
+    ASSERT_STR_CONTAINS(e.msg, "dir.db");
+    ASSERT(s == NULL);
+}
+
+TEST(newer_schema_refused)
+{
+    struct store *s = open_db(DB);
+    struct err e = {0};
+    char want[128];
+
+    store_close(s);
+    raw_exec(DB, "PRAGMA user_version = 999");
+    s = NULL;
+    ASSERT_EQ(store_open(DB, &s, &e), ERR_INVALID);
+    ASSERT(s == NULL);
+    snprintf(want, sizeof want, DB ": database schema version 999 is newer than this runnerd (%d)",
+             store_schema_version());
+    ASSERT_STR_EQ(e.msg, want);
+    ASSERT_EQ(raw_int(DB, "PRAGMA user_version"), 999);
+}
+
+TEST(locked_database_reported)
+{
+    struct store *s = open_db(DB);
+    struct store_row one = {.time_ns = 1, .content = "x"};
+    sqlite3 *other;
+    struct err e = {0};
+    int rc;
+
+    put_task(s, 1, "running", 0);
+    ASSERT_EQ(sqlite3_open(DB, &other), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    rc = store_log_append(s, 1, 0, &one, 1, &e); /* waits for the busy timeout, then fails */
+    ASSERT_EQ(rc, -EBUSY);
+    ASSERT_STR_CONTAINS(e.msg, DB);
+    ASSERT_STR_CONTAINS(e.msg, "database is locked");
+    /* Reads still work under WAL while another connection writes. */
+    ASSERT_EQ(log_rows_of(s, 1), 0);
+    sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(other);
+    append(s, 1, 0, 1, "after");
+    ASSERT_EQ(log_rows_of(s, 1), 1);
+    store_close(s);
+}
+
+TEST(ten_thousand_rows)
+{
+    struct store *s = open_db(DB);
+    struct store_row *rows;
+    size_t n;
+    struct err e = {0};
+
+    put_task(s, 1, "running", 0);
+    put_task(s, 2, "running", 0);
+    ASSERT_OK(store_begin(s, &e));
+    for (int i = 0; i < 100; i++)
+        append(s, 1, i * 100, 100, "row");
+    append(s, 2, 0, 10000, "big");
+    ASSERT_OK(store_commit(s, &e));
+    ASSERT_EQ(log_rows_of(s, 1), 10000);
+    ASSERT_EQ(log_rows_of(s, 2), 10000);
+    ASSERT_OK(store_log_read(s, 1, 0, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 10000);
+    for (size_t i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "row %zu", i);
+        ASSERT_STR_EQ(rows[i].content, want);
+    }
+    store_rows_free(rows, n);
+    ASSERT_OK(store_log_read(s, 2, 9990, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 10);
+    ASSERT_STR_EQ(rows[9].content, "big 9999");
+    store_rows_free(rows, n);
+    store_close(s);
+}
