@@ -10,6 +10,7 @@
 #include "store.h"
 
 #include "runner/buf.h"
+#include "runner/clock.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
 
@@ -166,14 +167,6 @@ join(char *const *v, size_t n)
     return buf_steal(&b);
 }
 
-static int64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static double
 mono_s(void)
@@ -479,7 +472,7 @@ do_register(struct reg *r, const char *cls)
         .instance = (char *)(uintptr_t)r->instance,
         .labels = labels,
         .ephemeral = run->ephemeral,
-        .registered_ns = now_ns(),
+        .registered_ns = clock_now_ns(),
     };
     char what[160];
     snprintf(what, sizeof what, "registered runner id %" PRId64 " with the server", run->id);
@@ -669,7 +662,7 @@ do_import(struct reg *r, const char *cls)
         .instance = (char *)(uintptr_t)address,
         .labels = labels,
         .ephemeral = ephemeral,
-        .registered_ns = now_ns(),
+        .registered_ns = clock_now_ns(),
     };
     rc = save_ident(s, &id, "read the runner file");
     if (rc != 0)

@@ -6,6 +6,7 @@
 #include "rpc.h"
 #include "store.h"
 
+#include "runner/clock.h"
 #include "runner/xalloc.h"
 
 #include <errno.h>
@@ -113,14 +114,6 @@ open_state(const char *path, struct store **out)
     return CLI_EXIT_OK;
 }
 
-static int64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* RFC 3339 UTC ("2024-05-01T10:00:00Z", with millis ".123Z"); "-" when ns is 0 (unset). */
 static const char *
@@ -484,11 +477,11 @@ status_main(int argc, char **argv)
         goto out;
     }
     if (json) {
-        json_t *doc = status_json(s, ids, n_ids, running, n_running, fin, n_fin, now_ns());
+        json_t *doc = status_json(s, ids, n_ids, running, n_running, fin, n_fin, clock_now_ns());
         print_json(doc);
         json_decref(doc);
     } else {
-        status_print(store_path(s), ids, n_ids, running, n_running, fin, n_fin, now_ns());
+        status_print(store_path(s), ids, n_ids, running, n_running, fin, n_fin, clock_now_ns());
     }
 out:
     store_ident_free(ids, n_ids);
@@ -527,7 +520,7 @@ tasks_main(int argc, char **argv)
     struct store_task *v = NULL;
     size_t n = 0;
     struct err e = {0};
-    int64_t now = now_ns();
+    int64_t now = clock_now_ns();
     char *end;
     int c, rc;
 

@@ -10,6 +10,7 @@
 #include "envfile.h"
 #include "expr.h"
 #include "runner/buf.h"
+#include "runner/clock.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
 #include "shell.h"
@@ -1430,14 +1431,6 @@ jobrun_container_image(const struct plan *p, size_t job, size_t run, char **out,
     return rc;
 }
 
-static int64_t
-now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static char **
 json_to_strv(const json_t *a)
@@ -1560,7 +1553,7 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     jr->hash_todo = json_array();
     jr->added_masks = json_array();
     jr->durable = o->durable;
-    jr->started_ns = now_ns();
+    jr->started_ns = clock_now_ns();
     jr->phase = PH_SETUP;
     uv_timer_init(loop, &jr->timer);
     jr->timer.data = jr;
@@ -1632,7 +1625,7 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     }
     if (jr->timeout_minutes > 0) {
         /* A resumed job keeps the deadline it started with. */
-        double left = jr->timeout_minutes * 60000.0 - (double)(now_ns() - jr->started_ns) / 1e6;
+        double left = jr->timeout_minutes * 60000.0 - (double)(clock_now_ns() - jr->started_ns) / 1e6;
         uv_timer_start(&jr->timer, on_job_timeout, left > 1 ? (uint64_t)left : 1, 0);
     }
     rc = executor_setup(jr->x, &jr->xjob, e);

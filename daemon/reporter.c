@@ -12,6 +12,7 @@
 #include "runnerd.h"
 
 #include "rpc.h"
+#include "runner/clock.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
 
@@ -144,8 +145,8 @@ on_log(const struct connect_result *r, void *arg)
     struct rtask *rt = arg;
     struct rpc_update_log_response *resp = r->resp;
     struct err e = {0};
-    bool final = rt->log_sent_upto < 0;
-    int64_t upto = final ? -rt->log_sent_upto : rt->log_sent_upto;
+    bool final = rt->log_final;
+    int64_t upto = rt->log_sent_upto;
 
     rt->call = NULL;
     if (r->rc < 0) {
@@ -213,7 +214,8 @@ send_log(struct rtask *rt)
     req.n_rows = n;
     int64_t upto = rt->row.log_acked + (int64_t)n;
     req.no_more = rt->job_over && upto >= rt->row.log_rows && n > 0;
-    rt->log_sent_upto = req.no_more ? -upto : upto;
+    rt->log_sent_upto = upto;
+    rt->log_final = req.no_more;
     rc = connect_call(rt->id->conn, RPC_PATH_UPDATE_LOG, &rpc_update_log_request_type, &req,
                       &rpc_update_log_response_type, 0, on_log, rt, &rt->call, &e);
     free(req.rows);
@@ -291,7 +293,7 @@ on_state(const struct connect_result *r, void *arg)
     int server_result = resp->state ? resp->state->result : 0;
     rpc_clear(&rpc_update_task_response_type, resp);
     free(resp);
-    rt->last_state_ns = rd_now_ns();
+    rt->last_state_ns = clock_now_ns();
     rt->dirty = true;
     if (!final && server_result != RPC_RESULT_UNSPECIFIED)
         task_server_final(rt, server_result);
@@ -326,7 +328,7 @@ send_state(struct rtask *rt)
     st.n_steps = n;
     if (rt->job_over) {
         st.result = rt->row.result;
-        st.stopped_at = ts(rt->row.stopped_ns ? rt->row.stopped_ns : rd_now_ns());
+        st.stopped_at = ts(rt->row.stopped_ns ? rt->row.stopped_ns : clock_now_ns());
         const char *k;
         json_t *v;
         req.outputs.v = xcalloc(json_object_size(rt->row.outputs) + 1, sizeof *req.outputs.v);
@@ -386,7 +388,7 @@ tick(struct rtask *rt)
         rt->dirty = true;
         rc = send_state(rt);
     } else if (rt->state_dirty || rt->job_over ||
-               rd_now_ns() - rt->last_state_ns >= (int64_t)STATE_EVERY_S * 1000000000)
+               clock_now_ns() - rt->last_state_ns >= (int64_t)STATE_EVERY_S * 1000000000)
         rc = send_state(rt);
     else
         arm(rt, TICK_MS);

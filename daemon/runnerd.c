@@ -16,6 +16,7 @@
 #include "executor.h"
 #include "httpc.h"
 #include "rpc.h"
+#include "runner/clock.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
 
@@ -295,7 +296,7 @@ on_gc(uv_timer_t *t)
     int n = 0;
 
     (void)t;
-    if (store_task_gc(D.st, rd_now_ns() - (int64_t)KEEP_DONE_S * 1000000000, &n, &e) < 0)
+    if (store_task_gc(D.st, clock_now_ns() - (int64_t)KEEP_DONE_S * 1000000000, &n, &e) < 0)
         log_warn("state cleanup: %s", e.msg);
     else if (n)
         log_info("state cleanup: forgot %d old task(s)", n);
@@ -445,7 +446,7 @@ main(int argc, char **argv)
     log_level = level_of(level ? level : D.cfg.log_level);
     D.detach = D.cfg.runnerd.detach;
     D.capacity = D.cfg.runner.capacity > 0 ? D.cfg.runner.capacity : 1;
-    srand((unsigned)(getpid() ^ (unsigned)rd_now_ns()));
+    srand((unsigned)(getpid() ^ (unsigned)clock_now_ns()));
     if (store_open(D.cfg.runnerd.state_file, &D.st, &e) < 0) {
         fprintf(stderr, "runnerd: %s\n", e.msg);
         config_free(&D.cfg);

@@ -105,6 +105,7 @@ struct rtask {
     bool state_dirty;            /* steps changed since the last UpdateTask */
     int64_t last_state_ns;
     int64_t log_sent_upto;       /* rows the UpdateLog in flight covers */
+    bool log_final;              /* ... and it carries noMore */
     int errors;                  /* consecutive failed calls */
     double backoff_s;
     bool cancel_seen;
@@ -158,7 +159,5 @@ void notify_send(const char *state);   /* "READY=1", "STOPPING=1", ... */
 void notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void notify_close(void);
 
-/* Now, CLOCK_REALTIME in ns. */
-int64_t rd_now_ns(void);
 
 #endif

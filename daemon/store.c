@@ -91,6 +91,7 @@ enum {
     ST_IDENT_LIST,
     ST_IDENT_DELETE,
     ST_TASK_PUT,
+    ST_TASK_UPDATE,
     ST_TASK_GET,
     ST_TASK_LIST,
     ST_GC_ROWS,
@@ -137,6 +138,10 @@ static const char *const sql_text[ST_COUNT] = {
                     "steps = excluded.steps, outputs = excluded.outputs, "
                     "sent_outputs = excluded.sent_outputs, checkpoint = excluded.checkpoint, "
                     "exec = excluded.exec, reason = excluded.reason",
+    [ST_TASK_UPDATE] = "UPDATE tasks SET state = ?2, result = ?3, started_ns = ?4, "
+                       "stopped_ns = ?5, log_acked = max(log_acked, ?6), log_closed = ?7, "
+                       "final_sent = ?8, steps = ?9, outputs = ?10, sent_outputs = ?11, "
+                       "checkpoint = ?12, exec = ?13, reason = ?14 WHERE id = ?1",
     [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [ST_TASK_LIST] = "SELECT " TASK_COLS " FROM tasks WHERE ?1 IS NULL OR state = ?1 "
                      "ORDER BY id DESC LIMIT ?2",
@@ -798,6 +803,36 @@ store_task_put(struct store *s, const struct store_task *t, struct err *e)
     bind_str(st, 19, t->reason);
     snprintf(what, sizeof what, "save task %" PRId64, t->id);
     return run(s, st, what, e);
+}
+
+int
+store_task_update(struct store *s, const struct store_task *t, struct err *e)
+{
+    sqlite3_stmt *st;
+    char what[64];
+    int rc = stmt(s, ST_TASK_UPDATE, &st, e);
+
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, t->id);
+    bind_str(st, 2, t->state);
+    sqlite3_bind_int(st, 3, t->result);
+    sqlite3_bind_int64(st, 4, t->started_ns);
+    sqlite3_bind_int64(st, 5, t->stopped_ns);
+    sqlite3_bind_int64(st, 6, t->log_acked);
+    sqlite3_bind_int(st, 7, t->log_closed);
+    sqlite3_bind_int(st, 8, t->final_sent);
+    bind_json(st, 9, t->steps);
+    bind_json(st, 10, t->outputs);
+    bind_json(st, 11, t->sent_outputs);
+    bind_json(st, 12, t->checkpoint);
+    bind_json(st, 13, t->exec);
+    bind_str(st, 14, t->reason);
+    snprintf(what, sizeof what, "save task %" PRId64, t->id);
+    rc = run(s, st, what, e);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        return err_set(e, ERR_NOTFOUND, "%s: no task %" PRId64, s->path, t->id);
+    return rc;
 }
 
 /* Fills out from a row of TASK_COLS. */

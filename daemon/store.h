@@ -77,6 +77,10 @@ struct store_task {
 /* Inserts or replaces the whole row (the log spool is untouched): t->log_rows is ignored (only
  * store_log_append() moves it), and log_acked keeps the larger of the stored and given value. */
 int store_task_put(struct store *s, const struct store_task *t, struct err *e);
+/* Saves what changes while a task runs (state, result, times, log_acked as above, flags,
+ * steps, outputs, checkpoint, exec, reason) without writing its identity and payload again
+ * (ident, task, job, repo, created_ns stay). ERR_NOTFOUND if the task was never put. */
+int store_task_update(struct store *s, const struct store_task *t, struct err *e);
 /* ERR_NOTFOUND if absent. *out filled (store_task_clear). */
 int store_task_get(struct store *s, int64_t id, struct store_task *out, struct err *e);
 /* Tasks whose state is `state` (NULL: all), newest (highest id) first, at most limit (0: no

@@ -13,6 +13,7 @@
 #include "mask.h"
 #include "plan.h"
 #include "rpc.h"
+#include "runner/clock.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
 #include "wf.h"
@@ -23,15 +24,6 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
-
-int64_t
-rd_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- step records */
 
@@ -94,7 +86,7 @@ add_row(struct rtask *rt, int step, const char *text, size_t len)
         rt->cappend = rt->cappend ? rt->cappend * 2 : 64;
         rt->pend = xreallocarray(rt->pend, rt->cappend, sizeof *rt->pend);
     }
-    rt->pend[rt->npend].time_ns = rd_now_ns();
+    rt->pend[rt->npend].time_ns = clock_now_ns();
     rt->pend[rt->npend].content = xstrndup(text, len);
     rt->npend++;
     if (s) {
@@ -135,7 +127,7 @@ flush(struct rtask *rt, struct err *e)
         rc = store_log_append(st, rt->tid, rt->row.log_rows, rt->pend, rt->npend, e);
     if (rc == 0) {
         rt->row.log_rows += (int64_t)rt->npend;
-        rc = store_task_put(st, &rt->row, e);
+        rc = store_task_update(st, &rt->row, e); /* the payload was written once, at start */
     }
     if (rc == 0)
         rc = store_commit(st, e);
@@ -186,7 +178,7 @@ sink_step_started(void *arg, struct jobrun *jr, int step, const char *name)
     if (s == NULL)
         return;
     if (!rec_get(s, "started_ns")) /* a resumed job may announce a step again */
-        rec_set(s, "started_ns", rd_now_ns());
+        rec_set(s, "started_ns", clock_now_ns());
     rt->dirty = true;
     rt->state_dirty = true;
     reporter_poke(rt);
@@ -244,7 +236,7 @@ sink_step_finished(void *arg, struct jobrun *jr, int step, const char *outcome,
         return;
     rec_set(s, "result", result_of(conclusion));
     if (!rec_get(s, "stopped_ns"))
-        rec_set(s, "stopped_ns", rd_now_ns());
+        rec_set(s, "stopped_ns", clock_now_ns());
     if (!json_object_get(s, "log_index"))
         rec_set(s, "log_index", rt->rows);
     rt->dirty = true;
@@ -287,10 +279,10 @@ sink_job_finished(void *arg, struct jobrun *jr, enum plan_result result)
             : result == PLAN_CANCELLED ? RPC_RESULT_CANCELLED
             : result == PLAN_SKIPPED   ? RPC_RESULT_SKIPPED
                                        : RPC_RESULT_FAILURE;
-    json_t *outs = rt->plan && rt->plan->n_jobs ? rt->plan->jobs[0].runs
-                                                      ? rt->plan->jobs[0].runs[0].outputs
-                                                      : NULL
-                                                : NULL;
+    json_t *outs = NULL;
+
+    if (rt->plan && rt->plan->n_jobs && rt->plan->jobs[0].runs)
+        outs = rt->plan->jobs[0].runs[0].outputs;
 
     if (json_is_object(outs) && json_object_size(outs)) {
         json_decref(rt->row.outputs);
@@ -398,12 +390,12 @@ finish(struct rtask *rt, int result, const char *why)
         rec_set(s, "result", result == RPC_RESULT_SKIPPED ? RPC_RESULT_SKIPPED
                                                           : RPC_RESULT_CANCELLED);
         if (rec_get(s, "started_ns") && !rec_get(s, "stopped_ns"))
-            rec_set(s, "stopped_ns", rd_now_ns());
+            rec_set(s, "stopped_ns", clock_now_ns());
         if (!json_object_get(s, "log_index"))
             rec_set(s, "log_index", rt->rows);
     }
     rt->row.result = result;
-    rt->row.stopped_ns = rd_now_ns();
+    rt->row.stopped_ns = clock_now_ns();
     free(rt->row.state);
     rt->row.state = xstrdup("finishing");
     json_decref(rt->row.checkpoint);
@@ -694,15 +686,14 @@ task_start(struct ident *id, struct rpc_task *t)
     rt->row.task = rpc_encode(&rpc_task_type, t);
     rt->row.job = xstrdup(*ctx_str(rt, "job") ? ctx_str(rt, "job") : "?");
     rt->row.repo = xstrdup(ctx_str(rt, "repository"));
-    rt->row.created_ns = rt->row.started_ns = rd_now_ns();
+    rt->row.created_ns = rt->row.started_ns = clock_now_ns();
     rt->row.steps = json_array();
     id->running++;
     rt->holds_slot = true;
     log_info("task %lld: job %s of %s (run %s)", (long long)rt->tid, rt->row.job, rt->row.repo,
              ctx_str(rt, "run_id"));
     /* The task exists durably before anything runs. */
-    rt->dirty = true;
-    if (flush(rt, &e) < 0)
+    if (store_task_put(d->st, &rt->row, &e) < 0)
         log_err("task %lld: saving it: %s", (long long)rt->tid, e.msg);
     reporter_start(rt);
     begin(rt);
@@ -741,7 +732,7 @@ gone(struct rtask *rt, const char *why)
     json_array_foreach(rt->row.steps, i, s) {
         if (rec_get(s, "started_ns") && !rec_get(s, "result")) {
             rec_set(s, "result", RPC_RESULT_FAILURE);
-            rec_set(s, "stopped_ns", rd_now_ns());
+            rec_set(s, "stopped_ns", clock_now_ns());
         }
     }
     finish(rt, RPC_RESULT_FAILURE, why);

@@ -380,8 +380,36 @@ def sc_faults(d, tmp, image):
     check(r.stop() == 0, "faults: runnerd exits 0")
 
 
+def sc_badinput(d, tmp, image):
+    # A task whose workflow is broken: the task fails with the problems in its log.
+    r = Runner(d, tmp, "badinput", image)
+    r.start()
+    job = enqueue(d, [{"name": "x", "run": "echo x"}],
+                  workflowPayload='name: broken\non: push\njobs:\n  build:\n    runs-on: matric-builder\n'
+                                  '    steps:\n      - run: echo ${{ \n        uses: a/b@v1\n')
+    t = final_task(d, job, 60)
+    if t is not None:
+        rows = rows_of(t)
+        check(t["status"] == "failure", "badinput: task %s" % t["status"])
+        check(any(x.startswith("::error::") and "workflow" in x for x in rows),
+              "badinput: the problems are in the log: %s" % rows)
+    check(r.stop() == 0, "badinput: runnerd exits 0")
+    # No registration in the state file: exit 2, naming the file.
+    empty = os.path.join(tmp, "empty.db")
+    p = subprocess.run([RUNNERD, "--state", empty], capture_output=True, text=True, timeout=30)
+    check(p.returncode == 2 and empty in p.stderr and "runnerctl register" in p.stderr,
+          "badinput: unregistered state: %s %r" % (p.returncode, p.stderr))
+    # A bad configuration: exit 2 with file:line:col.
+    bad = os.path.join(tmp, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("runner:\n  capacity: 2\nrunnerd:\n  shutdown: sometimes\n")
+    p = subprocess.run([RUNNERD, "-c", bad, "--state", r.state], capture_output=True, text=True, timeout=30)
+    check(p.returncode == 2 and "%s:4:13: runnerd.shutdown: expected drain or detach" % bad in p.stderr,
+          "badinput: bad config: %s %r" % (p.returncode, p.stderr))
+
+
 SCENARIOS = [("basic", sc_basic), ("cancel", sc_cancel), ("capacity", sc_capacity), ("drain", sc_drain),
-             ("kill9", sc_kill9), ("gone", sc_gone), ("detach", sc_detach), ("unregistered", sc_unregistered), ("faults", sc_faults),
+             ("kill9", sc_kill9), ("gone", sc_gone), ("detach", sc_detach), ("unregistered", sc_unregistered), ("faults", sc_faults), ("badinput", sc_badinput),
              ("outage", sc_outage)]
 
 

@@ -540,6 +540,61 @@ TEST(ack_monotonic)
     store_close(s);
 }
 
+/* store_task_update(): the running task's changing parts, never its payload or identity. */
+TEST(task_update)
+{
+    struct store *s = open_db(DB);
+    struct store_task t = {0}, u = {0};
+    struct err e = {0};
+
+    t.id = 9;
+    t.ident = "cpu";
+    t.state = "running";
+    t.task = json_pack("{s:I, s:s}", "id", (json_int_t)9, "workflowPayload", "cGF5bG9hZA==");
+    t.job = "build";
+    t.repo = "acme/app";
+    t.created_ns = 111;
+    ASSERT_OK(store_task_put(s, &t, &e));
+    append(s, 9, 0, 3, "r");
+    json_decref(t.task);
+
+    /* Everything but the identity changes; the update's own identity fields are ignored. */
+    u.id = 9;
+    u.ident = "gpu";
+    u.job = "other";
+    u.state = "finishing";
+    u.result = 2;
+    u.started_ns = 5;
+    u.stopped_ns = 6;
+    u.log_acked = 2;
+    u.log_closed = true;
+    u.steps = json_pack("[{s:i}]", "id", 0);
+    u.outputs = json_pack("{s:s}", "k", "v");
+    u.reason = "why";
+    ASSERT_OK(store_task_update(s, &u, &e));
+    u.log_acked = 1; /* a lower ack does not move it back */
+    ASSERT_OK(store_task_update(s, &u, &e));
+    ASSERT_OK(store_task_get(s, 9, &t, &e));
+    ASSERT_STR_EQ(t.ident, "cpu");
+    ASSERT_STR_EQ(t.job, "build");
+    ASSERT_EQ(t.created_ns, 111);
+    ASSERT_STR_EQ(json_string_value(json_object_get(t.task, "workflowPayload")), "cGF5bG9hZA==");
+    ASSERT_STR_EQ(t.state, "finishing");
+    ASSERT_EQ(t.result, 2);
+    ASSERT_EQ(t.stopped_ns, 6);
+    ASSERT_EQ(t.log_acked, 2);
+    ASSERT_EQ(t.log_rows, 3);
+    ASSERT(t.log_closed);
+    ASSERT(json_equal(t.steps, u.steps));
+    ASSERT_STR_EQ(t.reason, "why");
+    store_task_clear(&t);
+    u.id = 10;
+    ASSERT_EQ(store_task_update(s, &u, &e), ERR_NOTFOUND);
+    json_decref(u.steps);
+    json_decref(u.outputs);
+    store_close(s);
+}
+
 TEST(reopen_persists)
 {
     struct store *s = open_db(DB);
