@@ -9,5 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config clang libclang-rt-14-dev \
     libuv1-dev libcurl4-openssl-dev libjansson-dev libgit2-dev libsqlite3-dev \
     libssl-dev libyaml-dev ca-certificates git python3 \
-    busybox-static debootstrap docker-registry >/dev/null
+    busybox-static debootstrap docker-registry libhttp-parser-dev prometheus systemd >/dev/null
 echo "install-deps: done"

@@ -399,6 +399,15 @@ exec_main(int argc, char **argv)
                 free(how);
             }
         }
+        /* Labels with settings (runnerd.labels) and an image run in docker with it. */
+        for (size_t i = 0; i < cfg.runnerd.n_profiles; i++) {
+            const struct config_profile *pf = &cfg.runnerd.profiles[i];
+            if (pf->image == NULL || json_object_get(o.labels, pf->name))
+                continue;
+            char *how = xasprintf("docker://%s", pf->image);
+            json_object_set_new(o.labels, pf->name, json_string(how));
+            free(how);
+        }
         json_t *env = json_copy(cfg.runner.envs);
         json_object_update(env, o.env);
         char *agent = executor_find_agent(argv[0]);
@@ -407,6 +416,7 @@ exec_main(int argc, char **argv)
             .config_env = env,
             .capacity = cfg.runner.capacity,
             .container_options = cfg.container.options,
+            .cfg = o.config ? &cfg : NULL,
             .secrets = o.secrets,
             .workdir = o.workdir,
             .bind = o.bind,

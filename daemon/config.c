@@ -1,6 +1,7 @@
 /* config.c: the act_runner-compatible configuration file (see config.h). */
 #include "config.h"
 
+#include "dockeropts.h"
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 #include "yamldoc.h"
@@ -31,6 +32,59 @@ config_defaults(struct config *c)
     c->runnerd.state_file = xstrdup("/var/lib/runnerd/runnerd.db");
     c->runnerd.fetch_interval_max_s = 5;
     c->runnerd.log_format = xstrdup("text");
+    c->runnerd.min_free_disk = 1ll << 30;
+    c->runnerd.gpus_auto = true;
+}
+
+#define strv_free xstrv_free
+
+static void
+profile_free(struct config_profile *p)
+{
+    free(p->name);
+    free(p->image);
+    strv_free(p->gpu_caps);
+    strv_free(p->volumes);
+    free(p->dind_image);
+    strv_free(p->dind_args);
+}
+
+const struct config_profile *
+config_profile_find(const struct config *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->runnerd.n_profiles; i++)
+        if (strcmp(c->runnerd.profiles[i].name, name) == 0)
+            return &c->runnerd.profiles[i];
+    return NULL;
+}
+
+void
+config_limits_resolve(const struct config *c, const struct config_profile *p,
+                      long long host_memory, long long *memory, long long *nano_cpus,
+                      long long *pids)
+{
+    struct config_limits l = {.memory_pct = 75, .pids = 4096, .has_memory = true,
+                              .has_pids = true, .has_cpus = true};
+    const struct config_limits *over[2] = {&c->runnerd.limits, p ? &p->limits : NULL};
+
+    for (int i = 0; i < 2; i++) {
+        const struct config_limits *o = over[i];
+        if (o == NULL)
+            continue;
+        if (o->has_memory) {
+            l.memory = o->memory;
+            l.memory_pct = o->memory_pct;
+        }
+        if (o->has_cpus)
+            l.cpus = o->cpus;
+        if (o->has_pids)
+            l.pids = o->pids;
+    }
+    *memory = l.memory ? l.memory
+                       : (l.memory_pct > 0 && host_memory > 0
+                              ? (long long)((double)host_memory * l.memory_pct / 100.0) : 0);
+    *nano_cpus = (long long)(l.cpus * 1e9);
+    *pids = l.pids;
 }
 
 void
@@ -71,6 +125,11 @@ config_free(struct config *c)
     free(c->runnerd.state_file);
     free(c->runnerd.log_format);
     free(c->runnerd.agent);
+    free(c->runnerd.http);
+    strv_free(c->runnerd.gpus);
+    for (size_t i = 0; i < c->runnerd.n_profiles; i++)
+        profile_free(&c->runnerd.profiles[i]);
+    free(c->runnerd.profiles);
     memset(c, 0, sizeof *c);
 }
 
@@ -397,9 +456,350 @@ log_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
     return at(r, v, "log.level", "expected trace, debug, info, warn, error or fatal");
 }
 
+
+/* ---------------------------------------------------------------- runnerd.labels */
+
+static void
+strv_push(char ***v, const char *s)
+{
+    size_t n = 0;
+
+    while (*v && (*v)[n])
+        n++;
+    *v = xreallocarray(*v, n + 2, sizeof **v);
+    (*v)[n] = xstrdup(s);
+    (*v)[n + 1] = NULL;
+}
+
+/* A list of strings into a NULL-terminated array (replacing *dst). */
+static int
+get_list(struct rd *r, const struct ynode *n, const char *key, char ***dst)
+{
+    strv_free(*dst);
+    *dst = xcalloc(1, sizeof **dst);
+    if (ynode_is_null(n))
+        return 0;
+    if (n->kind != YNODE_SEQ)
+        return at(r, n, key, "expected a list of strings");
+    for (size_t i = 0; i < n->n; i++) {
+        if (n->items[i]->kind != YNODE_SCALAR || ynode_is_null(n->items[i]))
+            return at(r, n->items[i], key, "expected a string");
+        strv_push(dst, n->items[i]->str);
+    }
+    return 0;
+}
+
+static int
+get_size(struct rd *r, const struct ynode *n, const char *key, bool pct_ok, long long *bytes,
+         double *pct)
+{
+    if (n->kind == YNODE_SCALAR && !ynode_is_null(n)) {
+        size_t len = strlen(n->str);
+        if (pct_ok && len > 1 && n->str[len - 1] == '%') {
+            char *end;
+            double v = strtod(n->str, &end);
+            if (end == n->str + len - 1 && v > 0 && v <= 100) {
+                *bytes = 0;
+                *pct = v;
+                return 0;
+            }
+        } else if (dockeropts_size(n->str, bytes) == 0 && *bytes > 0) {
+            if (pct)
+                *pct = 0;
+            return 0;
+        }
+    }
+    return at(r, n, key, pct_ok ? "expected a size such as 512m or 8g, or a percentage of the "
+                                  "host's memory such as 50%"
+                                : "expected a size such as 512m or 8g");
+}
+
+/* memory, cpus, pids: shared by runnerd.limits and a label's settings. -ENOENT otherwise. */
+static int
+limits_key(struct rd *r, const char *k, const struct ynode *v, const char *prefix,
+           struct config_limits *l)
+{
+    char key[160];
+
+    snprintf(key, sizeof key, "%s.%s", prefix, k);
+    if (strcmp(k, "memory") == 0) {
+        l->has_memory = true;
+        return get_size(r, v, key, true, &l->memory, &l->memory_pct);
+    }
+    if (strcmp(k, "cpus") == 0) {
+        char *end = NULL;
+        double x = v->kind == YNODE_SCALAR && !ynode_is_null(v) ? strtod(v->str, &end) : -1;
+        if (end == NULL || end == v->str || *end || x < 0 || x > 4096)
+            return at(r, v, key, "expected a number of CPUs such as 2 or 0.5 (0: no limit)");
+        l->has_cpus = true;
+        l->cpus = x;
+        return 0;
+    }
+    if (strcmp(k, "pids") == 0) {
+        int x;
+        int rc = get_int(r, v, key, 16, 4194304, &x);
+        if (rc == 0) {
+            l->has_pids = true;
+            l->pids = x;
+        }
+        return rc;
+    }
+    return -ENOENT;
+}
+
+static bool
+is_hex64(const char *s)
+{
+    for (int i = 0; i < 64; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s[64] == '\0';
+}
+
+/* An image reference: sha256:<id>, NAME[:TAG]@sha256:<digest>, or NAME[:TAG] (unpinned). */
+static const char *
+image_problem(const char *s)
+{
+    const char *at_ = strchr(s, '@');
+
+    if (*s == '\0')
+        return "expected an image reference";
+    for (const char *p = s; *p; p++)
+        if (isspace((unsigned char)*p) || (unsigned char)*p < 0x20)
+            return "an image reference has no spaces";
+    if (strncmp(s, "sha256:", 7) == 0)
+        return is_hex64(s + 7) ? NULL : "an id pin is sha256: followed by 64 lowercase hex digits";
+    if (at_ && (at_ == s || strncmp(at_ + 1, "sha256:", 7) != 0 || !is_hex64(at_ + 8)))
+        return "a digest pin is NAME@sha256: followed by 64 lowercase hex digits";
+    return NULL;
+}
+
+/* SOURCE:TARGET[:ro|rw], SOURCE an absolute path or a volume name, TARGET absolute. */
+static const char *
+bind_problem(const char *s)
+{
+    const char *c1 = strchr(s, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+    if (c1 == NULL || c1 == s || c1[1] != '/')
+        return "expected SOURCE:TARGET[:ro] with an absolute TARGET";
+    if (c2 && strcmp(c2, ":ro") != 0 && strcmp(c2, ":rw") != 0)
+        return "expected SOURCE:TARGET[:ro|:rw]";
+    if (s[0] != '/') {
+        for (const char *p = s; p < c1; p++)
+            if (!isalnum((unsigned char)*p) && !(p > s && strchr("_.-", *p)))
+                return "SOURCE must be an absolute path or a volume name";
+    }
+    if (strstr(s, "/../") || strncmp(c1 + 1, "/..", 3) == 0)
+        return "no .. in paths";
+    return NULL;
+}
+
+static int
+get_gpus(struct rd *r, const struct ynode *v, const char *key, int *dst)
+{
+    if (v->kind == YNODE_SCALAR && strcmp(v->str, "all") == 0) {
+        *dst = -1;
+        return 0;
+    }
+    if (v->kind == YNODE_SCALAR && !v->quoted && get_int(r, v, key, 0, 64, dst) == 0)
+        return 0;
+    return at(r, v, key, "expected a number of GPUs from 0 to 64, or all");
+}
+
+static int
+profile_key(struct rd *r, struct config_profile *p, const char *k, const struct ynode *v)
+{
+    char key[200];
+    int rc;
+
+    snprintf(key, sizeof key, "runnerd.labels.%s.%s", p->name, k);
+    if (strcmp(k, "image") == 0) {
+        if (v->kind != YNODE_SCALAR || ynode_is_null(v))
+            return at(r, v, key, "expected an image reference");
+        const char *why = image_problem(v->str);
+        if (why)
+            return at(r, v, key, why);
+        free(p->image);
+        p->image = xstrdup(v->str);
+        return 0;
+    }
+    if (strcmp(k, "docker") == 0) {
+        if (v->kind == YNODE_SCALAR && strcmp(v->str, "none") == 0)
+            p->docker = CONFIG_DOCKER_NONE;
+        else if (v->kind == YNODE_SCALAR && strcmp(v->str, "socket") == 0)
+            p->docker = CONFIG_DOCKER_SOCKET;
+        else if (v->kind == YNODE_SCALAR && strcmp(v->str, "dind") == 0)
+            p->docker = CONFIG_DOCKER_DIND;
+        else
+            return at(r, v, key, "expected none, socket or dind");
+        return 0;
+    }
+    if (strcmp(k, "gpus") == 0) {
+        p->gpus_line = v->pos.line;
+        p->gpus_col = v->pos.col;
+        return get_gpus(r, v, key, &p->gpus);
+    }
+    if (strcmp(k, "gpu_capabilities") == 0) {
+        static const char *const known[] = {"gpu", "nvidia", "compute", "compat32", "graphics",
+                                            "utility", "video", "display"};
+        bool has_gpu = false;
+        if ((rc = get_list(r, v, key, &p->gpu_caps)) < 0)
+            return rc;
+        for (size_t i = 0; p->gpu_caps[i]; i++) {
+            bool ok = false;
+            for (size_t j = 0; j < sizeof known / sizeof known[0]; j++)
+                ok |= strcmp(p->gpu_caps[i], known[j]) == 0;
+            if (!ok)
+                return at(r, v->items[i], key, "expected gpu, nvidia, compute, compat32, "
+                                                "graphics, utility, video or display");
+            has_gpu |= strcmp(p->gpu_caps[i], "gpu") == 0;
+        }
+        if (!has_gpu)
+            strv_push(&p->gpu_caps, "gpu"); /* as the docker CLI does */
+        return 0;
+    }
+    if (strcmp(k, "volumes") == 0) {
+        if ((rc = get_list(r, v, key, &p->volumes)) < 0)
+            return rc;
+        for (size_t i = 0; p->volumes[i]; i++) {
+            const char *why = bind_problem(p->volumes[i]);
+            if (why)
+                return at(r, v->items[i], key, why);
+        }
+        return 0;
+    }
+    if (strcmp(k, "dind_image") == 0) {
+        if (v->kind != YNODE_SCALAR || ynode_is_null(v))
+            return at(r, v, key, "expected an image reference");
+        const char *why = image_problem(v->str);
+        if (why)
+            return at(r, v, key, why);
+        free(p->dind_image);
+        p->dind_image = xstrdup(v->str);
+        return 0;
+    }
+    if (strcmp(k, "dind_privileges") == 0) {
+        if (v->kind == YNODE_SCALAR && strcmp(v->str, "privileged") == 0)
+            p->dind_caps = false;
+        else if (v->kind == YNODE_SCALAR && strcmp(v->str, "caps") == 0)
+            p->dind_caps = true;
+        else
+            return at(r, v, key, "expected privileged or caps");
+        return 0;
+    }
+    if (strcmp(k, "dind_args") == 0)
+        return get_list(r, v, key, &p->dind_args);
+    snprintf(key, sizeof key, "runnerd.labels.%s", p->name);
+    return limits_key(r, k, v, key, &p->limits);
+}
+
+static int
+read_profile(struct rd *r, struct config *c, const struct ynode *kn, const struct ynode *n)
+{
+    struct config_profile *p;
+    struct config_label l;
+    struct err le = {0};
+    char sect[160];
+
+    if (config_label_parse(kn->str, &l, &le) < 0 || l.exec != CONFIG_EXEC_HOST ||
+        strchr(kn->str, ':'))
+        return at(r, kn, "runnerd.labels", "expected a label name (no spaces, commas or colons)");
+    config_label_free(&l);
+    if (config_profile_find(c, kn->str))
+        return at(r, kn, "runnerd.labels", "this label is already described above");
+    snprintf(sect, sizeof sect, "runnerd.labels.%s", kn->str);
+    if (n->kind != YNODE_MAP)
+        return at(r, n, sect, "expected a mapping of settings (image, docker, gpus, memory, ...)");
+    c->runnerd.profiles = xreallocarray(c->runnerd.profiles, c->runnerd.n_profiles + 1,
+                                        sizeof *c->runnerd.profiles);
+    p = &c->runnerd.profiles[c->runnerd.n_profiles++];
+    memset(p, 0, sizeof *p);
+    p->name = xstrdup(kn->str);
+    p->line = kn->pos.line;
+    p->col = kn->pos.col;
+    for (size_t i = 0; i < n->n; i++) {
+        int rc = profile_key(r, p, n->keys[i]->str, n->items[i]);
+        if (rc == -ENOENT) {
+            err_set(r->e, ERR_INVALID, "%s:%d:%d: %s: unknown key '%s' (expected image, docker, "
+                    "gpus, gpu_capabilities, memory, cpus, pids, volumes, dind_image, "
+                    "dind_privileges or dind_args)", r->file, n->keys[i]->pos.line,
+                    n->keys[i]->pos.col, sect, n->keys[i]->str);
+            return ERR_INVALID;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    if (p->gpu_caps == NULL) {
+        strv_push(&p->gpu_caps, "gpu");
+        strv_push(&p->gpu_caps, "compute");
+        strv_push(&p->gpu_caps, "utility");
+    }
+    if (p->docker == CONFIG_DOCKER_DIND && p->dind_image == NULL)
+        return at(r, kn, sect, "docker: dind needs dind_image (an image with dockerd)");
+    if (p->docker != CONFIG_DOCKER_DIND && (p->dind_image || p->dind_args)) {
+        for (size_t i = 0; i < n->n; i++)
+            if (strncmp(n->keys[i]->str, "dind_", 5) == 0)
+                return at(r, n->keys[i], sect, "dind_ settings need docker: dind");
+    }
+    return 0;
+}
+
+static int
+runnerd_limits_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
+{
+    return limits_key(r, k, v, "runnerd.limits", &c->runnerd.limits);
+}
+
 static int
 runnerd_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
 {
+    if (strcmp(k, "labels") == 0) {
+        if (ynode_is_null(v))
+            return 0;
+        if (v->kind != YNODE_MAP)
+            return at(r, v, "runnerd.labels", "expected a mapping of label names to settings");
+        for (size_t i = 0; i < v->n; i++) {
+            int rc = read_profile(r, c, v->keys[i], v->items[i]);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (strcmp(k, "limits") == 0)
+        return read_map(r, c, v, "runnerd.limits", runnerd_limits_key);
+    if (strcmp(k, "http") == 0) {
+        int rc = get_str(r, v, "runnerd.http", &c->runnerd.http);
+        if (rc == 0 && c->runnerd.http && strchr(c->runnerd.http, ':') == NULL)
+            return at(r, v, "runnerd.http", "expected HOST:PORT on loopback, such as 127.0.0.1:9464");
+        return rc;
+    }
+    if (strcmp(k, "min_free_disk") == 0)
+        return get_size(r, v, "runnerd.min_free_disk", false, &c->runnerd.min_free_disk, NULL);
+    if (strcmp(k, "force_gpu_labels") == 0)
+        return get_bool(r, v, "runnerd.force_gpu_labels", &c->runnerd.force_gpu_labels);
+    if (strcmp(k, "gpus") == 0) {
+        c->runnerd.gpus_line = v->pos.line;
+        c->runnerd.gpus_col = v->pos.col;
+        if (v->kind == YNODE_SCALAR && strcmp(v->str, "auto") == 0) {
+            c->runnerd.gpus_auto = true;
+            return 0;
+        }
+        if (v->kind != YNODE_SEQ)
+            return at(r, v, "runnerd.gpus", "expected auto or a list of GPU UUIDs");
+        int rc = get_list(r, v, "runnerd.gpus", &c->runnerd.gpus);
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; c->runnerd.gpus[i]; i++) {
+            const char *g = c->runnerd.gpus[i];
+            if (*g == '\0' || strpbrk(g, " \t,:") != NULL)
+                return at(r, v->items[i], "runnerd.gpus", "expected a GPU UUID such as GPU-8f6a...");
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(c->runnerd.gpus[j], g) == 0)
+                    return at(r, v->items[i], "runnerd.gpus", "this GPU is listed twice");
+        }
+        c->runnerd.gpus_auto = false;
+        return 0;
+    }
     if (strcmp(k, "state_file") == 0)
         return get_str(r, v, "runnerd.state_file", &c->runnerd.state_file);
     if (strcmp(k, "agent") == 0)

@@ -23,6 +23,37 @@ struct config_label {
     char *image;      /* docker: the image (the arg without its leading //) */
 };
 
+/* Resource limits of a docker job container (0 / unset: the default applies). */
+struct config_limits {
+    long long memory;            /* bytes; 0: see memory_pct */
+    double memory_pct;           /* percent of the host's memory (when memory is 0), 0: unset */
+    double cpus;                 /* CPUs; 0: no limit */
+    long long pids;              /* 0: unset */
+    bool has_memory, has_cpus, has_pids;
+};
+
+enum config_docker_mode {
+    CONFIG_DOCKER_NONE,          /* no engine access from the job */
+    CONFIG_DOCKER_SOCKET,        /* the host engine's socket bound in (trusted code only) */
+    CONFIG_DOCKER_DIND,          /* a per-job dockerd sidecar */
+};
+
+/* runnerd.labels.NAME: how a label's jobs run (doc/label-settings.md). */
+struct config_profile {
+    char *name;
+    int line, col;               /* where the label's settings start */
+    char *image;                 /* the pinned image reference (NULL: the registration's) */
+    enum config_docker_mode docker;
+    int gpus;                    /* GPUs per job: 0 none, -1 all */
+    int gpus_line, gpus_col;
+    char **gpu_caps;             /* NULL-terminated; always has "gpu" */
+    struct config_limits limits;
+    char **volumes;              /* extra binds SOURCE:TARGET[:ro|rw], NULL-terminated */
+    char *dind_image;
+    bool dind_caps;              /* dind_privileges: caps (else privileged) */
+    char **dind_args;            /* NULL-terminated */
+};
+
 struct config {
     char *file;                  /* where it was read from, or NULL for defaults */
     char *log_level;             /* trace, debug, info, warn, error, fatal */
@@ -63,6 +94,15 @@ struct config {
         double fetch_interval_max_s; /* idle/error backoff ceiling (default 5 s) */
         char *log_format;        /* "text" (journald priority prefixes) or "json" */
         char *agent;             /* runner-agent path, or NULL: next to the binary */
+        char *http;              /* loopback status endpoint HOST:PORT, or NULL: off */
+        long long min_free_disk; /* bytes; /readyz is false below it */
+        bool gpus_auto;          /* inventory by detection (default) */
+        char **gpus;             /* else exactly these UUIDs (NULL-terminated, may be empty) */
+        int gpus_line, gpus_col;
+        bool force_gpu_labels;   /* declare GPU labels even without GPUs */
+        struct config_limits limits; /* defaults of every docker job */
+        struct config_profile *profiles;
+        size_t n_profiles;
     } runnerd;
 };
 
@@ -78,6 +118,15 @@ void config_free(struct config *c);
 /* Parses one label. Returns 0 and fills out (free with config_label_free()), or ERR_INVALID. */
 int config_label_parse(const char *s, struct config_label *out, struct err *e);
 void config_label_free(struct config_label *l);
+
+/* The settings of label name, or NULL. */
+const struct config_profile *config_profile_find(const struct config *c, const char *name);
+
+/* A label's effective limits: the label's own over runnerd.limits over the defaults (memory
+ * 75 % of host_memory, pids 4096, no CPU limit). Memory in bytes (0: none), nano-CPUs. */
+void config_limits_resolve(const struct config *c, const struct config_profile *p,
+                           long long host_memory, long long *memory, long long *nano_cpus,
+                           long long *pids);
 
 /* Parses a Go duration ("3h", "1m30s", "500ms", "0s") into seconds. Returns 0 or -EINVAL. */
 int config_duration(const char *s, double *seconds);

@@ -3,6 +3,7 @@
 #include "docker-int.h"
 
 #include <stdarg.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -913,4 +914,74 @@ docker_image_resolve(struct docker *d, const char *ref, const char *expect_id, b
         return ie.code;
     }
     return 0;
+}
+
+/* ---- added for dind.c: the client's loop and container logs ------------------------------ */
+
+uv_loop_t *
+docker_loop(const struct docker *d)
+{
+    return httpc_loop(d->http);
+}
+
+/* Replaces a multiplexed logs body with its payloads (kept in c->state, freed with c). */
+static void
+post_logs(struct dcall *c, struct docker_res *res)
+{
+    const unsigned char *p = (const unsigned char *)res->body;
+    size_t n = res->body_len, off = 0;
+    struct buf out = BUF_INIT;
+
+    while (off < n) {
+        size_t len;
+
+        if (n - off < 8 || p[off] > 2 || p[off + 1] || p[off + 2] || p[off + 3]) {
+            buf_free(&out);
+            return; /* not multiplexed (a TTY container): keep the raw body */
+        }
+        len = (size_t)p[off + 4] << 24 | (size_t)p[off + 5] << 16 | (size_t)p[off + 6] << 8 |
+              p[off + 7];
+        if (len > n - off - 8) {
+            buf_free(&out);
+            return;
+        }
+        buf_append(&out, p + off + 8, len);
+        off += 8 + len;
+    }
+    res->body_len = out.len;
+    c->state = buf_steal(&out);
+    res->body = c->state;
+}
+
+int
+docker_container_logs(struct docker *d, const char *id, int tail, docker_cb cb, void *arg,
+                      struct err *e)
+{
+    char *esc = docker_esc(id), *path, ntail[24];
+    struct dcall *c = dcall_new(d, cb, arg, post_logs, "logs of container %s", id);
+    int rc;
+
+    if (tail > 0)
+        snprintf(ntail, sizeof ntail, "%d", tail);
+    else
+        snprintf(ntail, sizeof ntail, "all");
+    path = xasprintf("/containers/%s/logs?stdout=1&stderr=1&tail=%s", esc, ntail);
+    struct dcall_opts o = {.method = "GET", .path = path, .max_body = 1024u * 1024};
+    rc = dcall_start(c, &o, e);
+    free(esc);
+    free(path);
+    return rc;
+}
+
+char *
+docker_object_name(const char *a, const char *b)
+{
+    char *n = xasprintf("%s%s", a, b);
+
+    for (char *p = n; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-')
+            *p = '-';
+    if (!isalnum((unsigned char)n[0]))
+        n[0] = 'x';
+    return n;
 }

@@ -135,6 +135,8 @@ struct docker_container_spec {
 /* Returns a new create body (json_decref it). Tty is false, AutoRemove false. */
 json_t *docker_container_spec_json(const struct docker_container_spec *s);
 /* Returns a new labels object {managed: "1", runner, job} (runner/job may be NULL). */
+/* "<a><b>" with the characters Docker refuses in names replaced by '-' (a new string). */
+char *docker_object_name(const char *a, const char *b);
 json_t *docker_labels_new(const char *runner, const char *job);
 
 /* POST /containers/create[?name=]; body borrowed. res->id = container Id. */
@@ -213,5 +215,15 @@ size_t docker_attach_pending(const struct docker_attach *a);
 /* Closes the stream and frees a (asynchronously; safe inside its callbacks); no callback runs
  * after this. NULL is fine. */
 void docker_attach_close(struct docker_attach *a);
+
+/* ---- added for dind.c: the client's loop and container logs ---- */
+
+/* The loop d's calls run on (its httpc's). */
+uv_loop_t *docker_loop(const struct docker *d);
+/* GET /containers/{id}/logs?stdout=1&stderr=1&tail=<tail> of a container created without a
+ * TTY: res->body / res->body_len = stdout and stderr de-multiplexed, in the engine's order
+ * (the raw body if it is not multiplexed); capped at 1 MiB. tail <= 0: all lines. */
+int docker_container_logs(struct docker *d, const char *id, int tail, docker_cb cb, void *arg,
+                          struct err *e);
 
 #endif

@@ -6,8 +6,10 @@
 #include "dockerexec.h"
 
 #include "ctx.h"
+#include "dind.h"
 #include "docker.h"
 #include "dockeropts.h"
+#include "profile.h"
 #include "services.h"
 #include "httpc.h"
 #include "runner/buf.h"
@@ -51,7 +53,15 @@ struct docker_exec {
     uint64_t resume_from;
     bool svc_stopping;
     json_t *env;
+    json_t *profile;          /* the label's settings for this job, or NULL */
+    struct dind *dind;        /* the docker: dind sidecar */
+    bool dind_waiting;        /* ... still starting (a call in flight) */
+    bool used_dind;           /* teardown sweeps the job's objects (the sidecar first) */
     bool bind, ready, closing, teardown;
+    bool starting;            /* the start call is in flight: its answer says more than the
+                                 stream's end (a refused start ends the stream first) */
+    bool att_ended;           /* ... and the stream ended meanwhile */
+    struct err att_err;
     struct docker_attach *att;
     /* The upload, built off the loop. */
     uv_work_t work;
@@ -244,6 +254,11 @@ on_att_end(struct docker_attach *a, int rc, const struct err *e, void *arg)
     if (!dx->ready) {
         err_set(&ee, rc ? rc : -EPIPE, "the job container's stream ended during setup%s%s",
                 e ? ": " : "", e ? e->msg : "");
+        if (dx->starting) { /* wait for the start's own answer */
+            dx->att_ended = true;
+            dx->att_err = ee;
+            return;
+        }
         fail(dx, &ee);
         return;
     }
@@ -267,8 +282,24 @@ on_started(const struct docker_res *res, void *arg)
     struct docker_exec *dx = arg;
     struct err e = {0};
 
+    dx->starting = false;
+    if (res->rc < 0 && !dx->closing && profile_gpu_refused(res->err.msg) &&
+        json_array_size(json_object_get(dx->profile, "gpus")) > 0) {
+        landed(dx);
+        const char *why = strstr(res->err.msg, "could not select");
+        log_warn("job %s: the engine refused its GPUs: %s", dx->name, res->err.msg);
+        err_set(&e, -ENODEV, "the Docker engine cannot provide the GPUs this job was given: "
+                "install the NVIDIA container toolkit on this host and restart dockerd (%s)",
+                why ? why : res->err.msg);
+        fail(dx, &e);
+        return;
+    }
     if (!proceed(dx, res))
         return;
+    if (dx->att_ended) {
+        fail(dx, &dx->att_err);
+        return;
+    }
     say(dx, "started container %.12s", dx->ctr_id);
     if (agentconn_hello(dx->x.conn, &e) < 0)
         fail(dx, &e);
@@ -303,6 +334,8 @@ on_att_ready(struct docker_attach *a, void *arg)
     }
     if (flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0)
         fail(dx, &e);
+    else
+        dx->starting = true;
 }
 
 /* ---------------------------------------------------------------- upload */
@@ -436,6 +469,8 @@ on_created(const struct docker_res *res, void *arg)
 }
 
 static void create_container(struct docker_exec *dx);
+static void start_dind(struct docker_exec *dx);
+static const char *const *strv_of(json_t *arr, const char ***keep);
 
 static void
 svc_log(const char *line, void *arg)
@@ -496,7 +531,58 @@ on_services(struct services *s, int rc, const struct err *e, void *arg)
     }
     json_t *ctx = services_context(dx->svc);
     json_object_set_new(dx->x.job_ctx, "services", ctx);
+    start_dind(dx);
+}
+
+static void
+on_dind(void *arg, int rc, const struct err *e)
+{
+    struct docker_exec *dx = arg;
+
+    dx->pending--;
+    dx->dind_waiting = false;
+    if (dx->closing) {
+        dx_close(&dx->x);
+        return;
+    }
+    if (rc < 0) {
+        fail(dx, e);
+        return;
+    }
+    say(dx, "the job's Docker daemon (dind sidecar) is ready at tcp://docker:2376");
     create_container(dx);
+}
+
+/* docker: dind: the job's own Docker daemon on the job network before the job container. */
+static void
+start_dind(struct docker_exec *dx)
+{
+    json_t *dj = json_object_get(dx->profile, "dind");
+    struct err e = {0};
+
+    if (!json_is_object(dj)) {
+        create_container(dx);
+        return;
+    }
+    json_t *labels = job_labels(dx);
+    json_object_set_new(labels, DOCKER_LABEL_ROLE, json_string("dind"));
+    const char **args = NULL;
+    struct dind_opts o = {
+        .job = dx->name,
+        .image = json_string_value(json_object_get(dj, "image")),
+        .network = dx->net_name,
+        .labels = labels,
+        .priv = json_is_true(json_object_get(dj, "caps")) ? DIND_PRIV_CAPS : DIND_PRIV_PRIVILEGED,
+        .args = strv_of(json_object_get(dj, "args"), &args),
+    };
+    say(dx, "starting the job's Docker daemon (dind sidecar from %s)", o.image ? o.image : "?");
+    dx->used_dind = true;
+    if (flying(dx, dind_start(dx->d, &o, on_dind, dx, &dx->dind, &e)) < 0)
+        fail(dx, &e);
+    else
+        dx->dind_waiting = true;
+    free(args);
+    json_decref(labels);
 }
 
 /* Starts the job's services on the job network, then the job container. */
@@ -511,7 +597,7 @@ start_services(struct docker_exec *dx)
     json_t *sv;
 
     if (n == 0) {
-        create_container(dx);
+        start_dind(dx);
         return;
     }
     defs = xcalloc(n, sizeof *defs);
@@ -669,6 +755,38 @@ create_container(struct docker_exec *dx)
             }
         }
     }
+    /* The label's settings go last: no workflow option lifts a limit or adds a GPU. */
+    if (dx->profile) {
+        json_t *penv = json_object(), *cenv = json_object_get(body, "Env");
+        const char *k;
+        json_t *v;
+        profile_apply(body, dx->profile, penv);
+        if (dx->dind) {
+            const struct dind_job *dj = dind_job(dx->dind);
+            for (size_t i = 0; dj->env && dj->env[i]; i++) {
+                const char *eq = strchr(dj->env[i], '=');
+                if (eq) {
+                    char *dk = xstrndup(dj->env[i], (size_t)(eq - dj->env[i]));
+                    json_object_set_new(penv, dk, json_string(eq + 1));
+                    free(dk);
+                }
+            }
+            json_t *hc = json_object_get(body, "HostConfig"), *b = json_object_get(hc, "Binds");
+            if (json_is_array(b) && dj->bind)
+                json_array_append_new(b, json_string(dj->bind));
+        }
+        if (!json_is_array(cenv)) {
+            cenv = json_array();
+            json_object_set_new(body, "Env", cenv);
+        }
+        json_object_foreach(penv, k, v) {
+            char *kv = xasprintf("%s=%s", k, json_string_value(v));
+            json_array_append_new(cenv, json_string(kv));
+            free(kv);
+            json_object_set(dx->x.base_env, k, v);
+        }
+        json_decref(penv);
+    }
     if (flying(dx, docker_container_create(dx->d, dx->name, body, on_created, dx, &e)) < 0)
         fail(dx, &e);
 out:
@@ -747,6 +865,7 @@ dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
     dx->env = job->env ? json_incref(job->env) : json_object();
     dx->options = job->options ? xstrdup(job->options) : NULL;
     dx->services = job->services ? json_incref(job->services) : NULL;
+    dx->profile = job->profile ? json_deep_copy(job->profile) : NULL;
     dx->bind = job->bind;
     if (job->source) {
         dx->source = realpath(job->source, NULL);
@@ -788,6 +907,8 @@ dx_free(struct docker_exec *dx)
     free(dx->x.act_mount);
     free(dx->options);
     json_decref(dx->services);
+    json_decref(dx->profile);
+    dind_free(dx->dind);
     json_decref(dx->x.job_ctx);
     free(dx->x.workspace_mount);
     free(dx->x.network);
@@ -864,7 +985,7 @@ sweep_job(struct docker_exec *dx)
 {
     struct err e = {0};
     char *label = xasprintf(DOCKER_LABEL_JOB "=%s", dx->name);
-    int rc = dx->adopted ? docker_sweep(dx->d, label, on_job_swept, dx, &e) : -1;
+    int rc = dx->adopted || dx->used_dind ? docker_sweep(dx->d, label, on_job_swept, dx, &e) : -1;
 
     free(label);
     if (rc < 0)
@@ -876,6 +997,10 @@ remove_network_now(struct docker_exec *dx)
 {
     struct err e = {0};
 
+    if (dx->used_dind) { /* the sidecar is on the network: the sweep removes it first */
+        sweep_job(dx);
+        return;
+    }
     if (dx->net_id == NULL ||
         docker_network_remove(dx->d, dx->net_id, on_net_removed, dx, &e) < 0)
         sweep_job(dx);
@@ -935,6 +1060,12 @@ dx_close(struct executor *x)
         dx->pending++;
         services_stop(dx->svc, on_services_stopped_early, dx);
         dx->svc = NULL;
+    }
+    if (dx->dind_waiting) { /* stop waiting for the sidecar: the teardown removes it */
+        dind_free(dx->dind);
+        dx->dind = NULL;
+        dx->dind_waiting = false;
+        dx->pending--;
     }
     if (dx->pending > 0 || dx->teardown)
         return; /* calls in flight land first and call us again */

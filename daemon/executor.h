@@ -35,6 +35,8 @@ struct executor_job {
                                  options, credentials}} or NULL */
     const char *source;       /* directory copied into the workspace (NULL: empty workspace) */
     bool bind;                /* use source itself as the workspace (no copy) */
+    const json_t *profile;    /* docker: the label's settings for this job (profile.h's
+                                 profile_job()), or NULL: none */
 };
 
 struct executor_ops {

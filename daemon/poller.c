@@ -59,6 +59,13 @@ grow(struct ident *id)
 }
 
 static void
+poll_error(struct ident *id, const struct connect_result *r)
+{
+    metric_add(id->d->m.poll_errors, 1, id->si.cls,
+               r->rc == ERR_TIMEOUT ? "timeout" : rpc_errclass_name(r->cls));
+}
+
+static void
 unregistered(struct ident *id, const struct connect_result *r)
 {
     log_err("Gitea at %s does not know runner %s (%s) any more: %s. It was probably deleted "
@@ -88,6 +95,7 @@ on_declared(const struct connect_result *r, void *arg)
             poll_now(id);
             return;
         }
+        poll_error(id, r);
         log_warn("%s: Declare failed: %s; retrying", id->si.name, r->err.msg);
         grow(id);
         wait_then(id, id->backoff_s);
@@ -110,7 +118,7 @@ poller_start(struct ident *id)
     struct err e = {0};
     struct rpc_declare_request req = {.version = (char *)"runnerd-" RUNNERD_VERSION};
 
-    if (id->closing || id->d->stopping || id->call)
+    if (id->closing || id->d->stopping || id->call || id->parked)
         return 0;
     req.labels.v = xcalloc(id->n_labels + 1, sizeof *req.labels.v);
     for (size_t i = 0; i < id->n_labels; i++)
@@ -141,6 +149,7 @@ on_fetched(const struct connect_result *r, void *arg)
             unregistered(id, r);
             return;
         }
+        poll_error(id, r);
         if (r->rc == ERR_TIMEOUT)
             log_debug("%s: FetchTask timed out", id->si.name);
         else
@@ -178,8 +187,8 @@ poll_now(struct ident *id)
 
     if (id->closing || id->d->stopping || id->call || !id->declared)
         return;
-    if (id->running >= id->slots)
-        return; /* poller_kick() when a slot frees */
+    if (!daemon_can_take(id))
+        return; /* poller_kick() when a slot (or a GPU) frees */
     struct rpc_fetch_task_request req = {.tasks_version = id->tasks_version};
     long to = c->runner.fetch_timeout_s > 0 ? (long)(c->runner.fetch_timeout_s * 1000.0) : 5000;
     if (connect_call(id->conn, RPC_PATH_FETCH_TASK, &rpc_fetch_task_request_type, &req,
@@ -195,7 +204,7 @@ poller_kick(struct ident *id)
 {
     if (id->closing || id->d->stopping || id->call || !id->declared)
         return;
-    if (id->running >= id->slots)
+    if (!daemon_can_take(id))
         return;
     /* Keep the spacing of fetch_interval after a task: restart the wait at its start. */
     uv_timer_stop(&id->timer);

@@ -183,6 +183,8 @@ on_log(const struct connect_result *r, void *arg)
                  (long long)rt->tid, (long long)ack, (long long)rt->row.log_acked);
     if (ack > rt->row.log_rows)
         ack = rt->row.log_rows;
+    if (ack > rt->row.log_acked)
+        metric_add(rt->d->m.sent, (double)(ack - rt->row.log_acked));
     rt->row.log_acked = ack; /* the store keeps the rows; ack only moves where we send from */
     if (store_log_ack(rt->d->st, rt->tid, ack, &e) < 0 && e.code != -ERANGE)
         log_warn("task %lld: %s", (long long)rt->tid, e.msg);

@@ -7,6 +7,7 @@
 #include "httpc.h"
 #include "jobrun.h"
 #include "mask.h"
+#include "profile.h"
 #include "runner/buf.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
@@ -14,6 +15,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -248,12 +250,27 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
         goto fail;
     }
     name = xasprintf("%s-%zu", p->jobs[ji].wf->id, ri + 1);
+    json_t *profile = NULL;
+    if (image && rl->o->cfg) {
+        /* The label's settings from -c (limits, binds, docker socket or dind; runnerctl exec
+         * grants no GPUs: that is runnerd's inventory). */
+        const struct config_profile *cp = config_profile_find(rl->o->cfg, label);
+        const char *host = docker_host(rl->docker);
+        const char *sock = host && strncmp(host, "unix://", 7) == 0 ? host + 7 : NULL;
+        struct stat st;
+        int gid = sock && stat(sock, &st) == 0 ? (int)st.st_gid : -1;
+        if (cp && cp->gpus != 0)
+            fprintf(rl->o->out, "[%s] note: runnerctl exec grants no GPUs (label %s asks for "
+                    "them; runnerd does)\n", pr->name, label);
+        profile = profile_job(rl->o->cfg, cp, profile_host_memory(), NULL, sock, gid);
+    }
     struct jobrun_opts jo = {
         .plan = p,
         .job = ji,
         .run = ri,
         .exec = x,
-        .xjob = {.name = name, .image = image, .source = rl->o->workdir, .bind = rl->o->bind},
+        .xjob = {.name = name, .image = image, .source = rl->o->workdir, .bind = rl->o->bind,
+                 .profile = profile},
         .mask = rl->mask,
         .config_env = rl->o->config_env,
         .runner = rl->runner,
@@ -265,6 +282,7 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
     rl->active++;
     lr->started = true;
     jobrun_start(&rl->loop, &jo, &lr->jr, &e);
+    json_decref(profile);
     free(name);
     free(image);
     return;

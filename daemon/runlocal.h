@@ -3,6 +3,7 @@
 #ifndef RUNLOCAL_H
 #define RUNLOCAL_H
 
+#include "config.h"
 #include "plan.h"
 
 #include <jansson.h>
@@ -19,6 +20,7 @@ struct runlocal_opts {
     const char *agent_path;  /* runner-agent */
     int capacity;            /* runs at once (0: number of CPUs) */
     const char *container_options; /* docker run flags for every job container (config) */
+    const struct config *cfg; /* -c: runnerd.labels settings and limits (borrowed), or NULL */
     FILE *out;               /* live output */
     bool color;
 };

@@ -14,6 +14,10 @@
 #include "docker.h"
 #include "dockerexec.h"
 #include "executor.h"
+#include "gpu.h"
+#include "httpd.h"
+#include "metrics.h"
+#include "profile.h"
 #include "httpc.h"
 #include "rpc.h"
 #include "runner/clock.h"
@@ -22,6 +26,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +97,7 @@ ident_labels(struct daemon *d, struct ident *id)
             id->labels[k].image = l->image ? xstrdup(l->image) : NULL;
         }
         id->n_labels = d->cfg.runner.n_labels;
+        daemon_apply_profiles(d, id);
         return;
     }
     id->labels = xcalloc(json_array_size(id->si.labels) + 1, sizeof *id->labels);
@@ -103,6 +109,264 @@ ident_labels(struct daemon *d, struct ident *id)
         }
         id->n_labels++;
     }
+    daemon_apply_profiles(d, id);
+}
+
+void
+daemon_apply_profiles(struct daemon *d, struct ident *id)
+{
+    id->gpus_needed = 0;
+    for (size_t k = 0; k < id->n_labels; k++) {
+        struct config_label *l = &id->labels[k];
+        const struct config_profile *p = config_profile_find(&d->cfg, l->name);
+        if (p == NULL)
+            continue;
+        /* The settings say how the label runs: docker, with their image if they name one. */
+        l->exec = CONFIG_EXEC_DOCKER;
+        if (p->image) {
+            free(l->image);
+            l->image = xstrdup(p->image);
+        }
+        int want = p->gpus < 0 ? (int)gpu_pool_size(d->gpus) : p->gpus;
+        if (want > id->gpus_needed)
+            id->gpus_needed = want;
+    }
+}
+
+bool
+daemon_can_take(const struct ident *id)
+{
+    if (id->parked || id->running >= id->slots)
+        return false;
+    if (id->gpus_needed > 0 && gpu_pool_free_count(id->d->gpus) < (size_t)id->gpus_needed)
+        return false;
+    return true;
+}
+
+void
+daemon_gpus_freed(struct daemon *d)
+{
+    for (size_t i = 0; i < d->n_idents; i++)
+        if (d->idents[i].gpus_needed > 0)
+            poller_kick(&d->idents[i]);
+}
+
+/* ---------------------------------------------------------------- status endpoint */
+
+static bool needs_docker(const struct daemon *d);
+
+const char *
+daemon_metric_label(const char *label)
+{
+    return label && *label ? label : "none";
+}
+
+static void
+metrics_setup(struct daemon *d)
+{
+    static const char *const label[] = {"label", NULL};
+    static const char *const label_result[] = {"label", "result", NULL};
+    static const char *const cls_kind[] = {"class", "kind", NULL};
+    static const char *const gpu[] = {"gpu", NULL};
+    static const char *const cls[] = {"class", NULL};
+    static const double step_buckets[] = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 10800};
+
+    d->metrics = metrics_new();
+    d->m.jobs = metrics_family(d->metrics, "runnerd_jobs_total", "Jobs finished, by label and result.",
+                               METRIC_COUNTER, label_result, NULL, 0);
+    d->m.running = metrics_family(d->metrics, "runnerd_jobs_running", "Jobs running now, by label.",
+                                  METRIC_GAUGE, label, NULL, 0);
+    d->m.poll_errors = metrics_family(d->metrics, "runnerd_poll_errors_total",
+                                      "Failed Declare and FetchTask calls, by runner class and kind.",
+                                      METRIC_COUNTER, cls_kind, NULL, 0);
+    d->m.spooled = metrics_family(d->metrics, "runnerd_log_rows_spooled_total",
+                                  "Log rows written to the state database.", METRIC_COUNTER, NULL,
+                                  NULL, 0);
+    d->m.sent = metrics_family(d->metrics, "runnerd_log_rows_sent_total",
+                               "Log rows acknowledged by Gitea.", METRIC_COUNTER, NULL, NULL, 0);
+    d->m.step_seconds = metrics_family(d->metrics, "runnerd_step_duration_seconds",
+                                       "Step durations, by label.", METRIC_HISTOGRAM, label,
+                                       step_buckets, sizeof step_buckets / sizeof step_buckets[0]);
+    d->m.gpu_allocated = metrics_family(d->metrics, "runnerd_gpu_allocated",
+                                        "1 while a job holds the GPU.", METRIC_GAUGE, gpu, NULL, 0);
+    d->m.gpu_grants = metrics_family(d->metrics, "runnerd_gpu_allocations_total",
+                                     "Grants of the GPU to jobs.", METRIC_COUNTER, gpu, NULL, 0);
+    d->m.slots_free = metrics_family(d->metrics, "runnerd_slots_free",
+                                     "Jobs each runner identity may still take.", METRIC_GAUGE, cls,
+                                     NULL, 0);
+    for (size_t i = 0; i < gpu_pool_size(d->gpus); i++) {
+        const char *u = gpu_pool_uuid(d->gpus, i, NULL);
+        metric_touch(d->m.gpu_allocated, u);
+        metric_touch(d->m.gpu_grants, u);
+    }
+}
+
+static void
+on_metrics(void *arg, struct buf *out)
+{
+    struct daemon *d = arg;
+
+    for (size_t i = 0; i < gpu_pool_size(d->gpus); i++) {
+        int64_t task = 0;
+        const char *u = gpu_pool_uuid(d->gpus, i, &task);
+        metric_set(d->m.gpu_allocated, task ? 1 : 0, u);
+    }
+    for (size_t i = 0; i < d->n_idents; i++) {
+        const struct ident *id = &d->idents[i];
+        int free_slots = id->parked ? 0 : id->slots - id->running;
+        metric_set(d->m.slots_free, free_slots > 0 ? free_slots : 0, id->si.cls);
+    }
+    metrics_render(d->metrics, out);
+}
+
+static bool
+on_ready(void *arg, struct buf *why)
+{
+    struct daemon *d = arg;
+    bool any_slot = false;
+    struct statvfs vfs;
+    char *dir = xstrdup(store_path(d->st)), *slash = strrchr(dir, '/');
+
+    if (d->stopping)
+        buf_puts(why, "shutting down\n");
+    for (size_t i = 0; i < d->n_idents; i++) {
+        const struct ident *id = &d->idents[i];
+        if (id->parked)
+            continue;
+        if (id->running >= id->slots) {
+            buf_printf(why, "%s: no free slot (%d of %d running)\n", id->si.name, id->running,
+                       id->slots);
+            continue;
+        }
+        if (id->gpus_needed > 0 && gpu_pool_free_count(d->gpus) < (size_t)id->gpus_needed) {
+            buf_printf(why, "%s: no free GPU (%zu of %zu free, %d needed)\n", id->si.name,
+                       gpu_pool_free_count(d->gpus), gpu_pool_size(d->gpus), id->gpus_needed);
+            continue;
+        }
+        any_slot = true;
+    }
+    if (!any_slot && d->n_idents > 0 && why->len == 0)
+        buf_puts(why, "no runner identity takes jobs\n");
+    if (slash)
+        *slash = '\0';
+    if (statvfs(slash ? (*dir ? dir : "/") : ".", &vfs) == 0) {
+        long long avail = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+        if (avail < d->cfg.runnerd.min_free_disk)
+            buf_printf(why, "low disk space for the state database: %lld MiB free, %lld MiB "
+                       "needed\n", avail >> 20, d->cfg.runnerd.min_free_disk >> 20);
+    }
+    free(dir);
+    if (needs_docker(d) && !d->docker_ready)
+        buf_puts(why, "the Docker engine is not reachable\n");
+    return any_slot && why->len == 0;
+}
+
+static const struct httpd_cbs http_cbs = {
+    .ready = on_ready,
+    .metrics = on_metrics,
+};
+
+static struct ident *
+ident_of_label(struct daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_idents; i++)
+        for (size_t k = 0; k < d->idents[i].n_labels; k++)
+            if (strcmp(d->idents[i].labels[k].name, name) == 0)
+                return &d->idents[i];
+    return NULL;
+}
+
+static int check_profiles(struct daemon *d, struct err *e);
+
+/* The inventory, then runnerd.labels checked against the identities and the host: every
+ * mistake is FILE:LINE:COL and stops runnerd (exit status 2). */
+static int
+setup_labels(struct daemon *d, struct err *e)
+{
+    const struct config *c = &d->cfg;
+    char **uuids = NULL;
+    size_t n = 0;
+
+    d->host_memory = profile_host_memory();
+    if (c->runnerd.gpus_auto) {
+        gpu_detect(getenv("RUNNERD_NVIDIA_SMI"), getenv("RUNNERD_NVIDIA_PROC"), &uuids, &n,
+                   &d->gpus_how);
+    } else {
+        d->gpus_how = "runnerd.gpus";
+        for (; c->runnerd.gpus && c->runnerd.gpus[n]; n++)
+            ;
+        uuids = c->runnerd.gpus;
+    }
+    int rc = gpu_pool_new(d->st, uuids, n, &d->gpus, e);
+    if (c->runnerd.gpus_auto)
+        gpu_strv_free(uuids);
+    if (rc < 0)
+        return rc;
+    if (n)
+        log_info("GPUs (%s): %zu, %zu free", d->gpus_how, n, gpu_pool_free_count(d->gpus));
+    if ((rc = check_profiles(d, e)) < 0)
+        return rc;
+    for (size_t i = 0; i < d->n_idents; i++) {
+        struct ident *id = &d->idents[i];
+        if (strcmp(id->si.cls, "gpu") != 0 || n > 0)
+            continue;
+        if (c->runnerd.force_gpu_labels) {
+            log_warn("%s: no GPU found (%s); declaring its labels anyway (force_gpu_labels)",
+                     id->si.name, d->gpus_how);
+            id->gpus_needed = 0;
+        } else {
+            id->parked = true;
+            log_warn("%s: no GPU found (%s): the GPU runner's labels are not declared and it "
+                     "takes no jobs", id->si.name, d->gpus_how);
+        }
+    }
+    return 0;
+}
+
+/* runnerd.labels against the identities and the inventory (at start and on SIGHUP). */
+static int
+check_profiles(struct daemon *d, struct err *e)
+{
+    const struct config *c = &d->cfg;
+    const char *file = c->file ? c->file : "(defaults)";
+    size_t n = gpu_pool_size(d->gpus);
+
+    for (size_t i = 0; i < d->n_idents; i++)
+        daemon_apply_profiles(d, &d->idents[i]);
+    for (size_t i = 0; i < c->runnerd.n_profiles; i++) {
+        const struct config_profile *p = &c->runnerd.profiles[i];
+        struct ident *id = ident_of_label(d, p->name);
+        long long mem, nano, pids;
+
+        if (id == NULL) {
+            log_warn("%s:%d:%d: runnerd.labels.%s: no registered runner has this label; its "
+                     "settings are unused", file, p->line, p->col, p->name);
+            continue;
+        }
+        if (p->gpus != 0 && strcmp(id->si.cls, "gpu") != 0)
+            return err_set(e, ERR_INVALID, "%s:%d:%d: runnerd.labels.%s.gpus: this label belongs "
+                           "to the CPU runner; GPU labels are registered with `runnerctl register "
+                           "--gpu --label %s`", file, p->gpus_line, p->gpus_col, p->name, p->name);
+        if (p->gpus > 0 && n > 0 && (size_t)p->gpus > n)
+            return err_set(e, ERR_INVALID, "%s:%d:%d: runnerd.labels.%s.gpus: %d GPU(s) per job, "
+                           "but this host has %zu (%s)", file, p->gpus_line, p->gpus_col, p->name,
+                           p->gpus, n, d->gpus_how);
+        config_limits_resolve(c, p, d->host_memory, &mem, &nano, &pids);
+        if (mem > 0 && mem < (6ll << 20))
+            return err_set(e, ERR_INVALID, "%s:%d:%d: runnerd.labels.%s.memory: %lld bytes is "
+                           "below the engine's minimum of 6 MiB", file, p->line, p->col, p->name,
+                           mem);
+        if (p->image && strstr(p->image, "sha256:") == NULL)
+            log_warn("%s:%d:%d: runnerd.labels.%s.image: %s is not pinned (NAME@sha256:DIGEST or "
+                     "sha256:ID): jobs get whatever it points to", file, p->line, p->col,
+                     p->name, p->image);
+        if (p->docker == CONFIG_DOCKER_SOCKET)
+            log_warn("runnerd.labels.%s: docker: socket gives this label's jobs the host's Docker "
+                     "engine (root on this host): only for trusted code", p->name);
+    }
+    if (c->runnerd.http && httpd_check_addr(c->runnerd.http, e) < 0)
+        return err_prefix(e, "%s: runnerd.http", file);
+    return 0;
 }
 
 static bool
@@ -148,6 +412,21 @@ load_identities(struct daemon *d, struct err *e)
     free(v); /* the entries were moved */
     d->n_idents = n;
     return 0;
+}
+
+static void
+free_idents(void)
+{
+    for (size_t i = 0; i < D.n_idents; i++) {
+        struct ident *id = &D.idents[i];
+        for (size_t k = 0; k < id->n_labels; k++)
+            config_label_free(&id->labels[k]);
+        free(id->labels);
+        store_ident_clear(&id->si);
+    }
+    free(D.idents);
+    D.idents = NULL;
+    D.n_idents = 0;
 }
 
 /* ---------------------------------------------------------------- shutdown */
@@ -251,10 +530,22 @@ reload(void)
     /* What running tasks borrow stays valid: they copy what they keep. */
     free(c.runnerd.state_file);
     c.runnerd.state_file = xstrdup(D.cfg.runnerd.state_file);
-    config_free(&D.cfg);
+    struct config old = D.cfg;
     D.cfg = c;
+    for (size_t i = 0; i < D.n_idents; i++)
+        ident_labels(&D, &D.idents[i]);
+    if (check_profiles(&D, &e) < 0) {
+        log_err("SIGHUP: keeping the current configuration: %s", e.msg);
+        D.cfg = old;
+        for (size_t i = 0; i < D.n_idents; i++)
+            ident_labels(&D, &D.idents[i]);
+        config_free(&c);
+        return;
+    }
+    config_free(&old);
     D.capacity = c.runner.capacity > 0 ? c.runner.capacity : 1;
     log_level = level_of(c.log_level);
+    log_set_json(c.runnerd.log_format && strcmp(c.runnerd.log_format, "json") == 0);
     for (size_t i = 0; i < D.n_idents; i++) {
         ident_labels(&D, &D.idents[i]);
         D.idents[i].slots = D.capacity;
@@ -444,6 +735,8 @@ main(int argc, char **argv)
         D.cfg.runnerd.state_file = xstrdup(getenv("RUNNERD_STATE"));
     }
     log_level = level_of(level ? level : D.cfg.log_level);
+    /* runnerd.log_format: json gives one JSON object a line from here on. */
+    log_set_json(D.cfg.runnerd.log_format && strcmp(D.cfg.runnerd.log_format, "json") == 0);
     D.detach = D.cfg.runnerd.detach;
     D.capacity = D.cfg.runner.capacity > 0 ? D.cfg.runner.capacity : 1;
     srand((unsigned)(getpid() ^ (unsigned)clock_now_ns()));
@@ -462,6 +755,24 @@ main(int argc, char **argv)
         config_free(&D.cfg);
         return RUNNERD_EXIT_CONFIG;
     }
+    if (setup_labels(&D, &e) < 0) {
+        fprintf(stderr, "runnerd: %s\n", e.msg);
+        for (size_t i = 0; i < D.n_idents; i++)
+            connect_free(D.idents[i].conn);
+        httpc_close(D.http, NULL, NULL);
+        uv_walk(D.loop, close_walk, NULL);
+        uv_run(D.loop, UV_RUN_DEFAULT);
+        free_idents();
+        gpu_pool_free(D.gpus);
+        store_close(D.st);
+        config_free(&D.cfg);
+        return RUNNERD_EXIT_CONFIG;
+    }
+    metrics_setup(&D);
+    if (D.cfg.runnerd.http && httpd_start(D.loop, D.cfg.runnerd.http, &http_cbs, &D, &D.httpd, &e) < 0)
+        log_err("status endpoint %s: %s; going on without it", D.cfg.runnerd.http, e.msg);
+    else if (D.httpd)
+        log_info("status endpoint on http://%s (/healthz, /readyz, /metrics)", D.cfg.runnerd.http);
     D.agent_path = D.cfg.runnerd.agent ? xstrdup(D.cfg.runnerd.agent) : executor_find_agent(argv[0]);
     gethostname(D.hostname, sizeof D.hostname - 1);
     {
@@ -508,19 +819,17 @@ main(int argc, char **argv)
         connect_free(D.idents[i].conn);
     }
     notify_close();
+    if (D.httpd)
+        httpd_close(D.httpd, NULL, NULL);
+    D.httpd = NULL;
     httpc_close(D.http, NULL, NULL);
     uv_walk(D.loop, close_walk, NULL);
     uv_run(D.loop, UV_RUN_DEFAULT);
     docker_free(D.docker);
     uv_loop_close(D.loop);
-    for (size_t i = 0; i < D.n_idents; i++) {
-        struct ident *id = &D.idents[i];
-        for (size_t k = 0; k < id->n_labels; k++)
-            config_label_free(&id->labels[k]);
-        free(id->labels);
-        store_ident_clear(&id->si);
-    }
-    free(D.idents);
+    free_idents();
+    gpu_pool_free(D.gpus);
+    metrics_free(D.metrics);
     dockerexec_set_owner(NULL);
     free(D.owner);
     free(D.agent_path);

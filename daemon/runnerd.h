@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "connect.h"
+#include "metrics.h"
 #include "store.h"
 
 #include <stdbool.h>
@@ -49,6 +50,8 @@ struct ident {
     int unauth;                  /* consecutive "unregistered runner" answers */
     int slots;                   /* tasks this identity may run at once */
     int running;                 /* its tasks whose job still runs */
+    int gpus_needed;             /* free GPUs needed before polling (the most a label asks) */
+    bool parked;                 /* GPU identity on a host without GPUs: never polls */
     bool closing;
 };
 
@@ -59,6 +62,15 @@ struct daemon {
     struct store *st;
     struct httpc *http;
     struct docker *docker;       /* NULL until connected (only when a label needs it) */
+    struct gpu_pool *gpus;       /* the GPU inventory and its grants */
+    const char *gpus_how;        /* where the inventory came from */
+    long long host_memory;       /* bytes, for percentage limits */
+    struct metrics *metrics;     /* /metrics (always kept; served when runnerd.http is set) */
+    struct {
+        struct metric_family *jobs, *running, *poll_errors, *spooled, *sent, *step_seconds,
+            *gpu_allocated, *gpu_grants, *slots_free;
+    } m;
+    struct httpd *httpd;
     bool docker_ready;
     char *agent_path;
     char *owner;                 /* docker owner label value: "runnerd:<host>:<state file>" */
@@ -97,6 +109,8 @@ struct rtask {
     bool job_over;               /* the job finished (or never ran) */
     bool freeing;
     bool holds_slot;             /* counted in id->running until the final report */
+    bool gpus_held;              /* GPUs granted (released when the job is over) */
+    bool counted_running;        /* in runnerd_jobs_running */
     bool state_final;            /* the UpdateTask in flight carries the final result */
     /* Reporter. */
     uv_timer_t rtimer;
@@ -111,6 +125,17 @@ struct rtask {
     bool cancel_seen;
     void (*stop_done)(struct rtask *rt);
 };
+
+/* ---- runnerd.c: labels ---- */
+/* Applies runnerd.labels to an identity's labels and computes what it needs to poll. */
+void daemon_apply_profiles(struct daemon *d, struct ident *id);
+/* True when identity id may take one more task now (a slot, and GPUs for a GPU identity). */
+bool daemon_can_take(const struct ident *id);
+/* A task released its GPUs: GPU identities may poll again. */
+void daemon_gpus_freed(struct daemon *d);
+
+/* The label value for metrics ("none" when empty). */
+const char *daemon_metric_label(const char *label);
 
 /* ---- poller.c ---- */
 int poller_start(struct ident *id);

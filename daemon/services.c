@@ -91,13 +91,9 @@ sfail(struct services *s, int rc, const struct err *e, const char *sid)
 static char *
 container_name(const char *job, const char *id)
 {
-    char *n = xasprintf("%s-%s", job, id);
+    char *suffix = xasprintf("-%s", id), *n = docker_object_name(job, suffix);
 
-    for (char *p = n; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != '-')
-            *p = '-';
-    if (!isalnum((unsigned char)n[0]))
-        n[0] = 'x';
+    free(suffix);
     return n;
 }
 

@@ -467,7 +467,7 @@ static int
 migrate_one(struct store *s, int *v, struct err *e)
 {
     char sql[64];
-    bool tables;
+    bool tables = false;
     int rc = exec_sql(s, "BEGIN IMMEDIATE", "begin migration", e);
 
     if (rc < 0)

@@ -9,6 +9,8 @@
 #include "docker.h"
 #include "dockerexec.h"
 #include "executor.h"
+#include "gpu.h"
+#include "profile.h"
 #include "jobrun.h"
 #include "mask.h"
 #include "plan.h"
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 
@@ -136,6 +139,7 @@ flush(struct rtask *rt, struct err *e)
         rt->row.log_rows = before; /* the rows stay pending for the next try */
         return rc;
     }
+    metric_add(rt->d->m.spooled, (double)rt->npend);
     for (size_t i = 0; i < rt->npend; i++)
         free(rt->pend[i].content);
     rt->npend = 0;
@@ -237,6 +241,10 @@ sink_step_finished(void *arg, struct jobrun *jr, int step, const char *outcome,
     rec_set(s, "result", result_of(conclusion));
     if (!rec_get(s, "stopped_ns"))
         rec_set(s, "stopped_ns", clock_now_ns());
+    if (rec_get(s, "started_ns") && rec_get(s, "stopped_ns") >= rec_get(s, "started_ns"))
+        metric_observe(rt->d->m.step_seconds,
+                       (double)(rec_get(s, "stopped_ns") - rec_get(s, "started_ns")) / 1e9,
+                       daemon_metric_label(rt->label));
     if (!json_object_get(s, "log_index"))
         rec_set(s, "log_index", rt->rows);
     rt->dirty = true;
@@ -364,6 +372,22 @@ task_reported(struct rtask *rt)
     reporter_stop(rt, after_reporter);
 }
 
+/* The job's container is gone: its GPUs go back to the pool (and GPU runners may poll). */
+static void
+release_gpus(struct rtask *rt)
+{
+    struct err e = {0};
+    int n = gpu_pool_release(rt->d->gpus, rt->tid, &e);
+
+    rt->gpus_held = false;
+    if (n < 0) {
+        log_err("task %lld: releasing its GPUs: %s", (long long)rt->tid, e.msg);
+    } else if (n > 0) {
+        log_info("task %lld: released %d GPU(s)", (long long)rt->tid, n);
+        daemon_gpus_freed(rt->d);
+    }
+}
+
 /* The job is over (or never ran): record the result; the reporter delivers it. */
 static void
 finish(struct rtask *rt, int result, const char *why)
@@ -394,6 +418,16 @@ finish(struct rtask *rt, int result, const char *why)
         if (!json_object_get(s, "log_index"))
             rec_set(s, "log_index", rt->rows);
     }
+    release_gpus(rt);
+    if (rt->counted_running) {
+        metric_add(rt->d->m.running, -1, daemon_metric_label(rt->label));
+        rt->counted_running = false;
+    }
+    metric_add(rt->d->m.jobs, 1, daemon_metric_label(rt->label),
+               result == RPC_RESULT_SUCCESS     ? "success"
+               : result == RPC_RESULT_CANCELLED ? "cancelled"
+               : result == RPC_RESULT_SKIPPED   ? "skipped"
+                                                : "failure");
     rt->row.result = result;
     rt->row.stopped_ns = clock_now_ns();
     free(rt->row.state);
@@ -548,7 +582,8 @@ plan_task(struct rtask *rt, bool *run, char **why)
 
 /* Starts (cp == NULL) or resumes the job on executor x (taken). */
 static int
-run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *cp, char **why)
+run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *profile,
+        const json_t *cp, char **why)
 {
     struct daemon *d = rt->d;
     struct err e = {0};
@@ -563,12 +598,16 @@ run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *c
     snprintf(name, sizeof name, "task-%lld", (long long)rt->tid);
     struct jobrun_opts o = {
         .plan = rt->plan, .job = 0, .run = 0, .exec = x,
-        .xjob = {.name = name, .image = image},
+        .xjob = {.name = name, .image = image, .profile = profile},
         .mask = rt->mask, .config_env = env, .runner = runner, .label = rt->label,
         .container_options = d->cfg.container.options, .gitea = true,
         .durable = x->container, .sink = &sink, .sink_arg = rt,
     };
     rc = cp ? jobrun_resume(d->loop, &o, cp, &rt->jr, &e) : jobrun_start(d->loop, &o, &rt->jr, &e);
+    if (rc == 0 && !rt->counted_running) {
+        metric_add(d->m.running, 1, daemon_metric_label(rt->label));
+        rt->counted_running = true;
+    }
     json_decref(env);
     json_decref(runner);
     if (rc < 0)
@@ -606,6 +645,52 @@ task_new(struct daemon *d, struct ident *id, struct rpc_task *t)
     return rt;
 }
 
+/* The label's settings for this job: limits, binds, the engine socket or a dind sidecar, and
+ * its own GPUs, granted here (persisted before anything is created). */
+static int
+make_profile(struct rtask *rt, const struct config_label *lb, json_t **out, char **why)
+{
+    struct daemon *d = rt->d;
+    const struct config_profile *p = config_profile_find(&d->cfg, lb->name);
+    char **gpus = NULL;
+    const char *host = d->docker ? docker_host(d->docker) : NULL;
+    const char *sock = host && strncmp(host, "unix://", 7) == 0 ? host + 7 : NULL;
+    int gid = -1;
+    struct stat st;
+
+    if (p && p->docker == CONFIG_DOCKER_SOCKET) {
+        if (sock == NULL) {
+            *why = xasprintf("label %s has docker: socket, but the engine is not on a unix socket "
+                             "(%s)", lb->name, host ? host : "?");
+            return -1;
+        }
+        if (stat(sock, &st) == 0)
+            gid = (int)st.st_gid;
+    }
+    if (p && p->gpus != 0) {
+        struct err e = {0};
+        if (gpu_pool_take(d->gpus, rt->tid, p->gpus, &gpus, &e) < 0) {
+            *why = xasprintf("label %s: no GPU for this job: %s", lb->name, e.msg);
+            return -1;
+        }
+        rt->gpus_held = true;
+        char *list = NULL;
+        for (size_t i = 0; gpus[i]; i++)
+            metric_add(d->m.gpu_grants, 1, gpus[i]);
+        for (size_t i = 0; gpus[i]; i++) {
+            char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", gpus[i]);
+            free(list);
+            list = n;
+        }
+        add_rowf(rt, -1, "GPU(s) for this job: %s", list ? list : "");
+        log_info("task %lld: GPU(s) %s", (long long)rt->tid, list ? list : "");
+        free(list);
+    }
+    *out = profile_job(&d->cfg, p, d->host_memory, gpus, sock, gid);
+    gpu_strv_free(gpus);
+    return 0;
+}
+
 /* Sets the job up and starts it; on any failure the task finishes as failed with the reason. */
 static void
 begin(struct rtask *rt)
@@ -614,6 +699,7 @@ begin(struct rtask *rt)
     struct err e = {0};
     struct executor *x = NULL;
     char *why = NULL, *image = NULL;
+    json_t *profile = NULL;
     bool run = false;
 
     add_rowf(rt, -1, "%s(version:%s) received task %lld of job %s, be triggered by event: %s",
@@ -646,6 +732,8 @@ begin(struct rtask *rt)
         }
         if (image == NULL)
             image = xstrdup(lb->image);
+        if (make_profile(rt, lb, &profile, &why) < 0)
+            goto fail;
         if (executor_docker_new(d->loop, d->docker, d->agent_path, rt->id ? rt->id->si.name : "runnerd",
                                 &x, &e) < 0) {
             why = xstrdup(e.msg);
@@ -655,13 +743,15 @@ begin(struct rtask *rt)
         why = xstrdup(e.msg);
         goto fail;
     }
-    if (run_job(rt, x, image, NULL, &why) < 0)
+    if (run_job(rt, x, image, profile, NULL, &why) < 0)
         goto fail;
     free(image);
+    json_decref(profile);
     flush_or_warn(rt);
     return;
 fail:
     free(image);
+    json_decref(profile);
     finish(rt, RPC_RESULT_FAILURE, why ? why : "the job could not be started");
     free(why);
 }
@@ -768,7 +858,7 @@ resume(struct rtask *rt)
         rt->rows = rt->row.log_rows;
     log_info("task %lld: resuming at step %lld (%lld log rows to skip)", (long long)rt->tid,
              (long long)json_integer_value(json_object_get(cp, "cur")), (long long)rt->skip);
-    if (run_job(rt, x, NULL, cp, &why) < 0) {
+    if (run_job(rt, x, NULL, NULL, cp, &why) < 0) {
         gone(rt, why ? why : "resuming failed");
         free(why);
     }

@@ -83,3 +83,13 @@ xasprintf(const char *fmt, ...)
         oom(strlen(fmt));
     return s;
 }
+
+void
+xstrv_free(char **v)
+{
+    if (v == NULL)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}

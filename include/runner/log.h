@@ -18,6 +18,11 @@ extern int log_level;
 
 /* Sets the level and the output style: with prefix, "<N>" lines for journald; else time + word. */
 void log_init(int level, bool syslog_prefix);
+/* With on, every record is one JSON object a line, {"ts":"2024-05-01T12:00:00.123Z","level":
+ * "info","msg":"..."}, whatever bytes the message holds (runnerd.log_format: json). The line
+ * gets journald's "<N>" prefix only when stderr is the stream $JOURNAL_STREAM names (journald
+ * strips it), so a file or pipe receives plain JSON. Off (the default): log_init()'s style. */
+void log_set_json(bool on);
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Returns a new string with control characters and non-UTF-8 bytes escaped as \xNN. */
 char *log_escape(const char *s, size_t n);

@@ -12,6 +12,8 @@ void *xreallocarray(void *p, size_t nmemb, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* Returns a new formatted string; free with free(). */
+/* Frees a NULL-terminated array of strings and the array (NULL is fine). */
+void xstrv_free(char **v);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

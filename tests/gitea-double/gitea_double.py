@@ -477,6 +477,7 @@ class Double:
         with self.lock:
             r["labels"] = labels
             r["version"] = version
+            r["declares"] = r.get("declares", 0) + 1  # for tests: who declared, how often
             return {"runner": self.runner_msg(r)}
 
     def fetch_task(self, body, headers):

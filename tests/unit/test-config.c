@@ -114,3 +114,124 @@ TEST(durations_and_missing_file)
     ASSERT_STR_EQ(e.msg, "nope.yaml: No such file or directory");
     config_free(&c);
 }
+
+TEST(label_settings)
+{
+    struct config c;
+    struct err e = {0};
+    const char *id = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char yaml[2048];
+
+    snprintf(yaml, sizeof yaml,
+             "runnerd:\n  http: 127.0.0.1:9464\n  min_free_disk: 5g\n  gpus: [GPU-a, GPU-b]\n"
+             "  limits:\n    memory: 50%%\n    pids: 2048\n"
+             "  labels:\n    matric-builder:\n      image: reg.local/builder@%s\n      docker: socket\n"
+             "      memory: 8g\n      cpus: 1.5\n      volumes: [/srv/c:/c:ro]\n"
+             "    matric-builder-gpu:\n      image: %s\n      gpus: all\n", id, id);
+    ASSERT_OK(load(yaml, &c, &e));
+    ASSERT_STR_EQ(c.runnerd.http, "127.0.0.1:9464");
+    ASSERT_EQ(c.runnerd.min_free_disk, 5ll << 30);
+    ASSERT(!c.runnerd.gpus_auto);
+    ASSERT_STR_EQ(c.runnerd.gpus[1], "GPU-b");
+    ASSERT(c.runnerd.gpus[2] == NULL);
+    ASSERT_EQ(c.runnerd.n_profiles, 2);
+    const struct config_profile *p = config_profile_find(&c, "matric-builder");
+    ASSERT(p != NULL);
+    ASSERT_EQ(p->docker, CONFIG_DOCKER_SOCKET);
+    ASSERT_EQ(p->limits.memory, 8ll << 30);
+    ASSERT(p->limits.cpus > 1.49 && p->limits.cpus < 1.51);
+    ASSERT_STR_EQ(p->volumes[0], "/srv/c:/c:ro");
+    ASSERT_EQ(p->line, 9);
+    ASSERT_EQ(p->col, 5);
+    long long mem, nano, pids;
+    config_limits_resolve(&c, p, 100ll << 30, &mem, &nano, &pids);
+    ASSERT_EQ(mem, 8ll << 30);
+    ASSERT_EQ(nano, 1500000000ll);
+    ASSERT_EQ(pids, 2048); /* from runnerd.limits */
+    p = config_profile_find(&c, "matric-builder-gpu");
+    ASSERT_EQ(p->gpus, -1);
+    ASSERT_STR_EQ(p->gpu_caps[1], "compute");
+    config_limits_resolve(&c, p, 100ll << 30, &mem, &nano, &pids);
+    ASSERT_EQ(mem, 50ll << 30);
+    ASSERT_EQ(nano, 0);
+    ASSERT(config_profile_find(&c, "nope") == NULL);
+    config_free(&c);
+
+    config_defaults(&c);
+    ASSERT(c.runnerd.gpus_auto);
+    ASSERT(c.runnerd.http == NULL);
+    config_limits_resolve(&c, NULL, 8ll << 30, &mem, &nano, &pids);
+    ASSERT_EQ(mem, 6ll << 30);
+    ASSERT_EQ(pids, 4096);
+    config_free(&c);
+}
+
+TEST(label_settings_errors)
+{
+    static const char *const bad[][2] = {
+        {"runnerd:\n  labels:\n    b:\n      gpus: -1\n",
+         "config.yaml:4:13: runnerd.labels.b.gpus: expected a number of GPUs from 0 to 64, or all"},
+        {"runnerd:\n  labels:\n    b:\n      docker: yes-please\n",
+         "config.yaml:4:15: runnerd.labels.b.docker: expected none, socket or dind"},
+        {"runnerd:\n  labels:\n    b:\n      memory: 120%\n",
+         "config.yaml:4:15: runnerd.labels.b.memory: expected a size such as 512m or 8g, or a percentage"},
+        {"runnerd:\n  labels:\n    b:\n      cpus: many\n",
+         "config.yaml:4:13: runnerd.labels.b.cpus: expected a number of CPUs"},
+        {"runnerd:\n  labels:\n    b:\n      pids: 3\n",
+         "config.yaml:4:13: runnerd.labels.b.pids: expected a whole number from 16 to 4194304"},
+        {"runnerd:\n  labels:\n    b:\n      volumes: [relative]\n",
+         "config.yaml:4:17: runnerd.labels.b.volumes: expected SOURCE:TARGET[:ro] with an absolute TARGET"},
+        {"runnerd:\n  labels:\n    b:\n      volumes: ['/a:/b:rx']\n",
+         "config.yaml:4:17: runnerd.labels.b.volumes: expected SOURCE:TARGET[:ro|:rw]"},
+        {"runnerd:\n  labels:\n    b:\n      image: 'sha256:abc'\n",
+         "config.yaml:4:14: runnerd.labels.b.image: an id pin is sha256: followed by 64"},
+        {"runnerd:\n  labels:\n    b:\n      gpu_capabilities: [gpu, warp]\n",
+         "config.yaml:4:31: runnerd.labels.b.gpu_capabilities: expected gpu, nvidia, compute"},
+        {"runnerd:\n  labels:\n    b:\n      dind_image: x\n",
+         "config.yaml:4:7: runnerd.labels.b: dind_ settings need docker: dind"},
+        {"runnerd:\n  labels:\n    b:\n      docker: dind\n",
+         "config.yaml:3:5: runnerd.labels.b: docker: dind needs dind_image"},
+        {"runnerd:\n  labels:\n    b:\n      colour: blue\n",
+         "config.yaml:4:7: runnerd.labels.b: unknown key 'colour' (expected image, docker"},
+        {"runnerd:\n  labels:\n    'a b':\n      gpus: 1\n",
+         "config.yaml:3:5: runnerd.labels: expected a label name"},
+        {"runnerd:\n  labels:\n    b: docker\n",
+         "config.yaml:3:8: runnerd.labels.b: expected a mapping of settings"},
+        {"runnerd:\n  labels:\n    b: {gpus: 1}\n    b: {gpus: 2}\n",
+         "config.yaml:4:5: duplicate key 'b'"},
+        {"runnerd:\n  gpus: [GPU-a, GPU-a]\n",
+         "config.yaml:2:17: runnerd.gpus: this GPU is listed twice"},
+        {"runnerd:\n  gpus: sometimes\n",
+         "config.yaml:2:9: runnerd.gpus: expected auto or a list of GPU UUIDs"},
+        {"runnerd:\n  limits:\n    memory: 0\n",
+         "config.yaml:3:13: runnerd.limits.memory: expected a size"},
+        {"runnerd:\n  limits:\n    disk: 1g\n",
+         "config.yaml:3:5: runnerd.limits: unknown key 'disk'"},
+        {"runnerd:\n  http: 9464\n",
+         "config.yaml:2:9: runnerd.http: expected HOST:PORT on loopback"},
+    };
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config c;
+        struct err e = {0};
+        int rc = load(bad[i][0], &c, &e);
+        if (rc != ERR_INVALID || strncmp(e.msg, bad[i][1], strlen(bad[i][1])) != 0)
+            test_fail(__FILE__, __LINE__, "case %zu: rc %d\n  got:      %s\n  expected: %s...", i, rc,
+                      e.msg, bad[i][1]);
+        config_free(&c);
+    }
+}
+
+TEST(example_config_loads)
+{
+    struct config c;
+    struct err e = {0};
+
+    config_defaults(&c);
+    if (config_load(RUNNERD_SOURCE_DIR "/etc/runnerd.yaml", &c, &e) < 0)
+        test_fail(__FILE__, __LINE__, "etc/runnerd.yaml: %s", e.msg);
+    ASSERT(config_profile_find(&c, "matric-builder") != NULL);
+    ASSERT(config_profile_find(&c, "matric-builder-gpu") != NULL);
+    ASSERT(config_profile_find(&c, "matric-builder-gpu")->gpus != 0);
+    config_free(&c);
+}

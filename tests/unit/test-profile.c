@@ -1,0 +1,174 @@
+/* test-profile.c: what a label's settings put into a job container's create body: the exact
+ * DeviceRequests for a GPU grant and the NVIDIA_* env consistent with it, resource limits
+ * (label over runnerd.limits over defaults, applied after container.options so that nothing
+ * lifts them), extra binds, the engine socket with its group, and the engine's GPU refusal. */
+#include "harness.h"
+
+#include "config.h"
+#include "dockeropts.h"
+#include "profile.h"
+
+static void
+load(const char *yaml, struct config *c)
+{
+    FILE *f = fopen("config.yaml", "w");
+    struct err e = {0};
+
+    ASSERT(f != NULL);
+    fputs(yaml, f);
+    fclose(f);
+    config_defaults(c);
+    if (config_load("config.yaml", c, &e) < 0)
+        test_fail(__FILE__, __LINE__, "config: %s", e.msg);
+}
+
+static char *
+dump(const json_t *j)
+{
+    return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+TEST(gpu_request_exact)
+{
+    struct config c;
+    char *gpus[] = {"GPU-aaaa", "GPU-bbbb", NULL};
+
+    load("runnerd:\n  labels:\n    gpu:\n      image: sha256:0000000000000000000000000000000000000000000000000000000000000000\n"
+         "      gpus: 2\n", &c);
+    const struct config_profile *p = config_profile_find(&c, "gpu");
+    ASSERT(p != NULL);
+    json_t *job = profile_job(&c, p, 8ll << 30, gpus, NULL, -1);
+    json_t *body = json_pack("{s:[s], s:{s:b}}", "Env", "A=1", "HostConfig", "Init", 1);
+    json_t *env = json_object();
+    profile_apply(body, job, env);
+    char *dr = dump(json_object_get(json_object_get(body, "HostConfig"), "DeviceRequests"));
+    ASSERT_STR_EQ(dr, "[{\"Capabilities\":[[\"gpu\",\"compute\",\"utility\"]],\"Count\":0,"
+                      "\"DeviceIDs\":[\"GPU-aaaa\",\"GPU-bbbb\"],\"Driver\":\"nvidia\",\"Options\":{}}]");
+    free(dr);
+    ASSERT_STR_EQ(json_string_value(json_object_get(env, "NVIDIA_VISIBLE_DEVICES")), "GPU-aaaa,GPU-bbbb");
+    ASSERT_STR_EQ(json_string_value(json_object_get(env, "NVIDIA_DRIVER_CAPABILITIES")), "compute,utility");
+    ASSERT(json_object_get(json_object_get(body, "HostConfig"), "Privileged") == NULL);
+    /* default limits: 75 % of 8 GiB, no swap on top, 4096 pids, no CPU limit */
+    json_t *hc = json_object_get(body, "HostConfig");
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "Memory")), 6ll << 30);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "MemorySwap")), 6ll << 30);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "PidsLimit")), 4096);
+    ASSERT(json_object_get(hc, "NanoCpus") == NULL);
+    ASSERT(json_is_true(json_object_get(hc, "Init"))); /* what was there stays */
+    json_decref(body);
+    json_decref(env);
+    json_decref(job);
+    config_free(&c);
+}
+
+TEST(gpu_caps_from_settings)
+{
+    struct config c;
+    char *gpus[] = {"GPU-1", NULL};
+
+    load("runnerd:\n  labels:\n    g:\n      gpus: 1\n      gpu_capabilities: [utility, video]\n", &c);
+    json_t *job = profile_job(&c, config_profile_find(&c, "g"), 0, gpus, NULL, -1);
+    json_t *body = json_object(), *env = json_object();
+    profile_apply(body, job, env);
+    json_t *req = json_array_get(json_object_get(json_object_get(body, "HostConfig"), "DeviceRequests"), 0);
+    char *caps = dump(json_object_get(req, "Capabilities"));
+    ASSERT_STR_EQ(caps, "[[\"utility\",\"video\",\"gpu\"]]"); /* gpu added, as the CLI does */
+    free(caps);
+    ASSERT_STR_EQ(json_string_value(json_object_get(env, "NVIDIA_DRIVER_CAPABILITIES")), "utility,video");
+    /* host memory unknown: no memory limit rather than a wrong one */
+    ASSERT(json_object_get(json_object_get(body, "HostConfig"), "Memory") == NULL);
+    json_decref(body);
+    json_decref(env);
+    json_decref(job);
+    config_free(&c);
+}
+
+TEST(limits_win_over_options)
+{
+    struct config c;
+    struct dockeropts o = {0};
+    struct err e = {0};
+
+    load("runnerd:\n  limits:\n    memory: 2g\n    cpus: 3\n  labels:\n    b:\n      memory: 50%\n"
+         "      pids: 500\n      volumes: [/srv/cache:/cache:ro, cargo:/usr/local/cargo]\n"
+         "    d:\n      cpus: 0\n", &c);
+    json_t *body = json_object(), *env = json_object();
+    /* a workflow's container.options try to lift the limits */
+    ASSERT_OK(dockeropts_parse("--memory 100g --pids-limit 100000 --cpus 64", "options", 0, &o, &e));
+    dockeropts_merge(body, &o);
+    dockeropts_free(&o);
+    json_t *job = profile_job(&c, config_profile_find(&c, "b"), 10ll << 30, NULL, "/run/docker.sock", 999);
+    profile_apply(body, job, env);
+    json_t *hc = json_object_get(body, "HostConfig");
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "Memory")), 5ll << 30);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "PidsLimit")), 500);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "NanoCpus")), 3000000000ll);
+    char *binds = dump(json_object_get(hc, "Binds"));
+    ASSERT_STR_EQ(binds, "[\"/srv/cache:/cache:ro\",\"cargo:/usr/local/cargo\"]");
+    free(binds);
+    /* no GPU: none, even where nvidia is the default runtime; no socket without docker: socket */
+    ASSERT_STR_EQ(json_string_value(json_object_get(env, "NVIDIA_VISIBLE_DEVICES")), "void");
+    ASSERT(json_object_get(hc, "DeviceRequests") == NULL);
+    ASSERT(json_object_get(env, "DOCKER_HOST") == NULL);
+    json_decref(job);
+    json_decref(body);
+    json_decref(env);
+
+    /* label d: cpus 0 = no CPU limit even though runnerd.limits says 3 */
+    body = json_object();
+    env = json_object();
+    job = profile_job(&c, config_profile_find(&c, "d"), 10ll << 30, NULL, NULL, -1);
+    profile_apply(body, job, env);
+    hc = json_object_get(body, "HostConfig");
+    ASSERT(json_object_get(hc, "NanoCpus") == NULL);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "Memory")), 2ll << 30);
+    json_decref(job);
+    json_decref(body);
+    json_decref(env);
+    config_free(&c);
+}
+
+TEST(socket_mode)
+{
+    struct config c;
+
+    load("runnerd:\n  labels:\n    s:\n      docker: socket\n", &c);
+    json_t *job = profile_job(&c, config_profile_find(&c, "s"), 0, NULL, "/run/docker.sock", 998);
+    json_t *body = json_object(), *env = json_object();
+    profile_apply(body, job, env);
+    json_t *hc = json_object_get(body, "HostConfig");
+    char *s = dump(json_object_get(hc, "Binds"));
+    ASSERT_STR_EQ(s, "[\"/run/docker.sock:/var/run/docker.sock\"]");
+    free(s);
+    s = dump(json_object_get(hc, "GroupAdd"));
+    ASSERT_STR_EQ(s, "[\"998\"]");
+    free(s);
+    ASSERT_STR_EQ(json_string_value(json_object_get(env, "DOCKER_HOST")), "unix:///var/run/docker.sock");
+    json_decref(job);
+    json_decref(body);
+    json_decref(env);
+    config_free(&c);
+}
+
+TEST(dind_settings_travel)
+{
+    struct config c;
+
+    load("runnerd:\n  labels:\n    x:\n      docker: dind\n      dind_image: docker:dind\n"
+         "      dind_privileges: caps\n      dind_args: [--storage-driver=vfs]\n", &c);
+    json_t *job = profile_job(&c, config_profile_find(&c, "x"), 0, NULL, "/run/docker.sock", 1);
+    char *s = dump(json_object_get(job, "dind"));
+    ASSERT_STR_EQ(s, "{\"args\":[\"--storage-driver=vfs\"],\"caps\":true,\"image\":\"docker:dind\"}");
+    free(s);
+    ASSERT(json_object_get(job, "socket") == NULL); /* dind is not the host's socket */
+    json_decref(job);
+    config_free(&c);
+}
+
+TEST(gpu_refusal_recognised)
+{
+    ASSERT(profile_gpu_refused("start container: could not select device driver \"\" with capabilities: [[gpu]]"));
+    ASSERT(profile_gpu_refused("could not select device driver \"nvidia\" with capabilities: [[gpu compute]]"));
+    ASSERT(!profile_gpu_refused("no such image"));
+    ASSERT(!profile_gpu_refused(NULL));
+}
