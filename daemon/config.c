@@ -1,6 +1,7 @@
 /* config.c: the act_runner-compatible configuration file (see config.h). */
 #include "config.h"
 
+#include "docker.h"
 #include "dockeropts.h"
 #include "runner/buf.h"
 #include "runner/xalloc.h"
@@ -36,17 +37,16 @@ config_defaults(struct config *c)
     c->runnerd.gpus_auto = true;
 }
 
-#define strv_free xstrv_free
 
 static void
 profile_free(struct config_profile *p)
 {
     free(p->name);
     free(p->image);
-    strv_free(p->gpu_caps);
-    strv_free(p->volumes);
+    xstrv_free(p->gpu_caps);
+    xstrv_free(p->volumes);
     free(p->dind_image);
-    strv_free(p->dind_args);
+    xstrv_free(p->dind_args);
 }
 
 const struct config_profile *
@@ -126,7 +126,7 @@ config_free(struct config *c)
     free(c->runnerd.log_format);
     free(c->runnerd.agent);
     free(c->runnerd.http);
-    strv_free(c->runnerd.gpus);
+    xstrv_free(c->runnerd.gpus);
     for (size_t i = 0; i < c->runnerd.n_profiles; i++)
         profile_free(&c->runnerd.profiles[i]);
     free(c->runnerd.profiles);
@@ -475,7 +475,7 @@ strv_push(char ***v, const char *s)
 static int
 get_list(struct rd *r, const struct ynode *n, const char *key, char ***dst)
 {
-    strv_free(*dst);
+    xstrv_free(*dst);
     *dst = xcalloc(1, sizeof **dst);
     if (ynode_is_null(n))
         return 0;
@@ -547,15 +547,6 @@ limits_key(struct rd *r, const char *k, const struct ynode *v, const char *prefi
     return -ENOENT;
 }
 
-static bool
-is_hex64(const char *s)
-{
-    for (int i = 0; i < 64; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return s[64] == '\0';
-}
-
 /* An image reference: sha256:<id>, NAME[:TAG]@sha256:<digest>, or NAME[:TAG] (unpinned). */
 static const char *
 image_problem(const char *s)
@@ -567,11 +558,14 @@ image_problem(const char *s)
     for (const char *p = s; *p; p++)
         if (isspace((unsigned char)*p) || (unsigned char)*p < 0x20)
             return "an image reference has no spaces";
-    if (strncmp(s, "sha256:", 7) == 0)
-        return is_hex64(s + 7) ? NULL : "an id pin is sha256: followed by 64 lowercase hex digits";
-    if (at_ && (at_ == s || strncmp(at_ + 1, "sha256:", 7) != 0 || !is_hex64(at_ + 8)))
+    switch (docker_pin_of(s)) {
+    case DOCKER_PIN_BAD_ID:
+        return "an id pin is sha256: followed by 64 lowercase hex digits";
+    case DOCKER_PIN_BAD_DIGEST:
         return "a digest pin is NAME@sha256: followed by 64 lowercase hex digits";
-    return NULL;
+    default:
+        return at_ == s ? "a digest pin is NAME@sha256: followed by 64 lowercase hex digits" : NULL;
+    }
 }
 
 /* SOURCE:TARGET[:ro|rw], SOURCE an absolute path or a volume name, TARGET absolute. */
@@ -704,9 +698,7 @@ read_profile(struct rd *r, struct config *c, const struct ynode *kn, const struc
     if (config_label_parse(kn->str, &l, &le) < 0 || l.exec != CONFIG_EXEC_HOST ||
         strchr(kn->str, ':'))
         return at(r, kn, "runnerd.labels", "expected a label name (no spaces, commas or colons)");
-    config_label_free(&l);
-    if (config_profile_find(c, kn->str))
-        return at(r, kn, "runnerd.labels", "this label is already described above");
+    config_label_free(&l); /* (a label given twice is a duplicate key: yamldoc refuses it) */
     snprintf(sect, sizeof sect, "runnerd.labels.%s", kn->str);
     if (n->kind != YNODE_MAP)
         return at(r, n, sect, "expected a mapping of settings (image, docker, gpus, memory, ...)");

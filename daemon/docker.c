@@ -718,6 +718,19 @@ is_hex64(const char *s)
     return n == 64;
 }
 
+enum docker_pin
+docker_pin_of(const char *ref)
+{
+    const char *at = strchr(ref, '@');
+
+    if (strncmp(ref, "sha256:", 7) == 0)
+        return is_hex64(ref + 7) ? DOCKER_PIN_ID : DOCKER_PIN_BAD_ID;
+    if (at != NULL)
+        return strncmp(at + 1, "sha256:", 7) == 0 && is_hex64(at + 8) ? DOCKER_PIN_DIGEST
+                                                                       : DOCKER_PIN_BAD_DIGEST;
+    return DOCKER_PIN_TAG;
+}
+
 /* Docker shows docker.io images by their familiar name (busybox@..., not
  * docker.io/library/busybox@...); compare in that form. */
 static const char *
@@ -863,26 +876,28 @@ docker_image_resolve(struct docker *d, const char *ref, const char *expect_id, b
                      const struct docker_auth *auth, docker_cb cb, void *arg, struct err *e)
 {
     struct resolve *r;
-    const char *at;
     enum pin_kind kind;
     struct err ie;
 
     if (ref == NULL || ref[0] == '\0')
         return err_set(e, ERR_INVALID, "image reference is empty");
-    if (strncmp(ref, "sha256:", 7) == 0) {
-        if (!is_hex64(ref + 7))
-            return err_set(
-                e, ERR_INVALID,
-                "image %s: an id pin must be sha256: followed by 64 lowercase hex digits", ref);
+    switch (docker_pin_of(ref)) {
+    case DOCKER_PIN_BAD_ID:
+        return err_set(e, ERR_INVALID,
+                       "image %s: an id pin must be sha256: followed by 64 lowercase hex digits",
+                       ref);
+    case DOCKER_PIN_BAD_DIGEST:
+        return err_set(e, ERR_INVALID,
+                       "image %s: a digest pin must be NAME@sha256: followed by 64 hex digits", ref);
+    case DOCKER_PIN_ID:
         kind = PIN_ID;
-    } else if ((at = strchr(ref, '@')) != NULL) {
-        if (strncmp(at + 1, "sha256:", 7) != 0 || !is_hex64(at + 8))
-            return err_set(e, ERR_INVALID,
-                           "image %s: a digest pin must be NAME@sha256: followed by 64 hex digits",
-                           ref);
+        break;
+    case DOCKER_PIN_DIGEST:
         kind = PIN_DIGEST;
-    } else {
+        break;
+    default:
         kind = PIN_TAG;
+        break;
     }
     if (expect_id != NULL && (strncmp(expect_id, "sha256:", 7) != 0 || !is_hex64(expect_id + 7)))
         return err_set(e, ERR_INVALID, "image %s: expected id %s is not sha256:<64 hex>", ref,

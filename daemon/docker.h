@@ -135,6 +135,18 @@ struct docker_container_spec {
 /* Returns a new create body (json_decref it). Tty is false, AutoRemove false. */
 json_t *docker_container_spec_json(const struct docker_container_spec *s);
 /* Returns a new labels object {managed: "1", runner, job} (runner/job may be NULL). */
+/* What an image reference pins (docker-engine.md §6.4): an image id "sha256:<64 hex>", a
+ * manifest digest "NAME@sha256:<64 hex>", or nothing (a tag); the BAD kinds look like a pin but
+ * are malformed. */
+enum docker_pin {
+    DOCKER_PIN_TAG,
+    DOCKER_PIN_ID,
+    DOCKER_PIN_DIGEST,
+    DOCKER_PIN_BAD_ID,
+    DOCKER_PIN_BAD_DIGEST,
+};
+enum docker_pin docker_pin_of(const char *ref);
+
 /* "<a><b>" with the characters Docker refuses in names replaced by '-' (a new string). */
 char *docker_object_name(const char *a, const char *b);
 json_t *docker_labels_new(const char *runner, const char *job);

@@ -25,12 +25,6 @@ struct gpu_pool {
     size_t n;
 };
 
-void
-gpu_strv_free(char **v)
-{
-    xstrv_free(v);
-}
-
 static void
 push(char ***v, size_t *n, const char *s, size_t len)
 {

@@ -39,13 +39,11 @@ size_t gpu_pool_free_count(const struct gpu_pool *p);
 const char *gpu_pool_uuid(const struct gpu_pool *p, size_t i, int64_t *task);
 
 /* Grants task count GPUs (-1: all of them), all or nothing, persisted first. Returns 0 and a
- * new NULL-terminated list of UUIDs in *granted (free with gpu_strv_free()), or -EBUSY when
+ * new NULL-terminated list of UUIDs in *granted (free with xstrv_free()), or -EBUSY when
  * not enough are free, or a store error. A task that already holds GPUs gets the same ones
  * back (a resumed job). */
 int gpu_pool_take(struct gpu_pool *p, int64_t task, int count, char ***granted, struct err *e);
 /* Releases what task holds (nothing held: 0). Returns how many were released, or < 0. */
 int gpu_pool_release(struct gpu_pool *p, int64_t task, struct err *e);
-
-void gpu_strv_free(char **v);
 
 #endif

@@ -299,11 +299,14 @@ setup_labels(struct daemon *d, struct err *e)
     }
     int rc = gpu_pool_new(d->st, uuids, n, &d->gpus, e);
     if (c->runnerd.gpus_auto)
-        gpu_strv_free(uuids);
+        xstrv_free(uuids);
     if (rc < 0)
         return rc;
     if (n)
         log_info("GPUs (%s): %zu, %zu free", d->gpus_how, n, gpu_pool_free_count(d->gpus));
+    /* Again, now that `gpus: all` has a number behind it. */
+    for (size_t i = 0; i < d->n_idents; i++)
+        daemon_apply_profiles(d, &d->idents[i]);
     if ((rc = check_profiles(d, e)) < 0)
         return rc;
     for (size_t i = 0; i < d->n_idents; i++) {
@@ -323,7 +326,8 @@ setup_labels(struct daemon *d, struct err *e)
     return 0;
 }
 
-/* runnerd.labels against the identities and the inventory (at start and on SIGHUP). */
+/* runnerd.labels against the identities (their labels already applied) and the inventory, at
+ * start and on SIGHUP. */
 static int
 check_profiles(struct daemon *d, struct err *e)
 {
@@ -331,8 +335,6 @@ check_profiles(struct daemon *d, struct err *e)
     const char *file = c->file ? c->file : "(defaults)";
     size_t n = gpu_pool_size(d->gpus);
 
-    for (size_t i = 0; i < d->n_idents; i++)
-        daemon_apply_profiles(d, &d->idents[i]);
     for (size_t i = 0; i < c->runnerd.n_profiles; i++) {
         const struct config_profile *p = &c->runnerd.profiles[i];
         struct ident *id = ident_of_label(d, p->name);

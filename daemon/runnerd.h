@@ -109,7 +109,6 @@ struct rtask {
     bool job_over;               /* the job finished (or never ran) */
     bool freeing;
     bool holds_slot;             /* counted in id->running until the final report */
-    bool gpus_held;              /* GPUs granted (released when the job is over) */
     bool counted_running;        /* in runnerd_jobs_running */
     bool state_final;            /* the UpdateTask in flight carries the final result */
     /* Reporter. */

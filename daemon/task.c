@@ -379,7 +379,6 @@ release_gpus(struct rtask *rt)
     struct err e = {0};
     int n = gpu_pool_release(rt->d->gpus, rt->tid, &e);
 
-    rt->gpus_held = false;
     if (n < 0) {
         log_err("task %lld: releasing its GPUs: %s", (long long)rt->tid, e.msg);
     } else if (n > 0) {
@@ -673,7 +672,6 @@ make_profile(struct rtask *rt, const struct config_label *lb, json_t **out, char
             *why = xasprintf("label %s: no GPU for this job: %s", lb->name, e.msg);
             return -1;
         }
-        rt->gpus_held = true;
         char *list = NULL;
         for (size_t i = 0; gpus[i]; i++)
             metric_add(d->m.gpu_grants, 1, gpus[i]);
@@ -687,7 +685,7 @@ make_profile(struct rtask *rt, const struct config_label *lb, json_t **out, char
         free(list);
     }
     *out = profile_job(&d->cfg, p, d->host_memory, gpus, sock, gid);
-    gpu_strv_free(gpus);
+    xstrv_free(gpus);
     return 0;
 }
 

@@ -5,9 +5,11 @@
 #include "harness.h"
 
 #include "gpu.h"
+#include "runner/xalloc.h"
 #include "store.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #define A "GPU-5e0d1a2b-0000-1111-2222-333344445555"
@@ -50,7 +52,7 @@ TEST(parse_smi)
     ASSERT_STR_EQ(v[0], A);
     ASSERT_STR_EQ(v[1], B);
     ASSERT(v[2] == NULL);
-    gpu_strv_free(v);
+    xstrv_free(v);
     v = NULL;
     n = 0;
     ASSERT_EQ(gpu_parse_smi("", &v, &n), 0);
@@ -81,7 +83,7 @@ TEST(detect_smi_then_proc_then_none)
     ASSERT_EQ(n, 1);
     ASSERT_STR_EQ(v[0], C);
     ASSERT_STR_EQ(how, "nvidia-smi");
-    gpu_strv_free(v);
+    xstrv_free(v);
 
     /* nvidia-smi fails: /proc/driver/nvidia/gpus/<bus>/information */
     snprintf(proc, sizeof proc, "%s/gpus", test_tmpdir());
@@ -94,7 +96,7 @@ TEST(detect_smi_then_proc_then_none)
     ASSERT_EQ(n, 2);
     ASSERT((strcmp(v[0], A) == 0 && strcmp(v[1], B) == 0) || (strcmp(v[0], B) == 0 && strcmp(v[1], A) == 0));
     ASSERT_STR_EQ(how, "/proc/driver/nvidia/gpus");
-    gpu_strv_free(v);
+    xstrv_free(v);
 
     gpu_detect("/nonexistent/nvidia-smi", "/nonexistent", &v, &n, &how);
     ASSERT_EQ(n, 0);
@@ -141,7 +143,7 @@ TEST(exclusive_grants)
     ASSERT_EQ(count(g3), 2);
     ASSERT_STR_EQ(g3[0], g1[0]);
     ASSERT_STR_EQ(g3[1], g1[1]);
-    gpu_strv_free(g3);
+    xstrv_free(g3);
     g3 = NULL;
     /* release frees exactly that task's */
     ASSERT_EQ(gpu_pool_release(p, 101, &e), 2);
@@ -155,14 +157,14 @@ TEST(exclusive_grants)
     ASSERT_EQ(gpu_pool_take(p, 106, 4, &g4, &e), -EBUSY);
     ASSERT_STR_CONTAINS(e.msg, "this host has 3");
     ASSERT_EQ(gpu_pool_take(p, 0, 1, &g4, &e), -EINVAL);
-    gpu_strv_free(g1);
-    gpu_strv_free(g2);
-    gpu_strv_free(g3);
+    xstrv_free(g1);
+    xstrv_free(g2);
+    xstrv_free(g3);
     ASSERT_EQ(gpu_pool_release(p, 102, &e), 1);
     ASSERT_EQ(gpu_pool_release(p, 104, &e), 2);
     ASSERT_OK(gpu_pool_take(p, 105, -1, &g4, &e));
     ASSERT_EQ(count(g4), 3);
-    gpu_strv_free(g4);
+    xstrv_free(g4);
     gpu_pool_free(p);
     store_close(s);
 }
@@ -202,8 +204,8 @@ TEST(grants_survive_a_restart)
     ASSERT_EQ(gpu_pool_free_count(p), 1);
     gpu_pool_free(p);
     store_close(s);
-    gpu_strv_free(g);
-    gpu_strv_free(g2);
+    xstrv_free(g);
+    xstrv_free(g2);
 }
 
 TEST(many_tasks_contend)
@@ -242,7 +244,7 @@ TEST(many_tasks_contend)
                     holders[i] = (int)task;
                 }
         }
-        gpu_strv_free(g);
+        xstrv_free(g);
         json_t *held = NULL;
         ASSERT_OK(store_gpu_held(s, &held, &e));
         int busy = 0;
@@ -251,6 +253,37 @@ TEST(many_tasks_contend)
         ASSERT_EQ(json_object_size(held), busy);
         json_decref(held);
     }
+    gpu_pool_free(p);
+    store_close(s);
+}
+
+/* Another process (an older runnerd on the same state file, say) took a GPU after this pool
+ * was loaded: the grant that runs into it fails, and what it took before is given back, in
+ * the pool and in the store. */
+TEST(failed_grant_rolls_back)
+{
+    struct store *s = open_db();
+    struct gpu_pool *p = NULL;
+    struct err e = {0};
+    char *inv[] = {A, B};
+    char **g = NULL;
+    sqlite3 *db = NULL;
+
+    ASSERT_OK(gpu_pool_new(s, inv, 2, &p, &e));
+    ASSERT_EQ(sqlite3_open("state.db", &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    ASSERT_EQ(sqlite3_exec(db, "INSERT INTO gpus (uuid, task_id) VALUES ('" B "', 99)", NULL, NULL,
+                           NULL), SQLITE_OK);
+    ASSERT(gpu_pool_take(p, 5, 2, &g, &e) < 0);
+    ASSERT(g == NULL);
+    ASSERT_STR_CONTAINS(e.msg, "busy");
+    ASSERT_EQ(gpu_pool_free_count(p), 2);
+    json_t *held = NULL;
+    ASSERT_OK(store_gpu_held(s, &held, &e));
+    ASSERT_EQ(json_object_size(held), 1);
+    ASSERT_EQ(json_integer_value(json_object_get(held, B)), 99);
+    json_decref(held);
+    sqlite3_close(db);
     gpu_pool_free(p);
     store_close(s);
 }
