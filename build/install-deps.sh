@@ -10,4 +10,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libuv1-dev libcurl4-openssl-dev libjansson-dev libgit2-dev libsqlite3-dev \
     libssl-dev libyaml-dev ca-certificates git python3 \
     busybox-static debootstrap docker-registry libhttp-parser-dev prometheus systemd >/dev/null
+# node for the node-action tests' image (tests/images/build.sh node): Debian's, unless the
+# host already has one.
+command -v node >/dev/null 2>&1 ||
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs >/dev/null
 echo "install-deps: done"

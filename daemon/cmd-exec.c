@@ -411,7 +411,12 @@ exec_main(int argc, char **argv)
         json_t *env = json_copy(cfg.runner.envs);
         json_object_update(env, o.env);
         char *agent = executor_find_agent(argv[0]);
+        char *cache = config_cache_dir(o.config ? &cfg : NULL, false);
         struct runlocal_opts ro = {
+            .cache_dir = cache,
+            .git_ca_file = cfg.runnerd.git_ca_file,
+            .actions_url = cfg.runnerd.actions_url,
+            .github_mirror = cfg.runner.github_mirror,
             .labels = o.labels,
             .config_env = env,
             .capacity = cfg.runner.capacity,
@@ -429,6 +434,7 @@ exec_main(int argc, char **argv)
             setvbuf(stdout, NULL, _IOLBF, 0); /* else fully buffered: one write per 4 KiB */
         rc = runlocal_run(plans, n_plans, &ro);
         free(agent);
+        free(cache);
         json_decref(env);
         config_free(&cfg);
     }

@@ -10,6 +10,8 @@ const struct cli_cmd *const cli_cmds[] = {
     &cli_cmd_status,
     &cli_cmd_tasks,
     &cli_cmd_logs,
+    &cli_cmd_restart,
+    &cli_cmd_checkout,
     NULL,
 };
 

@@ -14,6 +14,8 @@ extern const struct cli_cmd cli_cmd_register;
 extern const struct cli_cmd cli_cmd_status;
 extern const struct cli_cmd cli_cmd_tasks;
 extern const struct cli_cmd cli_cmd_logs;
+extern const struct cli_cmd cli_cmd_restart;
+extern const struct cli_cmd cli_cmd_checkout;
 
 /* Every command, NULL-terminated. */
 extern const struct cli_cmd *const cli_cmds[];

@@ -123,6 +123,9 @@ config_free(struct config *c)
     free(c->container.docker_host);
     free(c->host.workdir_parent);
     free(c->runnerd.state_file);
+    free(c->runnerd.cache_dir);
+    free(c->runnerd.git_ca_file);
+    free(c->runnerd.actions_url);
     free(c->runnerd.log_format);
     free(c->runnerd.agent);
     free(c->runnerd.http);
@@ -519,9 +522,9 @@ static int
 limits_key(struct rd *r, const char *k, const struct ynode *v, const char *prefix,
            struct config_limits *l)
 {
-    char key[160];
+    char key[320];
 
-    snprintf(key, sizeof key, "%s.%s", prefix, k);
+    snprintf(key, sizeof key, "%.200s.%.100s", prefix, k);
     if (strcmp(k, "memory") == 0) {
         l->has_memory = true;
         return get_size(r, v, key, true, &l->memory, &l->memory_pct);
@@ -794,6 +797,12 @@ runnerd_key(struct rd *r, struct config *c, const char *k, const struct ynode *v
     }
     if (strcmp(k, "state_file") == 0)
         return get_str(r, v, "runnerd.state_file", &c->runnerd.state_file);
+    if (strcmp(k, "cache_dir") == 0)
+        return get_str(r, v, "runnerd.cache_dir", &c->runnerd.cache_dir);
+    if (strcmp(k, "git_ca_file") == 0)
+        return get_str(r, v, "runnerd.git_ca_file", &c->runnerd.git_ca_file);
+    if (strcmp(k, "actions_url") == 0)
+        return get_str(r, v, "runnerd.actions_url", &c->runnerd.actions_url);
     if (strcmp(k, "agent") == 0)
         return get_str(r, v, "runnerd.agent", &c->runnerd.agent);
     if (strcmp(k, "fetch_interval_max") == 0)
@@ -852,4 +861,29 @@ config_load(const char *path, struct config *c, struct err *e)
     rc = root ? read_map(&r, c, root, "the configuration", top_key) : 0;
     ynode_free(root);
     return rc;
+}
+
+char *
+config_cache_dir(const struct config *c, bool daemon)
+{
+    const char *v;
+
+    if (c && c->runnerd.cache_dir && *c->runnerd.cache_dir)
+        return xstrdup(c->runnerd.cache_dir);
+    if ((v = getenv("RUNNERD_CACHE_DIR")) && *v)
+        return xstrdup(v);
+    if (daemon) {
+        if ((v = getenv("CACHE_DIRECTORY")) && *v) /* systemd's CacheDirectory= (a list) */
+            return xstrndup(v, strcspn(v, ":"));
+        const char *st = c ? c->runnerd.state_file : NULL;
+        const char *slash = st ? strrchr(st, '/') : NULL;
+        if (slash)
+            return xasprintf("%.*s/cache", (int)(slash - st), st);
+        return xstrdup("cache");
+    }
+    if ((v = getenv("XDG_CACHE_HOME")) && *v)
+        return xasprintf("%s/runnerd", v);
+    if ((v = getenv("HOME")) && *v)
+        return xasprintf("%s/.cache/runnerd", v);
+    return xstrdup(".runnerd-cache");
 }

@@ -90,6 +90,11 @@ struct config {
     /* runnerd's own settings (not in act_runner's file). */
     struct {
         char *state_file;        /* the state database */
+        char *cache_dir;         /* git mirrors and actions, or NULL: $CACHE_DIRECTORY (systemd),
+                                    else "cache" beside the state database */
+        char *git_ca_file;       /* CA bundle for git over HTTPS, or NULL: the system's */
+        char *actions_url;       /* where owner/repo@ref actions come from when the task does
+                                    not say (runnerctl exec), or NULL: https://github.com */
         bool detach;             /* on SIGTERM: leave running jobs for the next start */
         double fetch_interval_max_s; /* idle/error backoff ceiling (default 5 s) */
         char *log_format;        /* "text" (journald priority prefixes) or "json" */
@@ -127,6 +132,11 @@ const struct config_profile *config_profile_find(const struct config *c, const c
 void config_limits_resolve(const struct config *c, const struct config_profile *p,
                            long long host_memory, long long *memory, long long *nano_cpus,
                            long long *pids);
+
+/* Where git mirrors and fetched actions live (a new string): runnerd.cache_dir, else
+ * $RUNNERD_CACHE_DIR; then for the daemon systemd's $CACHE_DIRECTORY, else "cache" beside the
+ * state database; for the CLI $XDG_CACHE_HOME/runnerd, else ~/.cache/runnerd. c may be NULL. */
+char *config_cache_dir(const struct config *c, bool daemon);
 
 /* Parses a Go duration ("3h", "1m30s", "500ms", "0s") into seconds. Returns 0 or -EINVAL. */
 int config_duration(const char *s, double *seconds);

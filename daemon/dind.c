@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "docker.h"
+#include "profile.h"
 #include "runner/buf.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
@@ -361,6 +362,9 @@ build_body(struct dind *x, const struct dind_opts *o)
         json_object_set_new(hc, "MaskedPaths", json_array());
         json_object_set_new(hc, "ReadonlyPaths", json_array());
     }
+    /* The label's limits hold for the sidecar as for the job container (and for what the
+     * inner engine runs wherever its cgroups nest under the sidecar's). */
+    profile_apply_limits(o->limits, hc);
     /* Healthy once the inner engine answers on its socket. The start period spans the whole
      * ready timeout, so failures while dockerd starts never turn it "unhealthy". */
     hck = json_object();

@@ -62,6 +62,8 @@ struct dind_opts {
     enum dind_priv priv;
     const char *const *args;    /* extra dockerd arguments (NULL-terminated) or NULL */
     double ready_timeout_s;     /* 0: 60 s */
+    const json_t *limits;       /* the job's label settings (profile.h's profile_job()): their
+                                   memory, CPU and pids limits apply to the sidecar; NULL: none */
 };
 
 /* What the job container needs once the sidecar is ready. */

@@ -574,6 +574,7 @@ start_dind(struct docker_exec *dx)
         .labels = labels,
         .priv = json_is_true(json_object_get(dj, "caps")) ? DIND_PRIV_CAPS : DIND_PRIV_PRIVILEGED,
         .args = strv_of(json_object_get(dj, "args"), &args),
+        .limits = dx->profile,
     };
     say(dx, "starting the job's Docker daemon (dind sidecar from %s)", o.image ? o.image : "?");
     dx->used_dind = true;
@@ -624,6 +625,7 @@ start_services(struct docker_exec *dx)
         .validate_volume = check_volumes_cb,
         .log = svc_log,
         .arg = dx,
+        .limits = dx->profile,
     };
     if (flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx, &dx->svc, &e)) < 0)
         fail(dx, &e);
@@ -879,6 +881,7 @@ dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
     x->base_env = json_object();
     x->job_ctx = json_object();
     x->docker = dx->d;
+    x->limits = dx->profile;
     x->container = true;
     return flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL, on_resolved, dx, e));
 }
@@ -1098,7 +1101,7 @@ dx_describe(struct executor *x)
     if (dx->ctr_id == NULL)
         return NULL;
     return json_pack("{s:s, s:s, s:s*, s:s*, s:s*, s:o, s:[b,b], s:s, s:s, s:s, s:s, s:O, "
-                     "s:s*, s:s*, s:s*, s:b, s:O*}",
+                     "s:s*, s:s*, s:s*, s:b, s:O*, s:O*}",
                      "executor", "docker", "name", dx->name, "container", dx->ctr_id,
                      "network_name", dx->net_name, "network", dx->net_id,
                      "volumes", strv_json(dx->vols, 2),
@@ -1107,7 +1110,7 @@ dx_describe(struct executor *x)
                      "base_path", x->base_path, "agent_cmd", x->agent_cmd,
                      "base_env", x->base_env, "workspace_mount", x->workspace_mount,
                      "act_mount", x->act_mount, "image", dx->image_id, "bash", x->bash,
-                     "job_ctx", x->job_ctx);
+                     "job_ctx", x->job_ctx, "profile", dx->profile);
 }
 
 /* Adopted: the container exists and runs; attach to it. */
@@ -1122,11 +1125,51 @@ dx_adopt_setup(struct executor *x, const struct executor_job *job, struct err *e
     return docker_attach(dx->d, dx->ctr_id, &att_cbs, dx, &dx->att, e);
 }
 
+/* ---------------------------------------------------------------- uploads during the job */
+
+struct put_req {
+    struct docker_exec *dx;
+    executor_done_fn done;
+    void *arg;
+};
+
+static void
+on_put(const struct docker_res *res, void *arg)
+{
+    struct put_req *p = arg;
+    struct docker_exec *dx = p->dx;
+    bool closing = landed(dx);
+
+    p->done(p->arg, res->rc, &res->err);
+    free(p);
+    if (closing)
+        dx_close(&dx->x);
+}
+
+static int
+dx_put_archive(struct executor *x, const char *dest, const void *tar, size_t len,
+               executor_done_fn done, void *arg, struct err *e)
+{
+    struct docker_exec *dx = (struct docker_exec *)x;
+    struct put_req *p;
+
+    if (dx->closing || dx->ctr_id == NULL)
+        return err_set(e, -ECANCELED, "the job container is gone");
+    p = xcalloc(1, sizeof *p);
+    *p = (struct put_req){.dx = dx, .done = done, .arg = arg};
+    if (flying(dx, docker_archive_put(dx->d, dx->ctr_id, dest, tar, len, on_put, p, e)) < 0) {
+        free(p);
+        return e->code ? e->code : -EIO;
+    }
+    return 0;
+}
+
 static const struct executor_ops docker_ops = {
     .name = "docker",
     .setup = dx_setup,
     .close = dx_close,
     .describe = dx_describe,
+    .put_archive = dx_put_archive,
 };
 
 static const struct executor_ops docker_adopt_ops = {
@@ -1134,6 +1177,7 @@ static const struct executor_ops docker_adopt_ops = {
     .setup = dx_adopt_setup,
     .close = dx_close,
     .describe = dx_describe,
+    .put_archive = dx_put_archive,
 };
 
 static char *
@@ -1191,6 +1235,9 @@ executor_docker_adopt(uv_loop_t *loop, struct docker *d, const char *runner_name
     dx->x.job_ctx = json_is_object(jc) ? json_deep_copy(jc) : json_object();
     dx->x.bash = json_is_true(json_object_get(desc, "bash"));
     dx->x.docker = d;
+    json_t *pf = json_object_get(desc, "profile"); /* its limits, for step containers */
+    dx->profile = json_is_object(pf) ? json_deep_copy(pf) : NULL;
+    dx->x.limits = dx->profile;
     dx->x.container = true;
     *out = &dx->x;
     return 0;

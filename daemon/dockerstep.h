@@ -30,6 +30,8 @@ struct dockerstep_opts {
     const char *network;           /* NetworkMode ("container:<id>", a network, "host"); NULL */
     json_t *labels;                /* object string->string, may be NULL (role "step" added) */
     long kill_grace_ms;            /* cancel: SIGTERM, then SIGKILL after this; 0 = 10 s */
+    const json_t *limits;          /* the job's label settings (profile.h's profile_job()):
+                                      their memory, CPU and pids limits apply; NULL: none */
 };
 
 struct dockerstep_cbs {

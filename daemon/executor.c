@@ -3,6 +3,7 @@
 #include "executor.h"
 
 #include "ctx.h"
+#include "fstree.h"
 #include "hostexec.h"
 #include "wswalk.h"
 #include "runner/log.h"
@@ -28,6 +29,100 @@ void
 executor_close(struct executor *x)
 {
     x->ops->close(x);
+}
+
+/* ---------------------------------------------------------------- executor_put_dir */
+
+#define PUT_MAX (1024ull << 20) /* one upload into a container is held in memory */
+
+struct put_dir {
+    uv_work_t work;
+    struct executor *x;
+    char *src, *dest;
+    bool container;
+    struct tar tar;
+    int rc;
+    struct err err;
+    executor_done_fn done;
+    void *arg;
+};
+
+static void
+put_dir_work(uv_work_t *w)
+{
+    struct put_dir *p = w->data;
+
+    if (p->container) {
+        tar_init(&p->tar);
+        p->rc = fstree_tar(p->src, ".", &p->tar, PUT_MAX, &p->err);
+        tar_finish(&p->tar);
+    } else {
+        p->rc = fstree_copy(p->src, p->dest, &p->err);
+    }
+}
+
+static void
+put_dir_free(struct put_dir *p)
+{
+    tar_free(&p->tar);
+    free(p->src);
+    free(p->dest);
+    free(p);
+}
+
+static void
+put_dir_uploaded(void *arg, int rc, const struct err *e)
+{
+    struct put_dir *p = arg;
+
+    p->done(p->arg, rc, e);
+    put_dir_free(p);
+}
+
+static void
+put_dir_after(uv_work_t *w, int status)
+{
+    struct put_dir *p = w->data;
+
+    if (status < 0 && p->rc == 0)
+        p->rc = err_set(&p->err, ERR_CANCELED, "the copy was cancelled");
+    if (p->rc == 0 && p->container) {
+        struct err e = {0};
+        int rc = p->x->ops->put_archive(p->x, p->dest, p->tar.out.data, p->tar.out.len,
+                                        put_dir_uploaded, p, &e);
+        tar_free(&p->tar);
+        if (rc == 0)
+            return;
+        p->rc = rc;
+        p->err = e;
+    }
+    p->done(p->arg, p->rc, &p->err);
+    put_dir_free(p);
+}
+
+int
+executor_put_dir(struct executor *x, const char *src, const char *dest, executor_done_fn done,
+                 void *arg, struct err *e)
+{
+    struct put_dir *p;
+    int rc;
+
+    if (x->container && x->ops->put_archive == NULL)
+        return err_set(e, -ENOTSUP, "this executor cannot receive files");
+    p = xcalloc(1, sizeof *p);
+    p->x = x;
+    p->src = xstrdup(src);
+    p->dest = xstrdup(dest);
+    p->container = x->container;
+    p->done = done;
+    p->arg = arg;
+    p->work.data = p;
+    tar_init(&p->tar);
+    if ((rc = uv_queue_work(x->loop, &p->work, put_dir_work, put_dir_after)) < 0) {
+        put_dir_free(p);
+        return err_set(e, rc, "cannot start the copy: %s", uv_strerror(rc));
+    }
+    return 0;
 }
 
 char *

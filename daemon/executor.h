@@ -39,6 +39,8 @@ struct executor_job {
                                  profile_job()), or NULL: none */
 };
 
+typedef void (*executor_done_fn)(void *arg, int rc, const struct err *e);
+
 struct executor_ops {
     const char *name;
     int (*setup)(struct executor *x, const struct executor_job *job, struct err *e);
@@ -46,6 +48,10 @@ struct executor_ops {
     /* Optional: a new JSON description from which the executor can be found again after a
      * restart of the host side (NULL: not resumable, or not set up yet). */
     json_t *(*describe)(struct executor *x);
+    /* Optional (container executors): extracts a tar (copied) into the directory dest, which
+     * exists where the steps run; done follows on the loop. */
+    int (*put_archive)(struct executor *x, const char *dest, const void *tar, size_t len,
+                       executor_done_fn done, void *arg, struct err *e);
 };
 
 struct executor {
@@ -61,6 +67,8 @@ struct executor {
     char *act_mount;          /* docker: "VOLUME:/var/run/act" (file commands); else NULL */
     char *network;            /* docker: the job network's name; else NULL */
     struct docker *docker;    /* docker: the client, for step containers; else NULL */
+    const json_t *limits;     /* docker: the label's settings (profile.h) whose limits step
+                                 containers get too (dockerstep_opts.limits); else NULL */
     json_t *job_ctx;          /* the `job` context's container/services parts, or NULL */
     bool bash;                /* bash exists where steps run */
     bool container;           /* steps run in a container */
@@ -70,6 +78,13 @@ struct executor {
 
 /* Starts setting up job on x; on_ready follows (never from inside this call). */
 int executor_setup(struct executor *x, const struct executor_job *job, struct err *e);
+/* Copies the host directory src into dest, a directory as the steps see it that already exists
+ * (make it with a step command first): an upload into the job container, or a copy on the host.
+ * Runs off the loop; done follows on it (never from inside this call), unless this returns <0.
+ * The executor must not be closed before done. */
+int executor_put_dir(struct executor *x, const char *src, const char *dest,
+                     executor_done_fn done, void *arg, struct err *e);
+
 /* executor_ops.describe, or NULL when the executor has none. */
 json_t *executor_describe(struct executor *x);
 /* Stops the agent, removes what the job created, then on_closed. x is gone after that. */

@@ -3,6 +3,7 @@
  * the agent, run it, turn its output into masked lines and commands, read its env files, and
  * finally evaluate job outputs, close the executor and report. */
 #include "jobrun.h"
+#include "jobrun-int.h"
 
 #include "dockeropts.h"
 #include "dockerexec.h"
@@ -39,81 +40,6 @@ jstring_or_empty(const char *s)
     return v ? v : json_string("");
 }
 
-enum phase {
-    PH_SETUP,
-    PH_STEPS,
-    PH_WRITING,   /* waiting for FILE_WRITTEN of the step script */
-    PH_RUNNING,   /* waiting for EXITED (or a docker step's end) */
-    PH_DPREP,     /* docker step: emptying the file-command files */
-    PH_DREAD,     /* docker step: reading the file-command files back through the agent */
-    PH_HASHING,   /* computing the step's hashFiles() through the agent */
-    PH_CLOSING,
-    PH_DONE,
-};
-
-struct jobrun {
-    uv_loop_t *loop;
-    struct plan *plan;
-    size_t job, run;
-    const struct wf_job *wj;
-    const char *file;
-    struct executor *x;
-    struct executor_job xjob;
-    struct mask *mask;
-    const struct jobrun_sink *sink;
-    void *sink_arg;
-    json_t *base;        /* job-level contexts (github, inputs, vars, secrets, needs, ...) */
-    json_t *runner;
-    json_t *job_env;     /* env every step starts from; GITHUB_ENV updates land here */
-    json_t *container_env;
-    json_t *steps;       /* steps context */
-    json_t *step_list;   /* for reports */
-    json_t *extra_path;  /* newest first */
-    json_t *state;       /* step id -> {NAME: value} */
-    char *label;
-    bool gitea;
-    enum phase phase;
-    size_t cur;          /* current step */
-    bool job_failed, cancelled, forced, timed_out;
-    double timeout_minutes;
-    /* The running step. */
-    json_t *cur_env;     /* its environment */
-    json_t *cur_outputs;
-    char *script_path, *script, *cwd;
-    char *cur_name;      /* display name */
-    char **argv;
-    uint32_t timeout_ms;
-    struct buf line[2];  /* partial lines of stdout, stderr */
-    struct wfcmd_state cmds;
-    enum plan_result result;
-    uv_timer_t timer;
-    int handles;         /* open handles + executor, for the two-phase close */
-    uint64_t acked;      /* journal offset acknowledged to the agent */
-    char *options;       /* container.options, evaluated */
-    json_t *services;    /* services, evaluated */
-    struct dockerstep *dstep; /* a running docker:// step */
-    struct dockerstep_opts dopts; /* the docker step waiting for its files to be emptied */
-    char **denvp, **dargs, *dimage;
-    const char *dentry[2], *dbinds[3];
-    json_t *dlabels;
-    int dprep_left;
-    json_t *hashes;      /* this step's hashFiles() results: JSON of the patterns -> hex */
-    json_t *hash_todo;   /* pattern lists still to compute (array of arrays) */
-    bool hash_collect;   /* evaluating only to learn which hashFiles() a step needs */
-    bool hash_ready;     /* the current step's hashes are computed */
-    struct buf hash_out;
-    struct buf masked;   /* emit()'s output line */
-    bool dok;             /* the docker step's own outcome */
-    bool durable;
-    json_t *added_masks;  /* values added with ::add-mask:: (for checkpoints) */
-    int64_t started_ns;   /* when the job started (CLOCK_REALTIME), for its timeout */
-    /* Resuming: replaying the agent's journal from a checkpoint until the HELLO we sent
-     * after the RESUME comes back; nothing new is sent to the agent meanwhile. */
-    json_t *resume_cp;
-    bool replaying, replay_started, defer_next, dispatching;
-};
-
-static void next_step(struct jobrun *jr);
 static void finish_job(struct jobrun *jr);
 static void stop_running_step(struct jobrun *jr, uint32_t grace);
 static void hash_failed(struct jobrun *jr, const char *why);
@@ -122,8 +48,8 @@ static void hash_failed(struct jobrun *jr, const char *why);
 
 /* ---------------------------------------------------------------- output */
 
-static void
-emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len)
+void
+jr_emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len)
 {
     /* One buffer per job run, reused for every line (this is the per-line hot path). */
     buf_reset(&jr->masked);
@@ -132,8 +58,8 @@ emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_
         jr->sink->log(jr->sink_arg, jr, step, kind, buf_str(&jr->masked), jr->masked.len);
 }
 
-static void __attribute__((format(printf, 4, 5)))
-emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ...)
+void __attribute__((format(printf, 4, 5)))
+jr_emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ...)
 {
     char *s = NULL;
     va_list ap;
@@ -143,7 +69,7 @@ emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ...)
     n = vasprintf(&s, fmt, ap);
     va_end(ap);
     if (n >= 0) {
-        emit(jr, step, kind, s, (size_t)n);
+        jr_emit(jr, step, kind, s, (size_t)n);
         free(s);
     }
 }
@@ -173,9 +99,11 @@ add_path(struct jobrun *jr, const char *dir)
     json_array_insert_new(jr->extra_path, 0, json_string(dir));
 }
 
-static const char *
-cur_id(struct jobrun *jr)
+const char *
+jr_cur_id(struct jobrun *jr)
 {
+    if (jr->cur >= jr->wj->n_steps) /* a post stage: its action step's id */
+        return jr->post_id ? jr->post_id : "post";
     return jr->wj->steps[jr->cur].eff_id;
 }
 
@@ -183,14 +111,14 @@ cur_id(struct jobrun *jr)
 static void
 handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
 {
-    int step = (int)jr->cur;
+    int step = jr->in_post ? -1 : (int)jr->cur;
     enum jobrun_kind plain = stream == AGENTP_STDERR ? JOBRUN_ERR : JOBRUN_OUT;
     struct wfcmd c;
 
     switch (wfcmd_process(&jr->cmds, line, len, &c)) {
     case WFCMD_NONE:
     case WFCMD_IGNORED:
-        emit(jr, step, plain, line, len);
+        jr_emit(jr, step, plain, line, len);
         return;
     case WFCMD_RESUMED:
         return;
@@ -203,19 +131,19 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
             mask_add(jr->mask, c.data);
             json_array_append_new(jr->added_masks, jstring_or_empty(c.data));
         }
-        emit(jr, step, JOBRUN_COMMAND, "::add-mask::" MASK_TEXT, strlen("::add-mask::" MASK_TEXT));
+        jr_emit(jr, step, JOBRUN_COMMAND, "::add-mask::" MASK_TEXT, strlen("::add-mask::" MASK_TEXT));
     } else if (strcmp(c.name, "set-output") == 0 && name) {
         json_object_set_new(jr->cur_outputs, name, jstring_or_empty(c.data));
     } else if (strcmp(c.name, "save-state") == 0 && name) {
-        json_t *st = json_object_get(jr->state, cur_id(jr));
+        json_t *st = json_object_get(jr->state, jr_cur_id(jr));
         if (st == NULL) {
             st = json_object();
-            json_object_set_new(jr->state, cur_id(jr), st);
+            json_object_set_new(jr->state, jr_cur_id(jr), st);
         }
         json_object_set_new(st, name, jstring_or_empty(c.data));
     } else if (strcmp(c.name, "set-env") == 0 || strcmp(c.name, "add-path") == 0) {
         if (!unsecure_allowed(jr)) {
-            emitf(jr, step, JOBRUN_ERROR,
+            jr_emitf(jr, step, JOBRUN_ERROR,
                   "The `%s` command is disabled. Please upgrade to using Environment Files or "
                   "opt into unsafe commands by setting the `ACTIONS_ALLOW_UNSECURE_COMMANDS` "
                   "environment variable to `true`.", c.name);
@@ -225,9 +153,9 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
             json_object_set_new(jr->job_env, name, jstring_or_empty(c.data));
         }
     } else if (strcmp(c.name, "group") == 0) {
-        emit(jr, step, JOBRUN_GROUP, c.data, strlen(c.data));
+        jr_emit(jr, step, JOBRUN_GROUP, c.data, strlen(c.data));
     } else if (strcmp(c.name, "endgroup") == 0) {
-        emit(jr, step, JOBRUN_ENDGROUP, "", 0);
+        jr_emit(jr, step, JOBRUN_ENDGROUP, "", 0);
     } else if (strcmp(c.name, "error") == 0 || strcmp(c.name, "warning") == 0 ||
                strcmp(c.name, "notice") == 0 || strcmp(c.name, "debug") == 0) {
         enum jobrun_kind k = c.name[0] == 'e'   ? JOBRUN_ERROR
@@ -237,15 +165,15 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
         const char *f = wfcmd_prop(&c, "file"), *l = wfcmd_prop(&c, "line");
         const char *title = wfcmd_prop(&c, "title");
         if (f)
-            emitf(jr, step, k, "%s%s%s: %s%s%s", f, l ? ":" : "", l ? l : "", title ? title : "",
+            jr_emitf(jr, step, k, "%s%s%s: %s%s%s", f, l ? ":" : "", l ? l : "", title ? title : "",
                   title ? ": " : "", c.data);
         else
-            emitf(jr, step, k, "%s%s%s", title ? title : "", title ? ": " : "", c.data);
+            jr_emitf(jr, step, k, "%s%s%s", title ? title : "", title ? ": " : "", c.data);
     } else if (strcmp(c.name, "stop-commands") == 0 || strcmp(c.name, "echo") == 0 ||
                strcmp(c.name, "add-matcher") == 0 || strcmp(c.name, "remove-matcher") == 0) {
         /* consumed */
     } else {
-        emit(jr, step, plain, line, len);
+        jr_emit(jr, step, plain, line, len);
     }
     wfcmd_free(&c);
 }
@@ -282,8 +210,8 @@ feed_output(struct jobrun *jr, int stream, const uint8_t *p, size_t n)
     }
 }
 
-static void
-flush_output(struct jobrun *jr)
+void
+jr_flush_output(struct jobrun *jr)
 {
     for (int i = 0; i < 2; i++)
         if (jr->line[i].len) {
@@ -294,29 +222,29 @@ flush_output(struct jobrun *jr)
 
 /* ---------------------------------------------------------------- contexts */
 
-static const char *
-job_status(struct jobrun *jr)
+const char *
+jr_job_status(struct jobrun *jr)
 {
     return jr->cancelled ? "cancelled" : jr->job_failed ? "failure" : "success";
 }
 
 /* Returns a new contexts object for the current point of the job. */
-static json_t *
-contexts(struct jobrun *jr, json_t *env)
+json_t *
+jr_contexts(struct jobrun *jr, json_t *env)
 {
     json_t *c = json_copy(jr->base), *job = json_object();
     json_t *gh = json_copy(json_object_get(jr->base, "github"));
 
     if (jr->x && json_is_object(jr->x->job_ctx))
         json_object_update(job, jr->x->job_ctx);
-    json_object_set_new(job, "status", json_string(job_status(jr)));
+    json_object_set_new(job, "status", json_string(jr_job_status(jr)));
     json_object_set_new(c, "job", job);
     json_object_set(c, "steps", jr->steps);
     json_object_set(c, "runner", jr->runner);
     json_object_set(c, "env", env ? env : jr->job_env);
     json_object_set_new(gh, "workspace", json_string(jr->x->workspace ? jr->x->workspace : ""));
     if (jr->phase != PH_SETUP && jr->cur < jr->wj->n_steps)
-        json_object_set_new(gh, "action", json_string(cur_id(jr)));
+        json_object_set_new(gh, "action", json_string(jr_cur_id(jr)));
     json_object_set_new(c, "github", gh);
     return c;
 }
@@ -325,8 +253,8 @@ contexts(struct jobrun *jr, json_t *env)
  * first evaluated in collect mode, which records every pattern list asked for; the agent then
  * hashes them where the workspace is (next to the steps), and the step is evaluated for real
  * with the results. */
-static int
-hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct err *e)
+int
+jr_hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct err *e)
 {
     struct jobrun *jr = arg;
     json_t *key = json_array();
@@ -375,7 +303,7 @@ node_mentions_hashfiles(const struct ynode *n)
 static void
 collect_hashes(struct jobrun *jr, const struct wf_step *s, json_t *ctx)
 {
-    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files,
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr), .hash_files = jr_hash_files,
                           .arg = jr};
     const struct wf_str *strs[] = {&s->name, &s->run, &s->shell, &s->working_directory, &s->uses};
     const struct ynode *nodes[] = {s->env, s->with, s->continue_on_error, s->timeout_minutes};
@@ -408,7 +336,7 @@ hash_next(struct jobrun *jr)
     if (json_array_size(jr->hash_todo) == 0) {
         jr->hash_ready = true;
         jr->phase = PH_STEPS;
-        next_step(jr);
+        jr_next_step(jr);
         return;
     }
     pats = json_array_get(jr->hash_todo, 0);
@@ -495,8 +423,8 @@ clear_step(struct jobrun *jr)
     jr->dargs = NULL;
     free(jr->dimage);
     jr->dimage = NULL;
-    free((char *)(uintptr_t)jr->dentry[0]);
-    jr->dentry[0] = NULL;
+    dockeropts_words_free(jr->dentryv);
+    jr->dentryv = NULL;
     json_decref(jr->dlabels);
     jr->dlabels = NULL;
     json_object_clear(jr->hashes);
@@ -507,22 +435,22 @@ clear_step(struct jobrun *jr)
 }
 
 /* Ends the current step: outcome from ok, conclusion after continue-on-error. */
-static void
-end_step(struct jobrun *jr, bool ok)
+void
+jr_end_step(struct jobrun *jr, bool ok)
 {
     const struct wf_step *s = &jr->wj->steps[jr->cur];
     const char *outcome = ok ? "success" : "failure", *conclusion = outcome;
 
     if (!ok && s->continue_on_error) {
-        json_t *ctx = contexts(jr, jr->cur_env), *v = NULL;
-        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr),
-                              .hash_files = hash_files, .arg = jr};
+        json_t *ctx = jr_contexts(jr, jr->cur_env), *v = NULL;
+        struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
+                              .hash_files = jr_hash_files, .arg = jr};
         struct err e = {0};
 
         if (yeval_node(jr->file, s->continue_on_error, &ee, &v, &e) == 0 && expr_truthy(v))
             conclusion = "success";
         else if (e.msg[0])
-            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "continue-on-error: %s", e.msg);
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "continue-on-error: %s", e.msg);
         json_decref(v);
         json_decref(ctx);
     }
@@ -534,14 +462,14 @@ end_step(struct jobrun *jr, bool ok)
         jr->defer_next = true; /* after the replay: nothing new goes to the agent before */
         return;
     }
-    next_step(jr);
+    jr_next_step(jr);
 }
 
-static void
-fail_step(struct jobrun *jr, const char *msg)
+void
+jr_fail_step(struct jobrun *jr, const char *msg)
 {
-    emit(jr, (int)jr->cur, JOBRUN_ERROR, msg, strlen(msg));
-    end_step(jr, false);
+    jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, msg, strlen(msg));
+    jr_end_step(jr, false);
 }
 
 /* hashFiles() could not be computed: the step fails before it starts. */
@@ -555,16 +483,16 @@ hash_failed(struct jobrun *jr, const char *why)
                                s->name.v ? s->name.v : s->eff_id);
     jr->cur_outputs = json_object();
     jr->phase = PH_RUNNING;
-    fail_step(jr, why);
+    jr_fail_step(jr, why);
 }
 
 /* ---------------------------------------------------------------- steps */
 
 /* Evaluates a string node; NULL when absent. */
-static int
-eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out, struct err *e)
+int
+jr_eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out, struct err *e)
 {
-    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr), .hash_files = jr_hash_files, .arg = jr};
 
     *out = NULL;
     if (s->v == NULL)
@@ -574,13 +502,13 @@ eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out, str
     return 0;
 }
 
-static char *
-display_name(struct jobrun *jr, const struct wf_step *s, json_t *ctx)
+char *
+jr_display_name(struct jobrun *jr, const struct wf_step *s, json_t *ctx)
 {
     char *name = NULL;
     struct err e = {0};
 
-    if (s->name.v && eval_str(jr, &s->name, ctx, &name, &e) == 0 && name && *name)
+    if (s->name.v && jr_eval_str(jr, &s->name, ctx, &name, &e) == 0 && name && *name)
         return name;
     free(name);
     if (s->uses.v)
@@ -601,7 +529,7 @@ start_run_step(struct jobrun *jr, json_t *ctx)
     json_t *step_env = NULL, *ectx = NULL;
     char *run = NULL, *step_shell = NULL, *job_shell = NULL, *wd = NULL;
     struct shell_cmd sh = {0};
-    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr), .hash_files = jr_hash_files, .arg = jr};
     int rc;
 
     /* Step env (with the job env as `env`), then the rest sees env = job env + step env. */
@@ -621,13 +549,13 @@ start_run_step(struct jobrun *jr, json_t *ctx)
         .file_dir = jr->x->file_dir, .gitea = jr->gitea,
     };
     jr->cur_env = stepenv_build(&in);
-    ectx = contexts(jr, jr->cur_env);
-    if ((rc = eval_str(jr, &s->run, ectx, &run, &e)) < 0)
+    ectx = jr_contexts(jr, jr->cur_env);
+    if ((rc = jr_eval_str(jr, &s->run, ectx, &run, &e)) < 0)
         goto fail;
-    if ((rc = eval_str(jr, &s->shell, ectx, &step_shell, &e)) < 0)
+    if ((rc = jr_eval_str(jr, &s->shell, ectx, &step_shell, &e)) < 0)
         goto fail;
     if (jr->wj->defaults_shell.v &&
-        (rc = eval_str(jr, &jr->wj->defaults_shell, ectx, &job_shell, &e)) < 0)
+        (rc = jr_eval_str(jr, &jr->wj->defaults_shell, ectx, &job_shell, &e)) < 0)
         goto fail;
     shell_resolve(step_shell, job_shell, jr->plan->wf->defaults_shell.v,
                   jr->wj->container != NULL, jr->x->bash, &sh);
@@ -635,7 +563,7 @@ start_run_step(struct jobrun *jr, json_t *ctx)
                                : jr->wj->defaults_working_directory.v
                                    ? &jr->wj->defaults_working_directory
                                    : NULL;
-    if (wds && (rc = eval_str(jr, wds, ectx, &wd, &e)) < 0)
+    if (wds && (rc = jr_eval_str(jr, wds, ectx, &wd, &e)) < 0)
         goto fail;
     if (wd == NULL && jr->plan->wf->defaults_working_directory.v)
         wd = xstrdup(jr->plan->wf->defaults_working_directory.v);
@@ -649,8 +577,8 @@ start_run_step(struct jobrun *jr, json_t *ctx)
     if (s->timeout_minutes) {
         json_t *v = NULL;
         double d;
-        struct expr_env te = {.contexts = ectx, .job_status = job_status(jr),
-                              .hash_files = hash_files, .arg = jr};
+        struct expr_env te = {.contexts = ectx, .job_status = jr_job_status(jr),
+                              .hash_files = jr_hash_files, .arg = jr};
         if (yeval_node(jr->file, s->timeout_minutes, &te, &v, &e) == 0) {
             if (json_is_string(v))
                 d = strtod(json_string_value(v), NULL);
@@ -673,9 +601,9 @@ start_run_step(struct jobrun *jr, json_t *ctx)
         goto fail;
     goto out;
 fail:
-    emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
+    jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
     jr->phase = PH_RUNNING; /* end_step resets */
-    end_step(jr, false);
+    jr_end_step(jr, false);
 out:
     shell_cmd_free(&sh);
     free(run);
@@ -736,8 +664,8 @@ checkpoint(struct jobrun *jr, const char *kind, struct err *e)
 }
 
 /* The script is in place: run it. */
-static void
-run_script(struct jobrun *jr)
+void
+jr_run_script(struct jobrun *jr)
 {
     char **envp = stepenv_to_envp(jr->cur_env);
     size_t envc = 0, argc = 0;
@@ -766,7 +694,7 @@ run_script(struct jobrun *jr)
         free(envp[i]);
     free(envp);
     if (rc < 0)
-        fail_step(jr, e.msg);
+        jr_fail_step(jr, e.msg);
 }
 
 /* ---------------------------------------------------------------- docker:// steps */
@@ -785,7 +713,7 @@ dstep_log(const char *line, void *arg)
 {
     struct jobrun *jr = arg;
 
-    emit(jr, (int)jr->cur, JOBRUN_INFO, line, strlen(line));
+    jr_emit(jr, (int)jr->cur, JOBRUN_INFO, line, strlen(line));
 }
 
 #define DFILE_ID 0x80000000u
@@ -814,9 +742,9 @@ read_docker_files(struct jobrun *jr)
                               .env = env, .envc = 6, .dir = dir};
     jr->phase = PH_DREAD;
     if (agentconn_run(jr->x->conn, &r, &e) < 0) {
-        emitf(jr, (int)jr->cur, JOBRUN_WARNING, "file commands of this step were not read: %s",
+        jr_emitf(jr, (int)jr->cur, JOBRUN_WARNING, "file commands of this step were not read: %s",
               e.msg);
-        end_step(jr, jr->dok);
+        jr_end_step(jr, jr->dok);
     }
     for (int i = 0; i < 5; i++)
         free(vars[i]);
@@ -831,17 +759,17 @@ dstep_done(int rc, long long code, const struct err *e, void *arg)
     jr->dstep = NULL;
     if (jr->phase != PH_RUNNING)
         return;
-    flush_output(jr);
+    jr_flush_output(jr);
     if (rc == ERR_CANCELED) {
-        emit(jr, (int)jr->cur, JOBRUN_ERROR, "The step was cancelled.", 23);
-        end_step(jr, false);
+        jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, "The step was cancelled.", 23);
+        jr_end_step(jr, false);
     } else if (rc < 0) {
-        emit(jr, (int)jr->cur, JOBRUN_ERROR, e ? e->msg : "docker step failed",
+        jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, e ? e->msg : "docker step failed",
              strlen(e ? e->msg : "docker step failed"));
-        end_step(jr, false);
+        jr_end_step(jr, false);
     } else {
         if (code != 0)
-            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %lld.", code);
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %lld.", code);
         jr->dok = code == 0;
         read_docker_files(jr);
     }
@@ -858,7 +786,7 @@ launch_docker_step(struct jobrun *jr)
     jr->phase = PH_RUNNING;
     if (checkpoint(jr, "docker", &e) < 0 ||
         dockerstep_run(jr->loop, jr->x->docker, &jr->dopts, &cbs, jr, &jr->dstep, &e) < 0)
-        fail_step(jr, e.msg);
+        jr_fail_step(jr, e.msg);
 }
 
 /* Runs `uses: docker://IMAGE` in a container of its own on the job network, with the
@@ -867,22 +795,48 @@ static void
 start_docker_step(struct jobrun *jr, json_t *ctx)
 {
     const struct wf_step *s = &jr->wj->steps[jr->cur];
-    struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
+                          .hash_files = jr_hash_files, .arg = jr};
     json_t *step_env = NULL, *with = NULL;
     char **args = NULL, *image = NULL;
     size_t nargs = 0;
     struct err e = {0};
+
+    if ((yeval_node(jr->file, s->env, &ee, &step_env, &e)) < 0 ||
+        (yeval_node(jr->file, s->with, &ee, &with, &e)) < 0 ||
+        (jr_eval_str(jr, &s->uses, ctx, &image, &e)) < 0) {
+        jr->phase = PH_RUNNING;
+        jr_fail_step(jr, e.msg);
+        goto out;
+    }
+    const char *argstr = json_string_value(json_object_get(with, "args"));
+    if (argstr && *argstr && dockeropts_split(argstr, "with.args", &args, &nargs, &e) < 0) {
+        jr->phase = PH_RUNNING;
+        jr_fail_step(jr, e.msg);
+        goto out;
+    }
+    jr_container_step(jr, ctx, image + strlen("docker://"),
+                      json_string_value(json_object_get(with, "entrypoint")), args, step_env,
+                      with, NULL);
+out:
+    json_decref(step_env);
+    json_decref(with);
+    free(image);
+}
+
+void
+jr_container_step(struct jobrun *jr, json_t *ctx, const char *image, const char *entry,
+                  char **args, json_t *step_env, json_t *with, json_t *extra_env)
+{
+    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    struct err e = {0};
     int rc;
 
     if (jr->x->docker == NULL || jr->x->workspace_mount == NULL) {
-        err_set(&e, -ENOTSUP, "uses: %s: docker:// steps need a job in a container "
+        err_set(&e, -ENOTSUP, "uses: %s: container steps need a job in a container "
                 "(map the label to docker://IMAGE)", s->uses.v);
         goto fail;
     }
-    if ((rc = yeval_node(jr->file, s->env, &ee, &step_env, &e)) < 0 ||
-        (rc = yeval_node(jr->file, s->with, &ee, &with, &e)) < 0 ||
-        (rc = eval_str(jr, &s->uses, ctx, &image, &e)) < 0)
-        goto fail;
     struct stepenv_in in = {
         .base_env = NULL, .job_env = jr->job_env, .container_env = jr->container_env,
         .github = json_object_get(ctx, "github"), .step_id = s->eff_id,
@@ -891,33 +845,42 @@ start_docker_step(struct jobrun *jr, json_t *ctx)
         .with = json_is_object(with) ? with : NULL, .uses = true,
         .extra_path = NULL, .file_dir = jr->x->file_dir, .gitea = jr->gitea,
     };
+    json_decref(jr->cur_env);
     jr->cur_env = stepenv_build(&in);
+    if (json_is_object(extra_env))
+        json_object_update(jr->cur_env, extra_env);
     json_object_del(jr->cur_env, "PATH"); /* the step image's own PATH applies */
-    const char *entry = json_string_value(json_object_get(with, "entrypoint"));
-    const char *argstr = json_string_value(json_object_get(with, "args"));
-    if (argstr && dockeropts_split(argstr, "with.args", &args, &nargs, &e) < 0)
-        goto fail;
     /* Kept until the container starts: first the file-command files are emptied. */
     jr->denvp = stepenv_to_envp(jr->cur_env);
     jr->dargs = args;
     args = NULL;
-    jr->dimage = xstrdup(image + strlen("docker://"));
+    jr->dimage = xstrdup(image);
     jr->dlabels = dockerexec_step_labels(jr->x);
-    jr->dentry[0] = entry ? xstrdup(entry) : NULL;
-    jr->dentry[1] = NULL;
+    char **entryv = NULL;
+    size_t nentry = 0;
+    if (entry && *entry && s->kind == WF_STEP_USES_DOCKER) {
+        /* docker:// steps: with.entrypoint is one word (§12.5) */
+        entryv = xcalloc(2, sizeof *entryv);
+        entryv[0] = xstrdup(entry);
+    } else if (entry && *entry &&
+               dockeropts_split(entry, "entrypoint", &entryv, &nentry, &e) < 0) {
+        goto fail;
+    }
+    jr->dentryv = entryv;
     jr->dbinds[0] = jr->x->workspace_mount;
     jr->dbinds[1] = jr->x->act_mount;
     jr->dbinds[2] = NULL;
     jr->dopts = (struct dockerstep_opts){
         .image = jr->dimage,
         .allow_pull = true,
-        .entrypoint = entry ? jr->dentry : NULL,
+        .entrypoint = entryv ? (const char *const *)entryv : NULL,
         .cmd = jr->dargs ? (const char *const *)jr->dargs : NULL,
         .env = (const char *const *)jr->denvp,
         .workdir = jr->x->workspace,
         .binds = jr->dbinds,
         .network = jr->x->network,
         .labels = jr->dlabels,
+        .limits = jr->x->limits,
     };
     static const char *const files[] = {"envs.txt", "outputcmd.txt", "statecmd.txt",
                                         "pathcmd.txt", "SUMMARY.md"};
@@ -930,30 +893,20 @@ start_docker_step(struct jobrun *jr, json_t *ctx)
         if (rc < 0)
             goto fail;
     }
-    goto out;
+    return;
 fail:
-    jr->phase = PH_RUNNING;
-    emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
-    end_step(jr, false);
-out:
     dockeropts_words_free(args);
-    json_decref(step_env);
-    json_decref(with);
-    free(image);
+    jr->phase = PH_RUNNING;
+    jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
+    jr_end_step(jr, false);
 }
 
-static bool
-is_checkout(const char *uses)
-{
-    return strncasecmp(uses, "actions/checkout@", 17) == 0;
-}
-
-static void
-next_step(struct jobrun *jr)
+void
+jr_next_step(struct jobrun *jr)
 {
     while (jr->phase == PH_STEPS && jr->cur < jr->wj->n_steps) {
         const struct wf_step *s = &jr->wj->steps[jr->cur];
-        json_t *ctx = contexts(jr, NULL);
+        json_t *ctx = jr_contexts(jr, NULL);
 
         if (!jr->hash_ready && !jr->forced &&
             (mentions_hashfiles(s->if_.v) || mentions_hashfiles(s->name.v) ||
@@ -971,22 +924,22 @@ next_step(struct jobrun *jr)
             jr->hash_ready = true;
             continue;
         }
-        struct expr_env ee = {.contexts = ctx, .job_status = job_status(jr), .hash_files = hash_files, .arg = jr};
+        struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr), .hash_files = jr_hash_files, .arg = jr};
         struct err e = {0};
         bool ok = false;
 
         jr->cur_outputs = json_object();
-        jr->cur_name = display_name(jr, s, ctx);
+        jr->cur_name = jr_display_name(jr, s, ctx);
         if (jr->forced) {
             ok = false;
         } else if (expr_eval_if(s->if_.v ? s->if_.v : "", "success()", &ee, &ok, &e) < 0) {
             if (jr->sink->step_started)
                 jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
-            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "%s:%d:%d: error in if-expression: %s", jr->file,
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "%s:%d:%d: error in if-expression: %s", jr->file,
                   s->if_.pos.line, s->if_.pos.col, e.msg);
             json_decref(ctx);
             jr->phase = PH_RUNNING;
-            end_step(jr, false);
+            jr_end_step(jr, false);
             return;
         }
         if (!ok) {
@@ -1008,20 +961,11 @@ next_step(struct jobrun *jr)
             json_decref(ctx);
             return;
         }
+        jr_action_start(jr, ctx);
         json_decref(ctx);
-        jr->phase = PH_RUNNING;
-        if (s->kind == WF_STEP_USES && is_checkout(s->uses.v) && jr->xjob.source) {
-            emitf(jr, (int)jr->cur, JOBRUN_INFO,
-                  "%s: the workspace already holds the local repository", s->uses.v);
-            end_step(jr, true);
-        } else {
-            emitf(jr, (int)jr->cur, JOBRUN_ERROR,
-                  "uses: %s: actions are not supported yet by this runner", s->uses.v);
-            end_step(jr, false);
-        }
         return;
     }
-    if (jr->phase == PH_STEPS)
+    if (jr->phase == PH_STEPS && !jr_post_next(jr))
         finish_job(jr);
 }
 
@@ -1041,10 +985,10 @@ apply_files(struct jobrun *jr, const struct agentp_msg *m, bool *ok)
         if (!(m->present & (1u << f)) || m->files[f].len == 0)
             continue;
         if (m->truncated & (1u << f))
-            emitf(jr, (int)jr->cur, JOBRUN_WARNING, "%s was cut at %u bytes", names[f],
+            jr_emitf(jr, (int)jr->cur, JOBRUN_WARNING, "%s was cut at %u bytes", names[f],
                   AGENTP_FILE_CAP);
         if (envfile_parse(names[f], (const char *)m->files[f].p, m->files[f].len, &kv, &e) < 0) {
-            emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
+            jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
             *ok = false;
             continue;
         }
@@ -1052,10 +996,10 @@ apply_files(struct jobrun *jr, const struct agentp_msg *m, bool *ok)
                       : f == AGENTP_FILE_OUTPUT ? jr->cur_outputs
                                                 : NULL;
         if (f == AGENTP_FILE_STATE) {
-            dst = json_object_get(jr->state, cur_id(jr));
+            dst = json_object_get(jr->state, jr_cur_id(jr));
             if (dst == NULL) {
                 dst = json_object();
-                json_object_set_new(jr->state, cur_id(jr), dst);
+                json_object_set_new(jr->state, jr_cur_id(jr), dst);
             }
         }
         json_object_foreach(kv, k, v) {
@@ -1082,22 +1026,22 @@ on_exited(struct jobrun *jr, const struct agentp_msg *m)
 {
     bool ok = m->exit_code == 0 && !(m->flags & AGENTP_EXIT_SIGNALED);
 
-    flush_output(jr);
+    jr_flush_output(jr);
     apply_files(jr, m, &ok);
     if (m->flags & AGENTP_EXIT_TIMED_OUT && jr->timeout_ms < 60000)
-        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "The step timed out after %.1f seconds.",
+        jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "The step timed out after %.1f seconds.",
               jr->timeout_ms / 1000.0);
     else if (m->flags & AGENTP_EXIT_TIMED_OUT)
-        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "The step timed out after %u minute%s.",
+        jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "The step timed out after %u minute%s.",
               jr->timeout_ms / 60000, jr->timeout_ms / 60000 == 1 ? "" : "s");
     else if (m->flags & AGENTP_EXIT_CANCELLED)
-        emit(jr, (int)jr->cur, JOBRUN_ERROR, "The step was cancelled.", 23);
+        jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, "The step was cancelled.", 23);
     else if (m->flags & AGENTP_EXIT_SIGNALED)
-        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process was killed by signal %u.", m->signal);
+        jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process was killed by signal %u.", m->signal);
     else if (m->exit_code != 0)
-        emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %d.",
+        jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %d.",
               m->exit_code);
-    end_step(jr, ok);
+    jr_end_step(jr, ok);
 }
 
 static void on_event(void *arg, const struct agentconn_event *ev);
@@ -1111,13 +1055,13 @@ replay_done(struct jobrun *jr)
     jr->replaying = false;
     if (jr->defer_next) {
         jr->defer_next = false;
-        next_step(jr);
+        jr_next_step(jr);
     } else if (jr->phase == PH_RUNNING && kind && strcmp(kind, "docker") == 0) {
-        fail_step(jr, "runnerd restarted while this docker:// step ran; its container could "
+        jr_fail_step(jr, "runnerd restarted while this docker:// step ran; its container could "
                       "not be followed again, so its outcome is unknown");
     } else if (jr->phase == PH_RUNNING && !jr->replay_started) {
         /* The RUN never reached the agent: the step has not run at all. Run it now. */
-        run_script(jr);
+        jr_run_script(jr);
     }
     if (jr->cancelled && jr->phase == PH_RUNNING)
         stop_running_step(jr, CANCEL_GRACE_MS);
@@ -1150,7 +1094,7 @@ replay_event(struct jobrun *jr, const struct agentconn_event *ev)
         return;
     case AGENTCONN_ERROR:
         if (m->ref_type == AGENTP_RESUME) {
-            emitf(jr, (int)jr->cur, JOBRUN_ERROR,
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR,
                   "the job's output could not be resumed after runnerd restarted: %s",
                   m->text ? m->text : "");
             jr->replaying = false;
@@ -1193,6 +1137,17 @@ on_event(void *arg, const struct agentconn_event *ev)
         if (agentconn_ack(jr->x->conn, ev->next, &ae) == 0)
             jr->acked = ev->next;
     }
+    if (jr->phase == PH_ACTION &&
+        (ev->kind == AGENTCONN_OUTPUT || ev->kind == AGENTCONN_EXITED ||
+         ev->kind == AGENTCONN_ERROR || ev->kind == AGENTCONN_FILE_WRITTEN)) {
+        jr_action_event(jr, ev);
+        return;
+    }
+    if (jr->in_post && jr->phase == PH_RUNNING && m->id == jr->cur + 1 &&
+        (ev->kind == AGENTCONN_EXITED || ev->kind == AGENTCONN_ERROR)) {
+        jr_post_exited(jr, ev->kind == AGENTCONN_EXITED ? m : NULL);
+        return;
+    }
     switch (ev->kind) {
     case AGENTCONN_OUTPUT:
         if (jr->phase == PH_RUNNING && m->id == jr->cur + 1)
@@ -1201,11 +1156,11 @@ on_event(void *arg, const struct agentconn_event *ev)
                  jr->hash_out.len < 4096)
             buf_append(&jr->hash_out, m->data.p, m->data.len);
         else if (jr->phase == PH_HASHING && m->id == HASH_STEP)
-            emit(jr, (int)jr->cur, JOBRUN_ERROR, (const char *)m->data.p, m->data.len);
+            jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, (const char *)m->data.p, m->data.len);
         break;
     case AGENTCONN_FILE_WRITTEN:
         if (jr->phase == PH_WRITING && m->id == jr->cur + 1)
-            run_script(jr);
+            jr_run_script(jr);
         else if (jr->phase == PH_DPREP && m->id >= DFILE_ID && --jr->dprep_left == 0)
             launch_docker_step(jr);
         break;
@@ -1217,11 +1172,11 @@ on_event(void *arg, const struct agentconn_event *ev)
         } else if (jr->phase == PH_DREAD && m->id == jr->cur + 1) {
             bool ok = jr->dok;
             if (m->exit_code != 0)
-                emit(jr, (int)jr->cur, JOBRUN_WARNING,
+                jr_emit(jr, (int)jr->cur, JOBRUN_WARNING,
                      "file commands not read: the job image needs /bin/sh and cp", 59);
             else
                 apply_files(jr, m, &ok);
-            end_step(jr, ok);
+            jr_end_step(jr, ok);
         }
         break;
     case AGENTCONN_ERROR:
@@ -1229,21 +1184,21 @@ on_event(void *arg, const struct agentconn_event *ev)
             err_set(&e, -EIO, "hashFiles: %s", m->text ? m->text : "");
             hash_failed(jr, e.msg);
         } else if (jr->phase == PH_DREAD && m->id == jr->cur + 1) {
-            emitf(jr, (int)jr->cur, JOBRUN_WARNING, "file commands not read: %s",
+            jr_emitf(jr, (int)jr->cur, JOBRUN_WARNING, "file commands not read: %s",
                   m->text ? m->text : "");
-            end_step(jr, jr->dok);
+            jr_end_step(jr, jr->dok);
         } else if (jr->phase == PH_DPREP && m->id >= DFILE_ID) {
             err_set(&e, -EIO, "preparing the step's files: %s", m->text ? m->text : "");
             jr->phase = PH_RUNNING;
-            fail_step(jr, e.msg);
+            jr_fail_step(jr, e.msg);
         } else if ((jr->phase == PH_WRITING || jr->phase == PH_RUNNING) && m->id == jr->cur + 1) {
             err_set(&e, -EIO, "the agent refused the step: %s", m->text ? m->text : "");
-            fail_step(jr, e.msg);
+            jr_fail_step(jr, e.msg);
         }
         break;
     case AGENTCONN_PROTO_ERROR:
     case AGENTCONN_BYE:
-        emitf(jr, jr->phase != PH_STEPS && jr->phase != PH_SETUP ? (int)jr->cur : -1,
+        jr_emitf(jr, jr->phase != PH_STEPS && jr->phase != PH_SETUP ? (int)jr->cur : -1,
               JOBRUN_ERROR, "lost the agent: %s",
               ev->kind == AGENTCONN_BYE ? "it exited" : ev->err ? ev->err->msg : "protocol error");
         jr->job_failed = true;
@@ -1294,7 +1249,7 @@ on_exec_log(void *arg, const char *line)
 {
     struct jobrun *jr = arg;
 
-    emit(jr, -1, JOBRUN_INFO, line, strlen(line));
+    jr_emit(jr, -1, JOBRUN_INFO, line, strlen(line));
 }
 
 static void
@@ -1306,12 +1261,16 @@ finish_job(struct jobrun *jr)
         return;
     jr->phase = PH_CLOSING;
     if (plan_run_outputs(jr->plan, jr->job, jr->run, jr->steps, &e) < 0)
-        emitf(jr, -1, JOBRUN_ERROR, "job outputs: %s", e.msg);
+        jr_emitf(jr, -1, JOBRUN_ERROR, "job outputs: %s", e.msg);
     jr->result = jr->cancelled && !jr->timed_out ? PLAN_CANCELLED
                  : jr->job_failed || jr->timed_out ? PLAN_FAILURE
                                                    : PLAN_SUCCESS;
     uv_timer_stop(&jr->timer);
     uv_close((uv_handle_t *)&jr->timer, on_timer_closed);
+    if (jr_action_busy(jr)) {
+        jr_action_cancel(jr); /* the executor closes once it has landed (jr_action_landed) */
+        return;
+    }
     executor_close(jr->x);
 }
 
@@ -1321,7 +1280,7 @@ on_ready(void *arg, int rc, const struct err *e)
     struct jobrun *jr = arg;
 
     if (rc < 0) {
-        emitf(jr, -1, JOBRUN_ERROR, "setting up the job failed: %s", e ? e->msg : "");
+        jr_emitf(jr, -1, JOBRUN_ERROR, "setting up the job failed: %s", e ? e->msg : "");
         jr->job_failed = true;
         finish_job(jr);
         return;
@@ -1333,7 +1292,7 @@ on_ready(void *arg, int rc, const struct err *e)
         jr->replaying = true;
         if (agentconn_resume(jr->x->conn, off, &re) < 0 || agentconn_hello(jr->x->conn, &re) < 0) {
             jr->replaying = false;
-            emitf(jr, (int)jr->cur, JOBRUN_ERROR, "resuming the job failed: %s", re.msg);
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "resuming the job failed: %s", re.msg);
             jr->job_failed = true;
             set_step_result(jr, "failure", "failure");
             clear_step(jr);
@@ -1346,7 +1305,7 @@ on_ready(void *arg, int rc, const struct err *e)
         return;
     }
     jr->phase = PH_STEPS;
-    next_step(jr);
+    jr_next_step(jr);
 }
 
 static const struct executor_cbs exec_cbs = {
@@ -1361,7 +1320,9 @@ stop_running_step(struct jobrun *jr, uint32_t grace)
 {
     struct err e = {0};
 
-    if (jr->phase == PH_RUNNING && jr->dstep)
+    if (jr->phase == PH_ACTION)
+        jr_action_cancel(jr);
+    else if (jr->phase == PH_RUNNING && jr->dstep)
         dockerstep_cancel(jr->dstep);
     else if (jr->phase == PH_RUNNING && jr->x && jr->x->conn)
         agentconn_cancel(jr->x->conn, (uint32_t)jr->cur + 1, grace, &e);
@@ -1372,7 +1333,7 @@ on_job_timeout(uv_timer_t *t)
 {
     struct jobrun *jr = t->data;
 
-    emitf(jr, -1, JOBRUN_ERROR, "The job has exceeded the maximum execution time of %g minute%s.",
+    jr_emitf(jr, -1, JOBRUN_ERROR, "The job has exceeded the maximum execution time of %g minute%s.",
           jr->timeout_minutes, jr->timeout_minutes == 1 ? "" : "s");
     jr->timed_out = true;
     jr->cancelled = true;
@@ -1390,10 +1351,12 @@ jobrun_cancel(struct jobrun *jr)
         return;
     }
     jr->cancelled = true;
-    if (jr->phase == PH_RUNNING || jr->phase == PH_WRITING) {
+    if (jr->in_post)
+        return; /* post stages run to their end on a graceful cancel */
+    if (jr->phase == PH_RUNNING || jr->phase == PH_WRITING || jr->phase == PH_ACTION) {
         /* The running step goes on only if its own `if` still holds once cancelled. */
         const struct wf_step *s = &jr->wj->steps[jr->cur];
-        json_t *ctx = contexts(jr, jr->cur_env);
+        json_t *ctx = jr_contexts(jr, jr->cur_env);
         struct expr_env ee = {.contexts = ctx, .job_status = "cancelled"};
         bool ok = false;
         struct err e = {0};
@@ -1543,6 +1506,12 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     jr->sink = o->sink;
     jr->sink_arg = o->sink_arg;
     jr->gitea = o->gitea;
+    jr->cache_dir = o->cache_dir ? xstrdup(o->cache_dir) : NULL;
+    jr->git_ca_file = o->git_ca_file ? xstrdup(o->git_ca_file) : NULL;
+    jr->git_insecure = o->git_insecure;
+    jr->actions_url = o->actions_url ? xstrdup(o->actions_url) : NULL;
+    jr->github_mirror = o->github_mirror ? xstrdup(o->github_mirror) : NULL;
+    jr->posts = json_array();
     jr->label = o->label ? xstrdup(o->label) : NULL;
     jr->runner = o->runner ? json_incref(o->runner) : json_object();
     jr->steps = json_object();
@@ -1635,7 +1604,7 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     return 0;
 fail:
     /* Report through the normal path so the executor and timer close properly. */
-    emitf(jr, -1, JOBRUN_ERROR, "%s", e->msg);
+    jr_emitf(jr, -1, JOBRUN_ERROR, "%s", e->msg);
     jr->job_failed = true;
     finish_job(jr);
     *out = jr;
@@ -1691,6 +1660,13 @@ jobrun_free(struct jobrun *jr)
     buf_free(&jr->masked);
     json_decref(jr->added_masks);
     json_decref(jr->resume_cp);
+    jr_action_free(jr);
+    json_decref(jr->posts);
+    free(jr->post_id);
+    free(jr->cache_dir);
+    free(jr->git_ca_file);
+    free(jr->actions_url);
+    free(jr->github_mirror);
     free(jr->label);
     free(jr);
 }

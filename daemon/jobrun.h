@@ -57,6 +57,12 @@ struct jobrun_opts {
     const char *container_options; /* the runner's own options for job containers, or NULL */
     bool gitea;
     bool durable;               /* ack the agent's journal only up to checkpoints */
+    /* uses: steps. NULL cache_dir: actions/checkout and remote actions fail clearly. */
+    const char *cache_dir;      /* git mirrors and fetched actions */
+    const char *git_ca_file;    /* CA bundle for git over HTTPS, or NULL: the system's */
+    bool git_insecure;          /* runner.insecure: no TLS verification for the instance */
+    const char *actions_url;    /* when github.gitea_default_actions_url is empty, or NULL */
+    const char *github_mirror;  /* runner.github_mirror, or NULL */
     const struct jobrun_sink *sink;
     void *sink_arg;
 };

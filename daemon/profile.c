@@ -107,6 +107,23 @@ join(const json_t *a, const char *only_from)
 }
 
 void
+profile_apply_limits(const json_t *job, json_t *hc)
+{
+    long long v;
+
+    if (job == NULL)
+        return;
+    if ((v = json_integer_value(json_object_get(job, "memory"))) > 0) {
+        json_object_set_new(hc, "Memory", json_integer(v));
+        json_object_set_new(hc, "MemorySwap", json_integer(v));
+    }
+    if ((v = json_integer_value(json_object_get(job, "nano_cpus"))) > 0)
+        json_object_set_new(hc, "NanoCpus", json_integer(v));
+    if ((v = json_integer_value(json_object_get(job, "pids"))) > 0)
+        json_object_set_new(hc, "PidsLimit", json_integer(v));
+}
+
+void
 profile_apply(json_t *body, const json_t *job, json_t *env)
 {
     json_t *hc = host_config(body);
@@ -117,14 +134,7 @@ profile_apply(json_t *body, const json_t *job, json_t *env)
         json_object_set_new(env, "NVIDIA_VISIBLE_DEVICES", json_string("void"));
         return;
     }
-    if ((v = json_integer_value(json_object_get(job, "memory"))) > 0) {
-        json_object_set_new(hc, "Memory", json_integer(v));
-        json_object_set_new(hc, "MemorySwap", json_integer(v));
-    }
-    if ((v = json_integer_value(json_object_get(job, "nano_cpus"))) > 0)
-        json_object_set_new(hc, "NanoCpus", json_integer(v));
-    if ((v = json_integer_value(json_object_get(job, "pids"))) > 0)
-        json_object_set_new(hc, "PidsLimit", json_integer(v));
+    profile_apply_limits(job, hc);
     append_all(hc, "Binds", json_object_get(job, "binds"));
     if (json_array_size(gpus) > 0) {
         /* docker-engine.md §3.1/§3.2: by UUID, Count 0, the nvidia driver, never privileged. */

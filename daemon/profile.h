@@ -9,7 +9,9 @@
  *    "dind": {"image": REF, "caps": BOOL, "args": [...]}}
  *
  * and profile_apply() adds it to a container create body, last, so that nothing a workflow's
- * `container.options` says can lift a limit or add a GPU. */
+ * `container.options` says can lift a limit or add a GPU. Every other container of the job
+ * (services, `docker://` steps, the dind sidecar) gets the same limits, each on its own,
+ * through profile_apply_limits(). */
 #ifndef PROFILE_H
 #define PROFILE_H
 
@@ -27,13 +29,19 @@ long long profile_host_memory(void);
 json_t *profile_job(const struct config *c, const struct config_profile *p, long long host_memory,
                     char *const *gpus, const char *socket, int socket_gid);
 
-/* Applies job (profile_job()'s object, may be NULL) to a create body: HostConfig Memory,
- * MemorySwap (= Memory: no swap on top), NanoCpus, PidsLimit, Binds, DeviceRequests, GroupAdd;
+/* Applies job (profile_job()'s object, may be NULL) to a create body: the limits of
+ * profile_apply_limits(), and HostConfig Binds, DeviceRequests, GroupAdd;
  * and sets the environment it implies in env (an object: NVIDIA_VISIBLE_DEVICES,
  * NVIDIA_DRIVER_CAPABILITIES, DOCKER_HOST), which the caller adds to the container's Env and
  * the steps' base environment. A job without GPUs gets NVIDIA_VISIBLE_DEVICES=void so that a
  * host whose default runtime is nvidia's still gives it none. */
 void profile_apply(json_t *body, const json_t *job, json_t *env);
+
+/* Applies job's resource limits (profile_job()'s object; NULL: none) to host_config, a create
+ * body's HostConfig object: Memory and MemorySwap (= Memory: no swap on top), NanoCpus,
+ * PidsLimit, replacing what was there. Call it after anything a workflow controls (options)
+ * has been merged, so that nothing lifts them. */
+void profile_apply_limits(const json_t *job, json_t *host_config);
 
 /* True when an engine error says it cannot provide the requested GPUs (docker-engine.md §3.2:
  * "could not select device driver ..."), so that the job fails with words an operator acts on. */

@@ -276,6 +276,10 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
         .runner = rl->runner,
         .label = label,
         .container_options = rl->o->container_options,
+        .cache_dir = rl->o->cache_dir,
+        .git_ca_file = rl->o->git_ca_file,
+        .actions_url = rl->o->actions_url,
+        .github_mirror = rl->o->github_mirror,
         .sink = &terminal_sink,
         .sink_arg = lr,
     };

@@ -21,6 +21,8 @@ struct runlocal_opts {
     int capacity;            /* runs at once (0: number of CPUs) */
     const char *container_options; /* docker run flags for every job container (config) */
     const struct config *cfg; /* -c: runnerd.labels settings and limits (borrowed), or NULL */
+    const char *cache_dir;   /* git mirrors and fetched actions */
+    const char *git_ca_file, *actions_url, *github_mirror; /* or NULL */
     FILE *out;               /* live output */
     bool color;
 };

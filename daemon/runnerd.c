@@ -7,8 +7,14 @@
  *                    everything and exit at once leaving the jobs running for the next start.
  *                    A second signal forces: jobs are stopped now.
  *   SIGUSR2          detach now and exit with RUNNERD_EXIT_RESTART (an upgrade: systemd
- *                    starts the new binary, which reattaches to the running jobs).
- *   SIGHUP           reload the configuration if it validates. */
+ *                    starts the new binary, which reattaches to the running jobs); during a
+ *                    drain too, which then ends with the jobs left running, never stopped.
+ *                    `runnerctl restart` sends it.
+ *   SIGHUP           reload the configuration if it validates.
+ *
+ * The pid file "<state database>.pid" holds our pid, under a lock held for our whole life
+ * (store.h, "the daemon lock"): a second runnerd on the same database is refused (exit status
+ * 2), and `runnerctl restart` finds us through it. */
 #include "runnerd.h"
 
 #include "docker.h"
@@ -486,6 +492,14 @@ on_grace_over(uv_timer_t *t)
 static void
 begin_stop(bool detach, int code)
 {
+    if (D.stopping && !D.forced && detach && code == RUNNERD_EXIT_RESTART) {
+        /* SIGUSR2 (runnerctl restart) while draining: leave the jobs running rather than
+         * force them to stop, which is what a second SIGTERM does. */
+        char msg[160];
+        snprintf(msg, sizeof msg, "detached while shutting down: %zu job(s) keep running and "
+                                  "are reattached at the next start", task_running(&D));
+        leave_now(code, msg);
+    }
     if (D.stopping) {
         if (!D.forced) {
             D.forced = true;
@@ -741,9 +755,23 @@ main(int argc, char **argv)
     log_set_json(D.cfg.runnerd.log_format && strcmp(D.cfg.runnerd.log_format, "json") == 0);
     D.detach = D.cfg.runnerd.detach;
     D.capacity = D.cfg.runner.capacity > 0 ? D.cfg.runner.capacity : 1;
+    /* libuv's thread pool (checkouts, action fetches, uploads, hashing) is sized once, at its
+     * first use: a slot per job plus a few (STYLE.md §5), unless the operator set it. */
+    if (getenv("UV_THREADPOOL_SIZE") == NULL) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", D.capacity + 4 > 128 ? 128 : D.capacity + 4);
+        setenv("UV_THREADPOOL_SIZE", n, 0);
+    }
     srand((unsigned)(getpid() ^ (unsigned)clock_now_ns()));
     if (store_open(D.cfg.runnerd.state_file, &D.st, &e) < 0) {
         fprintf(stderr, "runnerd: %s\n", e.msg);
+        config_free(&D.cfg);
+        return RUNNERD_EXIT_CONFIG;
+    }
+    /* One runnerd per state database: held until we exit (store.h, "the daemon lock"). */
+    if (store_lock(D.st, NULL, &e) < 0) {
+        fprintf(stderr, "runnerd: %s\n", e.msg);
+        store_close(D.st);
         config_free(&D.cfg);
         return RUNNERD_EXIT_CONFIG;
     }

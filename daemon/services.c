@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dockeropts.h"
+#include "profile.h"
 #include "runner/xalloc.h"
 #include "services.h"
 
@@ -267,6 +268,8 @@ build(struct services *s, const struct services_config *cfg, const struct servic
             goto out;
     }
     dockeropts_merge(v->body, &o);
+    /* After the options, so that no service lifts the label's limits. */
+    profile_apply_limits(cfg->limits, json_object_get(v->body, "HostConfig"));
     if (def->username && def->password) {
         v->has_auth = true;
         v->auth.username = xstrdup(def->username);

@@ -37,6 +37,9 @@ struct services_config {
     bool allow_privileged;   /* --privileged in options */
     long health_timeout_ms;  /* overall bound on the health wait; 0 = 5 minutes */
     long poll_ms;            /* health poll interval; 0 = 1000 */
+    const json_t *limits;    /* the job's label settings (profile.h's profile_job()): their
+                                memory, CPU and pids limits apply to every service, after its
+                                options; NULL: none */
     /* Checks one volume (from `volumes` or -v in options); return <0 with e set to refuse it.
      * NULL: all volumes are accepted. */
     int (*validate_volume)(const char *volume, void *arg, struct err *e);

@@ -166,8 +166,13 @@ static const char *const sql_text[ST_COUNT] = {
 struct store {
     sqlite3 *db;
     char *path;
+    int lock_fd;                /* the pid file while store_lock() holds it, else -1 */
     sqlite3_stmt *st[ST_COUNT]; /* prepared on first use, finalized by store_close() */
 };
+
+/* The daemon lock is held (store_lock()). A record lock belongs to the process, and closing any
+ * descriptor of its file drops it: the holder must never open the pid file again. */
+static bool lock_held;
 
 /* ------------------------------------------------------------------------------------------
  * Errors and helpers
@@ -563,6 +568,7 @@ store_open(const char *path, struct store **out, struct err *e)
     int rc;
 
     *out = NULL;
+    s->lock_fd = -1;
     s->path = xstrdup(path);
     rc = create_file(path, e);
     if (rc < 0)
@@ -599,6 +605,10 @@ store_close(struct store *s)
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db); /* rolls back a transaction left open */
+    if (s->lock_fd >= 0) {
+        close(s->lock_fd); /* drops the daemon lock */
+        lock_held = false;
+    }
     free(s->path);
     free(s);
 }
@@ -607,6 +617,108 @@ const char *
 store_path(const struct store *s)
 {
     return s->path;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The daemon lock (see store.h)
+ * ------------------------------------------------------------------------------------------ */
+
+char *
+store_pidfile(const char *path)
+{
+    char *abs = realpath(path, NULL);
+    char *p = xasprintf("%s.pid", abs ? abs : path);
+
+    free(abs);
+    return p;
+}
+
+/* The pid of the process holding a lock on fd's file, or 0. The lock asked about is a read
+ * lock, so that a file open read-only can be asked; runnerd's write lock conflicts with it. */
+static int
+pidfile_holder(int fd, const char *file, pid_t *pid, struct err *e)
+{
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+
+    *pid = 0;
+    if (fcntl(fd, F_GETLK, &fl) < 0)
+        return err_set(e, -errno, "%s: %s", file, strerror(errno));
+    if (fl.l_type == F_UNLCK)
+        return 0;
+    /* 0: the holder lives in a pid namespace we cannot see into; the pid in the file is the
+     * holder's own view, which would name another process here. */
+    *pid = fl.l_pid > 0 ? fl.l_pid : -1;
+    return 0;
+}
+
+int
+store_lock(struct store *s, pid_t *holder, struct err *e)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    char *file = store_pidfile(s->path), buf[32];
+    int fd, rc = 0, len;
+    pid_t other = 0;
+
+    assert(!lock_held && "store_lock: once per process");
+    if (holder)
+        *holder = 0;
+    fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        rc = err_set(e, -errno, "%s: %s", file, strerror(errno));
+        goto out;
+    }
+    if (fcntl(fd, F_SETLK, &fl) < 0) {
+        if (errno != EACCES && errno != EAGAIN) {
+            rc = err_set(e, -errno, "%s: lock: %s", file, strerror(errno));
+            goto out;
+        }
+        rc = pidfile_holder(fd, file, &other, e);
+        if (rc < 0)
+            goto out;
+        if (holder)
+            *holder = other;
+        if (other > 0)
+            rc = err_set(e, -EBUSY, "%s: another runnerd (pid %ld) uses this state database; "
+                         "stop it, or restart it with `runnerctl restart`", s->path, (long)other);
+        else
+            rc = err_set(e, -EBUSY, "%s: another runnerd uses this state database (it holds "
+                         "%s); stop it first", s->path, file);
+        goto out;
+    }
+    len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+        rc = err_set(e, -errno, "%s: write: %s", file, strerror(errno));
+        goto out;
+    }
+    s->lock_fd = fd;
+    lock_held = true;
+    fd = -1;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(file);
+    return rc;
+}
+
+int
+store_lock_holder(const char *path, pid_t *pid, struct err *e)
+{
+    char *file = NULL;
+    int fd, rc = 0;
+
+    assert(!lock_held && "store_lock_holder: would drop this process's own daemon lock");
+    *pid = 0;
+    file = store_pidfile(path);
+    fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            rc = err_set(e, -errno, "%s: %s", file, strerror(errno));
+    } else {
+        rc = pidfile_holder(fd, file, pid, e);
+        close(fd);
+    }
+    free(file);
+    return rc;
 }
 
 int

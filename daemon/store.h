@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct store;
 
@@ -25,6 +26,30 @@ void store_close(struct store *s);
 const char *store_path(const struct store *s);
 /* The schema version this build writes. */
 int store_schema_version(void);
+
+/* ---- the daemon lock: one runnerd per state database ----
+ * runnerd takes it right after store_open() and holds it for its whole life: a POSIX write
+ * lock (fcntl F_SETLK) on the pid file "<database>.pid" beside the database (symlinks in the
+ * database's path resolved), which holds runnerd's pid in decimal and a newline. The kernel
+ * drops the lock when the process ends, however it ends, so a pid file left by a crashed
+ * runnerd is stale exactly when nobody holds its lock; the file is never removed (removing it
+ * would let two runnerds lock two different files). A record lock rather than flock(2)
+ * because its holder can be asked for (F_GETLK) without taking the lock: `runnerctl restart`
+ * asks while a new runnerd may be starting, and must never make that one fail. */
+/* The pid file of the database at path: a new string (free()). */
+char *store_pidfile(const char *path);
+/* Takes the daemon lock of s and writes our pid into its pid file. -EBUSY when another process
+ * holds it: *holder (may be NULL) gets its pid as store_lock_holder() says, and e says which
+ * runnerd uses the database.
+ * Released by store_close() or the end of the process. Once per process: record locks are the
+ * process's, so a second lock on the same file would not conflict, and closing it would drop
+ * the first. */
+int store_lock(struct store *s, pid_t *holder, struct err *e);
+/* Which process holds the daemon lock of the database at path, without taking it: *pid is 0
+ * when none does (no pid file, or a stale one), -1 when the holder's pid cannot be known here
+ * (it runs in a pid namespace this process cannot see). Not for the process holding the daemon
+ * lock: opening the pid file there would drop it (record locks are the process's). */
+int store_lock_holder(const char *path, pid_t *pid, struct err *e);
 
 /* Transactions (not nested; store_commit() on no open transaction is a no-op). */
 int store_begin(struct store *s, struct err *e);

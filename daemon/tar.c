@@ -3,6 +3,7 @@
  * in a PAX "x" header first, which Docker's Go archive/tar reader understands. */
 #include "tar.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,7 @@ pad(struct tar *t)
 /* Writes one header block; name/prefix must already fit. */
 static void
 header(struct tar *t, const char *name, const char *prefix, unsigned mode, size_t size,
-       char type)
+       char type, const char *link)
 {
     char h[TAR_BLOCK];
     unsigned sum = 0;
@@ -59,6 +60,8 @@ header(struct tar *t, const char *name, const char *prefix, unsigned mode, size_
     put_octal(h + 136, 12, (unsigned long long)t->mtime);
     memset(h + 148, ' ', 8);                   /* checksum placeholder */
     h[156] = type;
+    if (link)
+        memcpy(h + 157, link, strlen(link) < 100 ? strlen(link) : 100); /* linkname[100] */
     memcpy(h + 257, "ustar", 6);               /* magic "ustar\0" */
     memcpy(h + 263, "00", 2);                  /* version */
     memcpy(h + 265, "root", 4);                /* uname */
@@ -72,25 +75,39 @@ header(struct tar *t, const char *name, const char *prefix, unsigned mode, size_
     buf_append(&t->out, h, sizeof h);
 }
 
-/* A PAX record is "<len> path=<value>\n" where len counts the whole record. */
-static void
-pax_path(struct tar *t, const char *path)
+/* A PAX record is "<len> <key>=<value>\n" where len counts the whole record. */
+static size_t
+pax_len(const char *key, const char *value)
 {
-    size_t base = strlen(" path=\n") + strlen(path);
+    size_t base = strlen(key) + strlen(value) + 3; /* ' ', '=', '\n' */
     size_t len = base + 1;
     char rec[32];
 
-    while (snprintf(rec, sizeof rec, "%zu", len) + base != len)
+    while ((size_t)snprintf(rec, sizeof rec, "%zu", len) + base != len)
         len = (size_t)snprintf(rec, sizeof rec, "%zu", len) + base;
-    header(t, "././@PaxHeader", NULL, 0644, len, 'x');
-    buf_printf(&t->out, "%zu path=%s\n", len, path);
+    return len;
+}
+
+/* One PAX "x" header carrying path (when not NULL) and linkpath (when not NULL). */
+static void
+pax(struct tar *t, const char *path, const char *link)
+{
+    size_t lp = path ? pax_len("path", path) : 0, ll = link ? pax_len("linkpath", link) : 0;
+
+    header(t, "././@PaxHeader", NULL, 0644, lp + ll, 'x', NULL);
+    if (path)
+        buf_printf(&t->out, "%zu path=%s\n", lp, path);
+    if (link)
+        buf_printf(&t->out, "%zu linkpath=%s\n", ll, link);
     pad(t);
 }
 
 static int
 entry(struct tar *t, const char *path, unsigned mode, const void *data, size_t len, char type,
-      struct err *e)
+      const char *link, struct err *e)
 {
+    bool long_link = link && strlen(link) > 100;
+
     char name[101], prefix[156];
     size_t n = strlen(path);
 
@@ -110,8 +127,10 @@ entry(struct tar *t, const char *path, unsigned mode, const void *data, size_t l
     }
     name[0] = prefix[0] = '\0';
     if (n <= 100) {
+        if (long_link)
+            pax(t, NULL, link);
         memcpy(name, path, n + 1);
-        header(t, name, NULL, mode, len, type);
+        header(t, name, NULL, mode, len, type, link);
     } else {
         /* Try the ustar prefix split at a '/', else a PAX header. */
         const char *cut = NULL;
@@ -121,15 +140,17 @@ entry(struct tar *t, const char *path, unsigned mode, const void *data, size_t l
                 n - (size_t)(s - path) - 1 > 0)
                 cut = s;
         if (cut) {
+            if (long_link)
+                pax(t, NULL, link);
             memcpy(prefix, path, (size_t)(cut - path));
             prefix[cut - path] = '\0';
             snprintf(name, sizeof name, "%s", cut + 1);
-            header(t, name, prefix, mode, len, type);
+            header(t, name, prefix, mode, len, type, link);
         } else {
-            pax_path(t, path);
+            pax(t, path, long_link ? link : NULL);
             memcpy(name, path, 100);
             name[100] = '\0';
-            header(t, name, NULL, mode, len, type);
+            header(t, name, NULL, mode, len, type, link);
         }
     }
     if (len) {
@@ -143,7 +164,7 @@ int
 tar_add_file(struct tar *t, const char *path, unsigned mode, const void *data, size_t len,
              struct err *e)
 {
-    return entry(t, path, mode, data, len, '0', e);
+    return entry(t, path, mode, data, len, '0', NULL, e);
 }
 
 int
@@ -154,16 +175,24 @@ tar_add_dir(struct tar *t, const char *path, unsigned mode, struct err *e)
     int rc;
 
     if (n > 0 && path[n - 1] == '/')
-        return entry(t, path, mode, NULL, 0, '5', e);
+        return entry(t, path, mode, NULL, 0, '5', NULL, e);
     p = malloc(n + 2);
     if (p == NULL)
         abort();
     memcpy(p, path, n);
     p[n] = '/';
     p[n + 1] = '\0';
-    rc = entry(t, p, mode, NULL, 0, '5', e);
+    rc = entry(t, p, mode, NULL, 0, '5', NULL, e);
     free(p);
     return rc;
+}
+
+int
+tar_add_symlink(struct tar *t, const char *path, const char *target, struct err *e)
+{
+    if (*target == '\0')
+        return err_set(e, -EINVAL, "tar: symlink \"%s\" has an empty target", path);
+    return entry(t, path, 0777, NULL, 0, '2', target, e);
 }
 
 void

@@ -22,6 +22,8 @@ int tar_add_file(struct tar *t, const char *path, unsigned mode, const void *dat
                  struct err *e);
 /* Adds a directory entry (a trailing '/' is added). */
 int tar_add_dir(struct tar *t, const char *path, unsigned mode, struct err *e);
+/* Adds a symbolic link path -> target (a PAX linkpath when target is over 100 bytes). */
+int tar_add_symlink(struct tar *t, const char *path, const char *target, struct err *e);
 /* Appends the two zero blocks; the archive is then t->out.data / t->out.len (still owned by t). */
 void tar_finish(struct tar *t);
 void tar_free(struct tar *t);

@@ -595,12 +595,16 @@ run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *p
     uname(&un);
     runner = ctx_runner_new(rt->id ? rt->id->si.name : "runnerd", un.machine, NULL, NULL);
     snprintf(name, sizeof name, "task-%lld", (long long)rt->tid);
+    char *cache = config_cache_dir(&d->cfg, true);
     struct jobrun_opts o = {
         .plan = rt->plan, .job = 0, .run = 0, .exec = x,
         .xjob = {.name = name, .image = image, .profile = profile},
         .mask = rt->mask, .config_env = env, .runner = runner, .label = rt->label,
         .container_options = d->cfg.container.options, .gitea = true,
         .durable = x->container, .sink = &sink, .sink_arg = rt,
+        .cache_dir = cache, .git_ca_file = d->cfg.runnerd.git_ca_file,
+        .git_insecure = d->cfg.runner.insecure, .actions_url = d->cfg.runnerd.actions_url,
+        .github_mirror = d->cfg.runner.github_mirror,
     };
     rc = cp ? jobrun_resume(d->loop, &o, cp, &rt->jr, &e) : jobrun_start(d->loop, &o, &rt->jr, &e);
     if (rc == 0 && !rt->counted_running) {
@@ -609,6 +613,7 @@ run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *p
     }
     json_decref(env);
     json_decref(runner);
+    free(cache);
     if (rc < 0)
         *why = xstrdup(e.msg);
     return rc;

@@ -1339,19 +1339,24 @@ id_ref_cmp(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Reads steps and reports duplicate step ids; generates eff_id for steps without one. */
+/* Reads steps into a new array (*out, *nout) and reports duplicate step ids; generates eff_id
+ * for steps without one. Shared by job steps and composite actions' runs.steps. */
 static void
-read_steps(struct wctx *c, const char *path, struct ynode *n, struct wf_job *j)
+read_steps(struct wctx *c, const char *path, struct ynode *n, struct wf_step **out,
+           size_t *nout)
 {
+    struct wf_step *steps;
+
     if (n->kind != YNODE_SEQ) {
         if (!ynode_is_null(n))
             diag_type(c, path, n, "a sequence");
         return;
     }
-    j->steps = xcalloc(n->n ? n->n : 1, sizeof *j->steps);
-    j->n_steps = n->n;
+    steps = xcalloc(n->n ? n->n : 1, sizeof *steps);
+    *out = steps;
+    *nout = n->n;
     for (size_t i = 0; i < n->n; i++) {
-        struct wf_step *s = &j->steps[i];
+        struct wf_step *s = &steps[i];
         char *p = xasprintf("%s[%zu]", path, i);
         s->index = (int)i;
         read_step(c, p, n->items[i], s);
@@ -1361,8 +1366,8 @@ read_steps(struct wctx *c, const char *path, struct ynode *n, struct wf_job *j)
     struct id_ref *refs = xcalloc(n->n ? n->n : 1, sizeof *refs);
     size_t nr = 0;
     for (size_t i = 0; i < n->n; i++) {
-        if (j->steps[i].id.v) {
-            refs[nr].id = j->steps[i].id.v;
+        if (steps[i].id.v) {
+            refs[nr].id = steps[i].id.v;
             refs[nr].index = i;
             nr++;
         }
@@ -1374,7 +1379,7 @@ read_steps(struct wctx *c, const char *path, struct ynode *n, struct wf_job *j)
         size_t first = i - 1;
         while (first > 0 && strcmp(refs[first - 1].id, refs[i].id) == 0)
             first--;
-        const struct wf_step *s = &j->steps[refs[i].index];
+        const struct wf_step *s = &steps[refs[i].index];
         char *idq = ydoc_quote(s->id.v, strlen(s->id.v));
         diag(c, s->id.pos, "%s[%zu].id: the step id '%s' is already used by %s[%zu]", path,
              refs[i].index, idq, path, refs[first].index);
@@ -1505,7 +1510,7 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "steps")) != NULL) {
         p = sub(path, "steps");
-        read_steps(c, p, v, j);
+        read_steps(c, p, v, &j->steps, &j->n_steps);
         free(p);
     }
     if ((v = ynode_get(n, "outputs")) != NULL) {
@@ -1794,6 +1799,49 @@ base_name(const char *file)
     return xstrdup(s ? s + 1 : file);
 }
 
+/* Ends a parse: frees the line table, sorts the problems into file order and hands them to
+ * diag_out (or frees them). Returns 0 when there were none, else ERR_INVALID with e set to the
+ * first. */
+static int
+diag_finish(struct wctx *c, struct wf_diag *diag_out, struct err *e)
+{
+    int rc;
+
+    free(c->lines);
+    c->lines = NULL;
+    if (c->dropped > 0) {
+        struct ypos last = {INT32_MAX, INT32_MAX};
+        c->n--; /* make room: the summary goes last after sorting */
+        free(c->items[c->n].msg);
+        c->dropped++;
+        diag(c, last, "too many problems; %zu more not shown", c->dropped);
+        /* Strip the synthetic position from the text. */
+        char *m = c->items[c->n - 1].msg;
+        c->items[c->n - 1].msg = xasprintf("%s: too many problems; %zu more not shown", c->file,
+                                           c->dropped);
+        free(m);
+    }
+    if (c->n == 0) {
+        free(c->items);
+        c->items = NULL;
+        return 0;
+    }
+    qsort(c->items, c->n, sizeof *c->items, diag_cmp);
+    rc = err_set(e, ERR_INVALID, "%s", c->items[0].msg);
+    if (diag_out) {
+        diag_out->msgs = xreallocarray(diag_out->msgs, diag_out->n + c->n, sizeof(char *));
+        for (size_t i = 0; i < c->n; i++)
+            diag_out->msgs[diag_out->n++] = c->items[i].msg;
+    } else {
+        for (size_t i = 0; i < c->n; i++)
+            free(c->items[i].msg);
+    }
+    free(c->items);
+    c->items = NULL;
+    c->n = 0;
+    return rc;
+}
+
 /* YAML errors end the parse (one message); model problems are all collected. */
 int
 wf_parse(const char *file, const char *data, size_t len, struct wf_workflow **out,
@@ -1842,36 +1890,39 @@ wf_parse(const char *file, const char *data, size_t len, struct wf_workflow **ou
     if (w->name.v == NULL)
         w->name.v = base_name(c.file);
 done:
-    free(c.lines);
-    if (c.dropped > 0) {
-        struct ypos last = {INT32_MAX, INT32_MAX};
-        c.n--; /* make room: the summary goes last after sorting */
-        free(c.items[c.n].msg);
-        c.dropped++;
-        diag(&c, last, "too many problems; %zu more not shown", c.dropped);
-        /* Strip the synthetic position from the text. */
-        char *m = c.items[c.n - 1].msg;
-        c.items[c.n - 1].msg = xasprintf("%s: too many problems; %zu more not shown", c.file,
-                                         c.dropped);
-        free(m);
-    }
-    if (c.n > 0) {
-        qsort(c.items, c.n, sizeof *c.items, diag_cmp);
-        rc = err_set(e, ERR_INVALID, "%s", c.items[0].msg);
-        if (diag_out) {
-            diag_out->msgs = xreallocarray(diag_out->msgs, diag_out->n + c.n, sizeof(char *));
-            for (size_t i = 0; i < c.n; i++)
-                diag_out->msgs[diag_out->n++] = c.items[i].msg;
-        } else {
-            for (size_t i = 0; i < c.n; i++)
-                free(c.items[i].msg);
-        }
-        free(c.items);
+    rc = diag_finish(&c, diag_out, e);
+    if (rc < 0) {
         wf_free(w);
         return rc;
     }
-    free(c.items);
     *out = w;
+    return 0;
+}
+
+/* A composite action's steps go through read_steps() like a job's, so both get the same keys
+ * and checks; only the message path differs. */
+int
+wf_parse_steps(const char *file, const char *data, size_t len, const char *path,
+               struct ynode *seq, struct wf_step **steps, size_t *n, struct wf_diag *diag_out,
+               struct err *e)
+{
+    struct wctx c = {.file = file ? file : "<workflow>", .src = data, .srclen = len};
+    struct wf_step *s = NULL;
+    size_t ns = 0;
+    int rc;
+
+    *steps = NULL;
+    *n = 0;
+    if (seq == NULL)
+        return 0;
+    read_steps(&c, path ? path : "steps", seq, &s, &ns);
+    rc = diag_finish(&c, diag_out, e);
+    if (rc < 0) {
+        wf_steps_free(s, ns);
+        return rc;
+    }
+    *steps = s;
+    *n = ns;
     return 0;
 }
 
@@ -1890,18 +1941,22 @@ wf_load(const char *path, struct wf_workflow **out, struct wf_diag *diag_out, st
     return rc;
 }
 
-/* Frees the strings of a step. */
-static void
-step_free(struct wf_step *s)
+/* Frees the strings of each step, then the array; the nodes stay with their tree. */
+void
+wf_steps_free(struct wf_step *steps, size_t n)
 {
-    free(s->id.v);
-    free(s->eff_id);
-    free(s->name.v);
-    free(s->if_.v);
-    free(s->run.v);
-    free(s->shell.v);
-    free(s->working_directory.v);
-    free(s->uses.v);
+    for (size_t i = 0; i < n; i++) {
+        struct wf_step *s = &steps[i];
+        free(s->id.v);
+        free(s->eff_id);
+        free(s->name.v);
+        free(s->if_.v);
+        free(s->run.v);
+        free(s->shell.v);
+        free(s->working_directory.v);
+        free(s->uses.v);
+    }
+    free(steps);
 }
 
 /* Frees the strings the model owns, then the tree that owns every node. */
@@ -1921,9 +1976,7 @@ wf_free(struct wf_workflow *w)
         for (size_t k = 0; k < j->n_needs; k++)
             free(j->needs[k].id);
         free(j->needs);
-        for (size_t k = 0; k < j->n_steps; k++)
-            step_free(&j->steps[k]);
-        free(j->steps);
+        wf_steps_free(j->steps, j->n_steps);
     }
     free(w->jobs);
     for (size_t i = 0; i < w->n_events; i++)

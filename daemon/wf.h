@@ -111,6 +111,23 @@ int wf_load(const char *path, struct wf_workflow **out, struct wf_diag *diag, st
 
 void wf_free(struct wf_workflow *w);
 
+/* Parses a sequence of steps with exactly the keys and checks of a job's steps (run vs uses,
+ * uses forms, ids and duplicates, expressions, types); eff_id defaults to the index. For
+ * composite actions' runs.steps. file names the source in messages and data/len are its bytes
+ * (for the position of a bad ${{ }}; data may be NULL); path prefixes each message
+ * ("runs.steps" gives "file:3:7: runs.steps[0]: ..."). seq may be NULL or a YAML null (no
+ * steps), else it must be a sequence. Returns 0 and a new array in *steps and *n (free with
+ * wf_steps_free()), or ERR_INVALID with diag and e filled as wf_parse() does and *steps = NULL,
+ * *n = 0. The steps' node fields (with, env, continue_on_error, timeout_minutes) are borrowed
+ * from seq: seq's tree must outlive them. */
+int wf_parse_steps(const char *file, const char *data, size_t len, const char *path,
+                   struct ynode *seq, struct wf_step **steps, size_t *n, struct wf_diag *diag,
+                   struct err *e);
+
+/* Frees steps from wf_parse_steps() (their strings and the array, not the borrowed nodes).
+ * NULL is fine. */
+void wf_steps_free(struct wf_step *steps, size_t n);
+
 /* Returns the job with that id (exact), or NULL. Borrowed. */
 const struct wf_job *wf_job_find(const struct wf_workflow *w, const char *id);
 

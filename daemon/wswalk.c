@@ -1,6 +1,8 @@
 /* wswalk.c: the workspace walk and copy (see wswalk.h). */
 #include "wswalk.h"
 
+#include "fstree.h"
+
 #include "runner/xalloc.h"
 
 #include <dirent.h>
@@ -64,67 +66,8 @@ wswalk(const char *root, wswalk_fn fn, void *arg, struct err *e)
     return rc;
 }
 
-/* Copies one regular file. */
-static int
-copy_file(const char *from, const char *to, mode_t mode, struct err *e)
-{
-    char buf[65536];
-    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = 0;
-    ssize_t r;
-
-    if (in < 0)
-        return err_set(e, -errno, "%s: %s", from, strerror(errno));
-    out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode & 07777);
-    if (out < 0) {
-        rc = err_set(e, -errno, "%s: %s", to, strerror(errno));
-        goto out;
-    }
-    while ((r = read(in, buf, sizeof buf)) > 0) {
-        for (ssize_t off = 0; off < r;) {
-            ssize_t w = write(out, buf + off, (size_t)(r - off));
-            if (w < 0) {
-                rc = err_set(e, -errno, "%s: %s", to, strerror(errno));
-                goto out;
-            }
-            off += w;
-        }
-    }
-    if (r < 0)
-        rc = err_set(e, -errno, "%s: %s", from, strerror(errno));
-out:
-    close(in);
-    if (out >= 0)
-        close(out);
-    return rc;
-}
-
-static int
-copy_entry(const char *rel, const char *abs, const struct stat *st, void *arg, struct err *e)
-{
-    const char *dst = arg;
-    char *to = xasprintf("%s/%s", dst, rel);
-    int rc = 0;
-
-    if (S_ISDIR(st->st_mode)) {
-        if (mkdir(to, (st->st_mode & 07777) | 0700) != 0 && errno != EEXIST)
-            rc = err_set(e, -errno, "%s: %s", to, strerror(errno));
-    } else if (S_ISREG(st->st_mode)) {
-        rc = copy_file(abs, to, st->st_mode, e);
-    } else if (S_ISLNK(st->st_mode)) {
-        char target[PATH_MAX];
-        ssize_t n = readlink(abs, target, sizeof target - 1);
-        if (n >= 0) {
-            target[n] = '\0';
-            if (symlink(target, to) != 0 && errno != EEXIST)
-                rc = err_set(e, -errno, "%s: %s", to, strerror(errno));
-        }
-    }
-    free(to);
-    return rc;
-}
-
 int
 wswalk_copy(const char *root, const char *dst, struct err *e)
 {
-    return wswalk(root, copy_entry, (void *)(uintptr_t)dst, e);
+    return wswalk(root, fstree_copy_entry, (void *)(uintptr_t)dst, e);
 }

@@ -14,11 +14,14 @@ Scenarios:
   gpu_crash      kill -9 while a job holds the only GPU: after the restart the GPU stays with
                  that job until it ends; the next GPU job waits for it
   no_gpus        a GPU runner on a host without GPUs declares nothing and takes no job
-  limits         memory, pids and CPU limits reach the job container; container.options cannot
-                 lift them; a job without GPUs sees NVIDIA_VISIBLE_DEVICES=void
+  limits         memory, pids and CPU limits reach the job container and a service container
+                 (in their own cgroups); neither container.options nor the service's options
+                 can lift them; a job without GPUs sees NVIDIA_VISIBLE_DEVICES=void
   socket         docker: socket: a step builds an image with the host engine and runs it; a label
                  without it has no socket
   dind           docker: dind: the refusal on an engine that refuses privileged sidecars
+  dind_caps      docker: dind with the caps recipe: a job builds and runs an image in its own
+                 engine; the sidecar gets the label's limits
   badconfig      mistakes in runnerd.labels stop runnerd with FILE:LINE:COL and status 2
 
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some scenarios with `labels.py NAME...`."""
@@ -246,17 +249,42 @@ def sc_no_gpus(d, tmp, image):
     d.admin("cancel", {"jobId": j})
 
 
+# A container's own limits as "mem=BYTES pids=N cpu=QUOTA/PERIOD", from cgroup v2 or v1 files.
+CGROUP_LIMITS = ("c=/sys/fs/cgroup; if [ -f $c/memory.max ]; then echo mem=$(cat $c/memory.max) "
+                 "pids=$(cat $c/pids.max) cpu=$(tr ' ' / < $c/cpu.max); else "
+                 "echo mem=$(cat $c/memory/memory.limit_in_bytes) pids=$(cat $c/pids/pids.max) "
+                 "cpu=$(cat $c/cpu/cpu.cfs_quota_us)/$(cat $c/cpu/cpu.cfs_period_us); fi")
+
+
 def sc_limits(d, tmp, image):
+    # A service that serves its own cgroup limits over HTTP to the job's steps.
+    ctx = os.path.join(tmp, "limits-svc")
+    os.makedirs(ctx)
+    svc_image = "runnerd-e2e-limits-svc:%d" % os.getpid()
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write("FROM runnerd-test/busybox:latest\nRUN mkdir /www\nCMD [\"sh\", \"-c\", %s]\n" % json.dumps(
+            "(%s) > /www/limits; exec httpd -f -p 8080 -h /www" % CGROUP_LIMITS))
+    b = subprocess.run(["docker", "build", "-q", "-t", svc_image, ctx], capture_output=True, text=True)
+    if not check(b.returncode == 0, "limits: the service image builds offline: %s" % b.stderr[-500:]):
+        return
     cfg = ("runnerd:\n  fetch_interval_max: 1s\n  labels:\n    matric-builder:\n      image: %s\n"
            "      memory: 96m\n      pids: 300\n      cpus: 0.5\n"
            "container:\n  options: --memory 2g --pids-limit 5000\n" % image)
     r = Runner(d, tmp, "limits", cfg)
     r.start()
-    j = enqueue(d, [{"name": "look", "run":
-                     "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
-                     "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>&1; "
-                     "echo nv=$NVIDIA_VISIBLE_DEVICES"}])
-    t = final_task(d, j, 60)
+    wf = ("name: CI\non: push\njobs:\n  build:\n    runs-on: matric-builder\n    services:\n"
+          "      svc:\n        image: %s\n"
+          "        options: --memory 2g --memory-swap 4g --pids-limit 5000 --cpus 4\n    steps:\n"
+          "      - name: look\n        run: |\n"
+          "          cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+          "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>&1\n"
+          "          echo nv=$NVIDIA_VISIBLE_DEVICES\n"
+          "      - name: service\n        run: |\n"
+          "          for i in $(seq 1 40); do wget -q -O - http://svc:8080/limits 2>/dev/null | sed 's/^/svc /' | grep . && break; sleep 0.25; done\n"
+          % svc_image)
+    j = enqueue(d, [{"name": "look", "run": "true"}], job="build", workflowPayload=wf)
+    t = final_task(d, j, 90)
+    subprocess.run(["docker", "rmi", "-f", svc_image], capture_output=True)
     if t is None:
         return
     rows = rows_of(t)
@@ -265,6 +293,9 @@ def sc_limits(d, tmp, image):
     check("300" in rows, "limits: pids 300: %s" % rows)
     check("50000" in rows and "100000" in rows, "limits: half a CPU: %s" % rows)
     check("nv=void" in rows, "limits: no GPU for a CPU job: %s" % rows)
+    check("svc mem=%d pids=300 cpu=50000/100000" % (96 << 20) in rows,
+          "limits: the service container gets the label's limits, not its options' 2g/5000/4: %s" % rows[-6:])
+    base.check_no_leftovers(r, "limits")
     check(r.stop() == 0, "limits: runnerd exits 0")
 
 
@@ -331,14 +362,29 @@ def sc_dind_caps(d, tmp, image):
     if not cli or not dind:
         return
     cfg = ("runnerd:\n  fetch_interval_max: 1s\n  labels:\n    matric-builder:\n      image: %s\n"
-           "      docker: dind\n      dind_image: %s\n      dind_privileges: caps\n" % (cli, dind))
+           "      docker: dind\n      dind_image: %s\n      dind_privileges: caps\n"
+           "      memory: 1g\n      pids: 2048\n" % (cli, dind))
     r = Runner(d, tmp, "dindcaps", cfg)
     r.start()
+    sidecar = []
+
+    def sidecar_limits():
+        ids = subprocess.run(["docker", "ps", "-q", "--filter", "label=%s=%s" % (base.OWNER_LABEL, r.owner),
+                              "--filter", "label=io.runnerd.role=dind"], capture_output=True, text=True).stdout.split()
+        for i in ids:
+            out = subprocess.run(["docker", "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} "
+                                  "{{.HostConfig.PidsLimit}}", i], capture_output=True, text=True).stdout.strip()
+            if out:
+                sidecar.append(out)
+        return sidecar or None
     j = enqueue(d, [{"name": "inner", "run":
                      "echo host=$DOCKER_HOST tls=$DOCKER_TLS_VERIFY; ls /certs/client; "
                      "docker info --format 'driver={{.Driver}}'; mkdir c && cp /bin/busybox c/ && "
                      "printf 'FROM scratch\\nCOPY busybox /bin/busybox\\nCMD [\"/bin/busybox\", \"echo\", \"hello-inner\"]\\n' > c/Dockerfile && "
                      "docker build -q -t inner c >/dev/null && docker run --rm --network none inner"}])
+    wait_until(sidecar_limits, 120, "the dind sidecar")
+    check(sidecar[:1] == ["1073741824 1073741824 2048"],
+          "dind_caps: the sidecar gets the label's limits (1g, no swap on top, 2048 pids): %s" % sidecar)
     t = final_task(d, j, 180)
     if t is None:
         return

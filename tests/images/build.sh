@@ -5,6 +5,7 @@
 #   tests/images/build.sh debian     -> runnerd-test/debian:<hash>      (+ alias :latest)
 #   tests/images/build.sh docker-cli -> runnerd-test/docker-cli:<hash>  (+ alias :latest)
 #   tests/images/build.sh dind       -> runnerd-test/dind:<hash>        (+ alias :latest)
+#   tests/images/build.sh node       -> runnerd-test/node:<hash>        (+ alias :latest)
 #
 # Prints the hashed reference on stdout (the last line). The hash covers this script and the
 # inputs (the busybox binary; the Debian suite and mirror; the host's docker binaries and the
@@ -12,6 +13,7 @@
 # is already built: the script then does nothing.
 # busybox: spec docker-engine.md §6.1 (package busybox-static). debian: §6.3 (debootstrap).
 # docker-cli: busybox plus the host's docker CLI and its libraries (§6.2).
+# node: busybox plus the host's node binary and its libraries (node actions).
 # dind: busybox plus the host's engine (dockerd, containerd, containerd-shim-runc-v2, runc,
 # docker-init, docker-proxy, the docker CLI) and their libraries (§4.2), entry point
 # /usr/local/bin/dind-entry: dockerd without iptables and without the default bridge (the
@@ -152,6 +154,20 @@ docker-cli)
             --change 'ENV PATH=/usr/local/bin:/bin' --change 'CMD ["/bin/sh"]'
     fi
     ;;
+node)
+    need_busybox
+    nodebin=$(command -v node) || { echo "build.sh: node missing (apt-get install nodejs)" >&2; exit 1; }
+    hash=$(printf '%s %s node\n' "$self_hash" "$(files_hash "$bb" "$nodebin")" | sha256sum | cut -c1-16)
+    ref=runnerd-test/node:$hash
+    if ! have_image "$ref"; then
+        R=$(mktemp -d)
+        trap 'rm -rf "$R" "$R.tar"' EXIT
+        busybox_rootfs "$R"
+        add_bins "$R" "$nodebin"
+        import_rootfs "$R" "$ref" "$hash" 'runnerd test busybox + node' \
+            --change 'ENV PATH=/usr/local/bin:/bin' --change 'CMD ["/bin/sh"]'
+    fi
+    ;;
 dind)
     need_busybox
     cli=$(docker_cli)
@@ -199,7 +215,7 @@ ENTRY
     fi
     ;;
 *)
-    echo "usage: build.sh busybox|debian|docker-cli|dind" >&2
+    echo "usage: build.sh busybox|debian|docker-cli|dind|node" >&2
     exit 2
     ;;
 esac

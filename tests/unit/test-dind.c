@@ -9,7 +9,8 @@
  * and the sidecar's log lines; the TLS material (the client volume holds ca.pem, cert.pem and
  * key.pem only, no CA key, not the server key; the server key is 0600) and the inner engine
  * refusing clients without a certificate; a deadline passed before the first health check
- * (ERR_TIMEOUT); a stale sidecar of the same name replaced;
+ * (ERR_TIMEOUT); a stale sidecar of the same name replaced; the job's label limits on the
+ * sidecar (memory without extra swap, CPUs, pids);
  * dind_free() while calls are in flight; bad options refused up front. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,10 +146,11 @@ count_objects(struct dockertest *f, int *containers, int *volumes, int *networks
     free(n);
 }
 
-/* Starts a sidecar for the test's job and runs the loop until done. */
+/* Starts a sidecar for the test's job with the label limits given (may be NULL) and runs the
+ * loop until done. */
 static struct dind *
-start(struct dockertest *f, struct run *r, const char *image, const char *net,
-      enum dind_priv priv, const char *const *args)
+start_limited(struct dockertest *f, struct run *r, const char *image, const char *net,
+              enum dind_priv priv, const char *const *args, const json_t *limits)
 {
     json_t *labels = dockertest_labels(f);
     struct dind_opts o = {
@@ -159,6 +161,7 @@ start(struct dockertest *f, struct run *r, const char *image, const char *net,
         .priv = priv,
         .args = args,
         .ready_timeout_s = 60,
+        .limits = limits,
     };
     struct dind *x = NULL;
     struct err e = {0};
@@ -170,6 +173,14 @@ start(struct dockertest *f, struct run *r, const char *image, const char *net,
     dockertest_run_until(f, &r->done);
     ASSERT_EQ(r->calls, 1);
     return x;
+}
+
+/* Starts a sidecar without limits (see start_limited()). */
+static struct dind *
+start(struct dockertest *f, struct run *r, const char *image, const char *net,
+      enum dind_priv priv, const char *const *args)
+{
+    return start_limited(f, r, image, net, priv, args, NULL);
 }
 
 /* Fails the test with the start's message and the sidecar's logs. */
@@ -268,6 +279,38 @@ TEST(privileged_refused_with_plain_message)
     ASSERT_EQ(c + v + n, 0);
     free(img);
     free(net);
+    dockertest_teardown(&f);
+}
+
+TEST(label_limits_on_the_sidecar)
+{
+    struct dockertest f;
+    struct run r = {0};
+    char *img, *net, *cmd, *out;
+    struct dind *x;
+    json_t *limits = json_pack("{s:I, s:I, s:I}", "memory", (json_int_t)(1ll << 30), "nano_cpus",
+                               (json_int_t)1500000000, "pids", (json_int_t)2048);
+    int st;
+
+    dockertest_setup(&f, "dind-limits");
+    img = test_image("dind");
+    net = net_create(&f);
+    /* Created whether or not this engine then refuses to start it privileged. */
+    x = start_limited(&f, &r, img, net, DIND_PRIV_PRIVILEGED, NULL, limits);
+    ASSERT(r.rc == 0 || r.rc == DIND_ERR_PERM);
+    cmd = xasprintf("docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} "
+                    "{{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} "
+                    "{{.HostConfig.Privileged}}' %s-dind", f.label_val);
+    out = sh_status(cmd, &st);
+    ASSERT_EQ(st, 0);
+    ASSERT_STR_EQ(out, "1073741824 1073741824 1500000000 2048 true\n");
+    dind_free(x);
+    sweep(&f);
+    free(out);
+    free(cmd);
+    free(img);
+    free(net);
+    json_decref(limits);
     dockertest_teardown(&f);
 }
 

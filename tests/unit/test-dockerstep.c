@@ -3,7 +3,8 @@
  * and 5, env and workdir honoured, a bind mount visible, an entrypoint override, the image
  * pinned by Id, cancel of `sleep 60` (SIGTERM ignored by PID 1, SIGKILL after the grace: a
  * killed status and the container removed), cancel before the container exists, a missing
- * image with its exact message; nothing is left behind (checked by label). */
+ * image with its exact message; the job's label limits (memory, CPUs, pids) in the step
+ * container's own cgroup; nothing is left behind (checked by label). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -184,6 +185,44 @@ TEST(pinned_image_id)
     run_free(&r);
     run_free(&bad);
     free(id);
+    dockertest_teardown(&f);
+}
+
+/* A shell command printing the container's own limits as "mem=BYTES pids=N cpu=QUOTA/PERIOD",
+ * from cgroup v2 or v1 files. */
+#define CGROUP_LIMITS                                                                              \
+    "c=/sys/fs/cgroup; if [ -f $c/memory.max ]; then echo mem=$(cat $c/memory.max) "             \
+    "pids=$(cat $c/pids.max) cpu=$(tr ' ' / < $c/cpu.max); else "                                \
+    "echo mem=$(cat $c/memory/memory.limit_in_bytes) pids=$(cat $c/pids/pids.max) "              \
+    "cpu=$(cat $c/cpu/cpu.cfs_quota_us)/$(cat $c/cpu/cpu.cfs_period_us); fi"
+
+TEST(label_limits)
+{
+    struct dockertest f;
+    const char *cmd[] = {"sh", "-c", CGROUP_LIMITS, NULL};
+    struct run r = {0}, none = {0};
+    struct dockerstep_opts o = {0};
+    json_t *limits = json_pack("{s:I, s:I, s:I, s:[s]}", "memory", (json_int_t)(64 << 20),
+                               "nano_cpus", (json_int_t)500000000, "pids", (json_int_t)123,
+                               "binds", "/etc:/host-etc"); /* binds are the job container's */
+
+    dockertest_setup(&f, "step-limits");
+    o.image = f.image;
+    o.cmd = cmd;
+    o.limits = limits;
+    run(&f, &o, &r);
+    ASSERT_EQ(r.rc, 0);
+    ASSERT_EQ(r.exit_code, 0);
+    ASSERT_STR_EQ(buf_str(&r.out), "mem=67108864 pids=123 cpu=50000/100000\n");
+    /* without settings the engine's defaults: no limit */
+    o.limits = NULL;
+    run(&f, &o, &none);
+    ASSERT_EQ(none.rc, 0);
+    ASSERT(strstr(buf_str(&none.out), "mem=67108864") == NULL);
+    ASSERT(strstr(buf_str(&none.out), "pids=123") == NULL);
+    run_free(&r);
+    run_free(&none);
+    json_decref(limits);
     dockertest_teardown(&f);
 }
 

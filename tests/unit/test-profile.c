@@ -1,7 +1,9 @@
 /* test-profile.c: what a label's settings put into a job container's create body: the exact
  * DeviceRequests for a GPU grant and the NVIDIA_* env consistent with it, resource limits
  * (label over runnerd.limits over defaults, applied after container.options so that nothing
- * lifts them), extra binds, the engine socket with its group, and the engine's GPU refusal. */
+ * lifts them), extra binds, the engine socket with its group, and the engine's GPU refusal;
+ * profile_apply_limits() for the job's other containers (services, docker:// steps, the dind
+ * sidecar): the same limits over what options said, nothing else, and nothing without a profile. */
 #include "harness.h"
 
 #include "config.h"
@@ -125,6 +127,47 @@ TEST(limits_win_over_options)
     json_decref(job);
     json_decref(body);
     json_decref(env);
+    config_free(&c);
+}
+
+TEST(limits_for_other_containers)
+{
+    struct config c;
+    struct dockeropts o = {0};
+    struct err e = {0};
+
+    load("runnerd:\n  labels:\n    b:\n      memory: 96m\n      pids: 300\n      cpus: 0.5\n"
+         "      docker: socket\n      volumes: [/srv/cache:/cache]\n", &c);
+    json_t *job = profile_job(&c, config_profile_find(&c, "b"), 8ll << 30, NULL, "/run/d.sock", 7);
+    json_t *body = json_object();
+    /* a service's options try to lift the limits and to swap */
+    ASSERT_OK(dockeropts_parse("--memory 2g --memory-swap 4g --pids-limit 5000 --cpus 8 "
+                               "--cap-add NET_ADMIN", "options", 0, &o, &e));
+    dockeropts_merge(body, &o);
+    dockeropts_free(&o);
+    json_t *hc = json_object_get(body, "HostConfig");
+    profile_apply_limits(job, hc);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "Memory")), 96ll << 20);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "MemorySwap")), 96ll << 20);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "PidsLimit")), 300);
+    ASSERT_EQ(json_integer_value(json_object_get(hc, "NanoCpus")), 500000000ll);
+    /* only the limits: no binds, socket, group or GPU env for a service or step container */
+    ASSERT(json_object_get(hc, "Binds") == NULL);
+    ASSERT(json_object_get(hc, "GroupAdd") == NULL);
+    ASSERT(json_object_get(hc, "DeviceRequests") == NULL);
+    char *caps = dump(json_object_get(hc, "CapAdd"));
+    ASSERT_STR_EQ(caps, "[\"NET_ADMIN\"]"); /* what else was there stays */
+    free(caps);
+    json_decref(body);
+
+    /* no profile: nothing changes */
+    body = json_pack("{s:I}", "Memory", (json_int_t)(1ll << 30));
+    profile_apply_limits(NULL, body);
+    char *s = dump(body);
+    ASSERT_STR_EQ(s, "{\"Memory\":1073741824}");
+    free(s);
+    json_decref(body);
+    json_decref(job);
     config_free(&c);
 }
 

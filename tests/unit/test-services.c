@@ -4,8 +4,9 @@
  * reachable by their service id as host name from a step container on the network; the
  * services context (ids, network, published ports); a health check that always fails, a
  * service that exits at once, a health wait that times out (each failing with a message
- * naming the service); bad options and volumes refused up front; stop during start; and
- * services_stop leaving nothing behind (checked by label). */
+ * naming the service); bad options and volumes refused up front; stop during start; the job's
+ * label limits on every service, over what its options say (create body and the container's
+ * own cgroup); and services_stop leaving nothing behind (checked by label). */
 #include <stdio.h>
 #include <string.h>
 
@@ -253,6 +254,57 @@ TEST(two_services_healthy_and_reachable)
     net_remove(&f, &n);
     json_decref(labels);
     json_decref(env);
+    dockertest_teardown(&f);
+}
+
+TEST(label_limits_over_options)
+{
+    struct dockertest f;
+    struct net n = {0};
+    struct st t = {0};
+    json_t *labels, *ctx;
+    const char *cmd[] = {"sh", "-c", "exec sleep 600", NULL};
+    struct services_def defs[2] = {
+        {.id = "greedy", .cmd = cmd,
+         .options = "--memory 2g --memory-swap 4g --pids-limit 5000 --cpus 2"},
+        {.id = "plain", .cmd = cmd},
+    };
+    struct services_config c;
+    json_t *limits = json_pack("{s:I, s:I, s:I}", "memory", (json_int_t)(80 << 20), "nano_cpus",
+                               (json_int_t)250000000, "pids", (json_int_t)222);
+
+    dockertest_setup(&f, "svc-limits");
+    net_create(&f, &n);
+    labels = dockertest_labels(&f);
+    c = config(&f, &n, labels, &t);
+    c.limits = limits;
+    defs[0].image = defs[1].image = f.image;
+    ASSERT_EQ(start(&f, &c, defs, 2, &t), 0);
+    ctx = services_context(t.s);
+    for (size_t i = 0; i < 2; i++) {
+        const char *id = json_string_value(json_object_get(json_object_get(ctx, defs[i].id), "id"));
+        char *cmdline, *out;
+
+        ASSERT(id != NULL);
+        cmdline = xasprintf("docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} "
+                            "{{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}' %s", id);
+        out = dockertest_sh(cmdline);
+        ASSERT_STR_EQ(out, "83886080 83886080 250000000 222\n");
+        free(out);
+        free(cmdline);
+        cmdline = xasprintf("docker exec %s sh -c 'c=/sys/fs/cgroup; if [ -f $c/memory.max ]; "
+                            "then cat $c/memory.max $c/pids.max; else cat "
+                            "$c/memory/memory.limit_in_bytes $c/pids/pids.max; fi'", id);
+        out = dockertest_sh(cmdline);
+        ASSERT_STR_EQ(out, "83886080\n222\n");
+        free(out);
+        free(cmdline);
+    }
+    json_decref(ctx);
+    stop(&f, &t);
+    net_remove(&f, &n);
+    json_decref(labels);
+    json_decref(limits);
     dockertest_teardown(&f);
 }
 

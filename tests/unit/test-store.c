@@ -4,13 +4,18 @@
  * limit, newest first; the log spool (in order across appends, gaps and overlaps refused,
  * log_rows moved atomically with the rows, inside a caller's transaction and rolled back); ack
  * monotonicity; persistence across reopen; gc; GPU holds; a garbage file, a foreign sqlite
- * database and a newer schema refused; a locked database reported; 10k rows in one transaction. */
+ * database and a newer schema refused; a locked database reported; 10k rows in one transaction;
+ * the daemon lock: the pid file beside the database holds the holder's pid, another process
+ * sees that holder and cannot take the lock, and a pid file left behind is not a holder. */
 #include "harness.h"
 
 #include "store.h"
 
 #include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define DB "state/runnerd.db"
@@ -785,6 +790,91 @@ TEST(locked_database_reported)
     append(s, 1, 0, 1, "after");
     ASSERT_EQ(log_rows_of(s, 1), 1);
     store_close(s);
+}
+
+/* In a child process: what the daemon lock of DB looks like from outside. Exit status 0 when
+ * the holder is want, the pid file says so, and (if try_lock) taking the lock fails naming it;
+ * when want is 0, the child takes the lock itself (if try_lock) and exits holding it: the end
+ * of the process drops it, as a crash would. */
+static int
+lock_from_child(pid_t want, bool try_lock)
+{
+    pid_t child = fork(), h = -2;
+    int st;
+
+    ASSERT(child >= 0);
+    if (child == 0) {
+        struct store *c = NULL;
+        struct err ce = {0};
+        char text[128], *file = store_pidfile(DB), *got;
+        size_t len;
+
+        if (store_lock_holder(DB, &h, &ce) < 0 || h != want) {
+            fprintf(stderr, "child: holder %ld, want %ld: %s\n", (long)h, (long)want, ce.msg);
+            _exit(1);
+        }
+        snprintf(text, sizeof text, "%ld\n", (long)want);
+        if (want != 0 && ((got = test_read_file(file, &len)) == NULL || strcmp(got, text) != 0))
+            _exit(2);
+        if (!try_lock)
+            _exit(0);
+        if (store_open(DB, &c, &ce) < 0)
+            _exit(3);
+        if (want != 0) {
+            snprintf(text, sizeof text, "another runnerd (pid %ld) uses this state database",
+                     (long)want);
+            if (store_lock(c, &h, &ce) != -EBUSY || h != want || strstr(ce.msg, text) == NULL ||
+                strstr(ce.msg, DB) == NULL) {
+                fprintf(stderr, "child: lock: holder %ld: %s\n", (long)h, ce.msg);
+                _exit(4);
+            }
+        } else if (store_lock(c, &h, &ce) != 0) {
+            _exit(5);
+        }
+        _exit(0); /* without store_close() */
+    }
+    ASSERT_EQ(waitpid(child, &st, 0), child);
+    ASSERT(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+TEST(daemon_lock)
+{
+    struct store *s = open_db(DB);
+    struct err e = {0};
+    pid_t holder = 123;
+    char *file = store_pidfile(DB), *text, mine[32];
+    size_t len;
+
+    ASSERT_STR_CONTAINS(file, "/state/runnerd.db.pid"); /* beside the database, path resolved */
+    ASSERT(file[0] == '/');
+    /* no pid file yet: nobody holds it */
+    ASSERT_OK(store_lock_holder(DB, &holder, &e));
+    ASSERT_EQ(holder, 0);
+    ASSERT_OK(store_lock(s, &holder, &e));
+    ASSERT_EQ(holder, 0);
+    /* another process sees us in the lock and the file, and is refused the lock (we must not
+     * open the pid file ourselves while we hold it) */
+    ASSERT_EQ(lock_from_child(getpid(), true), 0);
+    ASSERT_EQ(lock_from_child(getpid(), true), 0); /* and the refusal took nothing from us */
+    /* closing the store drops it: free again, though the file still names us */
+    store_close(s);
+    ASSERT_EQ(lock_from_child(0, false), 0);
+    snprintf(mine, sizeof mine, "%ld\n", (long)getpid());
+    text = test_read_file(file, &len);
+    ASSERT_STR_EQ(text, mine);
+    free(text);
+    /* a runnerd that ends without cleaning up (a crash) leaves a stale file, not a holder */
+    ASSERT_EQ(lock_from_child(0, true), 0);
+    text = test_read_file(file, &len);
+    ASSERT(text != NULL && strcmp(text, mine) != 0); /* the child wrote its pid */
+    free(text);
+    ASSERT_EQ(lock_from_child(0, false), 0);
+    s = open_db(DB);
+    ASSERT_OK(store_lock(s, &holder, &e));
+    ASSERT_EQ(lock_from_child(getpid(), false), 0);
+    store_close(s);
+    free(file);
 }
 
 TEST(ten_thousand_rows)

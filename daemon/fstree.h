@@ -1,0 +1,36 @@
+/* fstree.h: whole directory trees on the host (no ignore rules, symlinks never followed):
+ * walking, copying, removing, and packing into a tar for an upload into a container. Blocking:
+ * workers and CLI paths only. */
+#ifndef FSTREE_H
+#define FSTREE_H
+
+#include "runner/err.h"
+#include "tar.h"
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+#define FSTREE_MAX_DEPTH 128
+
+/* Called for each entry below root, parents first; rel is '/'-separated and relative to root,
+ * abs the full path, st from lstat(). Return 0 to go on or <0 (with e set) to stop. */
+typedef int (*fstree_fn)(const char *rel, const char *abs, const struct stat *st, void *arg,
+                         struct err *e);
+int fstree_walk(const char *root, fstree_fn fn, void *arg, struct err *e);
+
+/* Copies root's entries into dst (created when missing): directories, regular files with
+ * their modes, symlinks as symlinks; other kinds are skipped. */
+int fstree_copy(const char *root, const char *dst, struct err *e);
+
+/* The fstree_fn that fstree_copy() walks with; arg is the destination directory. */
+int fstree_copy_entry(const char *rel, const char *abs, const struct stat *st, void *arg,
+                      struct err *e);
+
+/* Removes path and everything below it; a missing path is not an error. */
+int fstree_remove(const char *path, struct err *e);
+
+/* Adds root's entries to t under prefix (relative, e.g. "." or "sub/dir"; no entries are
+ * added for the prefix's own directories). Fails with -EFBIG once the archive passes cap. */
+int fstree_tar(const char *root, const char *prefix, struct tar *t, size_t cap, struct err *e);
+
+#endif

@@ -1,0 +1,1014 @@
+/* jobaction.c: the uses: steps of a job run (workflow-semantics.md §12, §9.5):
+ * actions/checkout natively with libgit2 (scm.h) through the runner's mirror cache, remote
+ * actions fetched into the action cache, local actions read where the steps run, node and
+ * docker actions, and the post stages of node actions (reverse order, after the last step).
+ *
+ * Files reach the steps with executor_put_dir(): an upload into the job container, or a copy
+ * on the host. Everything slow (fetching, checking out, packing) runs off the loop. */
+#include "action.h"
+#include "dockeropts.h"
+#include "expr.h"
+#include "fstree.h"
+#include "jobrun-int.h"
+#include "runner/xalloc.h"
+#include "scm.h"
+#include "shell.h"
+#include "stepenv.h"
+#include "yeval.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#define CAPTURE_MAX (1u << 20) /* an action.yml read back through the agent */
+
+enum act_stage {
+    ST_NONE,
+    ST_FETCH,    /* scm: the action or the checkout */
+    ST_PREP,     /* the agent makes (and for a checkout, empties) the destination */
+    ST_PUT,      /* executor_put_dir() */
+    ST_READ,     /* the agent prints a local action's action.yml */
+};
+
+struct jr_action {
+    enum act_stage stage;
+    bool checkout;
+    char *uses;            /* interpolated */
+    struct action_ref ref;
+    struct action *act;
+    char *dir;             /* the action's directory as the steps see it */
+    char *host_dir;        /* remote: its directory on the host */
+    char *sha;             /* resolved commit */
+    char *ref_name;        /* checkout: the ref output */
+    struct scm_job *scm;
+    char *tmp;             /* checkout: a directory on the host, removed afterwards */
+    char *src, *dest;      /* the copy in ST_PREP/ST_PUT */
+    bool clean;
+    struct buf cap;        /* stdout of an agent run */
+    bool cap_over;
+    bool cancelled;        /* stop at the next point */
+};
+
+static void action_ready(struct jobrun *jr);
+
+/* ---------------------------------------------------------------- helpers */
+
+static const struct wf_step *
+cur_step(struct jobrun *jr)
+{
+    return &jr->wj->steps[jr->cur];
+}
+
+static void
+remove_work(uv_work_t *w)
+{
+    struct err e = {0};
+
+    fstree_remove(w->data, &e);
+}
+
+static void
+remove_after(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+    free(w);
+}
+
+/* Removes a host directory off the loop; nothing waits for it. */
+static void
+remove_later(struct jobrun *jr, const char *path)
+{
+    uv_work_t *w = xcalloc(1, sizeof *w);
+
+    w->data = xstrdup(path);
+    if (uv_queue_work(jr->loop, w, remove_work, remove_after) < 0)
+        remove_after(w, 0);
+}
+
+static void
+act_free(struct jr_action *a)
+{
+    if (a == NULL)
+        return;
+    free(a->uses);
+    action_ref_free(&a->ref);
+    action_free(a->act);
+    free(a->dir);
+    free(a->host_dir);
+    free(a->sha);
+    free(a->ref_name);
+    free(a->tmp);
+    free(a->src);
+    free(a->dest);
+    buf_free(&a->cap);
+    free(a);
+}
+
+void
+jr_action_free(struct jobrun *jr)
+{
+    act_free(jr->act); /* never busy here: finish_job() waits for it */
+    jr->act = NULL;
+}
+
+bool
+jr_action_busy(struct jobrun *jr)
+{
+    return jr->act && (jr->act->scm || jr->act->stage == ST_PUT);
+}
+
+/* A fetch or a copy landed after the job ended (the agent was lost): finish the close that
+ * finish_job() left. True when that is what happened. */
+static bool
+landed_closing(struct jobrun *jr)
+{
+    if (jr->phase != PH_CLOSING)
+        return false;
+    if (jr->act && jr->act->tmp)
+        remove_later(jr, jr->act->tmp);
+    act_free(jr->act);
+    jr->act = NULL;
+    executor_close(jr->x);
+    return true;
+}
+
+/* Ends the action step: the step's own result. */
+static void
+act_end(struct jobrun *jr, bool ok)
+{
+    if (jr->act && jr->act->tmp)
+        remove_later(jr, jr->act->tmp);
+    act_free(jr->act);
+    jr->act = NULL;
+    jr->phase = PH_RUNNING;
+    jr_end_step(jr, ok);
+}
+
+static void
+act_fail(struct jobrun *jr, const char *msg)
+{
+    jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, msg, strlen(msg));
+    act_end(jr, false);
+}
+
+static void __attribute__((format(printf, 2, 3)))
+act_failf(struct jobrun *jr, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    act_fail(jr, msg);
+}
+
+/* A with value as a string: strings as they are, numbers and booleans as text; NULL when
+ * absent, null or empty. */
+static char *
+with_str(json_t *with, const char *key)
+{
+    json_t *v = json_object_get(with, key);
+    char *s = NULL;
+
+    if (json_is_string(v))
+        s = xstrdup(json_string_value(v));
+    else if (json_is_true(v))
+        s = xstrdup("true");
+    else if (json_is_false(v))
+        s = xstrdup("false");
+    else if (json_is_integer(v))
+        s = xasprintf("%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        s = xasprintf("%g", json_real_value(v));
+    if (s && *s == '\0') {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+static bool
+with_bool(json_t *with, const char *key, bool def)
+{
+    char *s = with_str(with, key);
+    bool v = def;
+
+    if (s)
+        v = strcasecmp(s, "true") == 0;
+    free(s);
+    return v;
+}
+
+static const char *
+gh_str(json_t *ctx, const char *key)
+{
+    const char *s = json_string_value(json_object_get(json_object_get(ctx, "github"), key));
+
+    return s && *s ? s : NULL;
+}
+
+/* scheme://host[:port] of url, for comparing hosts; new string or NULL. */
+static char *
+url_origin(const char *url)
+{
+    const char *p = url ? strstr(url, "://") : NULL;
+
+    if (p == NULL)
+        return NULL;
+    p += 3;
+    return xstrndup(url, (size_t)(p - url) + strcspn(p, "/"));
+}
+
+static bool
+same_origin(const char *a, const char *b)
+{
+    char *oa = url_origin(a), *ob = url_origin(b);
+    bool same = oa && ob && strcasecmp(oa, ob) == 0;
+
+    free(oa);
+    free(ob);
+    return same;
+}
+
+static void
+scm_progress(void *arg, const char *line)
+{
+    struct jobrun *jr = arg;
+
+    jr_emit(jr, (int)jr->cur, JOBRUN_INFO, line, strlen(line));
+}
+
+/* Runs a small shell command through the agent as part of the action step. */
+static int
+agent_sh(struct jobrun *jr, const char *script, const char *a1, const char *a2, struct err *e)
+{
+    const char *argv[] = {"/bin/sh", "-c", script, a1, a2};
+    const char *path = json_string_value(json_object_get(jr->x->base_env, "PATH"));
+    char *penv = xasprintf("PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin");
+    const char *env[] = {penv};
+    struct agentconn_run r = {.step = JR_ACT_STEP, .argv = argv, .argc = a2 ? 5 : a1 ? 4 : 3,
+                              .env = env, .envc = 1, .cwd = jr->x->workspace,
+                              .dir = jr->x->file_dir};
+    int rc;
+
+    buf_reset(&jr->act->cap);
+    jr->act->cap_over = false;
+    rc = agentconn_run(jr->x->conn, &r, e);
+    free(penv);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- copying files in */
+
+static void
+put_done(void *arg, int rc, const struct err *e)
+{
+    struct jobrun *jr = arg;
+    struct jr_action *a = jr->act;
+
+    a->stage = ST_NONE;
+    if (landed_closing(jr))
+        return;
+    if (rc < 0) {
+        act_failf(jr, "uses: %s: copying files to %s failed: %s", a->uses, a->dest,
+                  e ? e->msg : "");
+        return;
+    }
+    if (a->cancelled) {
+        act_fail(jr, "The step was cancelled.");
+        return;
+    }
+    if (a->checkout) {
+        json_object_set_new(jr->cur_outputs, "commit", json_string(a->sha ? a->sha : ""));
+        json_object_set_new(jr->cur_outputs, "ref", json_string(a->ref_name ? a->ref_name : ""));
+        jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "Checked out %s into %s", a->sha ? a->sha : "",
+                 a->dest);
+        act_end(jr, true);
+        return;
+    }
+    action_ready(jr);
+}
+
+/* Makes dest where the steps run (emptied first when clean), then copies src (host) into it. */
+static void
+prep_and_put(struct jobrun *jr, const char *src, const char *dest, bool clean)
+{
+    static const char script[] =
+        "mkdir -p \"$0\" || exit 1; "
+        "if [ \"$1\" = true ]; then cd \"$0\" && rm -rf ./* ./.[!.]* ./..?* || exit 1; fi; exit 0";
+    struct jr_action *a = jr->act;
+    struct err e = {0};
+    char *s = xstrdup(src), *d = xstrdup(dest); /* either may be a->src or a->dest */
+
+    free(a->src);
+    free(a->dest);
+    a->src = s;
+    a->dest = d;
+    a->clean = clean;
+    a->stage = ST_PREP;
+    if (agent_sh(jr, script, a->dest, clean ? "true" : "false", &e) < 0)
+        act_failf(jr, "uses: %s: %s", a->uses, e.msg);
+}
+
+static void
+prep_exited(struct jobrun *jr, const struct agentp_msg *m)
+{
+    struct jr_action *a = jr->act;
+    struct err e = {0};
+
+    if (a->cancelled) {
+        act_fail(jr, "The step was cancelled.");
+        return;
+    }
+    if (m->exit_code != 0) {
+        act_failf(jr, "uses: %s: cannot %s %s where the steps run (exit %d)", a->uses,
+                  a->clean ? "empty" : "make", a->dest, m->exit_code);
+        return;
+    }
+    a->stage = ST_PUT;
+    if (executor_put_dir(jr->x, a->src, a->dest, put_done, jr, &e) < 0)
+        act_failf(jr, "uses: %s: %s", a->uses, e.msg);
+}
+
+/* A checkout or an action fetch landed: true when the step is over (or the job is closing). */
+static bool
+scm_landed(struct jobrun *jr, int rc, const struct err *e)
+{
+    struct jr_action *a = jr->act;
+
+    a->scm = NULL;
+    if (landed_closing(jr))
+        return true;
+    if (rc == -ECANCELED || rc == ERR_CANCELED) {
+        act_fail(jr, "The step was cancelled.");
+        return true;
+    }
+    if (rc < 0) {
+        act_failf(jr, "%s%s: %s", a->checkout ? "" : "uses: ", a->uses,
+                  e ? e->msg : "fetching failed");
+        return true;
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------- actions/checkout */
+
+static bool
+is_checkout(const char *uses)
+{
+    return strncasecmp(uses, "actions/checkout@", 17) == 0;
+}
+
+static void
+checked_out(void *arg, int rc, const struct err *e, const char *dir, const char *sha)
+{
+    struct jobrun *jr = arg;
+    struct jr_action *a = jr->act;
+
+    (void)dir;
+    if (scm_landed(jr, rc, e))
+        return;
+    a->sha = xstrdup(sha ? sha : "");
+    char *tree = xasprintf("%s/tree", a->tmp);
+    prep_and_put(jr, tree, a->dest, a->clean);
+    free(tree);
+}
+
+static void
+checkout_start(struct jobrun *jr, json_t *ctx)
+{
+    const struct wf_step *s = cur_step(jr);
+    struct jr_action *a = jr->act;
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
+                          .hash_files = jr_hash_files, .arg = jr};
+    json_t *with = NULL;
+    struct err e = {0};
+    char *repository = NULL, *ref = NULL, *token = NULL, *path = NULL, *depth = NULL;
+    char *submodules = NULL, *url = NULL, *base = NULL;
+    const char *self = gh_str(ctx, "repository"), *server = gh_str(ctx, "server_url");
+
+    if (yeval_node(jr->file, s->with, &ee, &with, &e) < 0) {
+        act_fail(jr, e.msg);
+        return;
+    }
+    repository = with_str(with, "repository");
+    ref = with_str(with, "ref");
+    bool same_repo = repository == NULL || (self && strcmp(repository, self) == 0);
+    /* runnerctl exec: the workspace already is the local repository (act's shortcut). */
+    if (!jr->gitea && jr->xjob.source && same_repo &&
+        (ref == NULL || (gh_str(ctx, "ref") && strcmp(ref, gh_str(ctx, "ref")) == 0))) {
+        jr_emitf(jr, (int)jr->cur, JOBRUN_INFO,
+                 "%s: the workspace already holds the local repository", a->uses);
+        act_end(jr, true);
+        goto out;
+    }
+    if (jr->cache_dir == NULL) {
+        act_failf(jr, "%s: no cache directory for git mirrors is configured", a->uses);
+        goto out;
+    }
+    if (repository == NULL && self == NULL) {
+        act_failf(jr, "%s: no repository: set with.repository (github.repository is empty)",
+                  a->uses);
+        goto out;
+    }
+    if (repository && strstr(repository, "://")) {
+        url = xstrdup(repository);
+    } else {
+        if (server == NULL) {
+            act_failf(jr, "%s: github.server_url is empty: cannot tell where %s lives", a->uses,
+                      repository ? repository : self);
+            goto out;
+        }
+        size_t l = strlen(server);
+        while (l && server[l - 1] == '/')
+            l--;
+        url = xasprintf("%.*s/%s", (int)l, server, repository ? repository : self);
+    }
+    token = with_str(with, "token");
+    if (token == NULL && gh_str(ctx, "token"))
+        token = xstrdup(gh_str(ctx, "token"));
+    if (token && !(server && same_origin(url, server))) {
+        free(token); /* the task's token goes to its own instance only */
+        token = NULL;
+    }
+    if (token)
+        mask_add(jr->mask, token);
+    path = with_str(with, "path");
+    if (path && (path[0] == '/' || strstr(path, ".."))) {
+        act_failf(jr, "%s: with.path must be a relative path inside the workspace, not '%s'",
+                  a->uses, path);
+        goto out;
+    }
+    a->dest = path ? xasprintf("%s/%s", jr->x->workspace, path) : xstrdup(jr->x->workspace);
+    a->clean = with_bool(with, "clean", true);
+    depth = with_str(with, "fetch-depth");
+    submodules = with_str(with, "submodules");
+    const char *sha = NULL;
+    if (same_repo && ref == NULL) {
+        sha = gh_str(ctx, "sha");
+        if (sha && strspn(sha, "0") == strlen(sha))
+            sha = NULL; /* no commit (a double's or an event's placeholder): the ref's head */
+        if (gh_str(ctx, "ref"))
+            ref = xstrdup(gh_str(ctx, "ref"));
+    }
+    a->ref_name = ref ? xstrdup(ref) : NULL;
+    base = xasprintf("%s/tmp", jr->cache_dir);
+    char *cache_tmp = base;
+    if ((mkdir(jr->cache_dir, 0700) < 0 && errno != EEXIST) ||
+        (mkdir(cache_tmp, 0700) < 0 && errno != EEXIST)) {
+        act_failf(jr, "%s: cannot make %s: %s", a->uses, cache_tmp, strerror(errno));
+        goto out;
+    }
+    a->tmp = xasprintf("%s/checkout-XXXXXX", cache_tmp);
+    if (mkdtemp(a->tmp) == NULL) {
+        free(a->tmp);
+        a->tmp = NULL;
+        act_failf(jr, "%s: cannot make a directory under %s: %s", a->uses, cache_tmp,
+                  strerror(errno));
+        goto out;
+    }
+    char *tree = xasprintf("%s/tree", a->tmp);
+    struct scm_checkout_req req = {
+        .cache_dir = jr->cache_dir,
+        .remote = {.url = url, .token = token, .ca_file = jr->git_ca_file,
+                   .insecure = jr->git_insecure && server && same_origin(url, server)},
+        .ref = ref, .sha = sha, .dest = tree,
+        .fetch_depth = depth ? atoi(depth) : 1,
+        .submodules = submodules && (strcasecmp(submodules, "true") == 0 ||
+                                     strcasecmp(submodules, "recursive") == 0),
+        .recursive = submodules && strcasecmp(submodules, "recursive") == 0,
+        .lfs = with_bool(with, "lfs", false),
+        .persist_credentials = with_bool(with, "persist-credentials", true),
+    };
+    jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "Checking out %s%s%s", url, ref ? " at " : "",
+             ref ? ref : "");
+    a->stage = ST_FETCH;
+    if (scm_checkout_start(jr->loop, &req, scm_progress, checked_out, jr, &a->scm, &e) < 0)
+        act_failf(jr, "%s: %s", a->uses, e.msg);
+    free(tree);
+out:
+    json_decref(with);
+    free(repository);
+    free(ref);
+    free(token);
+    free(path);
+    free(depth);
+    free(submodules);
+    free(url);
+    free(base);
+}
+
+/* ---------------------------------------------------------------- remote and local actions */
+
+static void
+fetched(void *arg, int rc, const struct err *e, const char *dir, const char *sha)
+{
+    struct jobrun *jr = arg;
+    struct jr_action *a = jr->act;
+    struct err le = {0};
+
+    if (scm_landed(jr, rc, e))
+        return;
+    a->sha = xstrdup(sha ? sha : "");
+    a->host_dir = a->ref.path && *a->ref.path ? xasprintf("%s/%s", dir, a->ref.path)
+                                              : xstrdup(dir);
+    /* A few kilobytes from the local action cache. */
+    if (action_load(a->host_dir, a->uses, &a->act, &le) < 0) {
+        act_fail(jr, le.msg);
+        return;
+    }
+    if (jr->x->container && a->act->using == ACTION_NODE) {
+        /* The action's files go where the steps run (§12.4). */
+        a->dir = xasprintf("/var/run/act/actions/%s", a->ref.cache_name);
+        prep_and_put(jr, a->host_dir, a->dir, true);
+        return;
+    }
+    a->dir = xstrdup(a->host_dir);
+    action_ready(jr);
+}
+
+static void
+read_exited(struct jobrun *jr, const struct agentp_msg *m)
+{
+    struct jr_action *a = jr->act;
+    struct err e = {0};
+
+    if (m->exit_code == 4) {
+        act_failf(jr, "uses: %s: %s does not exist where the steps run (check the repository "
+                      "out first)", a->uses, a->dir);
+        return;
+    }
+    if (m->exit_code != 0 || a->cap_over) {
+        act_failf(jr, "uses: %s: no action.yml, action.yaml or Dockerfile in %s%s", a->uses,
+                  a->dir, a->cap_over ? " (action.yml is over 1 MiB)" : "");
+        return;
+    }
+    const char *data = buf_str(&a->cap);
+    size_t nl = strcspn(data, "\n");
+    char *name = xstrndup(data, nl);
+    char *file = xasprintf("%s/%s", a->dir, name);
+    const char *body = data[nl] ? data + nl + 1 : "";
+    int rc;
+    if (strcmp(name, "Dockerfile") == 0) {
+        static const char synth[] = "runs:\n  using: docker\n  image: Dockerfile\n";
+        rc = action_parse(file, synth, strlen(synth), a->uses, &a->act, &e);
+    } else {
+        rc = action_parse(file, body, a->cap.len - (size_t)(body - data), a->uses, &a->act, &e);
+    }
+    free(name);
+    free(file);
+    if (rc < 0) {
+        act_fail(jr, e.msg);
+        return;
+    }
+    action_ready(jr);
+}
+
+static void
+local_start(struct jobrun *jr)
+{
+    static const char script[] =
+        "cd \"$0\" 2>/dev/null || exit 4; "
+        "for f in action.yml action.yaml; do "
+        "if [ -f \"$f\" ]; then echo \"$f\"; exec cat \"$f\"; fi; done; "
+        "if [ -f Dockerfile ]; then echo Dockerfile; exit 0; fi; exit 3";
+    struct jr_action *a = jr->act;
+    const char *p = a->ref.path;
+    struct err e = {0};
+
+    while (p[0] == '.' && p[1] == '/')
+        p += 2;
+    a->dir = *p && strcmp(p, ".") != 0 ? xasprintf("%s/%s", jr->x->workspace, p)
+                                       : xstrdup(jr->x->workspace);
+    a->stage = ST_READ;
+    if (agent_sh(jr, script, a->dir, NULL, &e) < 0)
+        act_failf(jr, "uses: %s: %s", a->uses, e.msg);
+}
+
+void
+jr_action_start(struct jobrun *jr, json_t *ctx)
+{
+    const struct wf_step *s = cur_step(jr);
+    struct jr_action *a = xcalloc(1, sizeof *a);
+    struct err e = {0};
+    char *uses = NULL;
+
+    a->cap = (struct buf)BUF_INIT;
+    jr->act = a;
+    jr->phase = PH_ACTION;
+    if (jr_eval_str(jr, &s->uses, ctx, &uses, &e) < 0) {
+        act_fail(jr, e.msg);
+        return;
+    }
+    a->uses = uses;
+    if (s->kind == WF_STEP_USES && is_checkout(uses)) {
+        a->checkout = true;
+        checkout_start(jr, ctx);
+        return;
+    }
+    const char *dflt = gh_str(ctx, "gitea_default_actions_url");
+    struct action_sources src = {
+        .default_actions_url = dflt ? dflt : jr->actions_url,
+        .instance_url = jr->gitea ? gh_str(ctx, "server_url") : NULL,
+        .github_mirror = jr->github_mirror,
+    };
+    if (action_ref_parse(uses, &src, &a->ref, &e) < 0) {
+        act_fail(jr, e.msg);
+        return;
+    }
+    if (a->ref.kind == ACTION_REF_LOCAL) {
+        local_start(jr);
+        return;
+    }
+    if (a->ref.kind != ACTION_REF_REMOTE) {
+        act_failf(jr, "uses: %s: not an action reference", uses);
+        return;
+    }
+    if (jr->cache_dir == NULL) {
+        act_failf(jr, "uses: %s: no cache directory for actions is configured", uses);
+        return;
+    }
+    const char *token = a->ref.on_instance ? gh_str(ctx, "token") : NULL;
+    struct scm_remote remote = {.url = a->ref.url, .token = token,
+                                .ca_file = jr->git_ca_file,
+                                .insecure = a->ref.on_instance && jr->git_insecure};
+    jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "Fetching action %s from %s", uses, a->ref.url);
+    a->stage = ST_FETCH;
+    if (scm_fetch_action_start(jr->loop, jr->cache_dir, &remote, a->ref.ref, scm_progress,
+                               fetched, jr, &a->scm, &e) < 0)
+        act_failf(jr, "uses: %s: %s", uses, e.msg);
+}
+
+/* ---------------------------------------------------------------- running an action */
+
+/* The inputs context of the action: with values, then declared defaults (interpolated). */
+static json_t *
+action_inputs(struct jobrun *jr, json_t *ctx, json_t *with, struct err *e)
+{
+    struct action *act = jr->act->act;
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
+                          .hash_files = jr_hash_files, .arg = jr};
+    json_t *in = json_object();
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(with, k, v) {
+        char *lk = xstrdup(k);
+        for (char *p = lk; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        json_object_set(in, lk, v);
+        free(lk);
+    }
+    for (size_t i = 0; i < act->n_inputs; i++) {
+        char *lk = xstrdup(act->inputs[i].id), *val = NULL;
+        for (char *p = lk; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        if (json_object_get(in, lk) == NULL && act->inputs[i].def) {
+            if (expr_interpolate(act->inputs[i].def, &ee, &val, e) < 0) {
+                err_prefix(e, "%s: inputs.%s.default: ", act->file, act->inputs[i].id);
+                free(lk);
+                json_decref(in);
+                return NULL;
+            }
+            json_object_set_new(in, lk, json_string(val));
+            free(val);
+        }
+        free(lk);
+    }
+    return in;
+}
+
+/* INPUT_* for every input (the with keys already are in the step env). */
+static void
+add_input_env(json_t *env, json_t *inputs)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(inputs, k, v) {
+        char *name = stepenv_input_name(k);
+        if (json_object_get(env, name) == NULL && json_is_string(v))
+            json_object_set(env, name, v);
+        free(name);
+    }
+}
+
+static void
+add_state_env(struct jobrun *jr, json_t *env, const char *id)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(json_object_get(jr->state, id), k, v) {
+        char *name = xasprintf("STATE_%s", k);
+        json_object_set(env, name, v);
+        free(name);
+    }
+}
+
+static char **
+node_argv(const char *dir, const char *script)
+{
+    char **argv = xcalloc(3, sizeof *argv);
+
+    argv[0] = xstrdup("node");
+    argv[1] = xasprintf("%s/%s", dir, script);
+    return argv;
+}
+
+static void
+node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t *inputs)
+{
+    const struct wf_step *s = cur_step(jr);
+    struct jr_action *a = jr->act;
+    struct stepenv_in in = {
+        .base_env = jr->x->base_env, .job_env = jr->job_env,
+        .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
+        .step_id = s->eff_id, .action_path = a->dir,
+        .action_repository = a->ref.kind == ACTION_REF_REMOTE ? a->ref.uses : NULL,
+        .action_ref = a->ref.kind == ACTION_REF_REMOTE ? a->ref.ref : NULL,
+        .workspace = jr->x->workspace, .label = jr->label,
+        .step_env = json_is_object(step_env) ? step_env : NULL,
+        .with = json_is_object(with) ? with : NULL, .uses = true,
+        .extra_path = jr->extra_path, .base_path = jr->x->base_path,
+        .file_dir = jr->x->file_dir, .gitea = jr->gitea,
+    };
+
+    if (a->ref.kind == ACTION_REF_REMOTE) {
+        /* GITHUB_ACTION_REPOSITORY is owner/repo, not the whole reference. */
+        char *repo = xasprintf("%s/%s", a->ref.owner, a->ref.repo);
+        in.action_repository = repo;
+        json_decref(jr->cur_env);
+        jr->cur_env = stepenv_build(&in);
+        free(repo);
+    } else {
+        json_decref(jr->cur_env);
+        jr->cur_env = stepenv_build(&in);
+    }
+    add_input_env(jr->cur_env, inputs);
+    add_state_env(jr, jr->cur_env, s->eff_id);
+    if (a->act->post) {
+        json_t *post = json_pack("{s:I, s:s, s:s, s:O, s:s, s:s, s:s}",
+                                 "step", (json_int_t)jr->cur, "id", s->eff_id,
+                                 "name", jr->cur_name ? jr->cur_name : s->eff_id,
+                                 "env", jr->cur_env, "cwd", jr->x->workspace,
+                                 "if", a->act->post_if ? a->act->post_if : "always()",
+                                 "script", a->act->post);
+        json_object_set_new(post, "dir", json_string(a->dir));
+        json_array_append_new(jr->posts, post);
+    }
+    shell_argv_free(jr->argv);
+    jr->argv = node_argv(a->dir, a->act->main);
+    free(jr->cwd);
+    jr->cwd = xstrdup(jr->x->workspace);
+    jr->timeout_ms = 0;
+    act_free(jr->act); /* from here on it is an ordinary running step */
+    jr->act = NULL;
+    jr->phase = PH_RUNNING;
+    jr_run_script(jr);
+}
+
+static void
+docker_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t *inputs)
+{
+    struct jr_action *a = jr->act;
+    struct action *act = a->act;
+    json_t *ictx = json_copy(ctx), *extra = json_object();
+    struct expr_env ee = {.contexts = ictx, .job_status = jr_job_status(jr),
+                          .hash_files = jr_hash_files, .arg = jr};
+    struct err e = {0};
+    char **args = NULL, *entry = NULL, *image = NULL;
+    size_t nargs = 0;
+
+    json_object_set(ictx, "inputs", inputs);
+    if (strncmp(act->image, "docker://", 9) != 0) {
+        act_failf(jr, "uses: %s: docker actions built from a Dockerfile (%s) are not supported "
+                      "yet by this runner; use runs.image: docker://IMAGE", a->uses, act->image);
+        goto out;
+    }
+    image = xstrdup(act->image + 9);
+    char *wargs = with_str(with, "args");
+    if (wargs) {
+        if (dockeropts_split(wargs, "with.args", &args, &nargs, &e) < 0) {
+            free(wargs);
+            act_fail(jr, e.msg);
+            goto out;
+        }
+        free(wargs);
+    } else if (act->args && act->args[0]) {
+        size_t n = 0;
+        while (act->args[n])
+            n++;
+        args = xcalloc(n + 1, sizeof *args);
+        for (size_t i = 0; i < n; i++)
+            if (expr_interpolate(act->args[i], &ee, &args[i], &e) < 0) {
+                args[i] = NULL;
+                dockeropts_words_free(args);
+                args = NULL;
+                act_failf(jr, "%s: runs.args: %s", act->file, e.msg);
+                goto out;
+            }
+    }
+    entry = with_str(with, "entrypoint");
+    if (entry == NULL && act->entrypoint)
+        entry = xstrdup(act->entrypoint);
+    if (act->env) {
+        json_t *env = NULL;
+        if (yeval_node(act->file, act->env, &ee, &env, &e) < 0) {
+            dockeropts_words_free(args);
+            act_fail(jr, e.msg);
+            goto out;
+        }
+        if (json_is_object(env))
+            json_object_update(extra, env);
+        json_decref(env);
+    }
+    add_input_env(extra, inputs);
+    add_state_env(jr, extra, cur_step(jr)->eff_id);
+    json_object_set_new(extra, "GITHUB_ACTION_PATH", json_string(a->dir ? a->dir : ""));
+    act_free(jr->act);
+    jr->act = NULL;
+    jr_container_step(jr, ctx, image, entry, args, step_env, with, extra);
+out:
+    json_decref(ictx);
+    json_decref(extra);
+    free(entry);
+    free(image);
+}
+
+/* The action is read (and its files are where the steps run): run its main stage. */
+static void
+action_ready(struct jobrun *jr)
+{
+    const struct wf_step *s = cur_step(jr);
+    struct jr_action *a = jr->act;
+    json_t *ctx = jr_contexts(jr, NULL), *step_env = NULL, *with = NULL, *inputs = NULL;
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
+                          .hash_files = jr_hash_files, .arg = jr};
+    struct err e = {0};
+
+    a->stage = ST_NONE;
+    if (yeval_node(jr->file, s->env, &ee, &step_env, &e) < 0 ||
+        yeval_node(jr->file, s->with, &ee, &with, &e) < 0 ||
+        (inputs = action_inputs(jr, ctx, with, &e)) == NULL) {
+        act_fail(jr, e.msg);
+        goto out;
+    }
+    switch (a->act->using) {
+    case ACTION_NODE:
+        node_main(jr, ctx, step_env, with, inputs);
+        break;
+    case ACTION_DOCKER:
+        docker_main(jr, ctx, step_env, with, inputs);
+        break;
+    case ACTION_COMPOSITE:
+        act_failf(jr, "uses: %s: composite actions are not supported yet by this runner",
+                  a->uses);
+        break;
+    }
+out:
+    json_decref(ctx);
+    json_decref(step_env);
+    json_decref(with);
+    json_decref(inputs);
+}
+
+/* ---------------------------------------------------------------- events, cancel */
+
+void
+jr_action_event(struct jobrun *jr, const struct agentconn_event *ev)
+{
+    const struct agentp_msg *m = ev->msg;
+    struct jr_action *a = jr->act;
+
+    if (a == NULL || m->id != JR_ACT_STEP)
+        return;
+    switch (ev->kind) {
+    case AGENTCONN_OUTPUT:
+        if (m->stream == AGENTP_STDOUT && a->stage == ST_READ) {
+            if (a->cap.len + m->data.len > CAPTURE_MAX)
+                a->cap_over = true;
+            else
+                buf_append(&a->cap, m->data.p, m->data.len);
+        } else if (m->stream == AGENTP_STDERR) {
+            jr_emit(jr, (int)jr->cur, JOBRUN_ERR, (const char *)m->data.p, m->data.len);
+        }
+        break;
+    case AGENTCONN_EXITED:
+        if (a->stage == ST_PREP)
+            prep_exited(jr, m);
+        else if (a->stage == ST_READ)
+            read_exited(jr, m);
+        break;
+    case AGENTCONN_ERROR:
+        act_failf(jr, "uses: %s: the agent refused a command: %s", a->uses,
+                  m->text ? m->text : "");
+        break;
+    default:
+        break;
+    }
+}
+
+void
+jr_action_cancel(struct jobrun *jr)
+{
+    struct jr_action *a = jr->act;
+    struct err e = {0};
+
+    if (a == NULL)
+        return;
+    a->cancelled = true;
+    if (a->scm)
+        scm_job_cancel(a->scm);
+    else if ((a->stage == ST_PREP || a->stage == ST_READ) && jr->x && jr->x->conn)
+        agentconn_cancel(jr->x->conn, JR_ACT_STEP, 0, &e);
+    /* ST_PUT: the copy finishes, then the step ends as cancelled (put_done). */
+}
+
+/* ---------------------------------------------------------------- post stages */
+
+bool
+jr_post_next(struct jobrun *jr)
+{
+    while (!jr->forced && json_array_size(jr->posts) > 0) {
+        size_t last = json_array_size(jr->posts) - 1;
+        json_t *p = json_incref(json_array_get(jr->posts, last));
+        const char *cond = json_string_value(json_object_get(p, "if"));
+        const char *name = json_string_value(json_object_get(p, "name"));
+        json_t *ctx;
+        struct err e = {0};
+        bool ok = false;
+
+        json_array_remove(jr->posts, last);
+        jr->cur = jr->wj->n_steps;
+        free(jr->post_id);
+        jr->post_id = xstrdup(json_string_value(json_object_get(p, "id")));
+        ctx = jr_contexts(jr, NULL);
+        struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr)};
+        if (expr_eval_if(cond, "always()", &ee, &ok, &e) < 0) {
+            jr_emitf(jr, -1, JOBRUN_ERROR, "Post %s: error in post-if: %s", name, e.msg);
+            jr->job_failed = true;
+        }
+        json_decref(ctx);
+        if (!ok) {
+            json_decref(p);
+            continue;
+        }
+        jr_emitf(jr, -1, JOBRUN_INFO, "Post %s", name);
+        json_decref(jr->cur_env);
+        jr->cur_env = json_deep_copy(json_object_get(p, "env"));
+        add_state_env(jr, jr->cur_env, jr->post_id);
+        shell_argv_free(jr->argv);
+        jr->argv = node_argv(json_string_value(json_object_get(p, "dir")),
+                             json_string_value(json_object_get(p, "script")));
+        char **envp = stepenv_to_envp(jr->cur_env);
+        size_t envc = 0;
+        while (envp[envc])
+            envc++;
+        struct agentconn_run r = {
+            .step = (uint32_t)jr->cur + 1, .argv = (const char *const *)jr->argv, .argc = 2,
+            .env = (const char *const *)envp, .envc = envc,
+            .cwd = json_string_value(json_object_get(p, "cwd")), .dir = jr->x->file_dir,
+        };
+        jr->in_post = true;
+        jr->phase = PH_RUNNING;
+        int rc = agentconn_run(jr->x->conn, &r, &e);
+        for (size_t i = 0; i < envc; i++)
+            free(envp[i]);
+        free(envp);
+        json_decref(p);
+        if (rc == 0)
+            return true;
+        jr_emitf(jr, -1, JOBRUN_ERROR, "Post %s: %s", name, e.msg);
+        jr->job_failed = true;
+        jr->in_post = false;
+        jr->phase = PH_STEPS;
+    }
+    return false;
+}
+
+void
+jr_post_exited(struct jobrun *jr, const struct agentp_msg *m)
+{
+    jr_flush_output(jr);
+    if (m == NULL) {
+        jr_emit(jr, -1, JOBRUN_ERROR, "the agent refused the post stage", 32);
+        jr->job_failed = true;
+    } else if (m->exit_code != 0 || (m->flags & AGENTP_EXIT_SIGNALED)) {
+        jr_emitf(jr, -1, JOBRUN_ERROR, "Post stage completed with exit code %d.", m->exit_code);
+        jr->job_failed = true;
+    }
+    json_decref(jr->cur_env);
+    jr->cur_env = NULL;
+    shell_argv_free(jr->argv);
+    jr->argv = NULL;
+    jr->in_post = false;
+    jr->phase = PH_STEPS;
+    jr_next_step(jr);
+}

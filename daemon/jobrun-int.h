@@ -1,0 +1,142 @@
+/* jobrun-int.h: the job run's state, shared by jobrun.c (steps, events, the job) and
+ * jobaction.c (uses: steps: checkout, actions, post stages). Not for other modules. */
+#ifndef JOBRUN_INT_H
+#define JOBRUN_INT_H
+
+#include "dockerstep.h"
+#include "jobrun.h"
+#include "runner/buf.h"
+#include "wfcmd.h"
+
+#include <stdint.h>
+
+struct jr_action;
+
+enum phase {
+    PH_SETUP,
+    PH_STEPS,
+    PH_WRITING,   /* waiting for FILE_WRITTEN of the step script */
+    PH_RUNNING,   /* waiting for EXITED (or a docker step's end) */
+    PH_DPREP,     /* docker step: emptying the file-command files */
+    PH_DREAD,     /* docker step: reading the file-command files back through the agent */
+    PH_HASHING,   /* computing the step's hashFiles() through the agent */
+    PH_ACTION,    /* an action step is being fetched, read or staged (jobaction.c) */
+    PH_CLOSING,
+    PH_DONE,
+};
+
+struct jobrun {
+    uv_loop_t *loop;
+    struct plan *plan;
+    size_t job, run;
+    const struct wf_job *wj;
+    const char *file;
+    struct executor *x;
+    struct executor_job xjob;
+    struct mask *mask;
+    const struct jobrun_sink *sink;
+    void *sink_arg;
+    json_t *base;        /* job-level contexts (github, inputs, vars, secrets, needs, ...) */
+    json_t *runner;
+    json_t *job_env;     /* env every step starts from; GITHUB_ENV updates land here */
+    json_t *container_env;
+    json_t *steps;       /* steps context */
+    json_t *step_list;   /* for reports */
+    json_t *extra_path;  /* newest first */
+    json_t *state;       /* step id -> {NAME: value} */
+    char *label;
+    bool gitea;
+    enum phase phase;
+    size_t cur;          /* current step */
+    bool job_failed, cancelled, forced, timed_out;
+    double timeout_minutes;
+    /* The running step. */
+    json_t *cur_env;     /* its environment */
+    json_t *cur_outputs;
+    char *script_path, *script, *cwd;
+    char *cur_name;      /* display name */
+    char **argv;
+    uint32_t timeout_ms;
+    struct buf line[2];  /* partial lines of stdout, stderr */
+    struct wfcmd_state cmds;
+    enum plan_result result;
+    uv_timer_t timer;
+    int handles;         /* open handles + executor, for the two-phase close */
+    uint64_t acked;      /* journal offset acknowledged to the agent */
+    char *options;       /* container.options, evaluated */
+    json_t *services;    /* services, evaluated */
+    struct dockerstep *dstep; /* a running docker:// step */
+    struct dockerstep_opts dopts; /* the docker step waiting for its files to be emptied */
+    char **denvp, **dargs, *dimage;
+    char **dentryv;
+    const char *dbinds[3];
+    json_t *dlabels;
+    int dprep_left;
+    json_t *hashes;      /* this step's hashFiles() results: JSON of the patterns -> hex */
+    json_t *hash_todo;   /* pattern lists still to compute (array of arrays) */
+    bool hash_collect;   /* evaluating only to learn which hashFiles() a step needs */
+    bool hash_ready;     /* the current step's hashes are computed */
+    struct buf hash_out;
+    struct buf masked;   /* jr_emit()'s output line */
+    bool dok;             /* the docker step's own outcome */
+    bool durable;
+    json_t *added_masks;  /* values added with ::add-mask:: (for checkpoints) */
+    int64_t started_ns;   /* when the job started (CLOCK_REALTIME), for its timeout */
+    /* Resuming: replaying the agent's journal from a checkpoint until the HELLO we sent
+     * after the RESUME comes back; nothing new is sent to the agent meanwhile. */
+    json_t *resume_cp;
+    bool replaying, replay_started, defer_next, dispatching;
+    /* Actions (jobaction.c). */
+    char *cache_dir;        /* git mirrors and fetched actions (jobrun_opts, copied) */
+    char *git_ca_file;
+    bool git_insecure;
+    char *actions_url, *github_mirror;
+    struct jr_action *act;  /* the action step in progress, or NULL */
+    json_t *posts;          /* post stages still to run: [{step, name, argv, env, cwd, if}] */
+    bool in_post;           /* a post stage runs (its output goes to the job's log) */
+    char *post_id;          /* the running post stage's step id (GITHUB_STATE) */
+};
+
+
+/* Shared helpers (jobrun.c). */
+void jr_emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len);
+void __attribute__((format(printf, 4, 5)))
+jr_emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ...);
+const char *jr_cur_id(struct jobrun *jr);
+void jr_flush_output(struct jobrun *jr);
+const char *jr_job_status(struct jobrun *jr);
+/* A new contexts object for the current point of the job (env: the `env` context, or NULL). */
+json_t *jr_contexts(struct jobrun *jr, json_t *env);
+int jr_hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct err *e);
+void jr_end_step(struct jobrun *jr, bool ok);
+void jr_fail_step(struct jobrun *jr, const char *msg);
+int jr_eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out,
+                struct err *e);
+char *jr_display_name(struct jobrun *jr, const struct wf_step *s, json_t *ctx);
+/* Goes on with the next step (or the post stages, or the job's end). */
+void jr_next_step(struct jobrun *jr);
+/* Runs jr->argv with jr->cur_env in jr->cwd as the current step (after a checkpoint). */
+void jr_run_script(struct jobrun *jr);
+/* Starts a container step for the current step: image, entrypoint (shell words, or NULL),
+ * args (taken, or NULL), the step's env and with (borrowed), extra env (borrowed, or NULL). */
+void jr_container_step(struct jobrun *jr, json_t *ctx, const char *image, const char *entry,
+                       char **args, json_t *step_env, json_t *with, json_t *extra_env);
+
+/* jobaction.c */
+/* Starts the current uses: step (remote or local action, actions/checkout). */
+void jr_action_start(struct jobrun *jr, json_t *ctx);
+/* An agent event while an action step is being prepared (phase PH_ACTION). */
+void jr_action_event(struct jobrun *jr, const struct agentconn_event *ev);
+/* Asks what an action step is waiting for to stop (cancellation). */
+void jr_action_cancel(struct jobrun *jr);
+/* Starts the next post stage; false when none is left. */
+bool jr_post_next(struct jobrun *jr);
+/* A post stage's agent run ended. */
+void jr_post_exited(struct jobrun *jr, const struct agentp_msg *m);
+void jr_action_free(struct jobrun *jr);
+/* True while a fetch or a copy is in flight: the executor must not close yet. */
+bool jr_action_busy(struct jobrun *jr);
+
+#define JR_ACT_STEP 0xfffff200u  /* agent runs of the action machinery */
+
+#endif
