@@ -137,9 +137,8 @@ url_origin(const char *u)
     return r;
 }
 
-/* True when url's scheme, host and port are instance's. */
-static bool
-same_origin(const char *url, const char *instance)
+bool
+action_same_origin(const char *url, const char *instance)
 {
     char *base, *a, *b;
     bool same;
@@ -256,7 +255,7 @@ action_ref_parse(const char *uses, const struct action_sources *src, struct acti
         goto out;
     }
     r.url = xasprintf("%s/%s/%s", base, r.owner, r.repo);
-    r.on_instance = same_origin(r.url, src ? src->instance_url : NULL);
+    r.on_instance = action_same_origin(r.url, src ? src->instance_url : NULL);
     r.cache_name = cache_name(uses);
 done:
     *out = r;

@@ -98,6 +98,10 @@ int action_parse(const char *file, const char *data, size_t len, const char *wha
                  struct action **out, struct err *e);
 void action_free(struct action *a);
 
+/* True when url's scheme, host and port are instance's (case-insensitive, default ports filled
+ * in, user info ignored); false when instance is NULL or empty. */
+bool action_same_origin(const char *url, const char *instance);
+
 /* The tag for a docker action built from a Dockerfile (§12.5): "act-<name>-dockeraction:latest"
  * with every non-alphanumeric as '-', lower-cased, leading '-' trimmed. New string. */
 char *action_docker_tag(const char *name);

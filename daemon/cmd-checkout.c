@@ -3,6 +3,7 @@
  * out to stdout. The token is read from an environment variable, never from the command line
  * (where ps would show it). */
 #include "cmd.h"
+#include "config.h"
 #include "scm.h"
 
 #include "runner/xalloc.h"
@@ -33,25 +34,6 @@ usage_error(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nusage: runnerctl checkout %s\n", checkout_usage);
     return CLI_EXIT_USAGE;
-}
-
-/* The cache: --cache, else $RUNNERD_CACHE_DIR, else $CACHE_DIRECTORY (systemd's
- * CacheDirectory=; the first of a colon-separated list), else ~/.cache/runnerd. Returns a new
- * string or NULL. */
-static char *
-cache_dir(const char *opt)
-{
-    const char *env;
-
-    if (opt != NULL)
-        return xstrdup(opt);
-    if ((env = getenv("RUNNERD_CACHE_DIR")) != NULL && *env != '\0')
-        return xstrdup(env);
-    if ((env = getenv("CACHE_DIRECTORY")) != NULL && *env != '\0')
-        return xstrndup(env, strcspn(env, ":"));
-    if ((env = getenv("HOME")) != NULL && *env != '\0')
-        return xasprintf("%s/.cache/runnerd", env);
-    return NULL;
 }
 
 static void
@@ -133,7 +115,8 @@ checkout_exec(int argc, char **argv)
         case 'h':
             printf("usage: runnerctl checkout %s\n"
                    "  DIR defaults to $RUNNERD_CACHE_DIR, else $CACHE_DIRECTORY, else "
-                   "~/.cache/runnerd;\n  the token is read from the environment variable VAR\n",
+                   "$XDG_CACHE_HOME/runnerd, else ~/.cache/runnerd;\n"
+                   "  the token is read from the environment variable VAR\n",
                    checkout_usage);
             return CLI_EXIT_OK;
         case ':':
@@ -156,9 +139,7 @@ checkout_exec(int argc, char **argv)
         if (req.remote.token == NULL || *req.remote.token == '\0')
             return usage_error("--token-env %s: the variable is not set", token_env);
     }
-    cache = cache_dir(cache_opt);
-    if (cache == NULL)
-        return usage_error("%s", "no cache directory: use --cache DIR or set RUNNERD_CACHE_DIR");
+    cache = cache_opt ? xstrdup(cache_opt) : config_cache_dir(NULL, false);
     req.cache_dir = cache;
     rc = scm_checkout(&req, on_progress, NULL, NULL, &sha, &e);
     if (rc < 0) {

@@ -872,9 +872,9 @@ config_cache_dir(const struct config *c, bool daemon)
         return xstrdup(c->runnerd.cache_dir);
     if ((v = getenv("RUNNERD_CACHE_DIR")) && *v)
         return xstrdup(v);
+    if ((v = getenv("CACHE_DIRECTORY")) && *v) /* systemd's CacheDirectory= (a list) */
+        return xstrndup(v, strcspn(v, ":"));
     if (daemon) {
-        if ((v = getenv("CACHE_DIRECTORY")) && *v) /* systemd's CacheDirectory= (a list) */
-            return xstrndup(v, strcspn(v, ":"));
         const char *st = c ? c->runnerd.state_file : NULL;
         const char *slash = st ? strrchr(st, '/') : NULL;
         if (slash)

@@ -134,8 +134,9 @@ void config_limits_resolve(const struct config *c, const struct config_profile *
                            long long *pids);
 
 /* Where git mirrors and fetched actions live (a new string): runnerd.cache_dir, else
- * $RUNNERD_CACHE_DIR; then for the daemon systemd's $CACHE_DIRECTORY, else "cache" beside the
- * state database; for the CLI $XDG_CACHE_HOME/runnerd, else ~/.cache/runnerd. c may be NULL. */
+ * $RUNNERD_CACHE_DIR, else systemd's $CACHE_DIRECTORY (the first of its list); then for the
+ * daemon "cache" beside the state database, for the CLI $XDG_CACHE_HOME/runnerd, else
+ * ~/.cache/runnerd. c may be NULL. */
 char *config_cache_dir(const struct config *c, bool daemon);
 
 /* Parses a Go duration ("3h", "1m30s", "500ms", "0s") into seconds. Returns 0 or -EINVAL. */

@@ -183,6 +183,10 @@ tar_entry(const char *rel, const char *abs, const struct stat *st, void *arg, st
         rc = tar_add_dir(c->t, path, st->st_mode & 07777, e);
     } else if (S_ISREG(st->st_mode)) {
         struct buf b = BUF_INIT;
+        if ((unsigned long long)st->st_size > c->cap - c->t->out.len) {
+            free(path);
+            return err_set(e, -EFBIG, "%s: over %zu MiB to upload", c->prefix, c->cap >> 20);
+        }
         rc = buf_read_file(&b, abs, c->cap, "file to upload", e);
         if (rc == 0)
             rc = tar_add_file(c->t, path, st->st_mode & 07777, b.data, b.len, e);

@@ -31,6 +31,7 @@ enum act_stage {
     ST_FETCH,    /* scm: the action or the checkout */
     ST_PREP,     /* the agent makes (and for a checkout, empties) the destination */
     ST_PUT,      /* executor_put_dir() */
+    ST_LOAD,     /* reading a fetched action's action.yml (off the loop) */
     ST_READ,     /* the agent prints a local action's action.yml */
 };
 
@@ -119,7 +120,7 @@ jr_action_free(struct jobrun *jr)
 bool
 jr_action_busy(struct jobrun *jr)
 {
-    return jr->act && (jr->act->scm || jr->act->stage == ST_PUT);
+    return jr->act && (jr->act->scm || jr->act->stage == ST_PUT || jr->act->stage == ST_LOAD);
 }
 
 /* A fetch or a copy landed after the job ended (the agent was lost): finish the close that
@@ -174,18 +175,8 @@ static char *
 with_str(json_t *with, const char *key)
 {
     json_t *v = json_object_get(with, key);
-    char *s = NULL;
+    char *s = v ? expr_to_string(v) : NULL;
 
-    if (json_is_string(v))
-        s = xstrdup(json_string_value(v));
-    else if (json_is_true(v))
-        s = xstrdup("true");
-    else if (json_is_false(v))
-        s = xstrdup("false");
-    else if (json_is_integer(v))
-        s = xasprintf("%lld", (long long)json_integer_value(v));
-    else if (json_is_real(v))
-        s = xasprintf("%g", json_real_value(v));
     if (s && *s == '\0') {
         free(s);
         s = NULL;
@@ -211,29 +202,6 @@ gh_str(json_t *ctx, const char *key)
     const char *s = json_string_value(json_object_get(json_object_get(ctx, "github"), key));
 
     return s && *s ? s : NULL;
-}
-
-/* scheme://host[:port] of url, for comparing hosts; new string or NULL. */
-static char *
-url_origin(const char *url)
-{
-    const char *p = url ? strstr(url, "://") : NULL;
-
-    if (p == NULL)
-        return NULL;
-    p += 3;
-    return xstrndup(url, (size_t)(p - url) + strcspn(p, "/"));
-}
-
-static bool
-same_origin(const char *a, const char *b)
-{
-    char *oa = url_origin(a), *ob = url_origin(b);
-    bool same = oa && ob && strcasecmp(oa, ob) == 0;
-
-    free(oa);
-    free(ob);
-    return same;
 }
 
 static void
@@ -433,7 +401,7 @@ checkout_start(struct jobrun *jr, json_t *ctx)
     token = with_str(with, "token");
     if (token == NULL && gh_str(ctx, "token"))
         token = xstrdup(gh_str(ctx, "token"));
-    if (token && !(server && same_origin(url, server))) {
+    if (token && !action_same_origin(url, server)) {
         free(token); /* the task's token goes to its own instance only */
         token = NULL;
     }
@@ -459,17 +427,16 @@ checkout_start(struct jobrun *jr, json_t *ctx)
     }
     a->ref_name = ref ? xstrdup(ref) : NULL;
     base = xasprintf("%s/tmp", jr->cache_dir);
-    char *cache_tmp = base;
     if ((mkdir(jr->cache_dir, 0700) < 0 && errno != EEXIST) ||
-        (mkdir(cache_tmp, 0700) < 0 && errno != EEXIST)) {
-        act_failf(jr, "%s: cannot make %s: %s", a->uses, cache_tmp, strerror(errno));
+        (mkdir(base, 0700) < 0 && errno != EEXIST)) {
+        act_failf(jr, "%s: cannot make %s: %s", a->uses, base, strerror(errno));
         goto out;
     }
-    a->tmp = xasprintf("%s/checkout-XXXXXX", cache_tmp);
+    a->tmp = xasprintf("%s/checkout-XXXXXX", base);
     if (mkdtemp(a->tmp) == NULL) {
         free(a->tmp);
         a->tmp = NULL;
-        act_failf(jr, "%s: cannot make a directory under %s: %s", a->uses, cache_tmp,
+        act_failf(jr, "%s: cannot make a directory under %s: %s", a->uses, base,
                   strerror(errno));
         goto out;
     }
@@ -477,7 +444,7 @@ checkout_start(struct jobrun *jr, json_t *ctx)
     struct scm_checkout_req req = {
         .cache_dir = jr->cache_dir,
         .remote = {.url = url, .token = token, .ca_file = jr->git_ca_file,
-                   .insecure = jr->git_insecure && server && same_origin(url, server)},
+                   .insecure = jr->git_insecure && action_same_origin(url, server)},
         .ref = ref, .sha = sha, .dest = tree,
         .fetch_depth = depth ? atoi(depth) : 1,
         .submodules = submodules && (strcasecmp(submodules, "true") == 0 ||
@@ -506,31 +473,82 @@ out:
 
 /* ---------------------------------------------------------------- remote and local actions */
 
+/* Reading a fetched action's action.yml (a file on the host: off the loop). */
+struct load_work {
+    uv_work_t w;
+    struct jobrun *jr;
+    char *dir, *what;
+    struct action *act;
+    int rc;
+    struct err e;
+};
+
+static void
+load_work(uv_work_t *w)
+{
+    struct load_work *l = w->data;
+
+    l->rc = action_load(l->dir, l->what, &l->act, &l->e);
+}
+
+static void
+load_after(uv_work_t *w, int status)
+{
+    struct load_work *l = w->data;
+    struct jobrun *jr = l->jr;
+    struct jr_action *a = jr->act;
+
+    a->stage = ST_NONE;
+    if (status < 0 && l->rc == 0)
+        l->rc = err_set(&l->e, ERR_CANCELED, "reading the action was cancelled");
+    if (!landed_closing(jr)) {
+        if (l->rc < 0) {
+            act_fail(jr, l->e.msg);
+        } else {
+            a->act = l->act;
+            l->act = NULL;
+            if (jr->x->container && a->act->using == ACTION_NODE) {
+                /* The action's files go where the steps run (§12.4). */
+                a->dir = xasprintf("/var/run/act/actions/%s", a->ref.cache_name);
+                prep_and_put(jr, a->host_dir, a->dir, true);
+            } else {
+                a->dir = xstrdup(a->host_dir);
+                action_ready(jr);
+            }
+        }
+    }
+    action_free(l->act);
+    free(l->dir);
+    free(l->what);
+    free(l);
+}
+
 static void
 fetched(void *arg, int rc, const struct err *e, const char *dir, const char *sha)
 {
     struct jobrun *jr = arg;
     struct jr_action *a = jr->act;
-    struct err le = {0};
+    struct load_work *l;
+    int qrc;
 
     if (scm_landed(jr, rc, e))
         return;
     a->sha = xstrdup(sha ? sha : "");
     a->host_dir = a->ref.path && *a->ref.path ? xasprintf("%s/%s", dir, a->ref.path)
                                               : xstrdup(dir);
-    /* A few kilobytes from the local action cache. */
-    if (action_load(a->host_dir, a->uses, &a->act, &le) < 0) {
-        act_fail(jr, le.msg);
-        return;
+    l = xcalloc(1, sizeof *l);
+    l->jr = jr;
+    l->dir = xstrdup(a->host_dir);
+    l->what = xstrdup(a->uses);
+    l->w.data = l;
+    a->stage = ST_LOAD;
+    if ((qrc = uv_queue_work(jr->loop, &l->w, load_work, load_after)) < 0) {
+        a->stage = ST_NONE;
+        free(l->dir);
+        free(l->what);
+        free(l);
+        act_failf(jr, "uses: %s: cannot read the action: %s", a->uses, uv_strerror(qrc));
     }
-    if (jr->x->container && a->act->using == ACTION_NODE) {
-        /* The action's files go where the steps run (§12.4). */
-        a->dir = xasprintf("/var/run/act/actions/%s", a->ref.cache_name);
-        prep_and_put(jr, a->host_dir, a->dir, true);
-        return;
-    }
-    a->dir = xstrdup(a->host_dir);
-    action_ready(jr);
 }
 
 static void
@@ -539,6 +557,10 @@ read_exited(struct jobrun *jr, const struct agentp_msg *m)
     struct jr_action *a = jr->act;
     struct err e = {0};
 
+    if (a->cancelled) {
+        act_fail(jr, "The step was cancelled.");
+        return;
+    }
     if (m->exit_code == 4) {
         act_failf(jr, "uses: %s: %s does not exist where the steps run (check the repository "
                       "out first)", a->uses, a->dir);
@@ -727,11 +749,13 @@ node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
 {
     const struct wf_step *s = cur_step(jr);
     struct jr_action *a = jr->act;
+    /* GITHUB_ACTION_REPOSITORY is owner/repo, not the whole reference. */
+    char *repo = a->ref.kind == ACTION_REF_REMOTE
+                     ? xasprintf("%s/%s", a->ref.owner, a->ref.repo) : NULL;
     struct stepenv_in in = {
         .base_env = jr->x->base_env, .job_env = jr->job_env,
         .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
-        .step_id = s->eff_id, .action_path = a->dir,
-        .action_repository = a->ref.kind == ACTION_REF_REMOTE ? a->ref.uses : NULL,
+        .step_id = s->eff_id, .action_path = a->dir, .action_repository = repo,
         .action_ref = a->ref.kind == ACTION_REF_REMOTE ? a->ref.ref : NULL,
         .workspace = jr->x->workspace, .label = jr->label,
         .step_env = json_is_object(step_env) ? step_env : NULL,
@@ -740,17 +764,9 @@ node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
         .file_dir = jr->x->file_dir, .gitea = jr->gitea,
     };
 
-    if (a->ref.kind == ACTION_REF_REMOTE) {
-        /* GITHUB_ACTION_REPOSITORY is owner/repo, not the whole reference. */
-        char *repo = xasprintf("%s/%s", a->ref.owner, a->ref.repo);
-        in.action_repository = repo;
-        json_decref(jr->cur_env);
-        jr->cur_env = stepenv_build(&in);
-        free(repo);
-    } else {
-        json_decref(jr->cur_env);
-        jr->cur_env = stepenv_build(&in);
-    }
+    json_decref(jr->cur_env);
+    jr->cur_env = stepenv_build(&in);
+    free(repo);
     add_input_env(jr->cur_env, inputs);
     add_state_env(jr, jr->cur_env, s->eff_id);
     if (a->act->post) {
@@ -854,6 +870,10 @@ action_ready(struct jobrun *jr)
     struct err e = {0};
 
     a->stage = ST_NONE;
+    if (a->cancelled) {
+        act_fail(jr, "The step was cancelled.");
+        goto out;
+    }
     if (yeval_node(jr->file, s->env, &ee, &step_env, &e) < 0 ||
         yeval_node(jr->file, s->with, &ee, &with, &e) < 0 ||
         (inputs = action_inputs(jr, ctx, with, &e)) == NULL) {

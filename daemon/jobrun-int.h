@@ -134,7 +134,7 @@ bool jr_post_next(struct jobrun *jr);
 /* A post stage's agent run ended. */
 void jr_post_exited(struct jobrun *jr, const struct agentp_msg *m);
 void jr_action_free(struct jobrun *jr);
-/* True while a fetch or a copy is in flight: the executor must not close yet. */
+/* True while a fetch, a read or a copy is in flight: the executor must not close yet. */
 bool jr_action_busy(struct jobrun *jr);
 
 #define JR_ACT_STEP 0xfffff200u  /* agent runs of the action machinery */

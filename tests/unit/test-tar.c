@@ -1,8 +1,11 @@
 /* test-tar.c: the in-memory ustar writer, checked by the system's tar(1): files, directories,
  * modes, a name split into the ustar prefix, a name that needs a PAX header, an empty file,
- * block alignment, and refusal of absolute and ".." names. */
+ * block alignment, symlinks (a long target in a PAX linkpath), and refusal of absolute and
+ * ".." names. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "tar.h"
@@ -68,6 +71,46 @@ TEST(archive_extracts_with_system_tar)
         ASSERT_STR_EQ(got, "pax\n");
         free(got);
     }
+}
+
+TEST(symlinks_extract_with_system_tar)
+{
+    struct tar t;
+    struct err e = {0};
+    char longtarget[300], longpath[300], buf[400];
+    ssize_t n;
+
+    /* a target over the 100-byte linkname field needs a PAX linkpath; so does a long path */
+    memset(longtarget, 't', 180);
+    snprintf(longtarget + 180, sizeof longtarget - 180, "/target");
+    memset(longpath, 'l', 180);
+    longpath[180] = '\0';
+    tar_init(&t);
+    ASSERT_OK(tar_add_file(&t, "real.txt", 0644, "real\n", 5, &e));
+    ASSERT_OK(tar_add_symlink(&t, "short", "real.txt", &e));
+    ASSERT_OK(tar_add_symlink(&t, "longtarget", longtarget, &e));
+    ASSERT_OK(tar_add_symlink(&t, longpath, "real.txt", &e));
+    ASSERT_EQ(tar_add_symlink(&t, "empty", "", &e), -EINVAL);
+    tar_finish(&t);
+    write_file("s.tar", t.out.data, t.out.len);
+    tar_free(&t);
+
+    ASSERT_EQ(system("mkdir sout && tar -C sout -xf s.tar"), 0);
+    char *got = test_read_file("sout/short", NULL);
+    ASSERT_STR_EQ(got, "real\n");
+    free(got);
+    n = readlink("sout/short", buf, sizeof buf - 1);
+    ASSERT_EQ(n, 8);
+    n = readlink("sout/longtarget", buf, sizeof buf - 1);
+    ASSERT(n > 0);
+    buf[n] = '\0';
+    ASSERT_STR_EQ(buf, longtarget);
+    char where[400];
+    snprintf(where, sizeof where, "sout/%s", longpath);
+    n = readlink(where, buf, sizeof buf - 1);
+    ASSERT(n > 0);
+    buf[n] = '\0';
+    ASSERT_STR_EQ(buf, "real.txt");
 }
 
 TEST(bad_names_refused)
