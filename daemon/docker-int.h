@@ -27,10 +27,14 @@ struct dcall {
     docker_cb cb;
     void *arg;
     dcall_post_fn post;
-    /* for streamed replies (pull) */
+    /* for streamed replies (pull, build) */
     struct buf line;
     char *stream_error;
     void (*progress)(const char *status, void *arg);
+    /* Each JSON message of the stream without an error, when set (build); else "status"
+     * goes to progress (pull, import). */
+    void (*on_msg)(struct dcall *c, json_t *msg);
+    struct buf text; /* build: "stream" text not yet ending in a newline */
     /* free-form state for multi-step operations */
     void *state;
 };
@@ -46,6 +50,8 @@ struct dcall_opts {
     long timeout_ms;          /* -1 = none; 0 = d->timeout_ms */
     size_t max_body;
     bool stream_lines;        /* JSON-lines progress stream (pull, load) */
+    struct httpc_req **req;   /* if set: the request, for httpc_cancel(); valid until the
+                                 call's callback has returned */
 };
 
 /* Starts a call; c is owned (freed after its callback). Returns 0 or <0 (c freed). */

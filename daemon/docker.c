@@ -167,6 +167,7 @@ dcall_free(struct dcall *c)
 {
     free(c->what);
     buf_free(&c->line);
+    buf_free(&c->text);
     free(c->stream_error);
     free(c->state);
     free(c);
@@ -220,6 +221,48 @@ error_message(const char *body, size_t len, char *out, size_t outsz)
     json_decref(j);
 }
 
+/* Gives progress one line of a build's output, cut in place (p[n] is restored after). */
+static void
+text_line(struct dcall *c, char *p, size_t n)
+{
+    char keep;
+
+    while (n > 0 && p[n - 1] == '\r')
+        n--;
+    if (n == 0)
+        return;
+    keep = p[n];
+    p[n] = '\0';
+    c->progress(p, c->arg);
+    p[n] = keep;
+}
+
+/* Hands each complete line of a build's "stream" text to progress: a line may come in several
+ * messages, and one message may hold several lines. The rest waits for its newline, or for the
+ * end of the stream when final (or goes out as is once it is absurdly long). */
+static void
+text_lines(struct dcall *c, bool final)
+{
+    char *p = c->text.data;
+    size_t n = c->text.len, start = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\n') {
+            text_line(c, p + start, i - start);
+            start = i + 1;
+        }
+    }
+    if (start < n && (final || n - start >= PULL_LINE_MAX)) {
+        text_line(c, p + start, n - start);
+        start = n;
+    }
+    if (start > 0) {
+        memmove(p, p + start, n - start);
+        c->text.len = n - start;
+        p[c->text.len] = '\0';
+    }
+}
+
 /* Scans one line of a JSON progress stream for errors and status. */
 static void
 stream_line(struct dcall *c, const char *p, size_t n)
@@ -244,6 +287,12 @@ stream_line(struct dcall *c, const char *p, size_t n)
         const char *m = json_string_value(detail) ? json_string_value(detail)
                                                   : json_string_value(err);
         c->stream_error = xstrdup(m ? m : "error in progress stream");
+    }
+    if (c->on_msg != NULL) {
+        if (err == NULL && detail == NULL)
+            c->on_msg(c, j);
+        json_decref(j);
+        return;
     }
     const char *st = json_string_value(json_object_get(j, "status"));
     if (st != NULL) {
@@ -298,6 +347,8 @@ on_dcall_done(const struct httpc_result *hr, void *arg)
             stream_line(c, buf_str(&c->line), c->line.len);
             buf_reset(&c->line);
         }
+        if (c->text.len > 0)
+            text_lines(c, true);
         if (c->stream_error != NULL) {
             res.rc = err_set(&res.err, -EIO, "%s: %s", c->what, c->stream_error);
         } else if (hr->body_len > 0 && (hr->body[0] == '{' || hr->body[0] == '[')) {
@@ -354,7 +405,7 @@ dcall_start(struct dcall *c, const struct dcall_opts *o, struct err *e)
     ho.max_body = o->max_body;
     if (o->stream_lines)
         ho.on_data = on_stream_data;
-    rc = httpc_request(d->http, &ho, on_dcall_done, c, NULL, e);
+    rc = httpc_request(d->http, &ho, on_dcall_done, c, o->req, e);
     free(url);
     free(ctype);
     if (rc < 0) {
@@ -666,6 +717,84 @@ docker_image_import(struct docker *d, const void *tar, size_t len, const char *r
     free(et);
     buf_free(&path);
     return rc;
+}
+
+/* build: {"stream": text} is the output, {"aux": {"ID": "sha256:..."}} the built image (the
+ * last one counts: it is sent once, for the final stage). */
+static void
+build_msg(struct dcall *c, json_t *msg)
+{
+    const char *text = json_string_value(json_object_get(msg, "stream"));
+    const char *id = json_string_value(json_object_get(json_object_get(msg, "aux"), "ID"));
+
+    if (id != NULL && strncmp(id, "sha256:", 7) == 0) {
+        free(c->state);
+        c->state = xstrdup(id);
+    }
+    if (text != NULL && c->progress != NULL) {
+        buf_puts(&c->text, text);
+        text_lines(c, false);
+    }
+}
+
+static void
+post_build(struct dcall *c, struct docker_res *res)
+{
+    res->id = c->state;
+    if (res->id == NULL)
+        res->rc = err_set(&res->err, ERR_PROTO, "%s: the engine reported no image id", c->what);
+}
+
+int
+docker_image_build_req(struct docker *d, const void *tar, size_t len, const char *tag,
+                       const char *dockerfile, json_t *labels,
+                       void (*progress)(const char *line, void *arg), docker_cb cb, void *arg,
+                       struct httpc_req **req, struct err *e)
+{
+    struct buf path = BUF_INIT;
+    struct dcall *c = tag ? dcall_new(d, cb, arg, post_build, "build image %s", tag)
+                          : dcall_new(d, cb, arg, post_build, "build image");
+    char *v = docker_esc(dockerfile ? dockerfile : "Dockerfile");
+    int rc;
+
+    /* version=1 is the classic builder, whose output is this JSON stream (BuildKit talks its
+     * own session protocol). pull=0 only stops refreshing base images that are present; the
+     * engine still looks a missing one up in its registry, which fails offline with its
+     * message. */
+    buf_printf(&path, "/build?version=1&rm=1&forcerm=1&pull=0&dockerfile=%s", v);
+    free(v);
+    if (tag != NULL) {
+        v = docker_esc(tag);
+        buf_printf(&path, "&t=%s", v);
+        free(v);
+    }
+    if (json_is_object(labels) && json_object_size(labels) > 0) {
+        char *js = json_dumps(labels, JSON_COMPACT);
+
+        v = docker_esc(js);
+        buf_printf(&path, "&labels=%s", v);
+        free(v);
+        free(js);
+    }
+    c->progress = progress;
+    c->on_msg = build_msg;
+    /* no total timeout, as for pulls: a build takes as long as its RUN steps */
+    struct dcall_opts o = {.method = "POST", .path = buf_str(&path),
+                           .content_type = "application/x-tar", .body = tar, .len = len,
+                           .timeout_ms = -1, .stream_lines = true, .req = req};
+    rc = dcall_start(c, &o, e);
+    buf_free(&path);
+    return rc;
+}
+
+int
+docker_image_build(struct docker *d, const void *tar, size_t len, const char *tag,
+                   const char *dockerfile, json_t *labels,
+                   void (*progress)(const char *line, void *arg), docker_cb cb, void *arg,
+                   struct err *e)
+{
+    return docker_image_build_req(d, tar, len, tag, dockerfile, labels, progress, cb, arg, NULL,
+                                  e);
 }
 
 /* ---- pinned references ------------------------------------------------------------------- */

@@ -93,6 +93,28 @@ int docker_image_pull(struct docker *d, const char *ref, const struct docker_aut
 int docker_image_import(struct docker *d, const void *tar, size_t len, const char *repo,
                         const char *tag, const char *const *changes, docker_cb cb, void *arg,
                         struct err *e);
+/* POST /build: builds the tar build context (copied) into an image tagged tag (may be NULL).
+ * dockerfile: the Dockerfile's path inside the context (NULL: "Dockerfile"). labels: JSON
+ * object of image labels (borrowed) or NULL. Classic builder (no BuildKit), rm=1, forcerm=1,
+ * pull=0: base images present locally are used as they are, but the engine still looks a
+ * missing one up in its registry (offline: fails with the engine's message). No total timeout.
+ * progress (may be NULL) gets each line of the build's output ("Step 1/3 : FROM ...", RUN
+ * output), without its newline; empty lines are skipped. An error in the stream
+ * (error/errorDetail) fails the call with the engine's message ("build image TAG: The command
+ * '/bin/sh -c exit 3' returned a non-zero code: 3"); so do HTTP errors ("... 400 dockerfile
+ * parse error line 2: unknown instruction: BOGUS"). res->id = the built image's Id
+ * ("sha256:<64 hex>"), from the engine's aux message; a build without one fails (ERR_PROTO). */
+int docker_image_build(struct docker *d, const void *tar, size_t len, const char *tag,
+                       const char *dockerfile, json_t *labels,
+                       void (*progress)(const char *line, void *arg), docker_cb cb, void *arg,
+                       struct err *e);
+/* docker_image_build() that also sets *req (when req is non-NULL) to the HTTP request,
+ * borrowed until cb has returned: httpc_cancel(*req) closes the connection, which makes the
+ * engine stop the build and remove its intermediate container; cb then gets ERR_CANCELED. */
+int docker_image_build_req(struct docker *d, const void *tar, size_t len, const char *tag,
+                           const char *dockerfile, json_t *labels,
+                           void (*progress)(const char *line, void *arg), docker_cb cb,
+                           void *arg, struct httpc_req **req, struct err *e);
 /* DELETE /images/{ref}?force=... */
 int docker_image_remove(struct docker *d, const char *ref, bool force, docker_cb cb, void *arg,
                         struct err *e);

@@ -1164,12 +1164,50 @@ dx_put_archive(struct executor *x, const char *dest, const void *tar, size_t len
     return 0;
 }
 
+struct get_req {
+    struct docker_exec *dx;
+    executor_tar_fn done;
+    void *arg;
+};
+
+static void
+on_get(const struct docker_res *res, void *arg)
+{
+    struct get_req *g = arg;
+    struct docker_exec *dx = g->dx;
+    bool closing = landed(dx);
+
+    g->done(g->arg, res->rc, &res->err, res->body, res->body_len);
+    free(g);
+    if (closing)
+        dx_close(&dx->x);
+}
+
+static int
+dx_get_archive(struct executor *x, const char *path, executor_tar_fn done, void *arg,
+               struct err *e)
+{
+    struct docker_exec *dx = (struct docker_exec *)x;
+    struct get_req *g;
+
+    if (dx->closing || dx->ctr_id == NULL)
+        return err_set(e, -ECANCELED, "the job container is gone");
+    g = xcalloc(1, sizeof *g);
+    *g = (struct get_req){.dx = dx, .done = done, .arg = arg};
+    if (flying(dx, docker_archive_get(dx->d, dx->ctr_id, path, on_get, g, e)) < 0) {
+        free(g);
+        return e->code ? e->code : -EIO;
+    }
+    return 0;
+}
+
 static const struct executor_ops docker_ops = {
     .name = "docker",
     .setup = dx_setup,
     .close = dx_close,
     .describe = dx_describe,
     .put_archive = dx_put_archive,
+    .get_archive = dx_get_archive,
 };
 
 static const struct executor_ops docker_adopt_ops = {
@@ -1178,6 +1216,7 @@ static const struct executor_ops docker_adopt_ops = {
     .close = dx_close,
     .describe = dx_describe,
     .put_archive = dx_put_archive,
+    .get_archive = dx_get_archive,
 };
 
 static char *

@@ -40,6 +40,8 @@ struct executor_job {
 };
 
 typedef void (*executor_done_fn)(void *arg, int rc, const struct err *e);
+typedef void (*executor_tar_fn)(void *arg, int rc, const struct err *e, const void *tar,
+                                size_t len);
 
 struct executor_ops {
     const char *name;
@@ -52,6 +54,10 @@ struct executor_ops {
      * exists where the steps run; done follows on the loop. */
     int (*put_archive)(struct executor *x, const char *dest, const void *tar, size_t len,
                        executor_done_fn done, void *arg, struct err *e);
+    /* Optional (container executors): a tar of path where the steps run (its entries under
+     * path's base name); done follows on the loop with the tar, borrowed for the call. */
+    int (*get_archive)(struct executor *x, const char *path, executor_tar_fn done, void *arg,
+                       struct err *e);
 };
 
 struct executor {

@@ -6,6 +6,7 @@
  * Files reach the steps with executor_put_dir(): an upload into the job container, or a copy
  * on the host. Everything slow (fetching, checking out, packing) runs off the loop. */
 #include "action.h"
+#include "actbuild.h"
 #include "dockeropts.h"
 #include "expr.h"
 #include "fstree.h"
@@ -33,6 +34,8 @@ enum act_stage {
     ST_PUT,      /* executor_put_dir() */
     ST_LOAD,     /* reading a fetched action's action.yml (off the loop) */
     ST_READ,     /* the agent prints a local action's action.yml */
+    ST_CTX,      /* the job container sends a local docker action's files */
+    ST_BUILD,    /* the engine builds a docker action's image from its Dockerfile */
 };
 
 struct jr_action {
@@ -44,25 +47,34 @@ struct jr_action {
     char *dir;             /* the action's directory as the steps see it */
     char *host_dir;        /* remote: its directory on the host */
     char *sha;             /* resolved commit */
+    char *image_id;        /* a docker action built from its Dockerfile: the image */
     char *ref_name;        /* checkout: the ref output */
     struct scm_job *scm;
+    struct actbuild *build;
     char *tmp;             /* checkout: a directory on the host, removed afterwards */
     char *src, *dest;      /* the copy in ST_PREP/ST_PUT */
     bool clean;
     struct buf cap;        /* stdout of an agent run */
     bool cap_over;
     bool cancelled;        /* stop at the next point */
+    bool pre;              /* fetched for its pre stage, before the job's first step */
 };
 
 static void action_ready(struct jobrun *jr);
+static void pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with,
+                      json_t *inputs);
+static void docker_stage(struct jobrun *jr, json_t *p);
+static void dockerfile_start(struct jobrun *jr);
+
+/* Where the action machinery's lines go: the step's log, or before the first step (pre
+ * stages) the job's. */
+static int
+log_step(struct jobrun *jr)
+{
+    return jr->act && jr->act->pre ? -1 : (int)jr->cur;
+}
 
 /* ---------------------------------------------------------------- helpers */
-
-static const struct wf_step *
-cur_step(struct jobrun *jr)
-{
-    return &jr->wj->steps[jr->cur];
-}
 
 static void
 remove_work(uv_work_t *w)
@@ -102,6 +114,7 @@ act_free(struct jr_action *a)
     free(a->dir);
     free(a->host_dir);
     free(a->sha);
+    free(a->image_id);
     free(a->ref_name);
     free(a->tmp);
     free(a->src);
@@ -120,7 +133,8 @@ jr_action_free(struct jobrun *jr)
 bool
 jr_action_busy(struct jobrun *jr)
 {
-    return jr->act && (jr->act->scm || jr->act->stage == ST_PUT || jr->act->stage == ST_LOAD);
+    return jr->act && (jr->act->scm || jr->act->build || jr->act->stage == ST_PUT ||
+                       jr->act->stage == ST_LOAD || jr->act->stage == ST_CTX);
 }
 
 /* A fetch or a copy landed after the job ended (the agent was lost): finish the close that
@@ -138,14 +152,25 @@ landed_closing(struct jobrun *jr)
     return true;
 }
 
-/* Ends the action step: the step's own result. */
+/* Ends the action step: the step's own result. For a pre stage's fetch, the job goes on
+ * looking for pre stages; a failure there fails the job before any step runs (act's "Set up
+ * job"). */
 static void
 act_end(struct jobrun *jr, bool ok)
 {
+    bool pre = jr->act && jr->act->pre;
+
     if (jr->act && jr->act->tmp)
         remove_later(jr, jr->act->tmp);
     act_free(jr->act);
     jr->act = NULL;
+    if (pre) {
+        if (!ok)
+            jr->job_failed = jr->pre_failed = true;
+        jr->phase = PH_STEPS;
+        jr_next_step(jr);
+        return;
+    }
     jr->phase = PH_RUNNING;
     jr_end_step(jr, ok);
 }
@@ -153,7 +178,7 @@ act_end(struct jobrun *jr, bool ok)
 static void
 act_fail(struct jobrun *jr, const char *msg)
 {
-    jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, msg, strlen(msg));
+    jr_emit(jr, log_step(jr), JOBRUN_ERROR, msg, strlen(msg));
     act_end(jr, false);
 }
 
@@ -209,7 +234,7 @@ scm_progress(void *arg, const char *line)
 {
     struct jobrun *jr = arg;
 
-    jr_emit(jr, (int)jr->cur, JOBRUN_INFO, line, strlen(line));
+    jr_emit(jr, log_step(jr), JOBRUN_INFO, line, strlen(line));
 }
 
 /* Runs a small shell command through the agent as part of the action step. */
@@ -255,7 +280,7 @@ put_done(void *arg, int rc, const struct err *e)
     if (a->checkout) {
         json_object_set_new(jr->cur_outputs, "commit", json_string(a->sha ? a->sha : ""));
         json_object_set_new(jr->cur_outputs, "ref", json_string(a->ref_name ? a->ref_name : ""));
-        jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "Checked out %s into %s", a->sha ? a->sha : "",
+        jr_emitf(jr, log_step(jr), JOBRUN_INFO, "Checked out %s into %s", a->sha ? a->sha : "",
                  a->dest);
         act_end(jr, true);
         return;
@@ -351,7 +376,7 @@ checked_out(void *arg, int rc, const struct err *e, const char *dir, const char 
 static void
 checkout_start(struct jobrun *jr, json_t *ctx)
 {
-    const struct wf_step *s = cur_step(jr);
+    const struct wf_step *s = jr_step(jr);
     struct jr_action *a = jr->act;
     struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
                           .hash_files = jr_hash_files, .arg = jr};
@@ -361,7 +386,7 @@ checkout_start(struct jobrun *jr, json_t *ctx)
     char *submodules = NULL, *url = NULL, *base = NULL;
     const char *self = gh_str(ctx, "repository"), *server = gh_str(ctx, "server_url");
 
-    if (yeval_node(jr->file, s->with, &ee, &with, &e) < 0) {
+    if (yeval_node(jr_file(jr), s->with, &ee, &with, &e) < 0) {
         act_fail(jr, e.msg);
         return;
     }
@@ -371,7 +396,7 @@ checkout_start(struct jobrun *jr, json_t *ctx)
     /* runnerctl exec: the workspace already is the local repository (act's shortcut). */
     if (!jr->gitea && jr->xjob.source && same_repo &&
         (ref == NULL || (gh_str(ctx, "ref") && strcmp(ref, gh_str(ctx, "ref")) == 0))) {
-        jr_emitf(jr, (int)jr->cur, JOBRUN_INFO,
+        jr_emitf(jr, log_step(jr), JOBRUN_INFO,
                  "%s: the workspace already holds the local repository", a->uses);
         act_end(jr, true);
         goto out;
@@ -453,7 +478,7 @@ checkout_start(struct jobrun *jr, json_t *ctx)
         .lfs = with_bool(with, "lfs", false),
         .persist_credentials = with_bool(with, "persist-credentials", true),
     };
-    jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "Checking out %s%s%s", url, ref ? " at " : "",
+    jr_emitf(jr, log_step(jr), JOBRUN_INFO, "Checking out %s%s%s", url, ref ? " at " : "",
              ref ? ref : "");
     a->stage = ST_FETCH;
     if (scm_checkout_start(jr->loop, &req, scm_progress, checked_out, jr, &a->scm, &e) < 0)
@@ -507,10 +532,22 @@ load_after(uv_work_t *w, int status)
         } else {
             a->act = l->act;
             l->act = NULL;
-            if (jr->x->container && a->act->using == ACTION_NODE) {
-                /* The action's files go where the steps run (§12.4). */
-                a->dir = xasprintf("/var/run/act/actions/%s", a->ref.cache_name);
-                prep_and_put(jr, a->host_dir, a->dir, true);
+            json_t *seen = json_object_get(jr->fetched, a->uses);
+            const char *sub = a->ref.path && *a->ref.path ? a->ref.path : NULL;
+            if (jr->x->container && a->act->using != ACTION_DOCKER) {
+                /* The action's files go where the steps run (§12.4): node scripts, and the
+                 * scripts a composite's steps call through github.action_path. The whole
+                 * repository goes: an action in a sub-path may use files beside it. */
+                char *root = xasprintf("/var/run/act/actions/%s", a->ref.cache_name);
+                a->dir = sub ? xasprintf("%s/%s", root, sub) : xstrdup(root);
+                if (!json_is_true(json_object_get(seen, "copied"))) {
+                    json_object_set_new(seen, "copied", json_true());
+                    prep_and_put(jr, json_string_value(json_object_get(seen, "dir")), root,
+                                 true);
+                } else {
+                    action_ready(jr);
+                }
+                free(root);
             } else {
                 a->dir = xstrdup(a->host_dir);
                 action_ready(jr);
@@ -536,6 +573,10 @@ fetched(void *arg, int rc, const struct err *e, const char *dir, const char *sha
     a->sha = xstrdup(sha ? sha : "");
     a->host_dir = a->ref.path && *a->ref.path ? xasprintf("%s/%s", dir, a->ref.path)
                                               : xstrdup(dir);
+    /* The main stage uses what the pre stage's look fetched: one commit per reference. */
+    if (json_object_get(jr->fetched, a->uses) == NULL)
+        json_object_set_new(jr->fetched, a->uses, json_pack("{s:s, s:s}", "dir", dir,
+                                                            "sha", a->sha));
     l = xcalloc(1, sizeof *l);
     l->jr = jr;
     l->dir = xstrdup(a->host_dir);
@@ -616,12 +657,13 @@ local_start(struct jobrun *jr)
 void
 jr_action_start(struct jobrun *jr, json_t *ctx)
 {
-    const struct wf_step *s = cur_step(jr);
+    const struct wf_step *s = jr_step(jr);
     struct jr_action *a = xcalloc(1, sizeof *a);
     struct err e = {0};
     char *uses = NULL;
 
     a->cap = (struct buf)BUF_INIT;
+    a->pre = !jr->pre_done; /* jr_pre_next() looking at the job's actions */
     jr->act = a;
     jr->phase = PH_ACTION;
     if (jr_eval_str(jr, &s->uses, ctx, &uses, &e) < 0) {
@@ -656,11 +698,22 @@ jr_action_start(struct jobrun *jr, json_t *ctx)
         act_failf(jr, "uses: %s: no cache directory for actions is configured", uses);
         return;
     }
+    json_t *seen = json_object_get(jr->fetched, uses);
+    if (seen) {
+        jr_emitf(jr, log_step(jr), JOBRUN_INFO, "Action %s is %s", uses,
+                 json_string_value(json_object_get(seen, "sha")));
+        char *dir = xstrdup(json_string_value(json_object_get(seen, "dir")));
+        char *sha = xstrdup(json_string_value(json_object_get(seen, "sha")));
+        fetched(jr, 0, NULL, dir, sha);
+        free(dir);
+        free(sha);
+        return;
+    }
     const char *token = a->ref.on_instance ? gh_str(ctx, "token") : NULL;
     struct scm_remote remote = {.url = a->ref.url, .token = token,
                                 .ca_file = jr->git_ca_file,
                                 .insecure = a->ref.on_instance && jr->git_insecure};
-    jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "Fetching action %s from %s", uses, a->ref.url);
+    jr_emitf(jr, log_step(jr), JOBRUN_INFO, "Fetching action %s from %s", uses, a->ref.url);
     a->stage = ST_FETCH;
     if (scm_fetch_action_start(jr->loop, jr->cache_dir, &remote, a->ref.ref, scm_progress,
                                fetched, jr, &a->scm, &e) < 0)
@@ -747,7 +800,7 @@ node_argv(const char *dir, const char *script)
 static void
 node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t *inputs)
 {
-    const struct wf_step *s = cur_step(jr);
+    const struct wf_step *s = jr_step(jr);
     struct jr_action *a = jr->act;
     /* GITHUB_ACTION_REPOSITORY is owner/repo, not the whole reference. */
     char *repo = a->ref.kind == ACTION_REF_REMOTE
@@ -755,7 +808,7 @@ node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
     struct stepenv_in in = {
         .base_env = jr->x->base_env, .job_env = jr->job_env,
         .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
-        .step_id = s->eff_id, .action_path = a->dir, .action_repository = repo,
+        .step_id = jr_cur_id(jr), .action_path = a->dir, .action_repository = repo,
         .action_ref = a->ref.kind == ACTION_REF_REMOTE ? a->ref.ref : NULL,
         .workspace = jr->x->workspace, .label = jr->label,
         .step_env = json_is_object(step_env) ? step_env : NULL,
@@ -768,10 +821,10 @@ node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
     jr->cur_env = stepenv_build(&in);
     free(repo);
     add_input_env(jr->cur_env, inputs);
-    add_state_env(jr, jr->cur_env, s->eff_id);
+    add_state_env(jr, jr->cur_env, jr_cur_id(jr));
     if (a->act->post) {
         json_t *post = json_pack("{s:I, s:s, s:s, s:O, s:s, s:s, s:s}",
-                                 "step", (json_int_t)jr->cur, "id", s->eff_id,
+                                 "step", (json_int_t)jr->cur, "id", jr_cur_id(jr),
                                  "name", jr->cur_name ? jr->cur_name : s->eff_id,
                                  "env", jr->cur_env, "cwd", jr->x->workspace,
                                  "if", a->act->post_if ? a->act->post_if : "always()",
@@ -790,79 +843,270 @@ node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
     jr_run_script(jr);
 }
 
+/* ---------------------------------------------------------------- docker actions */
+
+static void
+build_progress(void *arg, const char *line)
+{
+    struct jobrun *jr = arg;
+
+    jr_emit(jr, log_step(jr), JOBRUN_INFO, line, strlen(line));
+}
+
+static void
+built(void *arg, int rc, const struct err *e, const char *image_id)
+{
+    struct jobrun *jr = arg;
+    struct jr_action *a = jr->act;
+
+    a->build = NULL;
+    a->stage = ST_NONE;
+    if (landed_closing(jr))
+        return;
+    if (rc == ERR_CANCELED || a->cancelled) {
+        act_fail(jr, "The step was cancelled.");
+        return;
+    }
+    if (rc < 0) {
+        act_failf(jr, "uses: %s: %s", a->uses, e ? e->msg : "the image build failed");
+        return;
+    }
+    a->image_id = xstrdup(image_id);
+    jr_emitf(jr, log_step(jr), JOBRUN_INFO, "Built %s", image_id);
+    action_ready(jr);
+}
+
+/* Builds the image from the action's files: a directory on the host, or (tar) what the job
+ * container sent of a local action's directory. The container runs the built image's id, never
+ * the tag: another job may tag the same name meanwhile. */
+static void
+build_image(struct jobrun *jr, const void *tar, size_t len)
+{
+    struct jr_action *a = jr->act;
+    const char *name = a->act->name && *a->act->name ? a->act->name
+                       : a->ref.repo                  ? a->ref.repo
+                                                      : "action";
+    char *tag = action_docker_tag(name), *dockerfile;
+    json_t *labels = json_pack("{s:s}", "io.runnerd.action", a->uses);
+    struct err e = {0};
+
+    if (tar) {
+        const char *base = strrchr(a->dir, '/');
+        dockerfile = xasprintf("%s/%s", base ? base + 1 : a->dir, a->act->image);
+    } else {
+        dockerfile = xstrdup(a->act->image);
+    }
+    struct actbuild_req req = {.dir = tar ? a->dir : a->host_dir, .tar = tar, .tar_len = len,
+                               .dockerfile = dockerfile, .tag = tag, .labels = labels};
+    jr_emitf(jr, log_step(jr), JOBRUN_INFO, "Building %s from %s", tag, a->act->image);
+    a->stage = ST_BUILD;
+    if (actbuild_start(jr->loop, jr->x->docker, &req, build_progress, built, jr, &a->build,
+                       &e) < 0) {
+        a->stage = ST_NONE;
+        a->build = NULL;
+        act_failf(jr, "uses: %s: %s", a->uses, e.msg);
+    }
+    free(tag);
+    free(dockerfile);
+    json_decref(labels);
+}
+
+static void
+got_context(void *arg, int rc, const struct err *e, const void *tar, size_t len)
+{
+    struct jobrun *jr = arg;
+    struct jr_action *a = jr->act;
+
+    a->stage = ST_NONE;
+    if (landed_closing(jr))
+        return;
+    if (a->cancelled) {
+        act_fail(jr, "The step was cancelled.");
+        return;
+    }
+    if (rc < 0) {
+        act_failf(jr, "uses: %s: cannot read %s from the job container: %s", a->uses, a->dir,
+                  e ? e->msg : "");
+        return;
+    }
+    build_image(jr, tar, len);
+}
+
+/* A docker action whose runs.image is a Dockerfile: its image is built first. */
+static void
+dockerfile_start(struct jobrun *jr)
+{
+    struct jr_action *a = jr->act;
+    struct err e = {0};
+
+    if (jr->x->docker == NULL) {
+        act_failf(jr, "uses: %s: docker actions need a job in a container (map the label to "
+                      "docker://IMAGE)", a->uses);
+        return;
+    }
+    if (a->host_dir) {
+        build_image(jr, NULL, 0);
+        return;
+    }
+    if (jr->x->ops->get_archive == NULL) {
+        act_failf(jr, "uses: %s: this executor cannot send the action's files", a->uses);
+        return;
+    }
+    a->stage = ST_CTX;
+    if (jr->x->ops->get_archive(jr->x, a->dir, got_context, jr, &e) < 0) {
+        a->stage = ST_NONE;
+        act_failf(jr, "uses: %s: %s", a->uses, e.msg);
+    }
+}
+
+/* A docker action's container, for any of its stages (§12.5). */
+struct docker_run {
+    char *image;
+    char **args;      /* with.args (shell words), else runs.args (interpolated), or NULL */
+    json_t *extra;    /* runs.env, INPUT_*, STATE_*, GITHUB_ACTION_PATH */
+};
+
+static void
+docker_run_free(struct docker_run *d)
+{
+    free(d->image);
+    dockeropts_words_free(d->args);
+    json_decref(d->extra);
+}
+
+/* Fills d for the action jr->act (its image built already when from a Dockerfile); on error
+ * the step (or the pre stage's look) fails. */
+static int
+docker_prepare(struct jobrun *jr, json_t *ctx, json_t *with, json_t *inputs,
+               struct docker_run *d)
+{
+    struct jr_action *a = jr->act;
+    struct action *act = a->act;
+    json_t *ictx = json_copy(ctx);
+    struct expr_env ee = {.contexts = ictx, .job_status = jr_job_status(jr),
+                          .hash_files = jr_hash_files, .arg = jr};
+    struct err e = {0};
+    size_t nargs = 0;
+    int rc = -1;
+
+    *d = (struct docker_run){.extra = json_object()};
+    json_object_set(ictx, "inputs", inputs);
+    d->image = xstrdup(a->image_id ? a->image_id : act->image + strlen("docker://"));
+    char *wargs = with_str(with, "args");
+    if (wargs) {
+        rc = dockeropts_split(wargs, "with.args", &d->args, &nargs, &e);
+        free(wargs);
+        if (rc < 0) {
+            act_fail(jr, e.msg);
+            goto out;
+        }
+    } else if (act->args && act->args[0]) {
+        size_t n = 0;
+        while (act->args[n])
+            n++;
+        d->args = xcalloc(n + 1, sizeof *d->args);
+        for (size_t i = 0; i < n; i++)
+            if (expr_interpolate(act->args[i], &ee, &d->args[i], &e) < 0) {
+                d->args[i] = NULL;
+                act_failf(jr, "%s: runs.args: %s", act->file, e.msg);
+                goto out;
+            }
+    }
+    if (act->env) {
+        json_t *env = NULL;
+        if (yeval_node(act->file, act->env, &ee, &env, &e) < 0) {
+            act_fail(jr, e.msg);
+            goto out;
+        }
+        if (json_is_object(env))
+            json_object_update(d->extra, env);
+        json_decref(env);
+    }
+    add_input_env(d->extra, inputs);
+    add_state_env(jr, d->extra, jr_cur_id(jr));
+    json_object_set_new(d->extra, "GITHUB_ACTION_PATH", json_string(a->dir ? a->dir : ""));
+    rc = 0;
+out:
+    json_decref(ictx);
+    return rc;
+}
+
 static void
 docker_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t *inputs)
 {
     struct jr_action *a = jr->act;
     struct action *act = a->act;
-    json_t *ictx = json_copy(ctx), *extra = json_object();
-    struct expr_env ee = {.contexts = ictx, .job_status = jr_job_status(jr),
-                          .hash_files = jr_hash_files, .arg = jr};
-    struct err e = {0};
-    char **args = NULL, *entry = NULL, *image = NULL;
-    size_t nargs = 0;
+    struct docker_run d;
+    char *entry;
 
-    json_object_set(ictx, "inputs", inputs);
-    if (strncmp(act->image, "docker://", 9) != 0) {
-        act_failf(jr, "uses: %s: docker actions built from a Dockerfile (%s) are not supported "
-                      "yet by this runner; use runs.image: docker://IMAGE", a->uses, act->image);
-        goto out;
-    }
-    image = xstrdup(act->image + 9);
-    char *wargs = with_str(with, "args");
-    if (wargs) {
-        if (dockeropts_split(wargs, "with.args", &args, &nargs, &e) < 0) {
-            free(wargs);
-            act_fail(jr, e.msg);
-            goto out;
-        }
-        free(wargs);
-    } else if (act->args && act->args[0]) {
-        size_t n = 0;
-        while (act->args[n])
-            n++;
-        args = xcalloc(n + 1, sizeof *args);
-        for (size_t i = 0; i < n; i++)
-            if (expr_interpolate(act->args[i], &ee, &args[i], &e) < 0) {
-                args[i] = NULL;
-                dockeropts_words_free(args);
-                args = NULL;
-                act_failf(jr, "%s: runs.args: %s", act->file, e.msg);
-                goto out;
-            }
+    if (docker_prepare(jr, ctx, with, inputs, &d) < 0) {
+        docker_run_free(&d);
+        return;
     }
     entry = with_str(with, "entrypoint");
     if (entry == NULL && act->entrypoint)
         entry = xstrdup(act->entrypoint);
-    if (act->env) {
-        json_t *env = NULL;
-        if (yeval_node(act->file, act->env, &ee, &env, &e) < 0) {
-            dockeropts_words_free(args);
-            act_fail(jr, e.msg);
-            goto out;
-        }
-        if (json_is_object(env))
-            json_object_update(extra, env);
-        json_decref(env);
+    if (act->post_entrypoint) {
+        /* Its post stage: the same container with runs.post-entrypoint (§9.5). */
+        const struct wf_step *s = jr_step(jr);
+        json_t *post = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:O, s:O, s:O}",
+                                 "kind", "docker", "step", (json_int_t)jr->cur,
+                                 "id", jr_cur_id(jr),
+                                 "name", jr->cur_name ? jr->cur_name : s->eff_id,
+                                 "if", act->post_if ? act->post_if : "always()",
+                                 "image", d.image, "entry", act->post_entrypoint,
+                                 "args", jr_strv_json(d.args), "env", step_env ? step_env : json_null(),
+                                 "with", with ? with : json_null(), "extra", d.extra);
+        if (post)
+            json_array_append_new(jr->posts, post);
     }
-    add_input_env(extra, inputs);
-    add_state_env(jr, extra, cur_step(jr)->eff_id);
-    json_object_set_new(extra, "GITHUB_ACTION_PATH", json_string(a->dir ? a->dir : ""));
     act_free(jr->act);
     jr->act = NULL;
-    jr_container_step(jr, ctx, image, entry, args, step_env, with, extra);
-out:
-    json_decref(ictx);
-    json_decref(extra);
+    jr_container_step(jr, ctx, d.image, entry, d.args, step_env, with, d.extra);
+    d.args = NULL; /* taken */
+    docker_run_free(&d);
     free(entry);
-    free(image);
+}
+
+/* A composite action: its nested steps run in a frame of their own (§12.6), with the declared
+ * inputs only. */
+static void
+composite_main(struct jobrun *jr, json_t *step_env, json_t *inputs)
+{
+    struct jr_action *a = jr->act;
+    struct action *act = a->act;
+    json_t *declared = json_object();
+    char *repo = a->ref.kind == ACTION_REF_REMOTE
+                     ? xasprintf("%s/%s", a->ref.owner, a->ref.repo) : NULL;
+    char *uses = xstrdup(a->uses), *dir = xstrdup(a->dir ? a->dir : "");
+    char *ref = a->ref.kind == ACTION_REF_REMOTE ? xstrdup(a->ref.ref) : NULL;
+
+    for (size_t i = 0; i < act->n_inputs; i++) {
+        char *lk = xstrdup(act->inputs[i].id);
+        for (char *p = lk; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        json_t *v = json_object_get(inputs, lk);
+        json_object_set_new(declared, lk, v ? json_incref(v) : json_string(""));
+        free(lk);
+    }
+    a->act = NULL;
+    if (a->tmp)
+        remove_later(jr, a->tmp);
+    act_free(jr->act);
+    jr->act = NULL;
+    jr_frame_enter(jr, act, uses, dir, repo, ref, declared, step_env);
+    json_decref(declared);
+    free(repo);
+    free(uses);
+    free(dir);
+    free(ref);
 }
 
 /* The action is read (and its files are where the steps run): run its main stage. */
 static void
 action_ready(struct jobrun *jr)
 {
-    const struct wf_step *s = cur_step(jr);
+    const struct wf_step *s = jr_step(jr);
     struct jr_action *a = jr->act;
     json_t *ctx = jr_contexts(jr, NULL), *step_env = NULL, *with = NULL, *inputs = NULL;
     struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
@@ -874,10 +1118,22 @@ action_ready(struct jobrun *jr)
         act_fail(jr, "The step was cancelled.");
         goto out;
     }
-    if (yeval_node(jr->file, s->env, &ee, &step_env, &e) < 0 ||
-        yeval_node(jr->file, s->with, &ee, &with, &e) < 0 ||
+    if (a->act->using == ACTION_DOCKER && strncmp(a->act->image, "docker://", 9) != 0 &&
+        a->image_id == NULL && (!a->pre || a->act->pre_entrypoint)) {
+        dockerfile_start(jr); /* back here once the image is built */
+        goto out;
+    }
+    if (yeval_node(jr_file(jr), s->env, &ee, &step_env, &e) < 0 ||
+        yeval_node(jr_file(jr), s->with, &ee, &with, &e) < 0 ||
         (inputs = action_inputs(jr, ctx, with, &e)) == NULL) {
         act_fail(jr, e.msg);
+        goto out;
+    }
+    json_t *own = step_env;
+    step_env = jr_step_env(jr, json_is_object(own) ? own : NULL, false);
+    json_decref(own);
+    if (a->pre) {
+        pre_stage(jr, ctx, step_env, with, inputs);
         goto out;
     }
     switch (a->act->using) {
@@ -888,8 +1144,7 @@ action_ready(struct jobrun *jr)
         docker_main(jr, ctx, step_env, with, inputs);
         break;
     case ACTION_COMPOSITE:
-        act_failf(jr, "uses: %s: composite actions are not supported yet by this runner",
-                  a->uses);
+        composite_main(jr, step_env, inputs);
         break;
     }
 out:
@@ -917,7 +1172,7 @@ jr_action_event(struct jobrun *jr, const struct agentconn_event *ev)
             else
                 buf_append(&a->cap, m->data.p, m->data.len);
         } else if (m->stream == AGENTP_STDERR) {
-            jr_emit(jr, (int)jr->cur, JOBRUN_ERR, (const char *)m->data.p, m->data.len);
+            jr_emit(jr, log_step(jr), JOBRUN_ERR, (const char *)m->data.p, m->data.len);
         }
         break;
     case AGENTCONN_EXITED:
@@ -946,12 +1201,82 @@ jr_action_cancel(struct jobrun *jr)
     a->cancelled = true;
     if (a->scm)
         scm_job_cancel(a->scm);
+    else if (a->build)
+        actbuild_cancel(a->build);
     else if ((a->stage == ST_PREP || a->stage == ST_READ) && jr->x && jr->x->conn)
         agentconn_cancel(jr->x->conn, JR_ACT_STEP, 0, &e);
     /* ST_PUT: the copy finishes, then the step ends as cancelled (put_done). */
 }
 
-/* ---------------------------------------------------------------- post stages */
+/* ---------------------------------------------------------------- pre and post stages */
+
+/* Runs a docker action's pre or post stage: {step, id, name, image, entry, args, env, with,
+ * extra}, as its step's container with the stage's entrypoint; it ends in jr_stage_end(). */
+static void
+docker_stage(struct jobrun *jr, json_t *p)
+{
+    json_t *args = json_object_get(p, "args"), *v;
+    char **argv = xcalloc(json_array_size(args) + 1, sizeof *argv);
+    size_t i;
+
+    json_array_foreach(args, i, v)
+        argv[i] = xstrdup(json_string_value(v) ? json_string_value(v) : "");
+    free(jr->post_id);
+    jr->post_id = xstrdup(json_string_value(json_object_get(p, "id")));
+    jr->cur = (size_t)json_integer_value(json_object_get(p, "step"));
+    jr->in_post = true;
+    jr_emitf(jr, -1, JOBRUN_INFO, "%s", json_string_value(json_object_get(p, "name")));
+    json_decref(jr->cur_outputs);
+    jr->cur_outputs = json_object();
+    json_t *ctx = jr_contexts(jr, NULL);
+    jr->phase = PH_RUNNING;
+    jr_container_step(jr, ctx, json_string_value(json_object_get(p, "image")),
+                      json_string_value(json_object_get(p, "entry")), argv,
+                      json_object_get(p, "env"), json_object_get(p, "with"),
+                      json_object_get(p, "extra"));
+    json_decref(ctx);
+}
+
+/* Runs a pre or post stage: {id, name, env, cwd, dir, script}; its output goes to the job's
+ * log. True when it runs; false (the job marked failed) when the agent refused it. */
+static bool
+run_stage(struct jobrun *jr, json_t *p)
+{
+    const char *name = json_string_value(json_object_get(p, "name"));
+    struct err e = {0};
+
+    free(jr->post_id);
+    jr->post_id = xstrdup(json_string_value(json_object_get(p, "id")));
+    jr_emitf(jr, -1, JOBRUN_INFO, "%s", name);
+    json_decref(jr->cur_env);
+    jr->cur_env = json_deep_copy(json_object_get(p, "env"));
+    add_state_env(jr, jr->cur_env, jr->post_id);
+    shell_argv_free(jr->argv);
+    jr->argv = node_argv(json_string_value(json_object_get(p, "dir")),
+                         json_string_value(json_object_get(p, "script")));
+    char **envp = stepenv_to_envp(jr->cur_env);
+    size_t envc = 0;
+    while (envp[envc])
+        envc++;
+    struct agentconn_run r = {
+        .step = (uint32_t)jr->cur + 1, .argv = (const char *const *)jr->argv, .argc = 2,
+        .env = (const char *const *)envp, .envc = envc,
+        .cwd = json_string_value(json_object_get(p, "cwd")), .dir = jr->x->file_dir,
+    };
+    jr->in_post = true;
+    jr->phase = PH_RUNNING;
+    int rc = agentconn_run(jr->x->conn, &r, &e);
+    for (size_t i = 0; i < envc; i++)
+        free(envp[i]);
+    free(envp);
+    if (rc == 0)
+        return true;
+    jr_emitf(jr, -1, JOBRUN_ERROR, "%s: %s", name, e.msg);
+    jr->job_failed = true;
+    jr->in_post = false;
+    jr->phase = PH_STEPS;
+    return false;
+}
 
 bool
 jr_post_next(struct jobrun *jr)
@@ -980,55 +1305,168 @@ jr_post_next(struct jobrun *jr)
             json_decref(p);
             continue;
         }
-        jr_emitf(jr, -1, JOBRUN_INFO, "Post %s", name);
-        json_decref(jr->cur_env);
-        jr->cur_env = json_deep_copy(json_object_get(p, "env"));
-        add_state_env(jr, jr->cur_env, jr->post_id);
-        shell_argv_free(jr->argv);
-        jr->argv = node_argv(json_string_value(json_object_get(p, "dir")),
-                             json_string_value(json_object_get(p, "script")));
-        char **envp = stepenv_to_envp(jr->cur_env);
-        size_t envc = 0;
-        while (envp[envc])
-            envc++;
-        struct agentconn_run r = {
-            .step = (uint32_t)jr->cur + 1, .argv = (const char *const *)jr->argv, .argc = 2,
-            .env = (const char *const *)envp, .envc = envc,
-            .cwd = json_string_value(json_object_get(p, "cwd")), .dir = jr->x->file_dir,
-        };
-        jr->in_post = true;
-        jr->phase = PH_RUNNING;
-        int rc = agentconn_run(jr->x->conn, &r, &e);
-        for (size_t i = 0; i < envc; i++)
-            free(envp[i]);
-        free(envp);
-        json_decref(p);
-        if (rc == 0)
+        char *title = xasprintf("Post %s", name);
+        json_object_set_new(p, "name", json_string(title));
+        free(title);
+        const char *kind = json_string_value(json_object_get(p, "kind"));
+        if (kind && strcmp(kind, "docker") == 0) {
+            docker_stage(jr, p);
+            json_decref(p);
             return true;
-        jr_emitf(jr, -1, JOBRUN_ERROR, "Post %s: %s", name, e.msg);
-        jr->job_failed = true;
-        jr->in_post = false;
-        jr->phase = PH_STEPS;
+        }
+        bool started = run_stage(jr, p);
+        json_decref(p);
+        if (started)
+            return true;
     }
     return false;
+}
+
+/* The pre stage of the action just read (jr->act, pre set): node actions' runs.pre when
+ * pre-if holds (§9.5). The job then goes on looking. */
+static void
+pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t *inputs)
+{
+    const struct wf_step *s = jr_step(jr);
+    struct jr_action *a = jr->act;
+    struct action *act = a->act;
+    struct err e = {0};
+    bool ok = false;
+
+    bool docker = act->using == ACTION_DOCKER && act->pre_entrypoint;
+    if (!docker && (act->using != ACTION_NODE || act->pre == NULL)) {
+        act_end(jr, true);
+        return;
+    }
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr)};
+    if (expr_eval_if(act->pre_if ? act->pre_if : "always()", "success()", &ee, &ok, &e) < 0) {
+        act_failf(jr, "uses: %s: error in pre-if: %s", a->uses, e.msg);
+        return;
+    }
+    if (!ok) {
+        act_end(jr, true);
+        return;
+    }
+    if (docker) {
+        struct docker_run d;
+        if (docker_prepare(jr, ctx, with, inputs, &d) < 0) {
+            docker_run_free(&d);
+            return;
+        }
+        char *name = jr_display_name(jr, s, ctx);
+        char *title = xasprintf("Pre %s", name);
+        json_t *p = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:O, s:O, s:O}",
+                              "step", (json_int_t)jr->cur, "id", s->eff_id, "name", title,
+                              "image", d.image, "entry", act->pre_entrypoint,
+                              "args", jr_strv_json(d.args), "env", step_env ? step_env : json_null(),
+                              "with", with ? with : json_null(), "extra", d.extra);
+        free(name);
+        free(title);
+        docker_run_free(&d);
+        act_free(jr->act);
+        jr->act = NULL;
+        docker_stage(jr, p);
+        json_decref(p);
+        return;
+    }
+    char *repo = xasprintf("%s/%s", a->ref.owner, a->ref.repo);
+    struct stepenv_in in = {
+        .base_env = jr->x->base_env, .job_env = jr->job_env,
+        .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
+        .step_id = s->eff_id, .action_path = a->dir, .action_repository = repo,
+        .action_ref = a->ref.ref, .workspace = jr->x->workspace, .label = jr->label,
+        .step_env = json_is_object(step_env) ? step_env : NULL,
+        .with = json_is_object(with) ? with : NULL, .uses = true,
+        .extra_path = jr->extra_path, .base_path = jr->x->base_path,
+        .file_dir = jr->x->file_dir, .gitea = jr->gitea,
+    };
+    json_t *env = stepenv_build(&in);
+    free(repo);
+    add_input_env(env, inputs);
+    char *name = jr_display_name(jr, s, ctx);
+    char *title = xasprintf("Pre %s", name);
+    json_t *p = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "id", s->eff_id, "name", title,
+                          "env", env, "cwd", jr->x->workspace, "dir", a->dir,
+                          "script", act->pre);
+    free(name);
+    free(title);
+    act_free(jr->act);
+    jr->act = NULL;
+    if (!run_stage(jr, p)) {
+        jr->pre_failed = true;
+        jr_next_step(jr);
+    }
+    json_decref(p);
+}
+
+/* Pre stages run before the first step, in step order (§9.5): each remote action of the job
+ * (a literal reference: one with ${{ }} is only known when its step runs) is fetched and read
+ * now, and runs.pre of a node action runs when its pre-if holds. Local actions have none. The
+ * fetched commit is the one the main stage uses. */
+bool
+jr_pre_next(struct jobrun *jr)
+{
+    while (!jr->pre_failed && !jr->cancelled && jr->pre_idx < jr->wj->n_steps) {
+        const struct wf_step *s = &jr->wj->steps[jr->pre_idx++];
+        struct action_ref ref = {0};
+        struct err e = {0};
+
+        if (s->kind != WF_STEP_USES || s->uses.v == NULL || strstr(s->uses.v, "${{") ||
+            is_checkout(s->uses.v) || jr->cache_dir == NULL)
+            continue;
+        if (action_ref_parse(s->uses.v, &(struct action_sources){0}, &ref, &e) < 0 ||
+            ref.kind != ACTION_REF_REMOTE) {
+            action_ref_free(&ref);
+            continue; /* the main stage says what is wrong */
+        }
+        action_ref_free(&ref);
+        jr->cur = jr->pre_idx - 1;
+        json_t *ctx = jr_contexts(jr, NULL);
+        jr_action_start(jr, ctx);
+        json_decref(ctx);
+        return true;
+    }
+    jr->pre_done = true;
+    jr->cur = 0;
+    return false;
+}
+
+void
+jr_stage_end(struct jobrun *jr, bool ok)
+{
+    if (!ok)
+        jr->job_failed = true;
+    if (!jr->pre_done && !ok)
+        jr->pre_failed = true; /* no main stage runs; post stages and cleanup still do */
+    json_decref(jr->cur_env);
+    jr->cur_env = NULL;
+    json_decref(jr->cur_outputs);
+    jr->cur_outputs = NULL;
+    shell_argv_free(jr->argv);
+    jr->argv = NULL;
+    jr->in_post = false;
+    if (jr->pre_done)
+        jr->cur = jr->wj->n_steps; /* a docker post stage ran as its step */
+    jr->phase = PH_STEPS;
+    jr_next_step(jr);
 }
 
 void
 jr_post_exited(struct jobrun *jr, const struct agentp_msg *m)
 {
+    const char *stage = jr->pre_done ? "Post" : "Pre";
+    bool ok = true;
+
     jr_flush_output(jr);
+    if (m)
+        jr_apply_files(jr, m, &ok); /* a pre stage's state is its main stage's STATE_* */
     if (m == NULL) {
-        jr_emit(jr, -1, JOBRUN_ERROR, "the agent refused the post stage", 32);
-        jr->job_failed = true;
+        jr_emitf(jr, -1, JOBRUN_ERROR, "the agent refused the %s stage", stage);
+        ok = false;
     } else if (m->exit_code != 0 || (m->flags & AGENTP_EXIT_SIGNALED)) {
-        jr_emitf(jr, -1, JOBRUN_ERROR, "Post stage completed with exit code %d.", m->exit_code);
-        jr->job_failed = true;
+        jr_emitf(jr, -1, JOBRUN_ERROR, "%s stage completed with exit code %d.", stage,
+                 m->exit_code);
+        ok = false;
     }
-    json_decref(jr->cur_env);
-    jr->cur_env = NULL;
-    shell_argv_free(jr->argv);
-    jr->argv = NULL;
-    jr->in_post = false;
-    jr->phase = PH_STEPS;
-    jr_next_step(jr);
+    jr_stage_end(jr, ok);
 }

@@ -11,6 +11,28 @@
 #include <stdint.h>
 
 struct jr_action;
+struct action;
+
+/* A composite action's nested steps while they run (§12.6): its own steps context, inputs and
+ * environment; the calling step's state is kept here meanwhile. Frames nest. */
+struct jr_frame {
+    struct jr_frame *up;
+    struct action *act;       /* owns steps */
+    const struct wf_step *steps;
+    size_t n, cur;
+    int depth;                /* 1 for a composite called by a job step */
+    char *uses;               /* the calling step's uses, for messages */
+    char *id;                 /* the calling step's id ("a", or "a.0" when nested) */
+    char *cur_id;             /* the running nested step's id: "<id>.<its id>" */
+    char *action_path, *action_repo, *action_ref;
+    json_t *steps_ctx;        /* the composite's steps context */
+    json_t *inputs;           /* its inputs context */
+    json_t *env;              /* the calling step's env: (evaluated) */
+    bool failed;              /* a nested step concluded failure */
+    /* The calling step, put aside. */
+    json_t *saved_outputs, *saved_env;
+    char *saved_name;
+};
 
 enum phase {
     PH_SETUP,
@@ -93,12 +115,30 @@ struct jobrun {
     char *actions_url, *github_mirror;
     struct jr_action *act;  /* the action step in progress, or NULL */
     json_t *posts;          /* post stages still to run: [{step, name, argv, env, cwd, if}] */
-    bool in_post;           /* a post stage runs (its output goes to the job's log) */
-    char *post_id;          /* the running post stage's step id (GITHUB_STATE) */
+    bool in_post;           /* a pre or post stage runs (its output goes to the job's log) */
+    char *post_id;          /* the running pre or post stage's step id (GITHUB_STATE) */
+    struct jr_frame *frame; /* the innermost composite action running, or NULL */
+    bool resume_composite;  /* resumed inside a composite action: its step is lost */
+    /* Pre stages (§9.5): before the first main stage, for remote actions that have one. */
+    bool pre_done;          /* all pre stages ran (or there were none) */
+    bool pre_failed;        /* a pre stage failed: no main stage runs */
+    size_t pre_idx;         /* the next job step whose pre stage is to be looked at */
+    json_t *fetched;        /* uses -> {dir, sha, copied}: remote actions fetched for this job */
 };
 
 
 /* Shared helpers (jobrun.c). */
+/* The step being run: a job step, or a composite action's nested step. */
+const struct wf_step *jr_step(struct jobrun *jr);
+/* The file the current step comes from (the workflow, or an action.yml). */
+const char *jr_file(struct jobrun *jr);
+/* The env: object a step starts from: in a composite, the calling step's env (plus the
+ * composite's INPUT_* when with_inputs), then the step's own (evaluated, borrowed, may be
+ * NULL). New object. */
+json_t *jr_step_env(struct jobrun *jr, json_t *own, bool with_inputs);
+/* Enters a composite action for the current step (takes act): its nested steps run next. */
+void jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const char *path,
+                    const char *repo, const char *ref, json_t *inputs, json_t *env);
 void jr_emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len);
 void __attribute__((format(printf, 4, 5)))
 jr_emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ...);
@@ -113,6 +153,11 @@ void jr_fail_step(struct jobrun *jr, const char *msg);
 int jr_eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out,
                 struct err *e);
 char *jr_display_name(struct jobrun *jr, const struct wf_step *s, json_t *ctx);
+/* A JSON array of the strings of v (NULL-terminated; NULL: empty). */
+json_t *jr_strv_json(char *const *v);
+/* Applies the file commands (GITHUB_ENV, _OUTPUT, _STATE, _PATH) an agent run reported; *ok
+ * turns false when one cannot be read. */
+void jr_apply_files(struct jobrun *jr, const struct agentp_msg *m, bool *ok);
 /* Goes on with the next step (or the post stages, or the job's end). */
 void jr_next_step(struct jobrun *jr);
 /* Runs jr->argv with jr->cur_env in jr->cwd as the current step (after a checkpoint). */
@@ -131,8 +176,12 @@ void jr_action_event(struct jobrun *jr, const struct agentconn_event *ev);
 void jr_action_cancel(struct jobrun *jr);
 /* Starts the next post stage; false when none is left. */
 bool jr_post_next(struct jobrun *jr);
+/* Starts (or goes on looking for) the next pre stage; false once none is left to run. */
+bool jr_pre_next(struct jobrun *jr);
 /* A post stage's agent run ended. */
 void jr_post_exited(struct jobrun *jr, const struct agentp_msg *m);
+/* A pre or post stage ended (ok: it succeeded): the job goes on. */
+void jr_stage_end(struct jobrun *jr, bool ok);
 void jr_action_free(struct jobrun *jr);
 /* True while a fetch, a read or a copy is in flight: the executor must not close yet. */
 bool jr_action_busy(struct jobrun *jr);

@@ -5,6 +5,7 @@
 #include "jobrun.h"
 #include "jobrun-int.h"
 
+#include "action.h"
 #include "dockeropts.h"
 #include "dockerexec.h"
 #include "dockerstep.h"
@@ -51,6 +52,8 @@ static void hash_failed(struct jobrun *jr, const char *why);
 void
 jr_emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len)
 {
+    if (jr->in_post)
+        step = -1; /* a pre or post stage's lines are the job's */
     /* One buffer per job run, reused for every line (this is the per-line hot path). */
     buf_reset(&jr->masked);
     mask_apply(jr->mask, text, len, &jr->masked);
@@ -102,9 +105,23 @@ add_path(struct jobrun *jr, const char *dir)
 const char *
 jr_cur_id(struct jobrun *jr)
 {
-    if (jr->cur >= jr->wj->n_steps) /* a post stage: its action step's id */
+    if (jr->in_post || jr->cur >= jr->wj->n_steps) /* a pre or post stage: its step's id */
         return jr->post_id ? jr->post_id : "post";
+    if (jr->frame)
+        return jr->frame->cur_id;
     return jr->wj->steps[jr->cur].eff_id;
+}
+
+const struct wf_step *
+jr_step(struct jobrun *jr)
+{
+    return jr->frame ? &jr->frame->steps[jr->frame->cur] : &jr->wj->steps[jr->cur];
+}
+
+const char *
+jr_file(struct jobrun *jr)
+{
+    return jr->frame ? jr->frame->act->file : jr->file;
 }
 
 /* One complete line of step output. */
@@ -225,7 +242,12 @@ jr_flush_output(struct jobrun *jr)
 const char *
 jr_job_status(struct jobrun *jr)
 {
-    return jr->cancelled ? "cancelled" : jr->job_failed ? "failure" : "success";
+    /* In a composite action's main steps, success() and failure() are about that action's
+     * own steps only (github.action_status), not the job's or an enclosing action's: one
+     * called with if: always() after a failure runs its steps (GitHub's ADR 1438). */
+    bool failed = jr->frame && !jr->in_post ? jr->frame->failed : jr->job_failed;
+
+    return jr->cancelled ? "cancelled" : failed ? "failure" : "success";
 }
 
 /* Returns a new contexts object for the current point of the job. */
@@ -239,12 +261,24 @@ jr_contexts(struct jobrun *jr, json_t *env)
         json_object_update(job, jr->x->job_ctx);
     json_object_set_new(job, "status", json_string(jr_job_status(jr)));
     json_object_set_new(c, "job", job);
-    json_object_set(c, "steps", jr->steps);
+    json_object_set(c, "steps", jr->frame ? jr->frame->steps_ctx : jr->steps);
     json_object_set(c, "runner", jr->runner);
     json_object_set(c, "env", env ? env : jr->job_env);
     json_object_set_new(gh, "workspace", json_string(jr->x->workspace ? jr->x->workspace : ""));
     if (jr->phase != PH_SETUP && jr->cur < jr->wj->n_steps)
         json_object_set_new(gh, "action", json_string(jr_cur_id(jr)));
+    if (jr->frame) {
+        /* A composite action sees its own inputs and no secrets (§12.6). */
+        json_object_set(c, "inputs", jr->frame->inputs);
+        json_object_set_new(c, "secrets", json_object());
+        json_object_set_new(gh, "action_path", json_string(jr->frame->action_path));
+        json_object_set_new(gh, "action_status",
+                            json_string(jr->frame->failed ? "failure" : "success"));
+        if (jr->frame->action_repo)
+            json_object_set_new(gh, "action_repository", json_string(jr->frame->action_repo));
+        if (jr->frame->action_ref)
+            json_object_set_new(gh, "action_ref", json_string(jr->frame->action_ref));
+    }
     json_object_set_new(c, "github", gh);
     return c;
 }
@@ -320,7 +354,7 @@ collect_hashes(struct jobrun *jr, const struct wf_step *s, json_t *ctx)
     }
     for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
         v = NULL;
-        if (yeval_node(jr->file, nodes[i], &ee, &v, &e) == 0)
+        if (yeval_node(jr_file(jr), nodes[i], &ee, &v, &e) == 0)
             json_decref(v);
     }
     jr->hash_collect = false;
@@ -381,12 +415,19 @@ hash_done(struct jobrun *jr, const struct agentp_msg *m)
 static void
 set_step_result(struct jobrun *jr, const char *outcome, const char *conclusion)
 {
-    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    const struct wf_step *s = jr_step(jr);
     json_t *ent = json_object();
 
     json_object_set_new(ent, "outputs", jr->cur_outputs ? json_incref(jr->cur_outputs) : json_object());
     json_object_set_new(ent, "outcome", json_string(outcome));
     json_object_set_new(ent, "conclusion", json_string(conclusion));
+    if (jr->frame) {
+        /* A nested step of a composite action: only the composite sees it. */
+        json_object_set_new(jr->frame->steps_ctx, s->eff_id, ent);
+        if (strcmp(conclusion, "failure") == 0)
+            jr->frame->failed = true;
+        return;
+    }
     json_object_set_new(jr->steps, s->eff_id, ent);
     json_t *li = json_object();
     json_object_set_new(li, "id", json_string(s->eff_id));
@@ -438,7 +479,13 @@ clear_step(struct jobrun *jr)
 void
 jr_end_step(struct jobrun *jr, bool ok)
 {
-    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    if (jr->in_post) {
+        /* A docker action's pre or post stage (its container) ended: no step result. */
+        clear_step(jr);
+        jr_stage_end(jr, ok);
+        return;
+    }
+    const struct wf_step *s = jr_step(jr);
     const char *outcome = ok ? "success" : "failure", *conclusion = outcome;
 
     if (!ok && s->continue_on_error) {
@@ -447,7 +494,7 @@ jr_end_step(struct jobrun *jr, bool ok)
                               .hash_files = jr_hash_files, .arg = jr};
         struct err e = {0};
 
-        if (yeval_node(jr->file, s->continue_on_error, &ee, &v, &e) == 0 && expr_truthy(v))
+        if (yeval_node(jr_file(jr), s->continue_on_error, &ee, &v, &e) == 0 && expr_truthy(v))
             conclusion = "success";
         else if (e.msg[0])
             jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "continue-on-error: %s", e.msg);
@@ -457,7 +504,10 @@ jr_end_step(struct jobrun *jr, bool ok)
     set_step_result(jr, outcome, conclusion);
     clear_step(jr);
     jr->phase = PH_STEPS;
-    jr->cur++;
+    if (jr->frame)
+        jr->frame->cur++;
+    else
+        jr->cur++;
     if (jr->replaying) {
         jr->defer_next = true; /* after the replay: nothing new goes to the agent before */
         return;
@@ -476,9 +526,9 @@ jr_fail_step(struct jobrun *jr, const char *msg)
 static void
 hash_failed(struct jobrun *jr, const char *why)
 {
-    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    const struct wf_step *s = jr_step(jr);
 
-    if (jr->sink->step_started)
+    if (jr->sink->step_started && jr->frame == NULL)
         jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur,
                                s->name.v ? s->name.v : s->eff_id);
     jr->cur_outputs = json_object();
@@ -498,7 +548,7 @@ jr_eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out, 
     if (s->v == NULL)
         return 0;
     if (expr_interpolate(s->v, &ee, out, e) < 0)
-        return err_prefix(e, "%s:%d:%d: ", jr->file, s->pos.line, s->pos.col);
+        return err_prefix(e, "%s:%d:%d: ", jr_file(jr), s->pos.line, s->pos.col);
     return 0;
 }
 
@@ -524,7 +574,8 @@ jr_display_name(struct jobrun *jr, const struct wf_step *s, json_t *ctx)
 static void
 start_run_step(struct jobrun *jr, json_t *ctx)
 {
-    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    const struct wf_step *s = jr_step(jr);
+    struct jr_frame *f = jr->frame;
     struct err e = {0};
     json_t *step_env = NULL, *ectx = NULL;
     char *run = NULL, *step_shell = NULL, *job_shell = NULL, *wd = NULL;
@@ -533,17 +584,19 @@ start_run_step(struct jobrun *jr, json_t *ctx)
     int rc;
 
     /* Step env (with the job env as `env`), then the rest sees env = job env + step env. */
-    rc = yeval_node(jr->file, s->env, &ee, &step_env, &e);
+    rc = yeval_node(jr_file(jr), s->env, &ee, &step_env, &e);
     if (rc < 0)
         goto fail;
-    if (!json_is_object(step_env)) {
-        json_decref(step_env);
-        step_env = json_object();
-    }
+    json_t *own = step_env;
+    step_env = jr_step_env(jr, json_is_object(own) ? own : NULL, true);
+    json_decref(own);
     struct stepenv_in in = {
         .base_env = jr->x->base_env,
         .job_env = jr->job_env, .container_env = jr->container_env,
-        .github = json_object_get(ctx, "github"), .step_id = s->eff_id,
+        .github = json_object_get(ctx, "github"), .step_id = jr_cur_id(jr),
+        .action_path = f ? f->action_path : NULL,
+        .action_repository = f ? f->action_repo : NULL,
+        .action_ref = f ? f->action_ref : NULL,
         .workspace = jr->x->workspace, .label = jr->label, .step_env = step_env,
         .extra_path = jr->extra_path, .base_path = jr->x->base_path,
         .file_dir = jr->x->file_dir, .gitea = jr->gitea,
@@ -554,18 +607,19 @@ start_run_step(struct jobrun *jr, json_t *ctx)
         goto fail;
     if ((rc = jr_eval_str(jr, &s->shell, ectx, &step_shell, &e)) < 0)
         goto fail;
-    if (jr->wj->defaults_shell.v &&
+    /* The workflow's defaults.run are not an action's: a composite's steps use their own. */
+    if (f == NULL && jr->wj->defaults_shell.v &&
         (rc = jr_eval_str(jr, &jr->wj->defaults_shell, ectx, &job_shell, &e)) < 0)
         goto fail;
-    shell_resolve(step_shell, job_shell, jr->plan->wf->defaults_shell.v,
+    shell_resolve(step_shell, job_shell, f ? NULL : jr->plan->wf->defaults_shell.v,
                   jr->wj->container != NULL, jr->x->bash, &sh);
     const struct wf_str *wds = s->working_directory.v ? &s->working_directory
-                               : jr->wj->defaults_working_directory.v
+                               : f == NULL && jr->wj->defaults_working_directory.v
                                    ? &jr->wj->defaults_working_directory
                                    : NULL;
     if (wds && (rc = jr_eval_str(jr, wds, ectx, &wd, &e)) < 0)
         goto fail;
-    if (wd == NULL && jr->plan->wf->defaults_working_directory.v)
+    if (wd == NULL && f == NULL && jr->plan->wf->defaults_working_directory.v)
         wd = xstrdup(jr->plan->wf->defaults_working_directory.v);
     if (wd == NULL || *wd == '\0')
         jr->cwd = xstrdup(jr->x->workspace);
@@ -579,7 +633,7 @@ start_run_step(struct jobrun *jr, json_t *ctx)
         double d;
         struct expr_env te = {.contexts = ectx, .job_status = jr_job_status(jr),
                               .hash_files = jr_hash_files, .arg = jr};
-        if (yeval_node(jr->file, s->timeout_minutes, &te, &v, &e) == 0) {
+        if (yeval_node(jr_file(jr), s->timeout_minutes, &te, &v, &e) == 0) {
             if (json_is_string(v))
                 d = strtod(json_string_value(v), NULL);
             else if (!expr_number_get(v, &d))
@@ -589,7 +643,8 @@ start_run_step(struct jobrun *jr, json_t *ctx)
         }
         json_decref(v);
     }
-    jr->script_path = xasprintf("%s/%s%s%s", jr->x->file_dir, s->eff_id, *sh.ext ? "." : "", sh.ext);
+    jr->script_path = xasprintf("%s/%s%s%s", jr->x->file_dir, jr_cur_id(jr), *sh.ext ? "." : "",
+                                sh.ext);
     jr->script = shell_script(&sh, run);
     rc = shell_argv(sh.tmpl, jr->script_path, &jr->argv, &e);
     if (rc < 0)
@@ -614,8 +669,8 @@ out:
     json_decref(ectx);
 }
 
-static json_t *
-strv_to_json(char *const *v)
+json_t *
+jr_strv_json(char *const *v)
 {
     json_t *a = json_array();
 
@@ -632,8 +687,8 @@ checkpoint(struct jobrun *jr, const char *kind, struct err *e)
     json_t *cp;
     int rc;
 
-    if (jr->sink->checkpoint == NULL)
-        return 0;
+    if (jr->sink->checkpoint == NULL || jr->in_post)
+        return 0; /* pre and post stages are not resumed */
     cp = json_pack("{s:i, s:s, s:I, s:I, s:I, s:O, s:O, s:O, s:O, s:O, s:O, s:b, s:b, s:b, "
                    "s:s*, s:O*, s:o, s:s*, s:s*, s:I, s:s*, s:o*}",
                    "v", 1, "kind", kind, "cur", (json_int_t)jr->cur,
@@ -643,12 +698,23 @@ checkpoint(struct jobrun *jr, const char *kind, struct err *e)
                    "extra_path", jr->extra_path, "state", jr->state, "masks", jr->added_masks,
                    "job_failed", jr->job_failed, "cancelled", jr->cancelled,
                    "timed_out", jr->timed_out, "cur_name", jr->cur_name,
-                   "cur_env", jr->cur_env, "argv", strv_to_json(jr->argv),
+                   "cur_env", jr->cur_env, "argv", jr_strv_json(jr->argv),
                    "cwd", jr->cwd, "script_path", jr->script_path,
                    "timeout_ms", (json_int_t)jr->timeout_ms, "stop_token", jr->cmds.stop_token,
                    "exec", executor_describe(jr->x));
     if (cp == NULL)
         return err_set(e, -ENOMEM, "checkpoint: cannot build the record");
+    /* Post stages still to run: a resumed job runs them at its end. */
+    json_object_set(cp, "posts", jr->posts);
+    if (jr->frame) {
+        /* Inside a composite action: its nested state is not kept, so a resumed job fails the
+         * step (see replay_done()); the name is the job step's. */
+        struct jr_frame *f = jr->frame;
+        while (f->up)
+            f = f->up;
+        json_object_set_new(cp, "composite", json_true());
+        json_object_set_new(cp, "cur_name", jstring_or_empty(f->saved_name));
+    }
     rc = jr->sink->checkpoint(jr->sink_arg, jr, cp);
     if (rc < 0) {
         err_set(e, rc, "the runner could not save the job's state; not starting the step");
@@ -794,7 +860,7 @@ launch_docker_step(struct jobrun *jr)
 static void
 start_docker_step(struct jobrun *jr, json_t *ctx)
 {
-    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    const struct wf_step *s = jr_step(jr);
     struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
                           .hash_files = jr_hash_files, .arg = jr};
     json_t *step_env = NULL, *with = NULL;
@@ -802,13 +868,16 @@ start_docker_step(struct jobrun *jr, json_t *ctx)
     size_t nargs = 0;
     struct err e = {0};
 
-    if ((yeval_node(jr->file, s->env, &ee, &step_env, &e)) < 0 ||
-        (yeval_node(jr->file, s->with, &ee, &with, &e)) < 0 ||
+    if ((yeval_node(jr_file(jr), s->env, &ee, &step_env, &e)) < 0 ||
+        (yeval_node(jr_file(jr), s->with, &ee, &with, &e)) < 0 ||
         (jr_eval_str(jr, &s->uses, ctx, &image, &e)) < 0) {
         jr->phase = PH_RUNNING;
         jr_fail_step(jr, e.msg);
         goto out;
     }
+    json_t *own = step_env;
+    step_env = jr_step_env(jr, json_is_object(own) ? own : NULL, false);
+    json_decref(own);
     const char *argstr = json_string_value(json_object_get(with, "args"));
     if (argstr && *argstr && dockeropts_split(argstr, "with.args", &args, &nargs, &e) < 0) {
         jr->phase = PH_RUNNING;
@@ -828,7 +897,7 @@ void
 jr_container_step(struct jobrun *jr, json_t *ctx, const char *image, const char *entry,
                   char **args, json_t *step_env, json_t *with, json_t *extra_env)
 {
-    const struct wf_step *s = &jr->wj->steps[jr->cur];
+    const struct wf_step *s = jr_step(jr);
     struct err e = {0};
     int rc;
 
@@ -839,7 +908,7 @@ jr_container_step(struct jobrun *jr, json_t *ctx, const char *image, const char 
     }
     struct stepenv_in in = {
         .base_env = NULL, .job_env = jr->job_env, .container_env = jr->container_env,
-        .github = json_object_get(ctx, "github"), .step_id = s->eff_id,
+        .github = json_object_get(ctx, "github"), .step_id = jr_cur_id(jr),
         .workspace = jr->x->workspace, .label = jr->label,
         .step_env = json_is_object(step_env) ? step_env : NULL,
         .with = json_is_object(with) ? with : NULL, .uses = true,
@@ -901,20 +970,196 @@ fail:
     jr_end_step(jr, false);
 }
 
+/* ---------------------------------------------------------------- composite actions */
+
+json_t *
+jr_step_env(struct jobrun *jr, json_t *own, bool with_inputs)
+{
+    json_t *env = json_object();
+
+    if (jr->frame) {
+        json_object_update(env, jr->frame->env);
+        if (with_inputs) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(jr->frame->inputs, k, v) {
+                char *name = stepenv_input_name(k);
+                if (json_is_string(v))
+                    json_object_set(env, name, v);
+                free(name);
+            }
+        }
+    }
+    if (json_is_object(own))
+        json_object_update(env, own);
+    return env;
+}
+
+static void
+frame_free(struct jr_frame *f)
+{
+    action_free(f->act);
+    free(f->uses);
+    free(f->id);
+    free(f->cur_id);
+    free(f->action_path);
+    free(f->action_repo);
+    free(f->action_ref);
+    json_decref(f->steps_ctx);
+    json_decref(f->inputs);
+    json_decref(f->env);
+    json_decref(f->saved_outputs);
+    json_decref(f->saved_env);
+    free(f->saved_name);
+    free(f);
+}
+
+/* Leaves the innermost composite: the calling step's state comes back. */
+static struct jr_frame *
+frame_pop(struct jobrun *jr)
+{
+    struct jr_frame *f = jr->frame;
+
+    clear_step(jr);
+    jr->frame = f->up;
+    jr->cur_outputs = f->saved_outputs;
+    jr->cur_env = f->saved_env;
+    jr->cur_name = f->saved_name;
+    f->saved_outputs = f->saved_env = NULL;
+    f->saved_name = NULL;
+    return f;
+}
+
+/* The job ends inside composite actions (the agent was lost): back to the job step. */
+static void
+frames_unwind(struct jobrun *jr)
+{
+    while (jr->frame)
+        frame_free(frame_pop(jr));
+}
+
+#define COMPOSITE_MAX_DEPTH 10
+
+void
+jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const char *path,
+               const char *repo, const char *ref, json_t *inputs, json_t *env)
+{
+    struct jr_frame *f;
+    int depth = jr->frame ? jr->frame->depth + 1 : 1;
+
+    if (depth > COMPOSITE_MAX_DEPTH) {
+        action_free(act);
+        jr->phase = PH_RUNNING;
+        jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR,
+                 "uses: %s: composite actions nest deeper than %d levels", uses,
+                 COMPOSITE_MAX_DEPTH);
+        jr_end_step(jr, false);
+        return;
+    }
+    f = xcalloc(1, sizeof *f);
+    f->act = act;
+    f->steps = act->steps;
+    f->n = act->n_steps;
+    f->depth = depth;
+    f->uses = xstrdup(uses);
+    f->id = xstrdup(jr_cur_id(jr));
+    f->cur_id = xstrdup(f->id);
+    f->action_path = xstrdup(path ? path : "");
+    f->action_repo = repo ? xstrdup(repo) : NULL;
+    f->action_ref = ref ? xstrdup(ref) : NULL;
+    f->steps_ctx = json_object();
+    f->inputs = json_is_object(inputs) ? json_deep_copy(inputs) : json_object();
+    f->env = json_object();
+    /* The calling step's env:, without INPUT_*: those come from the composite's own inputs. */
+    const char *k;
+    json_t *v;
+    json_object_foreach(env, k, v) {
+        if (strncmp(k, "INPUT_", 6) != 0)
+            json_object_set(f->env, k, v);
+    }
+    f->saved_outputs = jr->cur_outputs;
+    f->saved_env = jr->cur_env;
+    f->saved_name = jr->cur_name;
+    jr->cur_outputs = jr->cur_env = NULL;
+    jr->cur_name = NULL;
+    f->up = jr->frame;
+    jr->frame = f;
+    jr->phase = PH_STEPS;
+    jr_next_step(jr);
+}
+
+/* The composite's nested steps are done: its outputs, then the calling step's end. */
+static void
+frame_end(struct jobrun *jr)
+{
+    struct jr_frame *f = jr->frame;
+    json_t *ctx = jr_contexts(jr, NULL);
+    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr),
+                          .hash_files = jr_hash_files, .arg = jr};
+    json_t *outputs = json_object();
+    bool ok = !f->failed;
+
+    for (size_t i = 0; i < f->act->n_outputs; i++) {
+        const struct action_output *o = &f->act->outputs[i];
+        struct err e = {0};
+        char *val = NULL;
+
+        if (o->value == NULL)
+            continue;
+        if (expr_interpolate(o->value, &ee, &val, &e) < 0) {
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "%s: outputs.%s.value: %s", f->act->file,
+                     o->id, e.msg);
+            ok = false;
+            continue;
+        }
+        json_object_set_new(outputs, o->id, json_string(val));
+        free(val);
+    }
+    json_decref(ctx);
+    frame_free(frame_pop(jr));
+    json_object_update(jr->cur_outputs, outputs);
+    json_decref(outputs);
+    jr->phase = PH_RUNNING;
+    jr_end_step(jr, ok);
+}
+
+/* ---------------------------------------------------------------- the step loop */
+
+static bool
+step_mentions_hashfiles(const struct wf_step *s)
+{
+    return mentions_hashfiles(s->if_.v) || mentions_hashfiles(s->name.v) ||
+           mentions_hashfiles(s->run.v) || mentions_hashfiles(s->working_directory.v) ||
+           mentions_hashfiles(s->shell.v) || mentions_hashfiles(s->uses.v) ||
+           node_mentions_hashfiles(s->env) || node_mentions_hashfiles(s->with) ||
+           node_mentions_hashfiles(s->continue_on_error) ||
+           node_mentions_hashfiles(s->timeout_minutes);
+}
+
 void
 jr_next_step(struct jobrun *jr)
 {
-    while (jr->phase == PH_STEPS && jr->cur < jr->wj->n_steps) {
-        const struct wf_step *s = &jr->wj->steps[jr->cur];
-        json_t *ctx = jr_contexts(jr, NULL);
+    if (jr->phase == PH_STEPS && !jr->pre_done && jr_pre_next(jr))
+        return; /* a pre stage runs (or its action is fetched) */
+    for (;;) {
+        if (jr->phase != PH_STEPS)
+            return;
+        struct jr_frame *f = jr->frame;
+        if (f && f->cur >= f->n) {
+            frame_end(jr);
+            return;
+        }
+        if (f == NULL && jr->cur >= jr->wj->n_steps)
+            break;
+        const struct wf_step *s = jr_step(jr);
+        json_t *ctx;
 
-        if (!jr->hash_ready && !jr->forced &&
-            (mentions_hashfiles(s->if_.v) || mentions_hashfiles(s->name.v) ||
-             mentions_hashfiles(s->run.v) || mentions_hashfiles(s->working_directory.v) ||
-             mentions_hashfiles(s->shell.v) || mentions_hashfiles(s->uses.v) ||
-             node_mentions_hashfiles(s->env) || node_mentions_hashfiles(s->with) ||
-             node_mentions_hashfiles(s->continue_on_error) ||
-             node_mentions_hashfiles(s->timeout_minutes))) {
+        if (f) {
+            free(f->cur_id);
+            f->cur_id = xasprintf("%s.%s", f->id, s->eff_id);
+        }
+        ctx = jr_contexts(jr, NULL);
+        if (!jr->hash_ready && !jr->forced && !jr->pre_failed && step_mentions_hashfiles(s)) {
             collect_hashes(jr, s, ctx);
             json_decref(ctx);
             if (json_array_size(jr->hash_todo) > 0) {
@@ -930,13 +1175,13 @@ jr_next_step(struct jobrun *jr)
 
         jr->cur_outputs = json_object();
         jr->cur_name = jr_display_name(jr, s, ctx);
-        if (jr->forced) {
+        if (jr->forced || jr->pre_failed) {
             ok = false;
         } else if (expr_eval_if(s->if_.v ? s->if_.v : "", "success()", &ee, &ok, &e) < 0) {
-            if (jr->sink->step_started)
+            if (jr->sink->step_started && f == NULL)
                 jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
-            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "%s:%d:%d: error in if-expression: %s", jr->file,
-                  s->if_.pos.line, s->if_.pos.col, e.msg);
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "%s:%d:%d: error in if-expression: %s",
+                     jr_file(jr), s->if_.pos.line, s->if_.pos.col, e.msg);
             json_decref(ctx);
             jr->phase = PH_RUNNING;
             jr_end_step(jr, false);
@@ -946,22 +1191,22 @@ jr_next_step(struct jobrun *jr)
             set_step_result(jr, "skipped", "skipped");
             clear_step(jr);
             json_decref(ctx);
-            jr->cur++;
+            if (f)
+                f->cur++;
+            else
+                jr->cur++;
             continue;
         }
-        if (jr->sink->step_started)
+        if (f)
+            jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "%s", jr->cur_name);
+        else if (jr->sink->step_started)
             jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
-        if (s->kind == WF_STEP_RUN) {
+        if (s->kind == WF_STEP_RUN)
             start_run_step(jr, ctx);
-            json_decref(ctx);
-            return;
-        }
-        if (s->kind == WF_STEP_USES_DOCKER) {
+        else if (s->kind == WF_STEP_USES_DOCKER)
             start_docker_step(jr, ctx);
-            json_decref(ctx);
-            return;
-        }
-        jr_action_start(jr, ctx);
+        else
+            jr_action_start(jr, ctx);
         json_decref(ctx);
         return;
     }
@@ -971,11 +1216,12 @@ jr_next_step(struct jobrun *jr)
 
 /* ---------------------------------------------------------------- events */
 
-static void
-apply_files(struct jobrun *jr, const struct agentp_msg *m, bool *ok)
+void
+jr_apply_files(struct jobrun *jr, const struct agentp_msg *m, bool *ok)
 {
     static const char *const names[] = {"GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_STATE"};
     struct err e = {0};
+    int step = jr->in_post ? -1 : (int)jr->cur;
 
     for (int f = AGENTP_FILE_ENV; f <= AGENTP_FILE_STATE; f++) {
         json_t *kv = NULL;
@@ -985,10 +1231,10 @@ apply_files(struct jobrun *jr, const struct agentp_msg *m, bool *ok)
         if (!(m->present & (1u << f)) || m->files[f].len == 0)
             continue;
         if (m->truncated & (1u << f))
-            jr_emitf(jr, (int)jr->cur, JOBRUN_WARNING, "%s was cut at %u bytes", names[f],
+            jr_emitf(jr, step, JOBRUN_WARNING, "%s was cut at %u bytes", names[f],
                   AGENTP_FILE_CAP);
         if (envfile_parse(names[f], (const char *)m->files[f].p, m->files[f].len, &kv, &e) < 0) {
-            jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, e.msg, strlen(e.msg));
+            jr_emit(jr, step, JOBRUN_ERROR, e.msg, strlen(e.msg));
             *ok = false;
             continue;
         }
@@ -1027,7 +1273,7 @@ on_exited(struct jobrun *jr, const struct agentp_msg *m)
     bool ok = m->exit_code == 0 && !(m->flags & AGENTP_EXIT_SIGNALED);
 
     jr_flush_output(jr);
-    apply_files(jr, m, &ok);
+    jr_apply_files(jr, m, &ok);
     if (m->flags & AGENTP_EXIT_TIMED_OUT && jr->timeout_ms < 60000)
         jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "The step timed out after %.1f seconds.",
               jr->timeout_ms / 1000.0);
@@ -1056,6 +1302,11 @@ replay_done(struct jobrun *jr)
     if (jr->defer_next) {
         jr->defer_next = false;
         jr_next_step(jr);
+    } else if (jr->phase == PH_RUNNING && jr->resume_composite) {
+        struct err e = {0};
+        (void)agentconn_cancel(jr->x->conn, (uint32_t)jr->cur + 1, 0, &e);
+        jr_fail_step(jr, "runnerd restarted while this composite action ran; its nested steps "
+                         "could not be followed again, so its outcome is unknown");
     } else if (jr->phase == PH_RUNNING && kind && strcmp(kind, "docker") == 0) {
         jr_fail_step(jr, "runnerd restarted while this docker:// step ran; its container could "
                       "not be followed again, so its outcome is unknown");
@@ -1083,8 +1334,11 @@ replay_event(struct jobrun *jr, const struct agentconn_event *ev)
     case AGENTCONN_OUTPUT:
     case AGENTCONN_EXITED:
         /* Only the step the checkpoint was taken for: older frames (hashFiles runs, scripts
-         * written) belong to work that is redone or already done. */
-        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1) {
+         * written) belong to work that is redone or already done. A composite's nested step
+         * is not followed to its end (its composite's state is gone), but what it printed is
+         * said again, as the log rows already stored expect. */
+        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1 &&
+            (!jr->resume_composite || ev->kind == AGENTCONN_OUTPUT)) {
             if (ev->kind == AGENTCONN_EXITED)
                 jr->replay_started = true;
             jr->dispatching = true; /* process it as usual (a step's end waits for us) */
@@ -1175,7 +1429,7 @@ on_event(void *arg, const struct agentconn_event *ev)
                 jr_emit(jr, (int)jr->cur, JOBRUN_WARNING,
                      "file commands not read: the job image needs /bin/sh and cp", 59);
             else
-                apply_files(jr, m, &ok);
+                jr_apply_files(jr, m, &ok);
             jr_end_step(jr, ok);
         }
         break;
@@ -1202,6 +1456,7 @@ on_event(void *arg, const struct agentconn_event *ev)
               JOBRUN_ERROR, "lost the agent: %s",
               ev->kind == AGENTCONN_BYE ? "it exited" : ev->err ? ev->err->msg : "protocol error");
         jr->job_failed = true;
+        frames_unwind(jr);
         if (jr->phase != PH_STEPS && jr->phase != PH_SETUP) {
             set_step_result(jr, "failure", "failure");
             clear_step(jr);
@@ -1355,7 +1610,7 @@ jobrun_cancel(struct jobrun *jr)
         return; /* post stages run to their end on a graceful cancel */
     if (jr->phase == PH_RUNNING || jr->phase == PH_WRITING || jr->phase == PH_ACTION) {
         /* The running step goes on only if its own `if` still holds once cancelled. */
-        const struct wf_step *s = &jr->wj->steps[jr->cur];
+        const struct wf_step *s = jr_step(jr);
         json_t *ctx = jr_contexts(jr, jr->cur_env);
         struct expr_env ee = {.contexts = ctx, .job_status = "cancelled"};
         bool ok = false;
@@ -1435,6 +1690,7 @@ restore(struct jobrun *jr, const json_t *cp, struct err *e)
     TAKE(extra_path, "extra_path");
     TAKE(state, "state");
     TAKE(added_masks, "masks");
+    TAKE(posts, "posts");
 #undef TAKE
     json_array_foreach(jr->added_masks, i, v) {
         if (json_string_value(v))
@@ -1461,6 +1717,8 @@ restore(struct jobrun *jr, const json_t *cp, struct err *e)
     if ((s = json_string_value(json_object_get(cp, "stop_token"))))
         jr->cmds.stop_token = xstrdup(s);
     jr->resume_cp = json_deep_copy(cp);
+    jr->resume_composite = json_is_true(json_object_get(cp, "composite"));
+    jr->pre_done = true; /* pre stages run before any checkpoint */
     jr->phase = PH_RUNNING;
     if (strcmp(kind, "run") != 0 && strcmp(kind, "docker") != 0)
         return err_set(e, ERR_INVALID, "the job's checkpoint has an unknown kind '%s'", kind);
@@ -1515,6 +1773,7 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     jr->label = o->label ? xstrdup(o->label) : NULL;
     jr->runner = o->runner ? json_incref(o->runner) : json_object();
     jr->steps = json_object();
+    jr->fetched = json_object();
     jr->step_list = json_array();
     jr->extra_path = json_array();
     jr->state = json_object();
@@ -1640,6 +1899,7 @@ jobrun_free(struct jobrun *jr)
 {
     if (jr == NULL)
         return;
+    frames_unwind(jr);
     clear_step(jr);
     buf_free(&jr->line[0]);
     buf_free(&jr->line[1]);
@@ -1662,6 +1922,7 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->resume_cp);
     jr_action_free(jr);
     json_decref(jr->posts);
+    json_decref(jr->fetched);
     free(jr->post_id);
     free(jr->cache_dir);
     free(jr->git_ca_file);

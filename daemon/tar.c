@@ -205,3 +205,215 @@ tar_finish(struct tar *t)
     buf_append(&t->out, zeros, sizeof zeros);
     t->finished = 1;
 }
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+void
+tar_reader_init(struct tar_reader *r, const void *p, size_t len)
+{
+    memset(r, 0, sizeof *r);
+    r->p = p;
+    r->len = len;
+}
+
+void
+tar_reader_free(struct tar_reader *r)
+{
+    buf_free(&r->path);
+    buf_free(&r->link);
+}
+
+/* An octal field (leading spaces, NUL or space terminated), or GNU base-256 when the first
+ * byte has its high bit set (sizes of 8 GiB and more). */
+static unsigned long long
+get_num(const char *f, size_t width)
+{
+    unsigned long long v = 0;
+    size_t i = 0;
+
+    if ((unsigned char)f[0] & 0x80) {
+        v = (unsigned char)f[0] & 0x7f;
+        for (i = 1; i < width; i++)
+            v = v << 8 | (unsigned char)f[i];
+        return v;
+    }
+    while (i < width && f[i] == ' ')
+        i++;
+    for (; i < width && f[i] >= '0' && f[i] <= '7'; i++)
+        v = v << 3 | (unsigned)(f[i] - '0');
+    return v;
+}
+
+/* Old writers summed the header as signed chars; accept either sum. */
+static bool
+checksum_ok(const char *h)
+{
+    unsigned long long want = get_num(h + 148, 8);
+    unsigned long long u = 0;
+    long long s = 0;
+
+    for (size_t i = 0; i < TAR_BLOCK; i++) {
+        bool field = i >= 148 && i < 156;
+
+        u += field ? ' ' : (unsigned char)h[i];
+        s += field ? ' ' : (signed char)h[i];
+    }
+    return want == u || (long long)want == s;
+}
+
+static bool
+zero_block(const char *h)
+{
+    for (size_t i = 0; i < TAR_BLOCK; i++)
+        if (h[i])
+            return false;
+    return true;
+}
+
+/* A fixed-width name field as a string. */
+static void
+put_field(struct buf *b, const char *f, size_t width)
+{
+    size_t n = strnlen(f, width);
+
+    buf_append(b, f, n);
+}
+
+/* Applies the records of a PAX "x" header ("<len> key=value\n") to the next entry. */
+static int
+pax_records(struct tar_reader *r, const char *p, size_t n, unsigned long long *size,
+            bool *has_size, struct err *e)
+{
+    size_t off = 0;
+
+    while (off < n) {
+        const char *rec = p + off, *sp, *eq;
+        unsigned long long len = 0;
+
+        for (sp = rec; sp < p + n && *sp >= '0' && *sp <= '9'; sp++)
+            len = len * 10 + (unsigned)(*sp - '0');
+        if (sp == rec || sp >= p + n || *sp != ' ' || len > n - off || len < 2 ||
+            rec[len - 1] != '\n')
+            return err_set(e, ERR_PROTO, "tar: malformed PAX header");
+        eq = memchr(sp + 1, '=', (size_t)(rec + len - 1 - (sp + 1)));
+        if (eq != NULL) {
+            size_t klen = (size_t)(eq - sp - 1), vlen = (size_t)(rec + len - 1 - eq - 1);
+
+            if (klen == 4 && memcmp(sp + 1, "path", 4) == 0) {
+                buf_reset(&r->path);
+                buf_append(&r->path, eq + 1, vlen);
+            } else if (klen == 8 && memcmp(sp + 1, "linkpath", 8) == 0) {
+                buf_reset(&r->link);
+                buf_append(&r->link, eq + 1, vlen);
+            } else if (klen == 4 && memcmp(sp + 1, "size", 4) == 0) {
+                *size = strtoull(eq + 1, NULL, 10);
+                *has_size = true;
+            }
+        }
+        off += (size_t)len;
+    }
+    return 0;
+}
+
+/* Drops a leading "./" (repeated) and trailing '/' from a name; "." becomes "". */
+static void
+clean_path(struct buf *b)
+{
+    size_t skip = 0;
+
+    while (b->len - skip >= 2 && b->data[skip] == '.' && b->data[skip + 1] == '/')
+        for (skip += 2; skip < b->len && b->data[skip] == '/'; skip++)
+            ;
+    if (b->len - skip == 1 && b->data[skip] == '.')
+        skip++;
+    if (skip) {
+        memmove(b->data, b->data + skip, b->len - skip);
+        b->len -= skip;
+        b->data[b->len] = '\0';
+    }
+    while (b->len > 0 && b->data[b->len - 1] == '/')
+        b->data[--b->len] = '\0';
+}
+
+int
+tar_next(struct tar_reader *r, struct tar_entry *ent, struct err *e)
+{
+    bool long_path = false, long_link = false, has_size = false;
+    unsigned long long pax_size = 0;
+
+    buf_reset(&r->path);
+    buf_reset(&r->link);
+    for (;;) {
+        const char *h = r->p + r->off;
+        unsigned long long size;
+        size_t padded;
+        char type;
+
+        if (r->len - r->off < TAR_BLOCK || zero_block(h))
+            return r->len == r->off || r->len - r->off >= TAR_BLOCK
+                       ? 0
+                       : err_set(e, ERR_PROTO, "tar: truncated header at byte %zu", r->off);
+        if (!checksum_ok(h))
+            return err_set(e, ERR_PROTO, "tar: bad header checksum at byte %zu", r->off);
+        type = h[156];
+        size = has_size && type != 'x' && type != 'g' && type != 'L' && type != 'K'
+                   ? pax_size
+                   : get_num(h + 124, 12);
+        if (size > r->len - r->off - TAR_BLOCK)
+            return err_set(e, ERR_PROTO, "tar: entry at byte %zu runs past the end", r->off);
+        padded = (size_t)(size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+        if (padded > r->len - r->off - TAR_BLOCK)
+            padded = r->len - r->off - TAR_BLOCK; /* a last entry without its padding */
+        r->off += TAR_BLOCK;
+        const char *data = r->p + r->off;
+        int rc;
+
+        r->off += padded;
+        switch (type) {
+        case 'x': /* PAX: for the next entry */
+            rc = pax_records(r, data, (size_t)size, &pax_size, &has_size, e);
+            if (rc < 0)
+                return rc;
+            long_path = long_path || r->path.len > 0;
+            long_link = long_link || r->link.len > 0;
+            continue;
+        case 'g': /* PAX global: nothing we use */
+            continue;
+        case 'L': /* GNU long name / link name: NUL-terminated data */
+        case 'K': {
+            struct buf *b = type == 'L' ? &r->path : &r->link;
+
+            buf_reset(b);
+            buf_append(b, data, strnlen(data, (size_t)size));
+            if (type == 'L')
+                long_path = true;
+            else
+                long_link = true;
+            continue;
+        }
+        default:
+            break;
+        }
+        if (!long_path) {
+            /* the ustar prefix field is only that in POSIX archives ("ustar\0") */
+            if (memcmp(h + 257, "ustar", 6) == 0 && h[345] != '\0') {
+                put_field(&r->path, h + 345, 155);
+                buf_putc(&r->path, '/');
+            }
+            put_field(&r->path, h, 100);
+        }
+        if (!long_link)
+            put_field(&r->link, h + 157, 100);
+        clean_path(&r->path);
+        memset(ent, 0, sizeof *ent);
+        ent->path = buf_str(&r->path);
+        ent->type = type == '\0' || type == '7' ? '0' : type;
+        ent->link = ent->type == '1' || ent->type == '2' ? buf_str(&r->link) : "";
+        ent->mode = (unsigned)get_num(h + 100, 8) & 07777;
+        if (ent->type == '0') {
+            ent->data = data;
+            ent->len = (size_t)size;
+        }
+        return 1;
+    }
+}

@@ -229,6 +229,94 @@ jobs:
     check("config error exit 2", p.returncode == 2 and
           cfg + ":2:3: runner: unknown key 'capacty'" in p.stderr, p.stderr)
 
+    # Local composite actions (§12.6): inputs and defaults, outputs, nested composites with
+    # their own inputs, continue-on-error inside, the caller's env: not leaking, GITHUB_ENV
+    # reaching later steps, a broken action.yml named with its line.
+    acts = os.path.join(tmp, ".github", "actions")
+    for name, text in {
+        "outer": "name: outer\ninputs:\n  who:\n    default: you\noutputs:\n  res:\n"
+                 "    value: ${{ steps.in.outputs.res }}-${{ steps.sh.outcome }}\n"
+                 "runs:\n  using: composite\n  steps:\n"
+                 "    - id: sh\n      shell: sh\n      continue-on-error: true\n"
+                 "      run: echo \"outer $INPUT_WHO caller=$CALLER\"; exit 2\n"
+                 "    - id: in\n      uses: ./.github/actions/inner\n      with:\n        n: ${{ inputs.who }}!\n"
+                 "    - shell: sh\n      run: echo \"outer sees ${{ steps.in.outputs.res }} job=${{ job.status }}\"\n",
+        "inner": "name: inner\ninputs:\n  n:\n    required: true\noutputs:\n  res:\n    value: ${{ steps.x.outputs.v }}\n"
+                 "runs:\n  using: composite\n  steps:\n"
+                 "    - id: x\n      shell: sh\n      run: |\n"
+                 "        echo \"inner n=$INPUT_N who=${INPUT_WHO:-none} caller=$CALLER\"\n"
+                 "        echo \"v=got-$INPUT_N\" >> \"$GITHUB_OUTPUT\"\n"
+                 "        echo FROM_INNER=1 >> \"$GITHUB_ENV\"\n",
+        "broken": "name: broken\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      nope: 1\n",
+    }.items():
+        os.makedirs(os.path.join(acts, name), exist_ok=True)
+        with open(os.path.join(acts, name, "action.yml"), "w") as f:
+            f.write(text)
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  comp:
+    runs-on: local
+    steps:
+      - id: o
+        uses: ./.github/actions/outer
+        env:
+          CALLER: set
+      - run: echo "res=${{ steps.o.outputs.res }} inner-env=$FROM_INNER caller=${CALLER:-unset}"
+""")
+    c = lines(out, "comp")
+    check("composite: job succeeds", rc == 0, out + err)
+    check("composite: inputs default, caller env inside", "  | outer you caller=set" in c, "\n".join(c))
+    check("composite: nested inputs only", "  | inner n=you! who=none caller=set" in c, "\n".join(c))
+    check("composite: nested outputs and continue-on-error", "  | outer sees got-you! job=success" in c,
+          "\n".join(c))
+    check("composite: outputs, GITHUB_ENV, no env leak",
+          "  | res=got-you!-failure inner-env=1 caller=unset" in c, "\n".join(c))
+    # After a failed step, a composite run with if: always() runs its steps: their success()
+    # is about the action's own steps (GitHub's ADR 1438).
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  a:\n    runs-on: local\n    steps:\n"
+                                 "      - run: exit 1\n      - uses: ./.github/actions/inner\n"
+                                 "        if: always()\n        with:\n          n: late\n")
+    a = lines(out, "a")
+    check("composite: if: always() after a failure runs the nested steps",
+          rc == 1 and "  | inner n=late who=none caller=" in a, "\n".join(a) + err)
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  b:\n    runs-on: local\n    steps:\n"
+                                 "      - uses: ./.github/actions/broken\n      - run: echo not-reached\n")
+    b = "\n".join(lines(out, "b"))
+    check("composite: a broken action.yml fails the step naming its line",
+          rc == 1 and "broken/action.yml:5:" in b and "not-reached" not in b, b + err)
+
+    # Ctrl-C inside a composite's nested step: it stops, the composite fails, always() runs.
+    os.makedirs(os.path.join(acts, "slow"), exist_ok=True)
+    with open(os.path.join(acts, "slow", "action.yml"), "w") as f:
+        f.write("name: slow\nruns:\n  using: composite\n  steps:\n"
+                "    - shell: sh\n      run: echo nested-started; sleep 60\n"
+                "    - shell: sh\n      run: echo nested-not-this\n")
+    path = os.path.join(tmp, "wf.yml")
+    with open(path, "w") as f:
+        f.write("on: push\njobs:\n  c:\n    runs-on: local\n    steps:\n"
+                "      - uses: ./.github/actions/slow\n"
+                "      - run: echo \"after ${{ job.status }}\"\n        if: always()\n")
+    proc = subprocess.Popen([RUNNERCTL, "exec", "-l", "local=host", "-C", tmp, path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+        if "| nested-started" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, errs = proc.communicate(timeout=60)
+    seen += rest
+    c = lines(seen, "c")
+    check("composite cancel: nested step stopped", "  error: The step was cancelled." in c, seen + errs)
+    check("composite cancel: later nested step skipped", "  | nested-not-this" not in c, seen)
+    check("composite cancel: always() step ran", "  | after cancelled" in c, seen)
+    check("composite cancel: exit 1", proc.returncode == 1, str(proc.returncode))
+
     # Unknown label: exit 2 before running anything.
     path = os.path.join(tmp, "wf.yml")
     with open(path, "w") as f:

@@ -12,8 +12,23 @@ Scenarios:
                 its post stage after the last step with the state saved by main
   local         a local node action from the checked-out repository
   docker        a remote docker action (runs.image docker://...) with args from inputs and env
-  errors        a reference without @ref (at load and at run time), a repository without an action.yml, a shortened sha,
-                composite (not supported yet): each fails the step with a message naming it
+  dockerfile    a remote docker action built from its Dockerfile (in a sub-directory, with
+                args from inputs, an output, pre-entrypoint before the first step and
+                post-entrypoint after the last), a local one from the checked-out repository
+                (synthesised from a lone Dockerfile), a Dockerfile that does not build
+  composite     a remote composite action: inputs (with and defaults), an output from a nested
+                step, GITHUB_ENV reaching later job steps but not the caller's env:, no secrets
+                inside, a script beside action.yml through GITHUB_ACTION_PATH, a nested node
+                action with its own inputs and a post stage; a failing composite: later nested
+                steps skipped, if: failure() inside runs, the job step fails
+  prepost       pre stages before the first step (in step order, with inputs and their
+                defaults, state handed to main), pre-if false skips one, post stages in reverse
+                order after the last step; a failing pre stage fails the job before any step
+  kill9         runnerd killed (SIGKILL) while a step after a node action runs: the restarted
+                runnerd resumes the job and still runs the action's post stage; killed inside a
+                composite action's nested step: that step fails saying why, the job goes on
+  errors        a reference without @ref (at load and at run time), a repository without an
+                action.yml, a shortened sha: each fails the step with a message naming it
 
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some scenarios with `actions.py NAME...`."""
 import os
@@ -194,6 +209,178 @@ def sc_docker(d, tmp, r, gs, shas):
     check("env FROM_ACTION=yes" in out, "docker: runs.env reaches the container")
 
 
+COMPOSITE_ACTION = {
+    "action.yml": "name: comp\ninputs:\n  who:\n    required: true\n  greeting:\n    default: hey\n"
+                  "outputs:\n  said:\n    value: ${{ steps.say.outputs.said }}\n"
+                  "runs:\n  using: composite\n  steps:\n"
+                  "    - id: say\n      shell: sh\n      run: |\n"
+                  "        echo \"composite says $INPUT_GREETING ${{ inputs.who }}\"\n"
+                  "        echo \"said=${{ inputs.greeting }} ${{ inputs.who }}\" >> \"$GITHUB_OUTPUT\"\n"
+                  "        echo FROM_COMPOSITE=yes >> \"$GITHUB_ENV\"\n"
+                  "        echo \"inside caller=$CALLER_ENV secrets=${{ toJSON(secrets) }}\"\n"
+                  "    - shell: sh\n      run: sh \"$GITHUB_ACTION_PATH/helper.sh\" \"${{ steps.say.outcome }}\"\n"
+                  "    - uses: acts/hello@v1\n      with:\n        who: nested\n",
+    "helper.sh": "echo \"helper ran after $1\"\n",
+}
+
+FAILING_COMPOSITE = {
+    "action.yml": "name: compfail\nruns:\n  using: composite\n  steps:\n"
+                  "    - run: echo first; exit 3\n      shell: sh\n"
+                  "    - run: echo should-not-run\n      shell: sh\n"
+                  "    - run: echo composite saw ${{ steps['0'].outcome }}\n      if: failure()\n      shell: sh\n",
+}
+
+
+def sc_composite(d, tmp, r, gs, shas):
+    steps = [{"id": "c", "uses": "acts/comp@v1", "with": {"who": "world"}, "env": {"CALLER_ENV": "caller"}},
+             {"run": "echo \"out=${{ steps.c.outputs.said }} env=$FROM_COMPOSITE caller=$CALLER_ENV\""},
+             {"run": "echo last-step"}]
+    t = run_job(d, steps, context(gs, shas[0]))
+    out = text_of(t)
+    check(t and t["status"] == "success", "composite: the job succeeds:\n" + out[-2000:])
+    check("composite says hey world" in out, "composite: INPUT_* from with and defaults:\n" + out[-1500:])
+    check("inside caller=caller secrets={}" in out, "composite: the caller's env inside, no secrets:\n" + out[-1500:])
+    check("helper ran after success" in out, "composite: a script beside action.yml, the nested steps context")
+    check("main says hi nested" in out, "composite: a nested node action with its own inputs only")
+    check("out=hey world env=yes caller=" in out and "caller=caller\n" not in out.split("out=")[1],
+          "composite: output, GITHUB_ENV propagated, the caller's env: does not leak:\n" + out[-1500:])
+    rows = rows_of(t)
+    post = [i for i, l in enumerate(rows) if "post says hi nested" in l]
+    last = [i for i, l in enumerate(rows) if l.strip() == "last-step"]
+    check(post and last and post[0] > last[0], "composite: the nested action's post stage runs at the end")
+    steps = [{"uses": "acts/compfail@v1"}, {"run": "echo after-failure"},
+             {"if": "always()", "run": "echo always-ran"}]
+    t = run_job(d, steps, context(gs, shas[0]))
+    out = text_of(t)
+    check(t and t["status"] == "failure", "composite: a failing nested step fails the job")
+    check("first" in out and "should-not-run" not in out and "composite saw failure" in out,
+          "composite: later nested steps skipped, if: failure() inside runs:\n" + out[-1500:])
+    check("after-failure" not in out and "always-ran" in out, "composite: the job goes on as after a failed step")
+
+
+PREPOST_ACTION = {
+    "action.yml": "name: prepost\ninputs:\n  tag:\n    default: dflt\n"
+                  "runs:\n  using: node20\n  pre: pre.js\n  main: main.js\n  post: post.js\n",
+    "pre.js": "const fs = require('fs');\n"
+              "console.log('pre of ' + process.env['INPUT_TAG']);\n"
+              "fs.appendFileSync(process.env['GITHUB_STATE'], 'frompre=' + process.env['INPUT_TAG'] + '\\n');\n",
+    "main.js": "console.log('main of ' + process.env['INPUT_TAG'] + ' state=' + process.env['STATE_frompre']);\n",
+    "post.js": "console.log('post of ' + process.env['INPUT_TAG']);\n",
+    "skip/action.yml": "name: skip\nruns:\n  using: node20\n  pre: ../pre.js\n  pre-if: false\n"
+                       "  main: ../main.js\n",
+    "fail/action.yml": "name: fail\nruns:\n  using: node20\n  pre: fail.js\n  main: ../main.js\n",
+    "fail/fail.js": "console.log('failing pre'); process.exit(4);\n",
+}
+
+
+def sc_prepost(d, tmp, r, gs, shas):
+    steps = [{"run": "echo first-step"},
+             {"uses": "acts/prepost@v1", "with": {"tag": "one"}},
+             {"uses": "acts/prepost@v1"},
+             {"uses": "acts/prepost/skip@v1", "with": {"tag": "skipped"}},
+             {"run": "echo last-step"}]
+    t = run_job(d, steps, context(gs, shas[0]))
+    out = text_of(t)
+    rows = [l.strip() for l in rows_of(t)]
+
+    def at(text):
+        found = [i for i, l in enumerate(rows) if l.endswith(text)]
+        return found[0] if found else -1
+    check(t and t["status"] == "success", "prepost: the job succeeds:\n" + out[-2000:])
+    check(0 <= at("pre of one") < at("pre of dflt") < at("first-step"),
+          "prepost: pre stages first, in step order, with inputs and defaults:\n" + out[-2000:])
+    check("pre of skipped" not in out, "prepost: pre-if false skips the pre stage")
+    check(at("main of one state=one") > at("first-step") and at("main of dflt state=dflt") > 0,
+          "prepost: each main stage sees its own pre stage's state:\n" + out[-2000:])
+    check(at("last-step") < at("post of dflt") < at("post of one"),
+          "prepost: post stages in reverse order after the last step:\n" + out[-2000:])
+    check(out.count("Fetching action acts/prepost@v1") == 1, "prepost: the action is fetched once for the job")
+    steps = [{"run": "echo first-step"}, {"uses": "acts/prepost/fail@v1"},
+             {"if": "always()", "run": "echo always-step"}]
+    t = run_job(d, steps, context(gs, shas[0]))
+    out = text_of(t)
+    check(t and t["status"] == "failure", "prepost: a failing pre stage fails the job")
+    check("failing pre" in out and "Pre stage completed with exit code 4" in out,
+          "prepost: the pre stage's failure is in the log:\n" + out[-1500:])
+    check("first-step" not in out and "always-step" not in out and "main of" not in out,
+          "prepost: no main stage runs after a failed pre stage:\n" + out[-1500:])
+
+
+def dockbuild_action(base):
+    return {
+        "action.yml": "name: Dock Build\ninputs:\n  who:\n    default: nobody\n"
+                      "runs:\n  using: docker\n  image: docker/Dockerfile\n"
+                      "  args: ['${{ inputs.who }}']\n"
+                      "  pre-entrypoint: /bin/sh /pre.sh\n  post-entrypoint: /bin/sh /post.sh\n",
+        "docker/Dockerfile": "FROM %s\nCOPY entry.sh pre.sh post.sh /\n"
+                             "ENTRYPOINT [\"/bin/sh\", \"/entry.sh\"]\n" % base,
+        "docker/entry.sh": "echo \"built says hello $1\"\necho \"out=$1\" >> \"$GITHUB_OUTPUT\"\n",
+        "docker/pre.sh": "echo \"pre of $1\"\n",
+        "docker/post.sh": "echo \"post of $1\"\n",
+    }
+
+
+def sc_dockerfile(d, tmp, r, gs, shas):
+    steps = [{"uses": "actions/checkout@v4"},
+             {"id": "b", "uses": "acts/dockbuild@v1", "with": {"who": "builder"}},
+             {"run": "echo \"out=${{ steps.b.outputs.out }}\""},
+             {"uses": "./.github/actions/ldock"},
+             {"run": "echo last-step"}]
+    try:
+        t = run_job(d, steps, context(gs, shas[0]), timeout=300)
+        out = text_of(t)
+        rows = [l.strip() for l in rows_of(t)]
+
+        def at(text):
+            found = [i for i, l in enumerate(rows) if l.endswith(text)]
+            return found[0] if found else -1
+        check(t and t["status"] == "success", "dockerfile: the job succeeds:\n" + out[-2500:])
+        check(0 <= at("pre of builder") < at("built says hello builder"),
+              "dockerfile: pre-entrypoint before the main stage:\n" + out[-2000:])
+        check("out=builder" in out, "dockerfile: an output from the built container")
+        check("local docker built" in out, "dockerfile: a local action from a lone Dockerfile:\n" + out[-1500:])
+        check(0 <= at("last-step") < at("post of builder"), "dockerfile: post-entrypoint after the last step")
+        steps = [{"uses": "acts/dockbad@v1"}, {"run": "echo not-reached"}]
+        t = run_job(d, steps, context(gs, shas[0]), timeout=300)
+        out = text_of(t)
+        check(t and t["status"] == "failure" and "returned a non-zero code: 3" in out and "not-reached" not in out,
+              "dockerfile: a failing build fails the step with the engine's message:\n" + out[-1500:])
+    finally:
+        ids = subprocess.run(["docker", "images", "-q", "--filter", "label=io.runnerd.action"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rmi", "-f"] + sorted(set(ids)), capture_output=True)
+
+
+def sc_kill9(d, tmp, r, gs, shas):
+    def kill_when(job, text):
+        wait_until(lambda: (lambda t: t and any(text in x for x in rows_of(t)))(d.task_of_job(job)), 90,
+                   "%r before the kill" % text)
+        r.proc.kill()
+        r.wait(10)
+        time.sleep(1)
+        r.start()
+    steps = [{"id": "h", "uses": "acts/hello@v1", "with": {"who": "again"}},
+             {"run": "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.3; done"},
+             {"run": "echo \"after output=${{ steps.h.outputs.said }}\""}]
+    job = d.admin("enqueue", {"runsOn": ["matric-builder"], "steps": steps, "context": context(gs, shas[0])})["jobId"]
+    kill_when(job, "tick 2")
+    t = final_task(d, job, 120)
+    out = text_of(t)
+    check(t and t["status"] == "success", "kill9: the resumed job succeeds:\n" + out[-1500:])
+    check("after output=hi again" in out, "kill9: outputs from before the kill are kept")
+    check(out.count("post says hi again") == 1, "kill9: the post stage registered before the kill runs once:\n" + out[-1500:])
+    steps = [{"uses": "acts/slowcomp@v1"}, {"if": "always()", "run": "echo \"after ${{ job.status }}\""}]
+    job = d.admin("enqueue", {"runsOn": ["matric-builder"], "steps": steps, "context": context(gs, shas[0])})["jobId"]
+    kill_when(job, "nested tick 2")
+    t = final_task(d, job, 120)
+    out = text_of(t)
+    check(t and t["status"] == "failure" and "restarted while this composite action ran" in out,
+          "kill9: a composite interrupted by a restart fails saying why:\n" + out[-1500:])
+    check("after failure" in out and "nested tick 8" not in out.split("restarted while")[-1],
+          "kill9: the job goes on after it:\n" + out[-1500:])
+
+
 def sc_errors(d, tmp, r, gs, shas):
     cases = [
         # refused by the workflow loader already, with the file, line and column
@@ -202,7 +389,6 @@ def sc_errors(d, tmp, r, gs, shas):
         ("${{ 'acts/hello' }}", "Expected format {org}/{repo}[/path]@ref. Actual 'acts/hello' Input string was not in a correct format"),
         ("acts/empty@v1", "no action.yml, action.yaml or Dockerfile"),
         ("acts/hello@%s" % r.hello_sha[:10], "is the shortened version of a commit SHA"),
-        ("acts/comp@v1", "composite actions are not supported yet"),
     ]
     for uses, want in cases:
         t = run_job(d, [{"uses": uses}, {"run": "echo not-reached"}], context(gs, shas[0]))
@@ -212,7 +398,8 @@ def sc_errors(d, tmp, r, gs, shas):
 
 
 SCENARIOS = [("checkout", sc_checkout), ("node", sc_node), ("local", sc_local), ("docker", sc_docker),
-             ("errors", sc_errors)]
+             ("dockerfile", sc_dockerfile), ("composite", sc_composite), ("prepost", sc_prepost),
+             ("kill9", sc_kill9), ("errors", sc_errors)]
 
 
 def main():
@@ -227,6 +414,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="runnerd-e2e-actions-")
     gs = GitServer(tmp, ["acme"])
     local_action = {".github/actions/greet/" + k: v for k, v in NODE_ACTION.items()}
+    local_action[".github/actions/ldock/Dockerfile"] = ("FROM %s\nCOPY hello.txt /\nENTRYPOINT [\"cat\", \"/hello.txt\"]\n"
+                                                       % imgs["busybox"])
+    local_action[".github/actions/ldock/hello.txt"] = "local docker built\n"
     shas = make_repo(gs.root, "acme/app", [dict({"version.txt": "version one\n"}, **local_action),
                                            {"version.txt": "version two\n"}], tags={"v2": 1})
     hello = make_repo(gs.root, "acts/hello", [NODE_ACTION], tags={"v1": 0})
@@ -236,8 +426,15 @@ def main():
                       "  args: ['-c', 'echo dock says hello ${{ inputs.who }}; echo env FROM_ACTION=$FROM_ACTION']\n"
                       "  env:\n    FROM_ACTION: 'yes'\n" % imgs["busybox"]}], tags={"v1": 0})
     make_repo(gs.root, "acts/empty", [{"README": "nothing here\n"}], tags={"v1": 0})
-    make_repo(gs.root, "acts/comp", [{"action.yml": "name: c\nruns:\n  using: composite\n  steps:\n"
-                                                    "    - run: echo hi\n      shell: sh\n"}], tags={"v1": 0})
+    make_repo(gs.root, "acts/comp", [COMPOSITE_ACTION], tags={"v1": 0})
+    make_repo(gs.root, "acts/compfail", [FAILING_COMPOSITE], tags={"v1": 0})
+    make_repo(gs.root, "acts/prepost", [PREPOST_ACTION], tags={"v1": 0})
+    make_repo(gs.root, "acts/slowcomp", [{"action.yml": "name: slow\nruns:\n  using: composite\n  steps:\n"
+                                                        "    - shell: sh\n      run: for i in 1 2 3 4 5 6 7 8; do echo nested tick $i; sleep 0.3; done\n"}],
+              tags={"v1": 0})
+    make_repo(gs.root, "acts/dockbuild", [dockbuild_action(imgs["busybox"])], tags={"v1": 0})
+    make_repo(gs.root, "acts/dockbad", [{"Dockerfile": "FROM %s\nRUN exit 3\n" % imgs["busybox"]}],
+              tags={"v1": 0})
     gs.start()
     d = base.Double(tmp)
     r = base.Runner(d, tmp, "actions", imgs["node"], capacity=2)

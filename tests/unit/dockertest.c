@@ -83,8 +83,9 @@ guard(const char *label)
     char *cmd = xasprintf(
         "docker ps -aq --filter label=%s | xargs -r docker rm -f -v >/dev/null 2>&1;"
         "docker network ls -q --filter label=%s | xargs -r docker network rm >/dev/null 2>&1;"
-        "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1",
-        label, label, label);
+        "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1;"
+        "docker image ls -q --filter label=%s | xargs -r docker rmi -f >/dev/null 2>&1",
+        label, label, label, label);
 
     dockertest_guard_cmd(cmd);
     free(cmd);

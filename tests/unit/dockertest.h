@@ -1,6 +1,7 @@
 /* dockertest.h: shared fixture for unit tests against the real Docker engine: a loop, httpc,
  * a connected docker client, the offline busybox test image, a unique test label and a guard
- * process that removes everything carrying it when the test process ends, however it ends. */
+ * process that removes everything carrying it (containers, networks, volumes, images) when the
+ * test process ends, however it ends. */
 #ifndef DOCKERTEST_H
 #define DOCKERTEST_H
 

@@ -8,10 +8,13 @@
  * networks (create, duplicate, connect, remove) and volumes, the label sweep, the Debian image
  * (bash), and pull-by-digest from a real registry on loopback (Debian's docker-registry with
  * htpasswd auth: refused without pulling, failing without credentials, a digest the registry
- * lacks, pulled and verified with base64url X-Registry-Auth). Each test
+ * lacks, pulled and verified with base64url X-Registry-Auth), and image builds from a context tar
+ * (tag, labels, output lines split and joined as the engine streams them, the Id; a RUN that
+ * fails, a parse error, a missing base image; a Dockerfile in a subdirectory). Each test
  * labels what it creates with a unique value; a guard process removes leftovers with the docker
  * CLI even when the test dies. */
 #include <fcntl.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -108,8 +111,9 @@ guard(const char *label)
     char *script = xasprintf(
         "docker ps -aq --filter label=%s | xargs -r docker rm -f -v >/dev/null 2>&1;"
         "docker network ls -q --filter label=%s | xargs -r docker network rm >/dev/null 2>&1;"
-        "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1",
-        label, label, label);
+        "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1;"
+        "docker image ls -q --filter label=%s | xargs -r docker rmi -f >/dev/null 2>&1",
+        label, label, label, label);
 
     dockertest_guard_cmd(script);
     free(script);
@@ -461,6 +465,224 @@ TEST(image_import_and_remove)
     ASSERT_STR_CONTAINS(t.msg, "import image runnerd-test/imported:");
     tres_free(&t);
     tar_free(&tar);
+    teardown(&f);
+}
+
+/* ---- image builds ------------------------------------------------------------------------ */
+
+/* A build context: the files name, data, name, data, ..., NULL (a finished tar; tar_free it). */
+static void
+context_tar(struct tar *t, ...)
+{
+    struct err e = {0};
+    va_list ap;
+    const char *name;
+
+    tar_init(t);
+    va_start(ap, t);
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        const char *data = va_arg(ap, const char *);
+
+        if (strchr(name, '/') != NULL) {
+            char *dir = xstrndup(name, (size_t)(strrchr(name, '/') - name));
+
+            ASSERT_OK(tar_add_dir(t, dir, 0755, &e));
+            free(dir);
+        }
+        ASSERT_OK(tar_add_file(t, name, 0644, data, strlen(data), &e));
+    }
+    va_end(ap);
+    tar_finish(t);
+}
+
+/* The build's output lines, one per line (progress shares the callback's arg). */
+static struct buf build_log;
+
+static void
+on_build_line(const char *line, void *arg)
+{
+    (void)arg;
+    ASSERT(strchr(line, '\n') == NULL && line[0] != '\0');
+    buf_printf(&build_log, "%s\n", line);
+}
+
+static void
+remove_image(struct fx *f, const char *ref)
+{
+    struct tres t = {0};
+    struct err e;
+
+    ASSERT_OK(docker_image_remove(f->d, ref, true, on_res, &t, &e));
+    wait_for(f, &t);
+    ASSERT_EQ(t.rc, 0);
+    tres_free(&t);
+    ASSERT_OK(docker_image_inspect(f->d, ref, on_res, &t, &e));
+    wait_for(f, &t);
+    ASSERT_EQ(t.rc, ERR_NOTFOUND);
+    tres_free(&t);
+}
+
+TEST(image_build_from_context)
+{
+    struct fx f;
+    struct tres t = {0};
+    struct err e;
+    struct tar tar;
+    json_t *l, *cfg;
+    char *dockerfile, tag[96], *id, *want;
+
+    setup(&f, "build");
+    l = labels(&f);
+    snprintf(tag, sizeof tag, "runnerd-test/built:%d", (int)getpid());
+    /* "part" and "ial" arrive in separate messages, the newline in a third */
+    dockerfile = xasprintf("FROM %s\nCOPY hello.txt /hello.txt\n"
+                           "RUN echo -n part; echo -n ial; echo; echo two; test -f /hello.txt\n"
+                           "LABEL io.runnerd.test.from=dockerfile\n",
+                           f.image);
+    context_tar(&tar, "Dockerfile", dockerfile, "hello.txt", "hello\n", NULL);
+    ASSERT_OK(docker_image_build(f.d, tar.out.data, tar.out.len, tag, NULL, l, on_build_line,
+                                 on_res, &t, &e));
+    tar_free(&tar); /* the call has its own copy */
+    wait_for(&f, &t);
+    if (t.rc < 0)
+        test_fail(__FILE__, __LINE__, "build: %s\n%s", t.msg, buf_str(&build_log));
+    ASSERT_EQ(strlen(t.id), 71);
+    ASSERT(strncmp(t.id, "sha256:", 7) == 0);
+    id = xstrdup(t.id);
+    tres_free(&t);
+    /* each label is a step of its own: the step count depends on them */
+    ASSERT(strncmp(buf_str(&build_log), "Step 1/", 7) == 0);
+    want = xasprintf(" : FROM %s\n", f.image);
+    ASSERT_STR_CONTAINS(buf_str(&build_log), want);
+    free(want);
+    ASSERT_STR_CONTAINS(buf_str(&build_log), "\nStep 2/");
+    ASSERT_STR_CONTAINS(buf_str(&build_log), " : COPY hello.txt /hello.txt\n");
+    ASSERT_STR_CONTAINS(buf_str(&build_log), "\npartial\ntwo\n");
+    want = xasprintf("\nSuccessfully built %.12s\nSuccessfully tagged %s\n", id + 7, tag);
+    ASSERT_STR_CONTAINS(buf_str(&build_log), want);
+    free(want);
+
+    ASSERT_OK(docker_image_inspect(f.d, tag, on_res, &t, &e));
+    wait_for(&f, &t);
+    ASSERT_EQ(t.rc, 0);
+    ASSERT_STR_EQ(json_string_value(json_object_get(t.json, "Id")), id);
+    ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(t.json, "RepoTags"), 0)), tag);
+    cfg = json_object_get(json_object_get(t.json, "Config"), "Labels");
+    ASSERT_STR_EQ(json_string_value(json_object_get(cfg, TEST_LABEL_KEY)), f.label_val);
+    ASSERT_STR_EQ(json_string_value(json_object_get(cfg, DOCKER_LABEL_MANAGED)), "1");
+    ASSERT_STR_EQ(json_string_value(json_object_get(cfg, "io.runnerd.test.from")), "dockerfile");
+    tres_free(&t);
+    remove_image(&f, id);
+    free(id);
+    free(dockerfile);
+    buf_free(&build_log);
+    json_decref(l);
+    teardown(&f);
+}
+
+/* Builds the Dockerfile text alone; the outcome in *t. */
+static void
+build_one(struct fx *f, const char *dockerfile, const char *tag, json_t *l, struct tres *t)
+{
+    struct tar tar;
+    struct err e;
+
+    context_tar(&tar, "Dockerfile", dockerfile, NULL);
+    ASSERT_OK(docker_image_build(f->d, tar.out.data, tar.out.len, tag, NULL, l, NULL, on_res, t,
+                                 &e));
+    tar_free(&tar);
+    wait_for(f, t);
+}
+
+TEST(image_build_failures)
+{
+    struct fx f;
+    struct tres t = {0};
+    json_t *l;
+    char tag[96], *df, *want;
+
+    setup(&f, "build-fail");
+    l = labels(&f);
+    snprintf(tag, sizeof tag, "runnerd-test/build-fail:%d", (int)getpid());
+
+    /* a RUN that fails: the engine's words from the stream, no image */
+    df = xasprintf("FROM %s\nRUN echo about to fail; exit 3\nLABEL x=y\n", f.image);
+    build_one(&f, df, tag, l, &t);
+    ASSERT_EQ(t.rc, -EIO);
+    want = xasprintf("build image %s: The command '/bin/sh -c echo about to fail; exit 3' "
+                     "returned a non-zero code: 3",
+                     tag);
+    ASSERT_STR_EQ(t.msg, want);
+    ASSERT(t.id[0] == '\0');
+    free(want);
+    free(df);
+    tres_free(&t);
+
+    /* a parse error: refused before anything runs, as a 400 */
+    df = xasprintf("FROM %s\nBOGUS x\n", f.image);
+    build_one(&f, df, tag, l, &t);
+    ASSERT_EQ(t.rc, ERR_INVALID);
+    want = xasprintf("build image %s: 400 dockerfile parse error line 2: unknown instruction: "
+                     "BOGUS",
+                     tag);
+    ASSERT_STR_EQ(t.msg, want);
+    free(want);
+    free(df);
+    tres_free(&t);
+
+    /* a base image this engine does not have: never pulled from here, so offline the engine's
+     * registry lookup fails (its message depends on the network) */
+    build_one(&f, "FROM runnerd-test/no-such-image:1\n", NULL, l, &t);
+    ASSERT(t.rc < 0);
+    ASSERT(strncmp(t.msg, "build image: ", 13) == 0);
+    tres_free(&t);
+
+    /* nothing was tagged */
+    ASSERT_OK(docker_image_inspect(f.d, tag, on_res, &t, &(struct err){0}));
+    wait_for(&f, &t);
+    ASSERT_EQ(t.rc, ERR_NOTFOUND);
+    tres_free(&t);
+    json_decref(l);
+    teardown(&f);
+}
+
+TEST(image_build_dockerfile_in_subdir)
+{
+    struct fx f;
+    struct tres t = {0};
+    struct err e;
+    struct tar tar;
+    json_t *l;
+    char *df, *id;
+
+    setup(&f, "build-sub");
+    l = labels(&f);
+    /* the context stays the archive's root: COPY names files there */
+    df = xasprintf("FROM %s\nCOPY top.txt /top.txt\n", f.image);
+    context_tar(&tar, "sub/Dockerfile", df, "top.txt", "top\n", NULL);
+    ASSERT_OK(docker_image_build(f.d, tar.out.data, tar.out.len, NULL, "sub/Dockerfile", l,
+                                 on_build_line, on_res, &t, &e));
+    wait_for(&f, &t);
+    if (t.rc < 0)
+        test_fail(__FILE__, __LINE__, "build: %s\n%s", t.msg, buf_str(&build_log));
+    ASSERT_EQ(strlen(t.id), 71);
+    ASSERT_STR_CONTAINS(buf_str(&build_log), " : COPY top.txt /top.txt\n");
+    id = xstrdup(t.id);
+    tres_free(&t);
+    remove_image(&f, id);
+
+    /* the default name is not there */
+    ASSERT_OK(docker_image_build(f.d, tar.out.data, tar.out.len, NULL, NULL, l, NULL, on_res, &t,
+                                 &e));
+    wait_for(&f, &t);
+    ASSERT(t.rc < 0);
+    ASSERT_STR_EQ(t.msg, "build image: 500 Cannot locate specified Dockerfile: Dockerfile");
+    tres_free(&t);
+    tar_free(&tar);
+    free(id);
+    free(df);
+    buf_free(&build_log);
+    json_decref(l);
     teardown(&f);
 }
 

@@ -1,13 +1,16 @@
 /* test-tar.c: the in-memory ustar writer, checked by the system's tar(1): files, directories,
  * modes, a name split into the ustar prefix, a name that needs a PAX header, an empty file,
  * block alignment, symlinks (a long target in a PAX linkpath), and refusal of absolute and
- * ".." names. */
+ * ".." names. The reader: our own archives read back (prefix split, PAX path and linkpath),
+ * GNU and PAX archives from tar(1) with long names, "./" prefixes and hard links, and
+ * truncated or corrupted archives refused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "runner/buf.h"
 #include "tar.h"
 
 static void
@@ -126,5 +129,158 @@ TEST(bad_names_refused)
     ASSERT_EQ(tar_add_file(&t, "", 0644, "", 0, &e), -EINVAL);
     tar_finish(&t);
     ASSERT_EQ(t.out.len, 1024);
+    tar_free(&t);
+}
+
+/* ---- reading ---- */
+
+TEST(reader_reads_back_our_archives)
+{
+    struct tar t;
+    struct tar_reader r;
+    struct tar_entry ent;
+    struct err e = {0};
+    char longdir[150], prefixed[260], longname[300], longtarget[300];
+
+    memset(longdir, 'p', 120);
+    longdir[120] = '\0';
+    snprintf(prefixed, sizeof prefixed, "%s/short.txt", longdir);
+    memset(longname, 'n', 180);
+    snprintf(longname + 180, sizeof longname - 180, ".txt");
+    memset(longtarget, 't', 180);
+    snprintf(longtarget + 180, sizeof longtarget - 180, "/target");
+    tar_init(&t);
+    ASSERT_OK(tar_add_dir(&t, "dir", 0750, &e));
+    ASSERT_OK(tar_add_file(&t, "dir/run.sh", 0755, "#!/bin/sh\n", 10, &e));
+    ASSERT_OK(tar_add_file(&t, prefixed, 0644, "prefixed\n", 9, &e));
+    ASSERT_OK(tar_add_file(&t, longname, 0600, "pax\n", 4, &e));
+    ASSERT_OK(tar_add_symlink(&t, "link", longtarget, &e));
+    ASSERT_OK(tar_add_file(&t, "./dotted", 0644, "", 0, &e));
+    tar_finish(&t);
+
+    tar_reader_init(&r, t.out.data, t.out.len);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_STR_EQ(ent.path, "dir");
+    ASSERT_EQ(ent.type, '5');
+    ASSERT_EQ(ent.mode, 0750);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_STR_EQ(ent.path, "dir/run.sh");
+    ASSERT_EQ(ent.type, '0');
+    ASSERT_EQ(ent.mode, 0755);
+    ASSERT_EQ(ent.len, 10);
+    ASSERT(memcmp(ent.data, "#!/bin/sh\n", 10) == 0);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_STR_EQ(ent.path, prefixed);
+    ASSERT_EQ(ent.len, 9);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_STR_EQ(ent.path, longname);
+    ASSERT_EQ(ent.len, 4);
+    ASSERT(memcmp(ent.data, "pax\n", 4) == 0);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_STR_EQ(ent.path, "link");
+    ASSERT_EQ(ent.type, '2');
+    ASSERT_STR_EQ(ent.link, longtarget);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_STR_EQ(ent.path, "dotted");
+    ASSERT_EQ(ent.len, 0);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 0);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 0);
+    tar_reader_free(&r);
+
+    /* without the end blocks, the end of the data is the end */
+    tar_reader_init(&r, t.out.data, t.out.len - 1024);
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 0);
+    tar_reader_free(&r);
+    tar_free(&t);
+}
+
+/* Reads every entry of the archive file at path into "type path[ -> link] len" lines. */
+static char *
+list_archive(const char *path)
+{
+    size_t n = 0;
+    char *data = test_read_file(path, &n);
+    struct tar_reader r;
+    struct tar_entry ent;
+    struct err e = {0};
+    struct buf out = BUF_INIT;
+    int rc;
+
+    ASSERT(data != NULL);
+    tar_reader_init(&r, data, n);
+    while ((rc = tar_next(&r, &ent, &e)) > 0) {
+        buf_printf(&out, "%c %s", ent.type, ent.path);
+        if (ent.link[0])
+            buf_printf(&out, " -> %s", ent.link);
+        buf_printf(&out, " %zu\n", ent.len);
+    }
+    if (rc < 0)
+        test_fail(__FILE__, __LINE__, "%s: %s", path, e.msg);
+    tar_reader_free(&r);
+    free(data);
+    return buf_steal(&out);
+}
+
+TEST(reader_reads_system_tar_formats)
+{
+    char want[1200], longname[200], *got;
+
+    memset(longname, 'g', 150);
+    longname[150] = '\0';
+    snprintf(want, sizeof want,
+             "mkdir -p src/act && printf 'FROM x\\n' > src/act/Dockerfile && "
+             "printf 'hello\\n' > src/act/%s && ln src/act/Dockerfile src/act/hard && "
+             "ln -s Dockerfile src/act/soft && "
+             "tar -C src --format=gnu --sort=name -cf gnu.tar ./act && "
+             "tar -C src --format=pax --sort=name -cf pax.tar act",
+             longname);
+    ASSERT_EQ(system(want), 0);
+    snprintf(want, sizeof want,
+             "5 act 0\n0 act/Dockerfile 7\n0 act/%s 6\n1 act/hard -> ./act/Dockerfile 0\n"
+             "2 act/soft -> Dockerfile 0\n",
+             longname);
+    got = list_archive("gnu.tar");
+    ASSERT_STR_EQ(got, want);
+    free(got);
+    snprintf(want, sizeof want,
+             "5 act 0\n0 act/Dockerfile 7\n0 act/%s 6\n1 act/hard -> act/Dockerfile 0\n"
+             "2 act/soft -> Dockerfile 0\n",
+             longname);
+    got = list_archive("pax.tar");
+    ASSERT_STR_EQ(got, want);
+    free(got);
+}
+
+TEST(reader_refuses_broken_archives)
+{
+    struct tar t;
+    struct tar_reader r;
+    struct tar_entry ent;
+    struct err e = {0};
+    char data[2000];
+
+    memset(data, 'x', sizeof data);
+    tar_init(&t);
+    ASSERT_OK(tar_add_file(&t, "a", 0644, data, sizeof data, &e));
+    tar_finish(&t);
+
+    /* the file's data cut short */
+    tar_reader_init(&r, t.out.data, 1024);
+    ASSERT_EQ(tar_next(&r, &ent, &e), ERR_PROTO);
+    ASSERT_STR_EQ(e.msg, "tar: entry at byte 0 runs past the end");
+    tar_reader_free(&r);
+    /* half a header */
+    tar_reader_init(&r, t.out.data, 100);
+    ASSERT_EQ(tar_next(&r, &ent, &e), ERR_PROTO);
+    ASSERT_STR_EQ(e.msg, "tar: truncated header at byte 0");
+    tar_reader_free(&r);
+    /* a changed name: the checksum no longer matches */
+    t.out.data[0] = 'b';
+    tar_reader_init(&r, t.out.data, t.out.len);
+    ASSERT_EQ(tar_next(&r, &ent, &e), ERR_PROTO);
+    ASSERT_STR_EQ(e.msg, "tar: bad header checksum at byte 0");
+    tar_reader_free(&r);
     tar_free(&t);
 }
