@@ -675,6 +675,10 @@ action_parse(const char *file, const char *data, size_t len, const char *what,
 
     *out = NULL;
     a->file = xstrdup(c.file);
+    a->text = xmalloc(len + 1);
+    memcpy(a->text, data, len);
+    a->text[len] = '\0';
+    a->text_len = len;
     rc = ydoc_parse(c.file, data, len, &a->root, &le);
     if (rc < 0)
         rc = insert_what(&le, c.file, c.what);
@@ -753,6 +757,7 @@ action_free(struct action *a)
     if (a == NULL)
         return;
     free(a->file);
+    free(a->text);
     free(a->name);
     free(a->using_str);
     for (size_t i = 0; i < a->n_inputs; i++) {

@@ -84,6 +84,9 @@ struct action {
     struct wf_step *steps;
     size_t n_steps;
     struct ynode *root; /* owns the nodes above */
+    char *text;       /* the file as read (a running composite is saved with the job's state
+                         and parsed again from it); NULL when synthesised */
+    size_t text_len;
 };
 
 /* Reads DIR/action.yml, else DIR/action.yaml, else synthesises a docker action for

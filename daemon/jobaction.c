@@ -1071,7 +1071,7 @@ docker_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json
 /* A composite action: its nested steps run in a frame of their own (§12.6), with the declared
  * inputs only. */
 static void
-composite_main(struct jobrun *jr, json_t *step_env, json_t *inputs)
+composite_main(struct jobrun *jr, json_t *step_env, json_t *inputs, bool pre)
 {
     struct jr_action *a = jr->act;
     struct action *act = a->act;
@@ -1094,7 +1094,7 @@ composite_main(struct jobrun *jr, json_t *step_env, json_t *inputs)
         remove_later(jr, a->tmp);
     act_free(jr->act);
     jr->act = NULL;
-    jr_frame_enter(jr, act, uses, dir, repo, ref, declared, step_env);
+    jr_frame_enter(jr, act, uses, dir, repo, ref, declared, step_env, pre);
     json_decref(declared);
     free(repo);
     free(uses);
@@ -1144,7 +1144,7 @@ action_ready(struct jobrun *jr)
         docker_main(jr, ctx, step_env, with, inputs);
         break;
     case ACTION_COMPOSITE:
-        composite_main(jr, step_env, inputs);
+        composite_main(jr, step_env, inputs, false);
         break;
     }
 out:
@@ -1333,6 +1333,11 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
     struct err e = {0};
     bool ok = false;
 
+    if (act->using == ACTION_COMPOSITE) {
+        /* A remote composite: the pre stages of its own steps' actions (§9.5). */
+        composite_main(jr, step_env, inputs, true);
+        return;
+    }
     bool docker = act->using == ACTION_DOCKER && act->pre_entrypoint;
     if (!docker && (act->using != ACTION_NODE || act->pre == NULL)) {
         act_end(jr, true);
@@ -1356,7 +1361,7 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
         char *name = jr_display_name(jr, s, ctx);
         char *title = xasprintf("Pre %s", name);
         json_t *p = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:O, s:O, s:O}",
-                              "step", (json_int_t)jr->cur, "id", s->eff_id, "name", title,
+                              "step", (json_int_t)jr->cur, "id", jr_cur_id(jr), "name", title,
                               "image", d.image, "entry", act->pre_entrypoint,
                               "args", jr_strv_json(d.args), "env", step_env ? step_env : json_null(),
                               "with", with ? with : json_null(), "extra", d.extra);
@@ -1373,7 +1378,7 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
     struct stepenv_in in = {
         .base_env = jr->x->base_env, .job_env = jr->job_env,
         .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
-        .step_id = s->eff_id, .action_path = a->dir, .action_repository = repo,
+        .step_id = jr_cur_id(jr), .action_path = a->dir, .action_repository = repo,
         .action_ref = a->ref.ref, .workspace = jr->x->workspace, .label = jr->label,
         .step_env = json_is_object(step_env) ? step_env : NULL,
         .with = json_is_object(with) ? with : NULL, .uses = true,
@@ -1385,7 +1390,7 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
     add_input_env(env, inputs);
     char *name = jr_display_name(jr, s, ctx);
     char *title = xasprintf("Pre %s", name);
-    json_t *p = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "id", s->eff_id, "name", title,
+    json_t *p = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "id", jr_cur_id(jr), "name", title,
                           "env", env, "cwd", jr->x->workspace, "dir", a->dir,
                           "script", act->pre);
     free(name);
@@ -1401,13 +1406,24 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
 
 /* Pre stages run before the first step, in step order (§9.5): each remote action of the job
  * (a literal reference: one with ${{ }} is only known when its step runs) is fetched and read
- * now, and runs.pre of a node action runs when its pre-if holds. Local actions have none. The
- * fetched commit is the one the main stage uses. */
+ * now; runs.pre of a node action (runs.pre-entrypoint of a docker one) runs when its pre-if
+ * holds, and a remote composite is entered (a frame with its inputs) to do the same for its
+ * own steps. Local actions have none. The fetched commit is the one the main stage uses. */
 bool
 jr_pre_next(struct jobrun *jr)
 {
-    while (!jr->pre_failed && !jr->cancelled && jr->pre_idx < jr->wj->n_steps) {
-        const struct wf_step *s = &jr->wj->steps[jr->pre_idx++];
+    for (;;) {
+        struct jr_frame *f = jr->frame; /* a remote composite entered for its pre stages */
+        const struct wf_step *steps = f ? f->steps : jr->wj->steps;
+        size_t n = f ? f->n : jr->wj->n_steps, *idx = f ? &f->pre_idx : &jr->pre_idx;
+
+        if (jr->pre_failed || jr->cancelled || *idx >= n) {
+            if (f == NULL)
+                break;
+            jr_frame_leave(jr);
+            continue;
+        }
+        const struct wf_step *s = &steps[(*idx)++];
         struct action_ref ref = {0};
         struct err e = {0};
 
@@ -1420,7 +1436,13 @@ jr_pre_next(struct jobrun *jr)
             continue; /* the main stage says what is wrong */
         }
         action_ref_free(&ref);
-        jr->cur = jr->pre_idx - 1;
+        if (f) {
+            f->cur = *idx - 1;
+            free(f->cur_id);
+            f->cur_id = xasprintf("%s.%s", f->id, s->eff_id);
+        } else {
+            jr->cur = *idx - 1;
+        }
         json_t *ctx = jr_contexts(jr, NULL);
         jr_action_start(jr, ctx);
         json_decref(ctx);

@@ -29,6 +29,8 @@ struct jr_frame {
     json_t *inputs;           /* its inputs context */
     json_t *env;              /* the calling step's env: (evaluated) */
     bool failed;              /* a nested step concluded failure */
+    bool pre;                 /* entered to run the nested steps' pre stages (§9.5) */
+    size_t pre_idx;           /* pre: the next nested step to look at */
     /* The calling step, put aside. */
     json_t *saved_outputs, *saved_env;
     char *saved_name;
@@ -118,7 +120,6 @@ struct jobrun {
     bool in_post;           /* a pre or post stage runs (its output goes to the job's log) */
     char *post_id;          /* the running pre or post stage's step id (GITHUB_STATE) */
     struct jr_frame *frame; /* the innermost composite action running, or NULL */
-    bool resume_composite;  /* resumed inside a composite action: its step is lost */
     /* Pre stages (§9.5): before the first main stage, for remote actions that have one. */
     bool pre_done;          /* all pre stages ran (or there were none) */
     bool pre_failed;        /* a pre stage failed: no main stage runs */
@@ -136,9 +137,12 @@ const char *jr_file(struct jobrun *jr);
  * composite's INPUT_* when with_inputs), then the step's own (evaluated, borrowed, may be
  * NULL). New object. */
 json_t *jr_step_env(struct jobrun *jr, json_t *own, bool with_inputs);
-/* Enters a composite action for the current step (takes act): its nested steps run next. */
+/* Enters a composite action for the current step (takes act): its nested steps run next, or
+ * with pre, their pre stages are looked for (jr_pre_next()). */
 void jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const char *path,
-                    const char *repo, const char *ref, json_t *inputs, json_t *env);
+                    const char *repo, const char *ref, json_t *inputs, json_t *env, bool pre);
+/* Leaves a composite action entered for its pre stages. */
+void jr_frame_leave(struct jobrun *jr);
 void jr_emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len);
 void __attribute__((format(printf, 4, 5)))
 jr_emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ...);

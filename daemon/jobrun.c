@@ -679,6 +679,92 @@ jr_strv_json(char *const *v)
     return a;
 }
 
+/* The composite actions the current step runs in, outermost first: all a resumed job needs
+ * to enter them again (the action.yml text is parsed again; it may no longer be readable). */
+static json_t *
+frames_json(struct jobrun *jr)
+{
+    json_t *a = json_array();
+
+    for (struct jr_frame *f = jr->frame; f; f = f->up) {
+        json_t *o = json_pack("{s:s%, s:s, s:s, s:s, s:s, s:s*, s:s*, s:I, s:i, s:b, s:O, s:O, "
+                              "s:O, s:O, s:O*, s:s*}",
+                              "text", f->act->text ? f->act->text : "",
+                              f->act->text ? f->act->text_len : (size_t)0,
+                              "file", f->act->file, "uses", f->uses, "id", f->id,
+                              "path", f->action_path, "repo", f->action_repo,
+                              "ref", f->action_ref, "cur", (json_int_t)f->cur,
+                              "depth", f->depth, "failed", f->failed, "steps", f->steps_ctx,
+                              "inputs", f->inputs, "env", f->env,
+                              "saved_outputs", f->saved_outputs ? f->saved_outputs : json_null(),
+                              "saved_env", f->saved_env, "saved_name", f->saved_name);
+        if (o)
+            json_array_insert_new(a, 0, o);
+    }
+    return a;
+}
+
+static char *
+dup_member(const json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+
+    return v ? xstrdup(v) : NULL;
+}
+
+/* Enters again the composite actions a checkpoint was taken in (see frames_json()). */
+static int
+frames_restore(struct jobrun *jr, const json_t *frames, struct err *e)
+{
+    size_t i;
+    json_t *o;
+
+    json_array_foreach(frames, i, o) {
+        const char *text = json_string_value(json_object_get(o, "text"));
+        const char *file = json_string_value(json_object_get(o, "file"));
+        const char *uses = json_string_value(json_object_get(o, "uses"));
+        const char *id = json_string_value(json_object_get(o, "id"));
+        struct action *act = NULL;
+        json_int_t cur = json_integer_value(json_object_get(o, "cur"));
+
+        if (text == NULL || file == NULL || uses == NULL || id == NULL)
+            return err_set(e, ERR_INVALID, "the job's checkpoint has a broken composite frame");
+        if (action_parse(file, text, json_string_length(json_object_get(o, "text")), uses, &act,
+                         e) < 0)
+            return err_prefix(e, "resuming inside %s: ", uses);
+        if (act->using != ACTION_COMPOSITE || cur < 0 || (size_t)cur >= act->n_steps) {
+            action_free(act);
+            return err_set(e, ERR_INVALID, "the job's checkpoint does not fit %s", file);
+        }
+        struct jr_frame *f = xcalloc(1, sizeof *f);
+        f->act = act;
+        f->steps = act->steps;
+        f->n = act->n_steps;
+        f->cur = (size_t)cur;
+        f->depth = (int)json_integer_value(json_object_get(o, "depth"));
+        f->uses = xstrdup(uses);
+        f->id = xstrdup(id);
+        f->cur_id = xasprintf("%s.%s", id, act->steps[cur].eff_id);
+        f->action_repo = dup_member(o, "repo");
+        f->action_ref = dup_member(o, "ref");
+        f->saved_name = dup_member(o, "saved_name");
+        f->action_path = dup_member(o, "path");
+        if (f->action_path == NULL)
+            f->action_path = xstrdup("");
+        f->failed = json_is_true(json_object_get(o, "failed"));
+#define DUPOBJ(k) (json_is_object(json_object_get(o, k)) ? json_deep_copy(json_object_get(o, k)) : json_object())
+        f->steps_ctx = DUPOBJ("steps");
+        f->inputs = DUPOBJ("inputs");
+        f->env = DUPOBJ("env");
+        f->saved_outputs = DUPOBJ("saved_outputs");
+        f->saved_env = DUPOBJ("saved_env");
+#undef DUPOBJ
+        f->up = jr->frame;
+        jr->frame = f;
+    }
+    return 0;
+}
+
 /* Tells the sink where the job is, before the current step runs (kind "run" or "docker").
  * Returns 0, or <0 with e set when the sink could not store it. */
 static int
@@ -706,15 +792,8 @@ checkpoint(struct jobrun *jr, const char *kind, struct err *e)
         return err_set(e, -ENOMEM, "checkpoint: cannot build the record");
     /* Post stages still to run: a resumed job runs them at its end. */
     json_object_set(cp, "posts", jr->posts);
-    if (jr->frame) {
-        /* Inside a composite action: its nested state is not kept, so a resumed job fails the
-         * step (see replay_done()); the name is the job step's. */
-        struct jr_frame *f = jr->frame;
-        while (f->up)
-            f = f->up;
-        json_object_set_new(cp, "composite", json_true());
-        json_object_set_new(cp, "cur_name", jstring_or_empty(f->saved_name));
-    }
+    if (jr->frame)
+        json_object_set_new(cp, "frames", frames_json(jr));
     rc = jr->sink->checkpoint(jr->sink_arg, jr, cp);
     if (rc < 0) {
         err_set(e, rc, "the runner could not save the job's state; not starting the step");
@@ -1042,21 +1121,28 @@ frames_unwind(struct jobrun *jr)
 
 void
 jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const char *path,
-               const char *repo, const char *ref, json_t *inputs, json_t *env)
+               const char *repo, const char *ref, json_t *inputs, json_t *env, bool pre)
 {
     struct jr_frame *f;
     int depth = jr->frame ? jr->frame->depth + 1 : 1;
 
     if (depth > COMPOSITE_MAX_DEPTH) {
         action_free(act);
-        jr->phase = PH_RUNNING;
-        jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR,
+        jr_emitf(jr, pre ? -1 : (int)jr->cur, JOBRUN_ERROR,
                  "uses: %s: composite actions nest deeper than %d levels", uses,
                  COMPOSITE_MAX_DEPTH);
+        if (pre) {
+            jr->job_failed = jr->pre_failed = true;
+            jr->phase = PH_STEPS;
+            jr_next_step(jr);
+            return;
+        }
+        jr->phase = PH_RUNNING;
         jr_end_step(jr, false);
         return;
     }
     f = xcalloc(1, sizeof *f);
+    f->pre = pre;
     f->act = act;
     f->steps = act->steps;
     f->n = act->n_steps;
@@ -1086,6 +1172,12 @@ jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const ch
     jr->frame = f;
     jr->phase = PH_STEPS;
     jr_next_step(jr);
+}
+
+void
+jr_frame_leave(struct jobrun *jr)
+{
+    frame_free(frame_pop(jr));
 }
 
 /* The composite's nested steps are done: its outputs, then the calling step's end. */
@@ -1302,11 +1394,6 @@ replay_done(struct jobrun *jr)
     if (jr->defer_next) {
         jr->defer_next = false;
         jr_next_step(jr);
-    } else if (jr->phase == PH_RUNNING && jr->resume_composite) {
-        struct err e = {0};
-        (void)agentconn_cancel(jr->x->conn, (uint32_t)jr->cur + 1, 0, &e);
-        jr_fail_step(jr, "runnerd restarted while this composite action ran; its nested steps "
-                         "could not be followed again, so its outcome is unknown");
     } else if (jr->phase == PH_RUNNING && kind && strcmp(kind, "docker") == 0) {
         jr_fail_step(jr, "runnerd restarted while this docker:// step ran; its container could "
                       "not be followed again, so its outcome is unknown");
@@ -1334,11 +1421,8 @@ replay_event(struct jobrun *jr, const struct agentconn_event *ev)
     case AGENTCONN_OUTPUT:
     case AGENTCONN_EXITED:
         /* Only the step the checkpoint was taken for: older frames (hashFiles runs, scripts
-         * written) belong to work that is redone or already done. A composite's nested step
-         * is not followed to its end (its composite's state is gone), but what it printed is
-         * said again, as the log rows already stored expect. */
-        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1 &&
-            (!jr->resume_composite || ev->kind == AGENTCONN_OUTPUT)) {
+         * written) belong to work that is redone or already done. */
+        if (jr->phase == PH_RUNNING && m->id == jr->cur + 1) {
             if (ev->kind == AGENTCONN_EXITED)
                 jr->replay_started = true;
             jr->dispatching = true; /* process it as usual (a step's end waits for us) */
@@ -1717,7 +1801,9 @@ restore(struct jobrun *jr, const json_t *cp, struct err *e)
     if ((s = json_string_value(json_object_get(cp, "stop_token"))))
         jr->cmds.stop_token = xstrdup(s);
     jr->resume_cp = json_deep_copy(cp);
-    jr->resume_composite = json_is_true(json_object_get(cp, "composite"));
+    if (json_is_array(json_object_get(cp, "frames")) &&
+        frames_restore(jr, json_object_get(cp, "frames"), e) < 0)
+        return -1;
     jr->pre_done = true; /* pre stages run before any checkpoint */
     jr->phase = PH_RUNNING;
     if (strcmp(kind, "run") != 0 && strcmp(kind, "docker") != 0)

@@ -5,6 +5,7 @@ RUNNER_* in steps, a job `container:`, pinning by image Id (and a wrong pin refu
 default shell falling back to sh without bash, and no container or network left behind."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,45 @@ jobs:
         check("debian: default shell is bash", rc == 0 and
               "[d]   | bash=yes shell=/var/run/act/workflow/0" in out, out + err)
         check("debian: explicit sh", "[d]   | /var/run/act/workflow/1.sh" in out, out)
+
+    # Local actions through runnerctl exec, in a container: a node action (inputs, outputs,
+    # its post stage after the last step) in the node test image, and a docker action built
+    # from a lone Dockerfile read out of the job container.
+    node = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "node")
+    check("node image built", node.returncode == 0, node.stderr[-500:])
+    if node.returncode == 0:
+        NODE = node.stdout.strip().splitlines()[-1]
+        acts = os.path.join(tmp, ".github", "actions")
+        for path, text in {
+            "hello/action.yml": "name: hello\ninputs:\n  who:\n    default: you\noutputs:\n  said: {}\n"
+                                "runs:\n  using: node20\n  main: main.js\n  post: post.js\n",
+            "hello/main.js": "const fs = require('fs');\n"
+                             "console.log('node says ' + process.env.INPUT_WHO);\n"
+                             "fs.appendFileSync(process.env.GITHUB_OUTPUT, 'said=hi ' + process.env.INPUT_WHO + '\\n');\n",
+            "hello/post.js": "console.log('node post');\n",
+            "built/Dockerfile": "FROM %s\nCOPY msg.txt /\nENTRYPOINT [\"cat\", \"/msg.txt\"]\n" % IMAGE,
+            "built/msg.txt": "built from a Dockerfile\n",
+        }.items():
+            os.makedirs(os.path.dirname(os.path.join(acts, path)), exist_ok=True)
+            with open(os.path.join(acts, path), "w") as f:
+                f.write(text)
+        try:
+            rc, out, err, rep = run(tmp, "on: push\njobs:\n  n:\n    runs-on: nodeimg\n    steps:\n"
+                                    "      - id: h\n        uses: ./.github/actions/hello\n        with:\n          who: exec\n"
+                                    "      - uses: ./.github/actions/built\n"
+                                    "      - run: echo \"last said=${{ steps.h.outputs.said }}\"\n",
+                                    "-l", "nodeimg=docker://" + NODE)
+            lines = [l for l in out.splitlines() if l.startswith("[n]")]
+            at = lambda text: next((i for i, l in enumerate(lines) if l.endswith(text)), -1)
+            check("exec: local node action", rc == 0 and at("| node says exec") >= 0, out + err)
+            check("exec: local Dockerfile action", at("| built from a Dockerfile") >= 0, out)
+            check("exec: node post after the last step",
+                  0 <= at("| last said=hi exec") < at("| node post"), out)
+        finally:
+            ids = sh("docker", "images", "-q", "--filter", "label=io.runnerd.action").stdout.split()
+            if ids:
+                sh("docker", "rmi", "-f", *sorted(set(ids)))
+            shutil.rmtree(os.path.join(tmp, ".github"), ignore_errors=True)
 
     # A runnerctl killed mid-job leaves its container; the next run sweeps it.
     path = os.path.join(tmp, "wf.yml")

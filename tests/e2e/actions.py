@@ -7,7 +7,8 @@ context points server_url and gitea_default_actions_url at the git server.
 Scenarios:
   checkout      the task's exact commit (not the branch head), .git present with the
                 credentials persisted; a tag into a sub-path; the mirror reused by a second job;
-                a wrong token fails clearly without the token in the log; two jobs at once
+                a wrong token fails clearly without the token in the log; two jobs at once;
+                a private submodule (relative URL) with submodules: true
   node          a remote node action: inputs (with and defaults), outputs, GITHUB_ACTION_PATH,
                 its post stage after the last step with the state saved by main
   local         a local node action from the checked-out repository
@@ -26,7 +27,8 @@ Scenarios:
                 order after the last step; a failing pre stage fails the job before any step
   kill9         runnerd killed (SIGKILL) while a step after a node action runs: the restarted
                 runnerd resumes the job and still runs the action's post stage; killed inside a
-                composite action's nested step: that step fails saying why, the job goes on
+                composite action's nested step: the job resumes inside the composite (its
+                steps context, inputs and outputs kept), every row once
   errors        a reference without @ref (at load and at run time), a repository without an
                 action.yml, a shortened sha: each fails the step with a message naming it
 
@@ -78,6 +80,22 @@ def make_repo(root, name, files_by_commit, tags=None):
     git(root, "clone", "-q", "--bare", work, bare)
     git(bare, "config", "http.receivepack", "true")
     return shas
+
+
+def make_submodule_repo(root, name, sub, url):
+    """Creates bare ROOT/NAME.git whose commit has ROOT/SUB.git as submodule lib, at url."""
+    work = os.path.join(root, "_work", name)
+    os.makedirs(work)
+    git(work, "init", "-q", "-b", "main")
+    git(work, "-c", "protocol.file.allow=always", "submodule", "add", "-q",
+        os.path.join(root, sub + ".git"), "lib")
+    git(work, "config", "-f", ".gitmodules", "submodule.lib.url", url)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "with a submodule")
+    sha = git(work, "rev-parse", "HEAD")
+    bare = os.path.join(root, name + ".git")
+    git(root, "clone", "-q", "--bare", work, bare)
+    return sha
 
 
 class GitServer:
@@ -171,6 +189,13 @@ def sc_checkout(d, tmp, r, gs, shas):
     check(all(t and t["status"] == "success" for t in ts), "checkout: two jobs at once both succeed")
     check(ts[0] and "version one" in text_of(ts[0]) and ts[1] and "version two" in text_of(ts[1]),
           "checkout: each got its own commit")
+    # a private submodule on the same host: the token goes with it
+    steps = [{"uses": "actions/checkout@v4", "with": {"repository": "acme/withsub", "submodules": True}},
+             {"run": "cat lib/lib.txt; test -e lib/.git && echo sub-has-git"}]
+    t = run_job(d, steps, context(gs, r.withsub_sha, repo="acme/withsub"))
+    out = text_of(t)
+    check(t and t["status"] == "success" and "the library" in out and "sub-has-git" in out,
+          "checkout: a private submodule is checked out:\n" + out[-1500:])
 
 
 def sc_node(d, tmp, r, gs, shas):
@@ -278,6 +303,7 @@ def sc_prepost(d, tmp, r, gs, shas):
              {"uses": "acts/prepost@v1", "with": {"tag": "one"}},
              {"uses": "acts/prepost@v1"},
              {"uses": "acts/prepost/skip@v1", "with": {"tag": "skipped"}},
+             {"uses": "acts/precomp@v1", "with": {"tag": "deep"}},
              {"run": "echo last-step"}]
     t = run_job(d, steps, context(gs, shas[0]))
     out = text_of(t)
@@ -287,8 +313,13 @@ def sc_prepost(d, tmp, r, gs, shas):
         found = [i for i, l in enumerate(rows) if l.endswith(text)]
         return found[0] if found else -1
     check(t and t["status"] == "success", "prepost: the job succeeds:\n" + out[-2000:])
-    check(0 <= at("pre of one") < at("pre of dflt") < at("first-step"),
-          "prepost: pre stages first, in step order, with inputs and defaults:\n" + out[-2000:])
+    check(0 <= at("pre of one") < at("pre of dflt") < at("pre of nested-deep") < at("first-step"),
+          "prepost: pre stages first, in step order, with inputs and defaults, also of a remote "
+          "composite's steps:\n" + out[-2000:])
+    check(at("main of nested-deep state=nested-deep") > at("first-step"),
+          "prepost: the nested action's main stage sees its pre stage's state")
+    check(at("last-step") < at("post of nested-deep") < at("post of dflt"),
+          "prepost: the nested action's post stage in reverse order")
     check("pre of skipped" not in out, "prepost: pre-if false skips the pre stage")
     check(at("main of one state=one") > at("first-step") and at("main of dflt state=dflt") > 0,
           "prepost: each main stage sees its own pre stage's state:\n" + out[-2000:])
@@ -370,15 +401,18 @@ def sc_kill9(d, tmp, r, gs, shas):
     check(t and t["status"] == "success", "kill9: the resumed job succeeds:\n" + out[-1500:])
     check("after output=hi again" in out, "kill9: outputs from before the kill are kept")
     check(out.count("post says hi again") == 1, "kill9: the post stage registered before the kill runs once:\n" + out[-1500:])
-    steps = [{"uses": "acts/slowcomp@v1"}, {"if": "always()", "run": "echo \"after ${{ job.status }}\""}]
+    steps = [{"id": "c", "uses": "acts/slowcomp@v1", "with": {"who": "kept"}},
+             {"run": "echo \"after ${{ job.status }} out=${{ steps.c.outputs.val }}\""}]
     job = d.admin("enqueue", {"runsOn": ["matric-builder"], "steps": steps, "context": context(gs, shas[0])})["jobId"]
     kill_when(job, "nested tick 2")
     t = final_task(d, job, 120)
     out = text_of(t)
-    check(t and t["status"] == "failure" and "restarted while this composite action ran" in out,
-          "kill9: a composite interrupted by a restart fails saying why:\n" + out[-1500:])
-    check("after failure" in out and "nested tick 8" not in out.split("restarted while")[-1],
-          "kill9: the job goes on after it:\n" + out[-1500:])
+    rows = [l.strip() for l in rows_of(t)]
+    check(t and t["status"] == "success", "kill9: a composite interrupted by a restart resumes:\n" + out[-1500:])
+    check(all(rows.count("nested tick %d" % i) == 1 for i in range(1, 9)),
+          "kill9: every nested row once:\n" + out[-1500:])
+    check("after success out=early-kept-8" in out,
+          "kill9: the composite's steps context, inputs and outputs survive:\n" + out[-1500:])
 
 
 def sc_errors(d, tmp, r, gs, shas):
@@ -420,6 +454,8 @@ def main():
     shas = make_repo(gs.root, "acme/app", [dict({"version.txt": "version one\n"}, **local_action),
                                            {"version.txt": "version two\n"}], tags={"v2": 1})
     hello = make_repo(gs.root, "acts/hello", [NODE_ACTION], tags={"v1": 0})
+    make_repo(gs.root, "acme/lib", [{"lib.txt": "the library\n"}])
+    withsub = make_submodule_repo(gs.root, "acme/withsub", "acme/lib", "../lib")
     make_repo(gs.root, "acts/dock", [{
         "action.yml": "name: dock\ninputs:\n  who:\n    default: nobody\nruns:\n  using: docker\n"
                       "  image: docker://%s\n  entrypoint: /bin/sh\n"
@@ -429,8 +465,16 @@ def main():
     make_repo(gs.root, "acts/comp", [COMPOSITE_ACTION], tags={"v1": 0})
     make_repo(gs.root, "acts/compfail", [FAILING_COMPOSITE], tags={"v1": 0})
     make_repo(gs.root, "acts/prepost", [PREPOST_ACTION], tags={"v1": 0})
-    make_repo(gs.root, "acts/slowcomp", [{"action.yml": "name: slow\nruns:\n  using: composite\n  steps:\n"
-                                                        "    - shell: sh\n      run: for i in 1 2 3 4 5 6 7 8; do echo nested tick $i; sleep 0.3; done\n"}],
+    make_repo(gs.root, "acts/precomp", [{"action.yml": "name: precomp\ninputs:\n  tag: {}\nruns:\n  using: composite\n"
+                                                       "  steps:\n    - uses: acts/prepost@v1\n      with:\n"
+                                                       "        tag: nested-${{ inputs.tag }}\n"}], tags={"v1": 0})
+    make_repo(gs.root, "acts/slowcomp", [{"action.yml": "name: slow\ninputs:\n  who: {}\n"
+                                                        "outputs:\n  val:\n    value: ${{ steps.e.outputs.v }}-${{ inputs.who }}-${{ steps.t.outputs.n }}\n"
+                                                        "runs:\n  using: composite\n  steps:\n"
+                                                        "    - id: e\n      shell: sh\n      run: echo v=early >> $GITHUB_OUTPUT\n"
+                                                        "    - id: t\n      shell: sh\n      run: |\n"
+                                                        "        for i in 1 2 3 4 5 6 7 8; do echo nested tick $i; sleep 0.3; done\n"
+                                                        "        echo n=$i >> $GITHUB_OUTPUT\n"}],
               tags={"v1": 0})
     make_repo(gs.root, "acts/dockbuild", [dockbuild_action(imgs["busybox"])], tags={"v1": 0})
     make_repo(gs.root, "acts/dockbad", [{"Dockerfile": "FROM %s\nRUN exit 3\n" % imgs["busybox"]}],
@@ -440,6 +484,7 @@ def main():
     r = base.Runner(d, tmp, "actions", imgs["node"], capacity=2)
     r.cache = os.path.join(r.dir, "cache")
     r.hello_sha = hello[0]
+    r.withsub_sha = withsub
     with open(r.config, "a") as f:
         f.write("  cache_dir: %s\n" % r.cache)
     r.start()
