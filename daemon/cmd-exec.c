@@ -416,6 +416,7 @@ exec_main(int argc, char **argv)
             .cache_dir = cache,
             .git_ca_file = cfg.runnerd.git_ca_file,
             .actions_url = cfg.runnerd.actions_url,
+            .node_image = cfg.runnerd.node_image,
             .github_mirror = cfg.runner.github_mirror,
             .labels = o.labels,
             .config_env = env,

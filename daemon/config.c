@@ -126,6 +126,7 @@ config_free(struct config *c)
     free(c->runnerd.cache_dir);
     free(c->runnerd.git_ca_file);
     free(c->runnerd.actions_url);
+    free(c->runnerd.node_image);
     free(c->runnerd.log_format);
     free(c->runnerd.agent);
     free(c->runnerd.http);
@@ -803,6 +804,8 @@ runnerd_key(struct rd *r, struct config *c, const char *k, const struct ynode *v
         return get_str(r, v, "runnerd.git_ca_file", &c->runnerd.git_ca_file);
     if (strcmp(k, "actions_url") == 0)
         return get_str(r, v, "runnerd.actions_url", &c->runnerd.actions_url);
+    if (strcmp(k, "node_image") == 0)
+        return get_str(r, v, "runnerd.node_image", &c->runnerd.node_image);
     if (strcmp(k, "agent") == 0)
         return get_str(r, v, "runnerd.agent", &c->runnerd.agent);
     if (strcmp(k, "fetch_interval_max") == 0)

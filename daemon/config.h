@@ -95,6 +95,8 @@ struct config {
         char *git_ca_file;       /* CA bundle for git over HTTPS, or NULL: the system's */
         char *actions_url;       /* where owner/repo@ref actions come from when the task does
                                     not say (runnerctl exec), or NULL: https://github.com */
+        char *node_image;        /* node actions in a job image without node run in a
+                                    container of this image, or NULL: they fail saying so */
         bool detach;             /* on SIGTERM: leave running jobs for the next start */
         double fetch_interval_max_s; /* idle/error backoff ceiling (default 5 s) */
         char *log_format;        /* "text" (journald priority prefixes) or "json" */

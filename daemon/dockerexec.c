@@ -187,22 +187,31 @@ on_agent_event(void *arg, const struct agentconn_event *ev)
     if (!dx->ready) {
         switch (ev->kind) {
         case AGENTCONN_HELLO: {
-            /* Is there a bash? (decides the default shell, as GitHub falls back to sh) */
-            const char *argv[] = {"/bin/sh", "-c", "command -v bash >/dev/null 2>&1"};
-            struct agentconn_run r = {.step = PROBE_STEP, .argv = argv, .argc = 3};
-            if (agentconn_run(dx->x.conn, &r, &e) < 0)
+            /* Is there a bash? (decides the default shell, as GitHub falls back to sh) And a
+             * node, for node actions? Exit status bit 0: no bash, bit 1: no node. */
+            const char *argv[] = {"/bin/sh", "-c",
+                                  "s=0; command -v bash >/dev/null 2>&1 || s=1; "
+                                  "command -v node >/dev/null 2>&1 || s=$((s + 2)); exit $s"};
+            char *path = xasprintf("PATH=%s", dx->x.base_path ? dx->x.base_path : DEFAULT_PATH);
+            const char *env[] = {path}; /* the PATH the steps get */
+            struct agentconn_run r = {.step = PROBE_STEP, .argv = argv, .argc = 3, .env = env,
+                                      .envc = 1};
+            int rc = agentconn_run(dx->x.conn, &r, &e);
+            free(path);
+            if (rc < 0)
                 fail(dx, &e);
             return;
         }
         case AGENTCONN_EXITED:
             if (ev->msg->id == PROBE_STEP) {
-                dx->x.bash = ev->msg->exit_code == 0;
+                dx->x.bash = (ev->msg->exit_code & 1) == 0;
+                dx->x.node = (ev->msg->exit_code & 2) == 0 && ev->msg->exit_code < 4;
                 report_ready(dx, 0, NULL);
             }
             return;
         case AGENTCONN_ERROR:
             if (ev->msg->id == PROBE_STEP) { /* no /bin/sh: no bash either */
-                dx->x.bash = false;
+                dx->x.bash = dx->x.node = false;
                 report_ready(dx, 0, NULL);
                 return;
             }
@@ -1101,7 +1110,7 @@ dx_describe(struct executor *x)
     if (dx->ctr_id == NULL)
         return NULL;
     return json_pack("{s:s, s:s, s:s*, s:s*, s:s*, s:o, s:[b,b], s:s, s:s, s:s, s:s, s:O, "
-                     "s:s*, s:s*, s:s*, s:b, s:O*, s:O*}",
+                     "s:s*, s:s*, s:s*, s:b, s:b, s:O*, s:O*}",
                      "executor", "docker", "name", dx->name, "container", dx->ctr_id,
                      "network_name", dx->net_name, "network", dx->net_id,
                      "volumes", strv_json(dx->vols, 2),
@@ -1110,6 +1119,7 @@ dx_describe(struct executor *x)
                      "base_path", x->base_path, "agent_cmd", x->agent_cmd,
                      "base_env", x->base_env, "workspace_mount", x->workspace_mount,
                      "act_mount", x->act_mount, "image", dx->image_id, "bash", x->bash,
+                     "node", x->node,
                      "job_ctx", x->job_ctx, "profile", dx->profile);
 }
 
@@ -1273,6 +1283,8 @@ executor_docker_adopt(uv_loop_t *loop, struct docker *d, const char *runner_name
     json_t *jc = json_object_get(desc, "job_ctx");
     dx->x.job_ctx = json_is_object(jc) ? json_deep_copy(jc) : json_object();
     dx->x.bash = json_is_true(json_object_get(desc, "bash"));
+    /* An older description has no "node": as before, node actions run in the job image. */
+    dx->x.node = !json_is_false(json_object_get(desc, "node"));
     dx->x.docker = d;
     json_t *pf = json_object_get(desc, "profile"); /* its limits, for step containers */
     dx->profile = json_is_object(pf) ? json_deep_copy(pf) : NULL;

@@ -375,6 +375,7 @@ host_setup(struct executor *x, const struct executor_job *job, struct err *e)
     json_object_set_new(x->base_env, "RUNNER_TEMP", json_string(h->dir));
     json_object_set_new(x->base_env, "RUNNER_TOOL_CACHE", json_string(h->dir));
     x->bash = access("/bin/bash", X_OK) == 0 || access("/usr/bin/bash", X_OK) == 0;
+    x->node = true; /* found on PATH or not, as the host's own steps would */
 
     const char *args[] = {"--journal", journal, NULL};
     struct hostexec_opts o = {

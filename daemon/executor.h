@@ -77,6 +77,7 @@ struct executor {
                                  containers get too (dockerstep_opts.limits); else NULL */
     json_t *job_ctx;          /* the `job` context's container/services parts, or NULL */
     bool bash;                /* bash exists where steps run */
+    bool node;                /* node exists where steps run (the host: assumed) */
     bool container;           /* steps run in a container */
     const struct executor_cbs *cbs;
     void *arg;

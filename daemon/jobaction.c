@@ -797,11 +797,80 @@ node_argv(const char *dir, const char *script)
     return argv;
 }
 
+/* A node action's stage (script) as a container of runnerd.node_image, for a job image
+ * without node: {step, id, name, image, entry, args, env, with, extra} for docker_stage() or
+ * the main stage. New object. */
+static json_t *
+node_container(struct jobrun *jr, const char *name, json_t *step_env, json_t *with,
+               json_t *inputs, const char *script)
+{
+    struct jr_action *a = jr->act;
+    json_t *extra = json_object();
+
+    add_input_env(extra, inputs);
+    add_state_env(jr, extra, jr_cur_id(jr));
+    json_object_set_new(extra, "GITHUB_ACTION_PATH", json_string(a->dir ? a->dir : ""));
+    if (a->ref.kind == ACTION_REF_REMOTE) {
+        char *repo = xasprintf("%s/%s", a->ref.owner, a->ref.repo);
+        json_object_set_new(extra, "GITHUB_ACTION_REPOSITORY", json_string(repo));
+        json_object_set_new(extra, "GITHUB_ACTION_REF", json_string(a->ref.ref));
+        free(repo);
+    }
+    char *path = xasprintf("%s/%s", a->dir, script);
+    json_t *p = json_pack("{s:I, s:s, s:s, s:s, s:s, s:[s], s:O, s:O, s:o}",
+                          "step", (json_int_t)jr->cur, "id", jr_cur_id(jr), "name", name,
+                          "image", jr->node_image, "entry", "node", "args", path,
+                          "env", step_env ? step_env : json_null(),
+                          "with", with ? with : json_null(), "extra", extra);
+    free(path);
+    return p;
+}
+
+/* False (the step failed) when node actions cannot run here: the job image has no node and
+ * no runnerd.node_image is configured. */
+static bool
+node_available(struct jobrun *jr)
+{
+    if (!jr->x->container || jr->x->node || jr->node_image)
+        return true;
+    act_failf(jr, "uses: %s: the job image has no node for this %s action; use an image with "
+                  "node, or set runnerd.node_image", jr->act->uses, jr->act->act->using_str);
+    return false;
+}
+
+static bool
+node_in_container(struct jobrun *jr)
+{
+    return jr->x->container && !jr->x->node && jr->node_image;
+}
+
 static void
 node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t *inputs)
 {
     const struct wf_step *s = jr_step(jr);
     struct jr_action *a = jr->act;
+
+    if (!node_available(jr))
+        return;
+    if (node_in_container(jr)) {
+        const char *name = jr->cur_name ? jr->cur_name : s->eff_id;
+        json_t *m = node_container(jr, name, step_env, with, inputs, a->act->main);
+        if (a->act->post) {
+            json_t *post = node_container(jr, name, step_env, with, inputs, a->act->post);
+            json_object_set_new(post, "kind", json_string("docker"));
+            json_object_set_new(post, "if", json_string(a->act->post_if ? a->act->post_if
+                                                                         : "always()"));
+            json_array_append_new(jr->posts, post);
+        }
+        char **args = xcalloc(2, sizeof *args);
+        args[0] = xstrdup(json_string_value(json_array_get(json_object_get(m, "args"), 0)));
+        act_free(jr->act);
+        jr->act = NULL;
+        jr_container_step(jr, ctx, jr->node_image, "node", args, step_env, with,
+                          json_object_get(m, "extra"));
+        json_decref(m);
+        return;
+    }
     /* GITHUB_ACTION_REPOSITORY is owner/repo, not the whole reference. */
     char *repo = a->ref.kind == ACTION_REF_REMOTE
                      ? xasprintf("%s/%s", a->ref.owner, a->ref.repo) : NULL;
@@ -1368,6 +1437,21 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
         free(name);
         free(title);
         docker_run_free(&d);
+        act_free(jr->act);
+        jr->act = NULL;
+        docker_stage(jr, p);
+        json_decref(p);
+        return;
+    }
+    if (!node_available(jr)) {
+        return;
+    }
+    if (node_in_container(jr)) {
+        char *name = jr_display_name(jr, s, ctx);
+        char *title = xasprintf("Pre %s", name);
+        json_t *p = node_container(jr, title, step_env, with, inputs, act->pre);
+        free(name);
+        free(title);
         act_free(jr->act);
         jr->act = NULL;
         docker_stage(jr, p);

@@ -114,7 +114,7 @@ struct jobrun {
     char *cache_dir;        /* git mirrors and fetched actions (jobrun_opts, copied) */
     char *git_ca_file;
     bool git_insecure;
-    char *actions_url, *github_mirror;
+    char *actions_url, *github_mirror, *node_image;
     struct jr_action *act;  /* the action step in progress, or NULL */
     json_t *posts;          /* post stages still to run: [{step, name, argv, env, cwd, if}] */
     bool in_post;           /* a pre or post stage runs (its output goes to the job's log) */

@@ -1855,6 +1855,7 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     jr->git_insecure = o->git_insecure;
     jr->actions_url = o->actions_url ? xstrdup(o->actions_url) : NULL;
     jr->github_mirror = o->github_mirror ? xstrdup(o->github_mirror) : NULL;
+    jr->node_image = o->node_image ? xstrdup(o->node_image) : NULL;
     jr->posts = json_array();
     jr->label = o->label ? xstrdup(o->label) : NULL;
     jr->runner = o->runner ? json_incref(o->runner) : json_object();
@@ -2014,6 +2015,7 @@ jobrun_free(struct jobrun *jr)
     free(jr->git_ca_file);
     free(jr->actions_url);
     free(jr->github_mirror);
+    free(jr->node_image);
     free(jr->label);
     free(jr);
 }

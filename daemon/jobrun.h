@@ -63,6 +63,8 @@ struct jobrun_opts {
     bool git_insecure;          /* runner.insecure: no TLS verification for the instance */
     const char *actions_url;    /* when github.gitea_default_actions_url is empty, or NULL */
     const char *github_mirror;  /* runner.github_mirror, or NULL */
+    const char *node_image;     /* runnerd.node_image: node actions when the job image has no
+                                   node, or NULL */
     const struct jobrun_sink *sink;
     void *sink_arg;
 };

@@ -279,6 +279,7 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
         .cache_dir = rl->o->cache_dir,
         .git_ca_file = rl->o->git_ca_file,
         .actions_url = rl->o->actions_url,
+        .node_image = rl->o->node_image,
         .github_mirror = rl->o->github_mirror,
         .sink = &terminal_sink,
         .sink_arg = lr,

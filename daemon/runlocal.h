@@ -22,7 +22,7 @@ struct runlocal_opts {
     const char *container_options; /* docker run flags for every job container (config) */
     const struct config *cfg; /* -c: runnerd.labels settings and limits (borrowed), or NULL */
     const char *cache_dir;   /* git mirrors and fetched actions */
-    const char *git_ca_file, *actions_url, *github_mirror; /* or NULL */
+    const char *git_ca_file, *actions_url, *github_mirror, *node_image; /* or NULL */
     FILE *out;               /* live output */
     bool color;
 };

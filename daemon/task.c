@@ -604,7 +604,7 @@ run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *p
         .durable = x->container, .sink = &sink, .sink_arg = rt,
         .cache_dir = cache, .git_ca_file = d->cfg.runnerd.git_ca_file,
         .git_insecure = d->cfg.runner.insecure, .actions_url = d->cfg.runnerd.actions_url,
-        .github_mirror = d->cfg.runner.github_mirror,
+        .github_mirror = d->cfg.runner.github_mirror, .node_image = d->cfg.runnerd.node_image,
     };
     rc = cp ? jobrun_resume(d->loop, &o, cp, &rt->jr, &e) : jobrun_start(d->loop, &o, &rt->jr, &e);
     if (rc == 0 && !rt->counted_running) {

@@ -217,6 +217,24 @@ jobs:
             check("exec: local Dockerfile action", at("| built from a Dockerfile") >= 0, out)
             check("exec: node post after the last step",
                   0 <= at("| last said=hi exec") < at("| node post"), out)
+            # A job image without node: the action fails saying so, or with runnerd.node_image
+            # it runs (main and post) in a container of that image.
+            wf = ("on: push\njobs:\n  m:\n    runs-on: builder\n    steps:\n"
+                  "      - uses: ./.github/actions/hello\n        with:\n          who: elsewhere\n"
+                  "      - run: echo last\n")
+            rc, out, err, rep = run(tmp, wf, "-l", "builder=docker://" + IMAGE)
+            check("exec: no node in the job image is a clear error",
+                  rc == 1 and "the job image has no node for this node20 action" in out, out + err)
+            cfg = os.path.join(tmp, "node.yaml")
+            with open(cfg, "w") as f:
+                f.write("runnerd:\n  node_image: %s\n" % NODE)
+            rc, out, err, rep = run(tmp, wf, "-l", "builder=docker://" + IMAGE, "-c", cfg)
+            lines = [l for l in out.splitlines() if l.startswith("[m]")]
+            at = lambda text: next((i for i, l in enumerate(lines) if l.endswith(text)), -1)
+            check("exec: runnerd.node_image runs the node action",
+                  rc == 0 and at("| node says elsewhere") >= 0, out + err)
+            check("exec: and its post stage, after the last step", 0 <= at("| last") < at("| node post"), out)
+            os.unlink(cfg)
         finally:
             ids = sh("docker", "images", "-q", "--filter", "label=io.runnerd.action").stdout.split()
             if ids:

@@ -230,7 +230,10 @@ def sc_capacity(d, tmp, image):
     peak = 0
     end = time.monotonic() + 120
     while time.monotonic() < end:
-        ts = [d.task_of_job(j) for j in jobs]
+        # One snapshot of the double's state per look: tasks read one by one could count a
+        # finishing job and the job that took its slot as running at once.
+        by_job = {t["jobId"]: t for t in d.admin("state")["tasks"]}
+        ts = [by_job.get(j) for j in jobs]
         running = sum(1 for t in ts if t and t["status"] == "running")
         peak = max(peak, running)
         if all(t and t["status"] != "running" and t["archived"] for t in ts):

@@ -235,3 +235,21 @@ TEST(example_config_loads)
     ASSERT(config_profile_find(&c, "matric-builder-gpu")->gpus != 0);
     config_free(&c);
 }
+
+TEST(runnerd_action_settings)
+{
+    struct config c;
+    struct err e = {0};
+
+    ASSERT_OK(load("runnerd:\n  cache_dir: /var/cache/x\n  git_ca_file: /etc/ca.pem\n"
+                   "  actions_url: https://gitea.example.com\n"
+                   "  node_image: registry.local/node@sha256:abc\n", &c, &e));
+    ASSERT_STR_EQ(c.runnerd.cache_dir, "/var/cache/x");
+    ASSERT_STR_EQ(c.runnerd.git_ca_file, "/etc/ca.pem");
+    ASSERT_STR_EQ(c.runnerd.actions_url, "https://gitea.example.com");
+    ASSERT_STR_EQ(c.runnerd.node_image, "registry.local/node@sha256:abc");
+    config_free(&c);
+    ASSERT(load("runnerd:\n  node_image: [a]\n", &c, &e) < 0);
+    ASSERT(strstr(e.msg, "config.yaml:2:") != NULL && strstr(e.msg, "node_image") != NULL);
+    config_free(&c);
+}
