@@ -189,9 +189,10 @@ on_agent_event(void *arg, const struct agentconn_event *ev)
         case AGENTCONN_HELLO: {
             /* Is there a bash? (decides the default shell, as GitHub falls back to sh) And a
              * node, for node actions? Exit status bit 0: no bash, bit 1: no node. */
-            const char *argv[] = {"/bin/sh", "-c",
-                                  "s=0; command -v bash >/dev/null 2>&1 || s=1; "
-                                  "command -v node >/dev/null 2>&1 || s=$((s + 2)); exit $s"};
+            static const char probe[] =
+                "s=0; command -v bash >/dev/null 2>&1 || s=1; "
+                "command -v node >/dev/null 2>&1 || s=$((s + 2)); exit $s";
+            const char *argv[] = {"/bin/sh", "-c", probe};
             char *path = xasprintf("PATH=%s", dx->x.base_path ? dx->x.base_path : DEFAULT_PATH);
             const char *env[] = {path}; /* the PATH the steps get */
             struct agentconn_run r = {.step = PROBE_STEP, .argv = argv, .argc = 3, .env = env,
