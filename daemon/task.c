@@ -397,6 +397,9 @@ finish(struct rtask *rt, int result, const char *why)
     if (rt->job_over)
         return;
     rt->job_over = true;
+    /* A resumed job that ends before saying again all it had said (its resume failed, or it
+     * took another way): the stored rows stand, and these last ones are new. */
+    rt->skip = 0;
     if (why) {
         add_rowf(rt, -1, "::error::%s", why);
         free(rt->row.reason);
@@ -854,17 +857,23 @@ resume(struct rtask *rt)
         return;
     }
     rt->rows = json_integer_value(json_object_get(cp, "rows"));
-    rt->skip = rt->row.log_rows - rt->rows;
-    if (rt->skip < 0)
-        rt->skip = 0;
+    int64_t skip = rt->row.log_rows - rt->rows;
+    if (skip < 0)
+        skip = 0;
     if (rt->rows > rt->row.log_rows)
         rt->rows = rt->row.log_rows;
     log_info("task %lld: resuming at step %lld (%lld log rows to skip)", (long long)rt->tid,
-             (long long)json_integer_value(json_object_get(cp, "cur")), (long long)rt->skip);
+             (long long)json_integer_value(json_object_get(cp, "cur")), (long long)skip);
     if (run_job(rt, x, NULL, NULL, cp, &why) < 0) {
         gone(rt, why ? why : "resuming failed");
         free(why);
+        return;
     }
+    /* What the replay says again (it starts once the agent is reached, never inside
+     * run_job()) is already stored; what run_job() said (a checkpoint it could not take up)
+     * is new. */
+    if (!rt->job_over)
+        rt->skip = skip;
 }
 
 static void

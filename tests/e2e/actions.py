@@ -33,7 +33,9 @@ Scenarios:
                 action.yml, a shortened sha: each fails the step with a message naming it
 
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some scenarios with `actions.py NAME...`."""
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -384,11 +386,13 @@ def sc_dockerfile(d, tmp, r, gs, shas):
 
 
 def sc_kill9(d, tmp, r, gs, shas):
-    def kill_when(job, text):
+    def kill_when(job, text, meanwhile=None):
         wait_until(lambda: (lambda t: t and any(text in x for x in rows_of(t)))(d.task_of_job(job)), 90,
                    "%r before the kill" % text)
         r.proc.kill()
         r.wait(10)
+        if meanwhile:
+            meanwhile()
         time.sleep(1)
         r.start()
     steps = [{"id": "h", "uses": "acts/hello@v1", "with": {"who": "again"}},
@@ -413,6 +417,25 @@ def sc_kill9(d, tmp, r, gs, shas):
           "kill9: every nested row once:\n" + out[-1500:])
     check("after success out=early-kept-8" in out,
           "kill9: the composite's steps context, inputs and outputs survive:\n" + out[-1500:])
+
+    # The saved composite does not parse any more: the job fails saying so, nothing is left.
+    def damage():
+        db = sqlite3.connect(r.state)
+        rows = db.execute("SELECT id, checkpoint FROM tasks WHERE state = 'running'").fetchall()
+        for tid, cp in rows:
+            cp = json.loads(cp)
+            if cp.get("frames"):
+                cp["frames"][0]["text"] = "runs: ["
+                db.execute("UPDATE tasks SET checkpoint = ? WHERE id = ?", (json.dumps(cp), tid))
+        db.commit()
+        db.close()
+        check(any(json.loads(cp).get("frames") for _, cp in rows), "kill9: a checkpoint inside the composite")
+    job = d.admin("enqueue", {"runsOn": ["matric-builder"], "steps": steps, "context": context(gs, shas[0])})["jobId"]
+    kill_when(job, "nested tick 2", damage)
+    t = final_task(d, job, 120)
+    out = text_of(t)
+    check(t and t["status"] == "failure" and "resuming inside acts/slowcomp@v1:" in out,
+          "kill9: a damaged composite checkpoint fails the job clearly:\n" + out[-1500:])
 
 
 def sc_errors(d, tmp, r, gs, shas):
