@@ -20,10 +20,9 @@
 struct actbuild {
     uv_work_t work;
     struct docker *d;
-    char *dir;      /* for messages; the host directory unless from_tar */
-    char *subdir;   /* the Dockerfile's directory, relative ("" for the root) */
-    char *file;     /* the Dockerfile's name in subdir */
-    char *path;     /* subdir/file: as the messages name it */
+    char *dir;        /* for messages; the host directory unless from_tar */
+    char *path;       /* the Dockerfile, cleaned ("docker/Dockerfile"): as the messages name it */
+    const char *file; /* its name, in path; what comes before it is the context's directory */
     char *tag;
     json_t *labels;
     size_t cap;
@@ -43,8 +42,6 @@ static void
 actbuild_free(struct actbuild *b)
 {
     free(b->dir);
-    free(b->subdir);
-    free(b->file);
     free(b->path);
     free(b->tag);
     json_decref(b->labels);
@@ -96,6 +93,13 @@ clean_dockerfile(const char *p)
     return buf_steal(&out);
 }
 
+/* The length of the Dockerfile's directory at the start of b->path (0: the root). */
+static size_t
+subdir_len(const struct actbuild *b)
+{
+    return b->file == b->path ? 0 : (size_t)(b->file - b->path) - 1;
+}
+
 /* ---- packing (on the pool: touches only b's own copies) ---------------------------------- */
 
 /* Whether the finished context holds the Dockerfile (a file, or a link the engine follows). */
@@ -133,8 +137,9 @@ over_cap(const char *dir, size_t cap, struct err *e)
 static int
 pack_dir(struct actbuild *b, struct err *e)
 {
+    size_t sub = subdir_len(b);
     char *df = xasprintf("%s/%s", b->dir, b->path);
-    char *root = b->subdir[0] ? xasprintf("%s/%s", b->dir, b->subdir) : xstrdup(b->dir);
+    char *root = sub ? xasprintf("%s/%.*s", b->dir, (int)sub, b->path) : xstrdup(b->dir);
     struct stat st;
     int rc = 0;
 
@@ -154,33 +159,94 @@ pack_dir(struct actbuild *b, struct err *e)
     return rc;
 }
 
-/* A hard link's target: an earlier regular file of the archive. */
-static const struct tar_entry *
-find_file(const struct buf *in, const char *name, struct tar_entry *ent, struct err *e)
-{
-    struct tar_reader r;
-    struct tar_entry cur;
-    bool found = false;
+/* The archive's regular files by name, made at the first hard link: one pass over the archive
+ * however many links there are (a node_modules can hold thousands). */
+struct file_ref {
+    char *path;
+    const char *data; /* in the archive */
+    size_t len;
+};
 
-    tar_reader_init(&r, in->data, in->len);
-    while (!found && tar_next(&r, &cur, e) > 0) {
-        if (cur.type == '0' && strcmp(cur.path, name) == 0) {
-            *ent = cur; /* data points into the archive, which outlives r */
-            ent->path = ent->link = "";
-            found = true;
-        }
-    }
-    tar_reader_free(&r);
-    return found ? ent : NULL;
+struct file_index {
+    struct file_ref *v;
+    size_t n;
+    bool built;
+};
+
+/* By name; the first of a name in the archive first. */
+static int
+file_ref_cmp(const void *a, const void *b)
+{
+    const struct file_ref *x = a, *y = b;
+    int c = strcmp(x->path, y->path);
+
+    if (c != 0)
+        return c;
+    return x->data < y->data ? -1 : x->data > y->data;
 }
 
-/* One entry of subdir, renamed relative to it. Hard links become copies of their target,
- * which may lie outside subdir; devices and fifos have no place in a build context. */
-static int
-copy_entry(struct actbuild *b, const char *rel, const struct tar_entry *ent, struct err *e)
+static void
+file_index_build(struct file_index *ix, const struct buf *in)
 {
-    struct tar_entry target;
-    char *tname;
+    struct tar_reader r;
+    struct tar_entry ent;
+    struct err ignored;
+    size_t cap = 0;
+
+    tar_reader_init(&r, in->data, in->len);
+    while (tar_next(&r, &ent, &ignored) > 0) {
+        if (ent.type != '0')
+            continue;
+        if (ix->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            ix->v = xreallocarray(ix->v, cap, sizeof *ix->v);
+        }
+        ix->v[ix->n++] = (struct file_ref){.path = xstrdup(ent.path), .data = ent.data,
+                                           .len = ent.len};
+    }
+    tar_reader_free(&r);
+    if (ix->n > 1)
+        qsort(ix->v, ix->n, sizeof *ix->v, file_ref_cmp);
+    ix->built = true;
+}
+
+static void
+file_index_free(struct file_index *ix)
+{
+    for (size_t i = 0; i < ix->n; i++)
+        free(ix->v[i].path);
+    free(ix->v);
+}
+
+/* A hard link's target: a regular file of the archive, named as the link names it (entry names
+ * come without a leading "./", link targets as stored); NULL when there is none. */
+static const struct file_ref *
+find_file(struct file_index *ix, const struct buf *in, const char *name)
+{
+    size_t lo = 0, hi;
+
+    while (strncmp(name, "./", 2) == 0)
+        name += 2;
+    if (!ix->built)
+        file_index_build(ix, in);
+    for (hi = ix->n; lo < hi;) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (strcmp(ix->v[mid].path, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < ix->n && strcmp(ix->v[lo].path, name) == 0 ? &ix->v[lo] : NULL;
+}
+
+/* One entry of the Dockerfile's directory, renamed relative to it. Hard links become copies of
+ * their target, which may lie outside it; devices and fifos have no place in a build context. */
+static int
+copy_entry(struct actbuild *b, struct file_index *ix, const char *rel,
+           const struct tar_entry *ent, struct err *e)
+{
+    const struct file_ref *target;
 
     switch (ent->type) {
     case '5':
@@ -190,29 +256,25 @@ copy_entry(struct actbuild *b, const char *rel, const struct tar_entry *ent, str
     case '2':
         return tar_add_symlink(&b->ctx, rel, ent->link, e);
     case '1':
-        tname = xstrdup(ent->link);
-        while (strncmp(tname, "./", 2) == 0)
-            memmove(tname, tname + 2, strlen(tname + 2) + 1);
-        if (find_file(&b->in, tname, &target, e) == NULL) {
-            free(tname);
-            return err_set(e, ERR_PROTO, "%s: hard link %s: no file %s in the archive",
-                           b->dir, rel, ent->link);
-        }
-        free(tname);
-        return tar_add_file(&b->ctx, rel, ent->mode, target.data, target.len, e);
+        target = find_file(ix, &b->in, ent->link);
+        if (target == NULL)
+            return err_set(e, ERR_PROTO, "hard link %s: no file %s in the archive", rel,
+                           ent->link);
+        return tar_add_file(&b->ctx, rel, ent->mode, target->data, target->len, e);
     default:
         return 0;
     }
 }
 
-/* The caller's archive cut down to subdir: the engine takes the context's root as the
- * Dockerfile's directory. */
+/* The caller's archive cut down to the Dockerfile's directory: the engine takes the context's
+ * root as that directory. */
 static int
 pack_tar(struct actbuild *b, struct err *e)
 {
     struct tar_reader r;
     struct tar_entry ent;
-    size_t pre = strlen(b->subdir);
+    struct file_index ix = {0};
+    size_t pre = subdir_len(b);
     int rc;
 
     if (pre == 0) {
@@ -224,15 +286,16 @@ pack_tar(struct actbuild *b, struct err *e)
     }
     tar_reader_init(&r, b->in.data, b->in.len);
     while ((rc = tar_next(&r, &ent, e)) > 0) {
-        if (strncmp(ent.path, b->subdir, pre) != 0 || ent.path[pre] != '/')
+        if (strncmp(ent.path, b->path, pre) != 0 || ent.path[pre] != '/')
             continue;
-        rc = copy_entry(b, ent.path + pre + 1, &ent, e);
+        rc = copy_entry(b, &ix, ent.path + pre + 1, &ent, e);
         if (rc == 0 && b->ctx.out.len > b->cap)
             rc = over_cap(b->dir, b->cap, e);
         if (rc < 0)
             break;
     }
     tar_reader_free(&r);
+    file_index_free(&ix);
     if (rc < 0 && rc != -EFBIG)
         err_prefix(e, "%s: build context: ", b->dir);
     return rc;
@@ -322,8 +385,7 @@ actbuild_start(uv_loop_t *loop, struct docker *d, const struct actbuild_req *req
     b->dir = xstrdup(req->dir);
     b->path = path;
     slash = strrchr(path, '/');
-    b->subdir = slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup("");
-    b->file = xstrdup(slash ? slash + 1 : path);
+    b->file = slash ? slash + 1 : path;
     b->tag = req->tag ? xstrdup(req->tag) : NULL;
     b->labels = req->labels ? json_deep_copy(req->labels) : NULL;
     b->cap = cap;

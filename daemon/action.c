@@ -340,19 +340,6 @@ insert_what(struct err *e, const char *file, const char *what)
     return e->code;
 }
 
-/* Returns the name of a node's type for messages. */
-static const char *
-kind_name(const struct ynode *n)
-{
-    if (n->kind == YNODE_MAP)
-        return "a mapping";
-    if (n->kind == YNODE_SEQ)
-        return "a sequence";
-    if (ynode_is_null(n))
-        return "null";
-    return "a string";
-}
-
 /* Reads a string value: any scalar, in its text (numbers and booleans as written, the way
  * act's YAML decoder fills a string); null leaves *out NULL. */
 static int
@@ -361,7 +348,7 @@ scalar_str(struct actx *c, const char *path, const struct ynode *n, char **out)
     if (n == NULL || ynode_is_null(n))
         return 0;
     if (n->kind != YNODE_SCALAR)
-        return fail(c, n->pos, "%s: expected a string, got %s", path, kind_name(n));
+        return fail(c, n->pos, "%s: expected a string, got %s", path, ynode_kind_name(n));
     if (strlen(n->str) != n->len)
         return fail(c, n->pos, "%s: a NUL character is not allowed in a string", path);
     *out = xstrdup(n->str);
@@ -401,7 +388,7 @@ read_bool(struct actx *c, const char *path, const struct ynode *n, bool *out)
             if (strcasecmp(n->str, no[i]) == 0)
                 return 0;
     }
-    char *v = n->kind == YNODE_SCALAR ? ydoc_quote(n->str, n->len) : xstrdup(kind_name(n));
+    char *v = n->kind == YNODE_SCALAR ? ydoc_quote(n->str, n->len) : xstrdup(ynode_kind_name(n));
     int rc = fail(c, n->pos, "%s: expected a boolean, got '%s'", path, v);
     free(v);
     return rc;
@@ -423,7 +410,7 @@ static int
 map_key(struct actx *c, const char *path, const struct ynode *k)
 {
     if (k->kind != YNODE_SCALAR || ynode_is_null(k))
-        return fail(c, k->pos, "%s: expected a string key, got %s", path, kind_name(k));
+        return fail(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
     if (strlen(k->str) != k->len)
         return fail(c, k->pos, "%s: a NUL character is not allowed in a key", path);
     return 0;
@@ -439,7 +426,7 @@ read_inputs(struct actx *c, const struct ynode *n, struct action *a)
     if (n == NULL || ynode_is_null(n))
         return 0;
     if (n->kind != YNODE_MAP)
-        return fail(c, n->pos, "inputs: expected a mapping, got %s", kind_name(n));
+        return fail(c, n->pos, "inputs: expected a mapping, got %s", ynode_kind_name(n));
     a->inputs = xcalloc(n->n ? n->n : 1, sizeof *a->inputs);
     for (size_t i = 0; i < n->n; i++) {
         const struct ynode *k = n->keys[i], *v = n->items[i];
@@ -451,7 +438,7 @@ read_inputs(struct actx *c, const struct ynode *n, struct action *a)
         a->n_inputs++;
         char *path = key_path("inputs", k);
         if (v->kind != YNODE_MAP && !ynode_is_null(v))
-            rc = fail(c, v->pos, "%s: expected a mapping, got %s", path, kind_name(v));
+            rc = fail(c, v->pos, "%s: expected a mapping, got %s", path, ynode_kind_name(v));
         else if ((rc = field_str(c, path, v, "default", &in->def)) >= 0) {
             char *rp = xasprintf("%s.required", path);
             rc = read_bool(c, rp, ynode_get(v, "required"), &in->required);
@@ -474,7 +461,7 @@ read_outputs(struct actx *c, const struct ynode *n, struct action *a)
     if (n == NULL || ynode_is_null(n))
         return 0;
     if (n->kind != YNODE_MAP)
-        return fail(c, n->pos, "outputs: expected a mapping, got %s", kind_name(n));
+        return fail(c, n->pos, "outputs: expected a mapping, got %s", ynode_kind_name(n));
     a->outputs = xcalloc(n->n ? n->n : 1, sizeof *a->outputs);
     for (size_t i = 0; i < n->n; i++) {
         const struct ynode *k = n->keys[i], *v = n->items[i];
@@ -486,7 +473,7 @@ read_outputs(struct actx *c, const struct ynode *n, struct action *a)
         a->n_outputs++;
         char *path = key_path("outputs", k);
         if (v->kind != YNODE_MAP && !ynode_is_null(v))
-            rc = fail(c, v->pos, "%s: expected a mapping, got %s", path, kind_name(v));
+            rc = fail(c, v->pos, "%s: expected a mapping, got %s", path, ynode_kind_name(v));
         else if (a->using == ACTION_COMPOSITE)
             rc = field_str(c, path, v, "value", &o->value);
         free(path);
@@ -507,7 +494,7 @@ read_args(struct actx *c, const struct ynode *n, struct action *a)
     if (n == NULL || ynode_is_null(n))
         return 0;
     if (n->kind != YNODE_SEQ)
-        return fail(c, n->pos, "runs.args: expected a sequence, got %s", kind_name(n));
+        return fail(c, n->pos, "runs.args: expected a sequence, got %s", ynode_kind_name(n));
     for (size_t i = 0; i < count; i++) {
         char *path = xasprintf("runs.args[%zu]", i);
         rc = scalar_str(c, path, n->items[i], &a->args[i]);
@@ -529,7 +516,7 @@ read_env(struct actx *c, struct ynode *n, struct action *a)
     if (n == NULL || ynode_is_null(n))
         return 0;
     if (n->kind != YNODE_MAP)
-        return fail(c, n->pos, "runs.env: expected a mapping, got %s", kind_name(n));
+        return fail(c, n->pos, "runs.env: expected a mapping, got %s", ynode_kind_name(n));
     for (size_t i = 0; i < n->n; i++) {
         const struct ynode *k = n->keys[i], *v = n->items[i];
 
@@ -537,7 +524,7 @@ read_env(struct actx *c, struct ynode *n, struct action *a)
             return rc;
         if (v->kind != YNODE_SCALAR) {
             char *path = key_path("runs.env", k);
-            rc = fail(c, v->pos, "%s: expected a string, got %s", path, kind_name(v));
+            rc = fail(c, v->pos, "%s: expected a string, got %s", path, ynode_kind_name(v));
             free(path);
             return rc;
         }
@@ -645,7 +632,7 @@ read_action(struct actx *c, const char *data, size_t len, struct action *a)
     if (root == NULL || ynode_is_null(root))
         return fail(c, root ? root->pos : p1, "the action file is empty");
     if (root->kind != YNODE_MAP)
-        return fail(c, root->pos, "expected a mapping, got %s", kind_name(root));
+        return fail(c, root->pos, "expected a mapping, got %s", ynode_kind_name(root));
     /* Informational: a name of another type is ignored, not an error. */
     name = ynode_get(root, "name");
     if (name && name->kind == YNODE_SCALAR && !ynode_is_null(name) &&
@@ -655,7 +642,7 @@ read_action(struct actx *c, const char *data, size_t len, struct action *a)
     if (runs == NULL || ynode_is_null(runs))
         return fail(c, runs ? runs->pos : root->pos, "runs is required");
     if (runs->kind != YNODE_MAP)
-        return fail(c, runs->pos, "runs: expected a mapping, got %s", kind_name(runs));
+        return fail(c, runs->pos, "runs: expected a mapping, got %s", ynode_kind_name(runs));
     if ((rc = read_runs(c, data, len, runs, a)) < 0)
         return rc;
     if ((rc = read_inputs(c, ynode_get(root, "inputs"), a)) < 0)

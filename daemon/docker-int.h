@@ -31,8 +31,8 @@ struct dcall {
     struct buf line;
     char *stream_error;
     void (*progress)(const char *status, void *arg);
-    /* Each JSON message of the stream without an error, when set (build); else "status"
-     * goes to progress (pull, import). */
+    /* Each JSON message of the stream without an error (required with stream_lines): status
+     * lines for pull and import, output text and the image id for build. */
     void (*on_msg)(struct dcall *c, json_t *msg);
     struct buf text; /* build: "stream" text not yet ending in a newline */
     /* free-form state for multi-step operations */
@@ -49,7 +49,7 @@ struct dcall_opts {
     const char *const *extra_headers;
     long timeout_ms;          /* -1 = none; 0 = d->timeout_ms */
     size_t max_body;
-    bool stream_lines;        /* JSON-lines progress stream (pull, load) */
+    bool stream_lines;        /* JSON-lines progress stream (pull, import, build): c->on_msg */
     struct httpc_req **req;   /* if set: the request, for httpc_cancel(); valid until the
                                  call's callback has returned */
 };

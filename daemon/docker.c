@@ -2,8 +2,9 @@
  * machinery (URL, headers, error classification), images and pinned references. */
 #include "docker-int.h"
 
-#include <stdarg.h>
+#include <assert.h>
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,22 +238,28 @@ text_line(struct dcall *c, char *p, size_t n)
     p[n] = keep;
 }
 
-/* Hands each complete line of a build's "stream" text to progress: a line may come in several
- * messages, and one message may hold several lines. The rest waits for its newline, or for the
- * end of the stream when final (or goes out as is once it is absurdly long). */
+/* Appends more of a build's "stream" text and hands each complete line to progress: a line may
+ * come in several messages, and one message may hold several lines. The rest waits for its
+ * newline, or for the end of the stream (more NULL), or goes out as is once it is absurdly long.
+ * Only the new text is searched: what waits holds no newline, so a long line that arrives in many
+ * small messages (a RUN step's progress bar) costs no more than its length. */
 static void
-text_lines(struct dcall *c, bool final)
+text_lines(struct dcall *c, const char *more)
 {
-    char *p = c->text.data;
-    size_t n = c->text.len, start = 0;
+    size_t from = c->text.len, start = 0, n;
+    char *p, *nl;
 
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '\n') {
-            text_line(c, p + start, i - start);
-            start = i + 1;
-        }
+    if (more != NULL)
+        buf_puts(&c->text, more);
+    p = c->text.data;
+    n = c->text.len;
+    if (n == 0)
+        return;
+    while ((nl = memchr(p + from, '\n', n - from)) != NULL) {
+        text_line(c, p + start, (size_t)(nl - p) - start);
+        start = from = (size_t)(nl - p) + 1;
     }
-    if (start < n && (final || n - start >= PULL_LINE_MAX)) {
+    if (start < n && (more == NULL || n - start >= PULL_LINE_MAX)) {
         text_line(c, p + start, n - start);
         start = n;
     }
@@ -263,7 +270,8 @@ text_lines(struct dcall *c, bool final)
     }
 }
 
-/* Scans one line of a JSON progress stream for errors and status. */
+/* Scans one line of a JSON progress stream: the first error fails the call; each message
+ * without one goes to c->on_msg. */
 static void
 stream_line(struct dcall *c, const char *p, size_t n)
 {
@@ -288,21 +296,24 @@ stream_line(struct dcall *c, const char *p, size_t n)
                                                   : json_string_value(err);
         c->stream_error = xstrdup(m ? m : "error in progress stream");
     }
-    if (c->on_msg != NULL) {
-        if (err == NULL && detail == NULL)
-            c->on_msg(c, j);
-        json_decref(j);
-        return;
-    }
-    const char *st = json_string_value(json_object_get(j, "status"));
-    if (st != NULL) {
-        if (c->progress)
-            c->progress(st, c->arg);
-        /* import: {"status":"sha256:..."} */
-        if (c->state == NULL && strncmp(st, "sha256:", 7) == 0)
-            c->state = xstrdup(st);
-    }
+    if (err == NULL && detail == NULL)
+        c->on_msg(c, j);
     json_decref(j);
+}
+
+/* pull, import: each "status" goes to progress; import's {"status":"sha256:..."} is the new
+ * image's id. */
+static void
+status_msg(struct dcall *c, json_t *msg)
+{
+    const char *st = json_string_value(json_object_get(msg, "status"));
+
+    if (st == NULL)
+        return;
+    if (c->progress)
+        c->progress(st, c->arg);
+    if (c->state == NULL && strncmp(st, "sha256:", 7) == 0)
+        c->state = xstrdup(st);
 }
 
 static int
@@ -348,7 +359,7 @@ on_dcall_done(const struct httpc_result *hr, void *arg)
             buf_reset(&c->line);
         }
         if (c->text.len > 0)
-            text_lines(c, true);
+            text_lines(c, NULL);
         if (c->stream_error != NULL) {
             res.rc = err_set(&res.err, -EIO, "%s: %s", c->what, c->stream_error);
         } else if (hr->body_len > 0 && (hr->body[0] == '{' || hr->body[0] == '[')) {
@@ -403,8 +414,10 @@ dcall_start(struct dcall *c, const struct dcall_opts *o, struct err *e)
     ho.key_file = d->key;
     ho.timeout_ms = o->timeout_ms < 0 ? 0 : o->timeout_ms ? o->timeout_ms : d->timeout_ms;
     ho.max_body = o->max_body;
-    if (o->stream_lines)
+    if (o->stream_lines) {
+        assert(c->on_msg != NULL);
         ho.on_data = on_stream_data;
+    }
     rc = httpc_request(d->http, &ho, on_dcall_done, c, o->req, e);
     free(url);
     free(ctype);
@@ -668,6 +681,7 @@ docker_image_pull(struct docker *d, const char *ref, const struct docker_auth *a
         hdrs[0] = hdr;
     }
     c->progress = progress;
+    c->on_msg = status_msg;
     struct dcall_opts o = {.method = "POST", .path = path, .extra_headers = hdrs,
                            .timeout_ms = -1, .stream_lines = true};
     rc = dcall_start(c, &o, e);
@@ -682,8 +696,9 @@ docker_image_pull(struct docker *d, const char *ref, const struct docker_auth *a
     return rc;
 }
 
+/* import, build: the new image's id, which the stream's messages left in c->state. */
 static void
-post_import(struct dcall *c, struct docker_res *res)
+post_image_id(struct dcall *c, struct docker_res *res)
 {
     res->id = c->state;
     if (res->id == NULL)
@@ -697,7 +712,7 @@ docker_image_import(struct docker *d, const void *tar, size_t len, const char *r
 {
     struct buf path = BUF_INIT;
     char *er = docker_esc(repo), *et = docker_esc(tag ? tag : "latest");
-    struct dcall *c = dcall_new(d, cb, arg, post_import, "import image %s:%s", repo,
+    struct dcall *c = dcall_new(d, cb, arg, post_image_id, "import image %s:%s", repo,
                                 tag ? tag : "latest");
     int rc;
 
@@ -711,7 +726,7 @@ docker_image_import(struct docker *d, const void *tar, size_t len, const char *r
     struct dcall_opts o = {.method = "POST", .path = buf_str(&path),
                            .content_type = "application/x-tar", .body = tar, .len = len,
                            .timeout_ms = 600000, .stream_lines = true};
-    /* the import id is kept in c->state by stream_line and freed with c (see dcall_free) */
+    c->on_msg = status_msg; /* keeps the id in c->state, freed with c (see dcall_free) */
     rc = dcall_start(c, &o, e);
     free(er);
     free(et);
@@ -731,18 +746,8 @@ build_msg(struct dcall *c, json_t *msg)
         free(c->state);
         c->state = xstrdup(id);
     }
-    if (text != NULL && c->progress != NULL) {
-        buf_puts(&c->text, text);
-        text_lines(c, false);
-    }
-}
-
-static void
-post_build(struct dcall *c, struct docker_res *res)
-{
-    res->id = c->state;
-    if (res->id == NULL)
-        res->rc = err_set(&res->err, ERR_PROTO, "%s: the engine reported no image id", c->what);
+    if (text != NULL && c->progress != NULL)
+        text_lines(c, text);
 }
 
 int
@@ -752,8 +757,8 @@ docker_image_build_req(struct docker *d, const void *tar, size_t len, const char
                        struct httpc_req **req, struct err *e)
 {
     struct buf path = BUF_INIT;
-    struct dcall *c = tag ? dcall_new(d, cb, arg, post_build, "build image %s", tag)
-                          : dcall_new(d, cb, arg, post_build, "build image");
+    struct dcall *c = tag ? dcall_new(d, cb, arg, post_image_id, "build image %s", tag)
+                          : dcall_new(d, cb, arg, post_image_id, "build image");
     char *v = docker_esc(dockerfile ? dockerfile : "Dockerfile");
     int rc;
 

@@ -99,10 +99,10 @@ int docker_image_import(struct docker *d, const void *tar, size_t len, const cha
  * pull=0: base images present locally are used as they are, but the engine still looks a
  * missing one up in its registry (offline: fails with the engine's message). No total timeout.
  * progress (may be NULL) gets each line of the build's output ("Step 1/3 : FROM ...", RUN
- * output), without its newline; empty lines are skipped. An error in the stream
- * (error/errorDetail) fails the call with the engine's message ("build image TAG: The command
- * '/bin/sh -c exit 3' returned a non-zero code: 3"); so do HTTP errors ("... 400 dockerfile
- * parse error line 2: unknown instruction: BOGUS"). res->id = the built image's Id
+ * output), without its newline (one over 1 MiB in parts); empty lines are skipped. An error in
+ * the stream (error/errorDetail) fails the call with the engine's message ("build image TAG: The
+ * command '/bin/sh -c exit 3' returned a non-zero code: 3"); so do HTTP errors ("... 400
+ * dockerfile parse error line 2: unknown instruction: BOGUS"). res->id = the built image's Id
  * ("sha256:<64 hex>"), from the engine's aux message; a build without one fails (ERR_PROTO). */
 int docker_image_build(struct docker *d, const void *tar, size_t len, const char *tag,
                        const char *dockerfile, json_t *labels,

@@ -61,6 +61,8 @@ struct jr_action {
 };
 
 static void action_ready(struct jobrun *jr);
+static void add_input_env(json_t *env, json_t *inputs);
+static void add_state_env(struct jobrun *jr, json_t *env, const char *id);
 static void pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with,
                       json_t *inputs);
 static void docker_stage(struct jobrun *jr, json_t *p);
@@ -285,6 +287,8 @@ put_done(void *arg, int rc, const struct err *e)
         act_end(jr, true);
         return;
     }
+    /* Once in the job, a fetched action's files serve its later uses (only when all came). */
+    json_object_set_new(json_object_get(jr->fetched, a->uses), "copied", json_true());
     action_ready(jr);
 }
 
@@ -541,7 +545,6 @@ load_after(uv_work_t *w, int status)
                 char *root = xasprintf("/var/run/act/actions/%s", a->ref.cache_name);
                 a->dir = sub ? xasprintf("%s/%s", root, sub) : xstrdup(root);
                 if (!json_is_true(json_object_get(seen, "copied"))) {
-                    json_object_set_new(seen, "copied", json_true());
                     prep_and_put(jr, json_string_value(json_object_get(seen, "dir")), root,
                                  true);
                 } else {
@@ -722,6 +725,52 @@ jr_action_start(struct jobrun *jr, json_t *ctx)
 
 /* ---------------------------------------------------------------- running an action */
 
+/* An input's name as the inputs context keys it: ASCII lower case. New string. */
+static char *
+lower_dup(const char *s)
+{
+    char *l = xstrdup(s);
+
+    for (char *p = l; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    return l;
+}
+
+/* A remote action's owner/repo (GITHUB_ACTION_REPOSITORY, not the whole reference), or NULL.
+ * New string. */
+static char *
+action_repo(const struct jr_action *a)
+{
+    return a->ref.kind == ACTION_REF_REMOTE ? xasprintf("%s/%s", a->ref.owner, a->ref.repo)
+                                            : NULL;
+}
+
+/* The environment of a node action's stage in the job container: the step's, INPUT_*,
+ * STATE_* and the action's GITHUB_ACTION_*. New object. */
+static json_t *
+node_env(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t *inputs)
+{
+    struct jr_action *a = jr->act;
+    char *repo = action_repo(a);
+    struct stepenv_in in = {
+        .base_env = jr->x->base_env, .job_env = jr->job_env,
+        .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
+        .step_id = jr_cur_id(jr), .action_path = a->dir, .action_repository = repo,
+        .action_ref = a->ref.kind == ACTION_REF_REMOTE ? a->ref.ref : NULL,
+        .workspace = jr->x->workspace, .label = jr->label,
+        .step_env = json_is_object(step_env) ? step_env : NULL,
+        .with = json_is_object(with) ? with : NULL, .uses = true,
+        .extra_path = jr->extra_path, .base_path = jr->x->base_path,
+        .file_dir = jr->x->file_dir, .gitea = jr->gitea,
+    };
+    json_t *env = stepenv_build(&in);
+
+    free(repo);
+    add_input_env(env, inputs);
+    add_state_env(jr, env, jr_cur_id(jr));
+    return env;
+}
+
 /* The inputs context of the action: with values, then declared defaults (interpolated). */
 static json_t *
 action_inputs(struct jobrun *jr, json_t *ctx, json_t *with, struct err *e)
@@ -734,16 +783,12 @@ action_inputs(struct jobrun *jr, json_t *ctx, json_t *with, struct err *e)
     json_t *v;
 
     json_object_foreach(with, k, v) {
-        char *lk = xstrdup(k);
-        for (char *p = lk; *p; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        char *lk = lower_dup(k);
         json_object_set(in, lk, v);
         free(lk);
     }
     for (size_t i = 0; i < act->n_inputs; i++) {
-        char *lk = xstrdup(act->inputs[i].id), *val = NULL;
-        for (char *p = lk; *p; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        char *lk = lower_dup(act->inputs[i].id), *val = NULL;
         if (json_object_get(in, lk) == NULL && act->inputs[i].def) {
             if (expr_interpolate(act->inputs[i].def, &ee, &val, e) < 0) {
                 err_prefix(e, "%s: inputs.%s.default: ", act->file, act->inputs[i].id);
@@ -797,6 +842,30 @@ node_argv(const char *dir, const char *script)
     return argv;
 }
 
+/* A stage run as a container (docker_stage()): {step, id, name, image, entry, args, env,
+ * with, extra}; args, step_env, with and extra are copied or borrowed. New object. */
+static json_t *
+docker_stage_desc(struct jobrun *jr, const char *name, const char *image, const char *entry,
+                  char *const *args, json_t *step_env, json_t *with, json_t *extra)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:O, s:O, s:O}", "step",
+                     (json_int_t)jr->cur, "id", jr_cur_id(jr), "name", name, "image", image,
+                     "entry", entry, "args", jr_strv_json(args),
+                     "env", step_env ? step_env : json_null(), "with", with ? with : json_null(),
+                     "extra", extra ? extra : json_null());
+}
+
+/* Queues the current action's post stage (desc: a docker_stage_desc() when it has "image",
+ * else an agent run for run_stage()), under its post-if. */
+static void
+add_post(struct jobrun *jr, json_t *desc)
+{
+    const char *cond = jr->act->act->post_if;
+
+    json_object_set_new(desc, "if", json_string(cond ? cond : "always()"));
+    json_array_append_new(jr->posts, desc);
+}
+
 /* A node action's stage (script) as a container of runnerd.node_image, for a job image
  * without node: {step, id, name, image, entry, args, env, with, extra} for docker_stage() or
  * the main stage. New object. */
@@ -811,18 +880,15 @@ node_container(struct jobrun *jr, const char *name, json_t *step_env, json_t *wi
     add_state_env(jr, extra, jr_cur_id(jr));
     json_object_set_new(extra, "GITHUB_ACTION_PATH", json_string(a->dir ? a->dir : ""));
     if (a->ref.kind == ACTION_REF_REMOTE) {
-        char *repo = xasprintf("%s/%s", a->ref.owner, a->ref.repo);
+        char *repo = action_repo(a);
         json_object_set_new(extra, "GITHUB_ACTION_REPOSITORY", json_string(repo));
         json_object_set_new(extra, "GITHUB_ACTION_REF", json_string(a->ref.ref));
         free(repo);
     }
-    char *path = xasprintf("%s/%s", a->dir, script);
-    json_t *p = json_pack("{s:I, s:s, s:s, s:s, s:s, s:[s], s:O, s:O, s:o}",
-                          "step", (json_int_t)jr->cur, "id", jr_cur_id(jr), "name", name,
-                          "image", jr->node_image, "entry", "node", "args", path,
-                          "env", step_env ? step_env : json_null(),
-                          "with", with ? with : json_null(), "extra", extra);
-    free(path);
+    char *args[] = {xasprintf("%s/%s", a->dir, script), NULL};
+    json_t *p = docker_stage_desc(jr, name, jr->node_image, "node", args, step_env, with, extra);
+    free(args[0]);
+    json_decref(extra);
     return p;
 }
 
@@ -855,13 +921,8 @@ node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
     if (node_in_container(jr)) {
         const char *name = jr->cur_name ? jr->cur_name : s->eff_id;
         json_t *m = node_container(jr, name, step_env, with, inputs, a->act->main);
-        if (a->act->post) {
-            json_t *post = node_container(jr, name, step_env, with, inputs, a->act->post);
-            json_object_set_new(post, "kind", json_string("docker"));
-            json_object_set_new(post, "if", json_string(a->act->post_if ? a->act->post_if
-                                                                         : "always()"));
-            json_array_append_new(jr->posts, post);
-        }
+        if (a->act->post)
+            add_post(jr, node_container(jr, name, step_env, with, inputs, a->act->post));
         char **args = xcalloc(2, sizeof *args);
         args[0] = xstrdup(json_string_value(json_array_get(json_object_get(m, "args"), 0)));
         act_free(jr->act);
@@ -871,36 +932,13 @@ node_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
         json_decref(m);
         return;
     }
-    /* GITHUB_ACTION_REPOSITORY is owner/repo, not the whole reference. */
-    char *repo = a->ref.kind == ACTION_REF_REMOTE
-                     ? xasprintf("%s/%s", a->ref.owner, a->ref.repo) : NULL;
-    struct stepenv_in in = {
-        .base_env = jr->x->base_env, .job_env = jr->job_env,
-        .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
-        .step_id = jr_cur_id(jr), .action_path = a->dir, .action_repository = repo,
-        .action_ref = a->ref.kind == ACTION_REF_REMOTE ? a->ref.ref : NULL,
-        .workspace = jr->x->workspace, .label = jr->label,
-        .step_env = json_is_object(step_env) ? step_env : NULL,
-        .with = json_is_object(with) ? with : NULL, .uses = true,
-        .extra_path = jr->extra_path, .base_path = jr->x->base_path,
-        .file_dir = jr->x->file_dir, .gitea = jr->gitea,
-    };
-
     json_decref(jr->cur_env);
-    jr->cur_env = stepenv_build(&in);
-    free(repo);
-    add_input_env(jr->cur_env, inputs);
-    add_state_env(jr, jr->cur_env, jr_cur_id(jr));
-    if (a->act->post) {
-        json_t *post = json_pack("{s:I, s:s, s:s, s:O, s:s, s:s, s:s}",
-                                 "step", (json_int_t)jr->cur, "id", jr_cur_id(jr),
-                                 "name", jr->cur_name ? jr->cur_name : s->eff_id,
-                                 "env", jr->cur_env, "cwd", jr->x->workspace,
-                                 "if", a->act->post_if ? a->act->post_if : "always()",
-                                 "script", a->act->post);
-        json_object_set_new(post, "dir", json_string(a->dir));
-        json_array_append_new(jr->posts, post);
-    }
+    jr->cur_env = node_env(jr, ctx, step_env, with, inputs);
+    if (a->act->post)
+        add_post(jr, json_pack("{s:s, s:s, s:O, s:s, s:s, s:s}", "id", jr_cur_id(jr),
+                               "name", jr->cur_name ? jr->cur_name : s->eff_id,
+                               "env", jr->cur_env, "cwd", jr->x->workspace, "dir", a->dir,
+                               "script", a->act->post));
     shell_argv_free(jr->argv);
     jr->argv = node_argv(a->dir, a->act->main);
     free(jr->cwd);
@@ -1115,20 +1153,10 @@ docker_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json
     entry = with_str(with, "entrypoint");
     if (entry == NULL && act->entrypoint)
         entry = xstrdup(act->entrypoint);
-    if (act->post_entrypoint) {
-        /* Its post stage: the same container with runs.post-entrypoint (§9.5). */
-        const struct wf_step *s = jr_step(jr);
-        json_t *post = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:O, s:O, s:O}",
-                                 "kind", "docker", "step", (json_int_t)jr->cur,
-                                 "id", jr_cur_id(jr),
-                                 "name", jr->cur_name ? jr->cur_name : s->eff_id,
-                                 "if", act->post_if ? act->post_if : "always()",
-                                 "image", d.image, "entry", act->post_entrypoint,
-                                 "args", jr_strv_json(d.args), "env", step_env ? step_env : json_null(),
-                                 "with", with ? with : json_null(), "extra", d.extra);
-        if (post)
-            json_array_append_new(jr->posts, post);
-    }
+    if (act->post_entrypoint) /* the same container with runs.post-entrypoint (§9.5) */
+        add_post(jr, docker_stage_desc(jr, jr->cur_name ? jr->cur_name : jr_cur_id(jr),
+                                       d.image, act->post_entrypoint, d.args, step_env, with,
+                                       d.extra));
     act_free(jr->act);
     jr->act = NULL;
     jr_container_step(jr, ctx, d.image, entry, d.args, step_env, with, d.extra);
@@ -1140,20 +1168,23 @@ docker_main(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json
 /* A composite action: its nested steps run in a frame of their own (§12.6), with the declared
  * inputs only. */
 static void
-composite_main(struct jobrun *jr, json_t *step_env, json_t *inputs, bool pre)
+composite_main(struct jobrun *jr, json_t *step_env, json_t *inputs)
 {
     struct jr_action *a = jr->act;
     struct action *act = a->act;
+
+    if (jr_frame_depth(jr) >= JR_COMPOSITE_MAX_DEPTH) {
+        act_failf(jr, "uses: %s: composite actions nest deeper than %d levels", a->uses,
+                  JR_COMPOSITE_MAX_DEPTH);
+        return;
+    }
     json_t *declared = json_object();
-    char *repo = a->ref.kind == ACTION_REF_REMOTE
-                     ? xasprintf("%s/%s", a->ref.owner, a->ref.repo) : NULL;
+    char *repo = action_repo(a);
     char *uses = xstrdup(a->uses), *dir = xstrdup(a->dir ? a->dir : "");
     char *ref = a->ref.kind == ACTION_REF_REMOTE ? xstrdup(a->ref.ref) : NULL;
 
     for (size_t i = 0; i < act->n_inputs; i++) {
-        char *lk = xstrdup(act->inputs[i].id);
-        for (char *p = lk; *p; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        char *lk = lower_dup(act->inputs[i].id);
         json_t *v = json_object_get(inputs, lk);
         json_object_set_new(declared, lk, v ? json_incref(v) : json_string(""));
         free(lk);
@@ -1163,7 +1194,7 @@ composite_main(struct jobrun *jr, json_t *step_env, json_t *inputs, bool pre)
         remove_later(jr, a->tmp);
     act_free(jr->act);
     jr->act = NULL;
-    jr_frame_enter(jr, act, uses, dir, repo, ref, declared, step_env, pre);
+    jr_frame_enter(jr, act, uses, dir, repo, ref, declared, step_env);
     json_decref(declared);
     free(repo);
     free(uses);
@@ -1213,7 +1244,7 @@ action_ready(struct jobrun *jr)
         docker_main(jr, ctx, step_env, with, inputs);
         break;
     case ACTION_COMPOSITE:
-        composite_main(jr, step_env, inputs, false);
+        composite_main(jr, step_env, inputs);
         break;
     }
 out:
@@ -1377,8 +1408,7 @@ jr_post_next(struct jobrun *jr)
         char *title = xasprintf("Post %s", name);
         json_object_set_new(p, "name", json_string(title));
         free(title);
-        const char *kind = json_string_value(json_object_get(p, "kind"));
-        if (kind && strcmp(kind, "docker") == 0) {
+        if (json_object_get(p, "image")) { /* a docker action's, or node in node_image */
             docker_stage(jr, p);
             json_decref(p);
             return true;
@@ -1404,7 +1434,7 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
 
     if (act->using == ACTION_COMPOSITE) {
         /* A remote composite: the pre stages of its own steps' actions (§9.5). */
-        composite_main(jr, step_env, inputs, true);
+        composite_main(jr, step_env, inputs);
         return;
     }
     bool docker = act->using == ACTION_DOCKER && act->pre_entrypoint;
@@ -1421,63 +1451,36 @@ pre_stage(struct jobrun *jr, json_t *ctx, json_t *step_env, json_t *with, json_t
         act_end(jr, true);
         return;
     }
+    if (!docker && !node_available(jr))
+        return;
+    char *name = jr_display_name(jr, s, ctx), *title = xasprintf("Pre %s", name);
+    free(name);
+    json_t *stage = NULL;
     if (docker) {
         struct docker_run d;
-        if (docker_prepare(jr, ctx, with, inputs, &d) < 0) {
-            docker_run_free(&d);
-            return;
-        }
-        char *name = jr_display_name(jr, s, ctx);
-        char *title = xasprintf("Pre %s", name);
-        json_t *p = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:O, s:O, s:O}",
-                              "step", (json_int_t)jr->cur, "id", jr_cur_id(jr), "name", title,
-                              "image", d.image, "entry", act->pre_entrypoint,
-                              "args", jr_strv_json(d.args), "env", step_env ? step_env : json_null(),
-                              "with", with ? with : json_null(), "extra", d.extra);
-        free(name);
-        free(title);
+        if (docker_prepare(jr, ctx, with, inputs, &d) == 0)
+            stage = docker_stage_desc(jr, title, d.image, act->pre_entrypoint, d.args,
+                                      step_env, with, d.extra);
         docker_run_free(&d);
-        act_free(jr->act);
-        jr->act = NULL;
-        docker_stage(jr, p);
-        json_decref(p);
-        return;
+        if (stage == NULL) {
+            free(title);
+            return; /* the step (here: the pre stages' look) failed */
+        }
+    } else if (node_in_container(jr)) {
+        stage = node_container(jr, title, step_env, with, inputs, act->pre);
     }
-    if (!node_available(jr)) {
-        return;
-    }
-    if (node_in_container(jr)) {
-        char *name = jr_display_name(jr, s, ctx);
-        char *title = xasprintf("Pre %s", name);
-        json_t *p = node_container(jr, title, step_env, with, inputs, act->pre);
-        free(name);
+    if (stage) {
         free(title);
         act_free(jr->act);
         jr->act = NULL;
-        docker_stage(jr, p);
-        json_decref(p);
+        docker_stage(jr, stage);
+        json_decref(stage);
         return;
     }
-    char *repo = xasprintf("%s/%s", a->ref.owner, a->ref.repo);
-    struct stepenv_in in = {
-        .base_env = jr->x->base_env, .job_env = jr->job_env,
-        .container_env = jr->container_env, .github = json_object_get(ctx, "github"),
-        .step_id = jr_cur_id(jr), .action_path = a->dir, .action_repository = repo,
-        .action_ref = a->ref.ref, .workspace = jr->x->workspace, .label = jr->label,
-        .step_env = json_is_object(step_env) ? step_env : NULL,
-        .with = json_is_object(with) ? with : NULL, .uses = true,
-        .extra_path = jr->extra_path, .base_path = jr->x->base_path,
-        .file_dir = jr->x->file_dir, .gitea = jr->gitea,
-    };
-    json_t *env = stepenv_build(&in);
-    free(repo);
-    add_input_env(env, inputs);
-    char *name = jr_display_name(jr, s, ctx);
-    char *title = xasprintf("Pre %s", name);
+    json_t *env = node_env(jr, ctx, step_env, with, inputs);
     json_t *p = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "id", jr_cur_id(jr), "name", title,
                           "env", env, "cwd", jr->x->workspace, "dir", a->dir,
                           "script", act->pre);
-    free(name);
     free(title);
     act_free(jr->act);
     jr->act = NULL;

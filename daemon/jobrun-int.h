@@ -20,7 +20,6 @@ struct jr_frame {
     struct action *act;       /* owns steps */
     const struct wf_step *steps;
     size_t n, cur;
-    int depth;                /* 1 for a composite called by a job step */
     char *uses;               /* the calling step's uses, for messages */
     char *id;                 /* the calling step's id ("a", or "a.0" when nested) */
     char *cur_id;             /* the running nested step's id: "<id>.<its id>" */
@@ -29,7 +28,6 @@ struct jr_frame {
     json_t *inputs;           /* its inputs context */
     json_t *env;              /* the calling step's env: (evaluated) */
     bool failed;              /* a nested step concluded failure */
-    bool pre;                 /* entered to run the nested steps' pre stages (§9.5) */
     size_t pre_idx;           /* pre: the next nested step to look at */
     /* The calling step, put aside. */
     json_t *saved_outputs, *saved_env;
@@ -137,10 +135,13 @@ const char *jr_file(struct jobrun *jr);
  * composite's INPUT_* when with_inputs), then the step's own (evaluated, borrowed, may be
  * NULL). New object. */
 json_t *jr_step_env(struct jobrun *jr, json_t *own, bool with_inputs);
+#define JR_COMPOSITE_MAX_DEPTH 10 /* GitHub's limit on composite actions in composites */
+/* How many composite actions the current step is inside. */
+int jr_frame_depth(struct jobrun *jr);
 /* Enters a composite action for the current step (takes act): its nested steps run next, or
- * with pre, their pre stages are looked for (jr_pre_next()). */
+ * before the job's first step, their pre stages are looked for (jr_pre_next()). */
 void jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const char *path,
-                    const char *repo, const char *ref, json_t *inputs, json_t *env, bool pre);
+                    const char *repo, const char *ref, json_t *inputs, json_t *env);
 /* Leaves a composite action entered for its pre stages. */
 void jr_frame_leave(struct jobrun *jr);
 void jr_emit(struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len);

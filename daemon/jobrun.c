@@ -475,6 +475,16 @@ clear_step(struct jobrun *jr)
     buf_reset(&jr->line[1]);
 }
 
+/* Moves to the next step: of the innermost composite, or of the job. */
+static void
+next_index(struct jobrun *jr)
+{
+    if (jr->frame)
+        jr->frame->cur++;
+    else
+        jr->cur++;
+}
+
 /* Ends the current step: outcome from ok, conclusion after continue-on-error. */
 void
 jr_end_step(struct jobrun *jr, bool ok)
@@ -504,10 +514,7 @@ jr_end_step(struct jobrun *jr, bool ok)
     set_step_result(jr, outcome, conclusion);
     clear_step(jr);
     jr->phase = PH_STEPS;
-    if (jr->frame)
-        jr->frame->cur++;
-    else
-        jr->cur++;
+    next_index(jr);
     if (jr->replaying) {
         jr->defer_next = true; /* after the replay: nothing new goes to the agent before */
         return;
@@ -679,6 +686,10 @@ jr_strv_json(char *const *v)
     return a;
 }
 
+static struct jr_frame *frame_push(struct jobrun *jr, struct action *act, const char *uses,
+                                   const char *path, const char *repo, const char *ref,
+                                   json_t *inputs);
+
 /* The composite actions the current step runs in, outermost first: all a resumed job needs
  * to enter them again (the action.yml text is parsed again; it may no longer be readable). */
 static json_t *
@@ -687,14 +698,14 @@ frames_json(struct jobrun *jr)
     json_t *a = json_array();
 
     for (struct jr_frame *f = jr->frame; f; f = f->up) {
-        json_t *o = json_pack("{s:s%, s:s, s:s, s:s, s:s, s:s*, s:s*, s:I, s:i, s:b, s:O, s:O, "
+        json_t *o = json_pack("{s:s%, s:s, s:s, s:s, s:s*, s:s*, s:I, s:b, s:O, s:O, "
                               "s:O, s:O, s:O*, s:s*}",
                               "text", f->act->text ? f->act->text : "",
                               f->act->text ? f->act->text_len : (size_t)0,
-                              "file", f->act->file, "uses", f->uses, "id", f->id,
+                              "file", f->act->file, "uses", f->uses,
                               "path", f->action_path, "repo", f->action_repo,
                               "ref", f->action_ref, "cur", (json_int_t)f->cur,
-                              "depth", f->depth, "failed", f->failed, "steps", f->steps_ctx,
+                              "failed", f->failed, "steps", f->steps_ctx,
                               "inputs", f->inputs, "env", f->env,
                               "saved_outputs", f->saved_outputs ? f->saved_outputs : json_null(),
                               "saved_env", f->saved_env, "saved_name", f->saved_name);
@@ -723,11 +734,10 @@ frames_restore(struct jobrun *jr, const json_t *frames, struct err *e)
         const char *text = json_string_value(json_object_get(o, "text"));
         const char *file = json_string_value(json_object_get(o, "file"));
         const char *uses = json_string_value(json_object_get(o, "uses"));
-        const char *id = json_string_value(json_object_get(o, "id"));
         struct action *act = NULL;
         json_int_t cur = json_integer_value(json_object_get(o, "cur"));
 
-        if (text == NULL || file == NULL || uses == NULL || id == NULL)
+        if (text == NULL || file == NULL || uses == NULL)
             return err_set(e, ERR_INVALID, "the job's checkpoint has a broken composite frame");
         if (action_parse(file, text, json_string_length(json_object_get(o, "text")), uses, &act,
                          e) < 0)
@@ -736,31 +746,22 @@ frames_restore(struct jobrun *jr, const json_t *frames, struct err *e)
             action_free(act);
             return err_set(e, ERR_INVALID, "the job's checkpoint does not fit %s", file);
         }
-        struct jr_frame *f = xcalloc(1, sizeof *f);
-        f->act = act;
-        f->steps = act->steps;
-        f->n = act->n_steps;
+        struct jr_frame *f = frame_push(jr, act, uses, json_string_value(json_object_get(o, "path")),
+                                        json_string_value(json_object_get(o, "repo")),
+                                        json_string_value(json_object_get(o, "ref")),
+                                        json_object_get(o, "inputs"));
         f->cur = (size_t)cur;
-        f->depth = (int)json_integer_value(json_object_get(o, "depth"));
-        f->uses = xstrdup(uses);
-        f->id = xstrdup(id);
-        f->cur_id = xasprintf("%s.%s", id, act->steps[cur].eff_id);
-        f->action_repo = dup_member(o, "repo");
-        f->action_ref = dup_member(o, "ref");
-        f->saved_name = dup_member(o, "saved_name");
-        f->action_path = dup_member(o, "path");
-        if (f->action_path == NULL)
-            f->action_path = xstrdup("");
+        f->cur_id = xasprintf("%s.%s", f->id, act->steps[cur].eff_id);
         f->failed = json_is_true(json_object_get(o, "failed"));
-#define DUPOBJ(k) (json_is_object(json_object_get(o, k)) ? json_deep_copy(json_object_get(o, k)) : json_object())
-        f->steps_ctx = DUPOBJ("steps");
-        f->inputs = DUPOBJ("inputs");
-        f->env = DUPOBJ("env");
-        f->saved_outputs = DUPOBJ("saved_outputs");
-        f->saved_env = DUPOBJ("saved_env");
-#undef DUPOBJ
-        f->up = jr->frame;
-        jr->frame = f;
+        json_object_update(f->steps_ctx, json_object_get(o, "steps"));
+        json_object_update(f->env, json_object_get(o, "env"));
+        f->saved_outputs = json_is_object(json_object_get(o, "saved_outputs"))
+                               ? json_deep_copy(json_object_get(o, "saved_outputs"))
+                               : json_object();
+        f->saved_env = json_is_object(json_object_get(o, "saved_env"))
+                           ? json_deep_copy(json_object_get(o, "saved_env"))
+                           : json_object();
+        f->saved_name = dup_member(o, "saved_name");
     }
     return 0;
 }
@@ -1117,36 +1118,17 @@ frames_unwind(struct jobrun *jr)
         frame_free(frame_pop(jr));
 }
 
-#define COMPOSITE_MAX_DEPTH 10
-
-void
-jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const char *path,
-               const char *repo, const char *ref, json_t *inputs, json_t *env, bool pre)
+/* A new innermost frame for act (taken), the current step's composite: its id is the step's
+ * (job steps "a", nested "a.0"); empty steps context and env, a copy of inputs. */
+static struct jr_frame *
+frame_push(struct jobrun *jr, struct action *act, const char *uses, const char *path,
+           const char *repo, const char *ref, json_t *inputs)
 {
-    struct jr_frame *f;
-    int depth = jr->frame ? jr->frame->depth + 1 : 1;
+    struct jr_frame *f = xcalloc(1, sizeof *f);
 
-    if (depth > COMPOSITE_MAX_DEPTH) {
-        action_free(act);
-        jr_emitf(jr, pre ? -1 : (int)jr->cur, JOBRUN_ERROR,
-                 "uses: %s: composite actions nest deeper than %d levels", uses,
-                 COMPOSITE_MAX_DEPTH);
-        if (pre) {
-            jr->job_failed = jr->pre_failed = true;
-            jr->phase = PH_STEPS;
-            jr_next_step(jr);
-            return;
-        }
-        jr->phase = PH_RUNNING;
-        jr_end_step(jr, false);
-        return;
-    }
-    f = xcalloc(1, sizeof *f);
-    f->pre = pre;
     f->act = act;
     f->steps = act->steps;
     f->n = act->n_steps;
-    f->depth = depth;
     f->uses = xstrdup(uses);
     f->id = xstrdup(jr_cur_id(jr));
     f->cur_id = xstrdup(f->id);
@@ -1156,20 +1138,42 @@ jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const ch
     f->steps_ctx = json_object();
     f->inputs = json_is_object(inputs) ? json_deep_copy(inputs) : json_object();
     f->env = json_object();
-    /* The calling step's env:, without INPUT_*: those come from the composite's own inputs. */
+    f->up = jr->frame;
+    jr->frame = f;
+    return f;
+}
+
+int
+jr_frame_depth(struct jobrun *jr)
+{
+    int n = 0;
+
+    for (struct jr_frame *f = jr->frame; f; f = f->up)
+        n++;
+    return n;
+}
+
+void
+jr_frame_enter(struct jobrun *jr, struct action *act, const char *uses, const char *path,
+               const char *repo, const char *ref, json_t *inputs, json_t *env)
+{
+    json_t *saved_outputs = jr->cur_outputs, *saved_env = jr->cur_env;
+    char *saved_name = jr->cur_name;
+    struct jr_frame *f = frame_push(jr, act, uses, path, repo, ref, inputs);
     const char *k;
     json_t *v;
+
+    /* The calling step's env:, without INPUT_*: those come from the composite's own inputs. */
     json_object_foreach(env, k, v) {
         if (strncmp(k, "INPUT_", 6) != 0)
             json_object_set(f->env, k, v);
     }
-    f->saved_outputs = jr->cur_outputs;
-    f->saved_env = jr->cur_env;
-    f->saved_name = jr->cur_name;
+    /* The calling step is put aside while its nested steps run. */
+    f->saved_outputs = saved_outputs;
+    f->saved_env = saved_env;
+    f->saved_name = saved_name;
     jr->cur_outputs = jr->cur_env = NULL;
     jr->cur_name = NULL;
-    f->up = jr->frame;
-    jr->frame = f;
     jr->phase = PH_STEPS;
     jr_next_step(jr);
 }
@@ -1283,10 +1287,7 @@ jr_next_step(struct jobrun *jr)
             set_step_result(jr, "skipped", "skipped");
             clear_step(jr);
             json_decref(ctx);
-            if (f)
-                f->cur++;
-            else
-                jr->cur++;
+            next_index(jr);
             continue;
         }
         if (f)

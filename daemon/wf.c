@@ -116,24 +116,11 @@ q(const struct ynode *n)
     return ydoc_quote(n->str, n->len);
 }
 
-/* Returns the name of a node's type for messages. */
-static const char *
-kind_name(const struct ynode *n)
-{
-    if (n->kind == YNODE_MAP)
-        return "a mapping";
-    if (n->kind == YNODE_SEQ)
-        return "a sequence";
-    if (ynode_is_null(n))
-        return "null";
-    return "a string";
-}
-
 /* Reports that n has the wrong type. */
 static void
 diag_type(struct wctx *c, const char *path, const struct ynode *n, const char *expected)
 {
-    diag(c, n->pos, "%s: expected %s, got %s", path, expected, kind_name(n));
+    diag(c, n->pos, "%s: expected %s, got %s", path, expected, ynode_kind_name(n));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -339,7 +326,7 @@ check_keys(struct wctx *c, const char *path, const struct ynode *map, const char
         bool ok = false;
 
         if (k->kind != YNODE_SCALAR) {
-            diag(c, k->pos, "%s: expected a string key, got %s", path, kind_name(k));
+            diag(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
             continue;
         }
         if (check_no_expr(c, path, k))
@@ -428,7 +415,7 @@ check_scalar_map(struct wctx *c, const char *path, const struct ynode *n, bool a
     for (size_t i = 0; i < n->n; i++) {
         const struct ynode *k = n->keys[i], *v = n->items[i];
         if (k->kind != YNODE_SCALAR) {
-            diag(c, k->pos, "%s: expected a string key, got %s", path, kind_name(k));
+            diag(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
             continue;
         }
         char *p = subk(path, k);
@@ -525,7 +512,7 @@ check_tree(struct wctx *c, const char *path, const struct ynode *n)
             if (k->kind == YNODE_SCALAR && !is_insert(k->str))
                 check_no_expr(c, path, k);
             else if (k->kind != YNODE_SCALAR)
-                diag(c, k->pos, "%s: expected a string key, got %s", path, kind_name(k));
+                diag(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
             p = subk(path, k);
         } else {
             p = xasprintf("%s[%zu]", path, i);
@@ -589,7 +576,7 @@ check_permissions(struct wctx *c, const char *path, const struct ynode *n)
     for (size_t i = 0; i < n->n; i++) {
         const struct ynode *k = n->keys[i];
         if (k->kind != YNODE_SCALAR) {
-            diag(c, k->pos, "%s: expected a string key, got %s", path, kind_name(k));
+            diag(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
             continue;
         }
         check_no_expr(c, path, k);
@@ -726,7 +713,7 @@ check_id_map(struct wctx *c, const char *path, const struct ynode *n, bool null_
     for (size_t i = 0; i < n->n; i++) {
         const struct ynode *k = n->keys[i], *v = n->items[i];
         if (k->kind != YNODE_SCALAR) {
-            diag(c, k->pos, "%s: expected a string key, got %s", path, kind_name(k));
+            diag(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
             continue;
         }
         if (check_no_expr(c, path, k))
@@ -967,7 +954,7 @@ read_on(struct wctx *c, struct wf_workflow *w, struct ynode *n)
         const struct ynode *k = n->keys[i];
         struct ynode *v = n->items[i];
         if (k->kind != YNODE_SCALAR) {
-            diag(c, k->pos, "on: expected an event name, got %s", kind_name(k));
+            diag(c, k->pos, "on: expected an event name, got %s", ynode_kind_name(k));
             continue;
         }
         if (check_no_expr(c, "on", k))
@@ -1132,7 +1119,7 @@ read_strategy(struct wctx *c, const char *path, struct ynode *n, struct wf_job *
         for (size_t i = 0; i < m->n; i++) {
             const struct ynode *k = m->keys[i], *v = m->items[i];
             if (k->kind != YNODE_SCALAR) {
-                diag(c, k->pos, "%s: expected a string key, got %s", p, kind_name(k));
+                diag(c, k->pos, "%s: expected a string key, got %s", p, ynode_kind_name(k));
                 continue;
             }
             char *pk = subk(p, k);
@@ -1493,7 +1480,7 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
             for (size_t i = 0; i < v->n; i++) {
                 const struct ynode *k = v->keys[i];
                 if (k->kind != YNODE_SCALAR) {
-                    diag(c, k->pos, "%s: expected a string key, got %s", p, kind_name(k));
+                    diag(c, k->pos, "%s: expected a string key, got %s", p, ynode_kind_name(k));
                     continue;
                 }
                 if (check_no_expr(c, p, k))
@@ -1770,7 +1757,7 @@ read_workflow(struct wctx *c, struct wf_workflow *w, struct ynode *root)
     for (size_t i = 0; i < v->n; i++) {
         const struct ynode *k = v->keys[i];
         if (k->kind != YNODE_SCALAR) {
-            diag(c, k->pos, "jobs: expected a job id, got %s", kind_name(k));
+            diag(c, k->pos, "jobs: expected a job id, got %s", ynode_kind_name(k));
             continue;
         }
         if (check_no_expr(c, "jobs", k))

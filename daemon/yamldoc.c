@@ -612,6 +612,18 @@ ynode_is_null(const struct ynode *n)
            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
 }
 
+const char *
+ynode_kind_name(const struct ynode *n)
+{
+    if (n->kind == YNODE_MAP)
+        return "a mapping";
+    if (n->kind == YNODE_SEQ)
+        return "a sequence";
+    if (ynode_is_null(n))
+        return "null";
+    return "a string";
+}
+
 /* Returns how many leading characters of s are digits in base (8, 10 or 16). */
 static size_t
 span_digits(const char *s, int base)

@@ -59,6 +59,9 @@ struct ynode *ynode_get(const struct ynode *map, const char *key);
 /* True for a plain scalar that the core schema reads as null ("", "~", "null", "Null", "NULL"). */
 bool ynode_is_null(const struct ynode *n);
 
+/* The name of a node's type for messages: "a mapping", "a sequence", "null", "a string". */
+const char *ynode_kind_name(const struct ynode *n);
+
 /* Returns a new JSON value for the node (core schema for plain scalars). */
 json_t *ynode_to_json(const struct ynode *n);
 

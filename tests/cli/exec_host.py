@@ -248,6 +248,8 @@ jobs:
                  "        echo \"v=got-$INPUT_N\" >> \"$GITHUB_OUTPUT\"\n"
                  "        echo FROM_INNER=1 >> \"$GITHUB_ENV\"\n",
         "broken": "name: broken\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      nope: 1\n",
+        "self": "name: self\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      run: echo level\n"
+                "    - uses: ./.github/actions/self\n",
     }.items():
         os.makedirs(os.path.join(acts, name), exist_ok=True)
         with open(os.path.join(acts, name, "action.yml"), "w") as f:
@@ -285,6 +287,14 @@ jobs:
     b = "\n".join(lines(out, "b"))
     check("composite: a broken action.yml fails the step naming its line",
           rc == 1 and "broken/action.yml:5:" in b and "not-reached" not in b, b + err)
+    # A composite that calls itself stops at GitHub's depth limit, failing every level.
+    rc, out, err, rep = run(tmp, "on: push\njobs:\n  r:\n    runs-on: local\n    steps:\n"
+                                 "      - uses: ./.github/actions/self\n      - run: echo not-reached\n")
+    rr = lines(out, "r")
+    check("composite: nesting deeper than 10 levels is refused",
+          rc == 1 and sum(1 for l in rr if l == "  | level") == 10 and
+          any("composite actions nest deeper than 10 levels" in l for l in rr) and
+          "  | not-reached" not in rr, "\n".join(rr) + err)
 
     # Ctrl-C inside a composite's nested step: it stops, the composite fails, always() runs.
     os.makedirs(os.path.join(acts, "slow"), exist_ok=True)

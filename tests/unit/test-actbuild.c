@@ -3,9 +3,11 @@
  * output lines), a Dockerfile in a subdirectory built with that directory as the context, a
  * missing Dockerfile (and directory) named clearly, absolute and ".." paths refused before
  * anything runs, a context too large for the cap, a tar context as the engine's archive GET
- * returns it (prefixed by the directory's name, a hard link inside), cancel right after start
- * and cancel while a RUN step runs (exactly one done with ERR_CANCELED, the engine's build
- * container gone). Built images carry the test label and are removed; nothing is left behind. */
+ * returns it (prefixed by the directory's name, a hard link inside), tar contexts refused on
+ * the pool (a malformed archive, cut down or taken as it is; a hard link whose target is not in
+ * it; hard links copied past the cap), cancel right after start and cancel while a RUN step
+ * runs (exactly one done with ERR_CANCELED, the engine's build container gone). Built images
+ * carry the test label and are removed; nothing is left behind. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,6 +409,67 @@ TEST(builds_a_tar_from_a_container)
     ASSERT_EQ(r.rc, ERR_NOTFOUND);
     ASSERT_STR_EQ(r.msg, "/x/act: no Dockerfile at Dockerfile");
     buf_free(&ar);
+    dockertest_teardown(&f);
+}
+
+/* Builds req (a tar context) and expects it refused before the engine is asked: rc and msg. */
+static void
+refused(struct dockertest *f, struct actbuild_req *req, int rc, const char *msg)
+{
+    struct build r = {0};
+
+    start(f, req, &r);
+    finish(f, &r);
+    ASSERT_EQ(r.rc, rc);
+    ASSERT_STR_EQ(r.msg, msg);
+    ASSERT_STR_EQ(buf_str(&r.log), "");
+}
+
+TEST(tar_contexts_refused)
+{
+    struct dockertest f;
+    char junk[2048], *cmd, *tar;
+    size_t n;
+
+    dockertest_setup(&f, "actbuild-tar-bad");
+    memset(junk, 'j', sizeof junk);
+    /* a malformed archive, cut down to the Dockerfile's directory or read as it is */
+    refused(&f,
+            &(struct actbuild_req){.dir = "/x/act", .tar = junk, .tar_len = sizeof junk,
+                                   .dockerfile = "act/Dockerfile"},
+            ERR_PROTO, "/x/act: build context: tar: bad header checksum at byte 0");
+    refused(&f, &(struct actbuild_req){.dir = "/x/act", .tar = junk, .tar_len = sizeof junk},
+            ERR_PROTO, "/x/act: tar: bad header checksum at byte 0");
+
+    /* a hard link whose target was taken out of the archive */
+    cmd = xasprintf("cd %s && mkdir -p src/act && printf 'FROM x\\n' > src/act/Dockerfile && "
+                    "printf 'a\\n' > src/act/a && ln src/act/a src/act/b && "
+                    "tar -C src --format=gnu --sort=name -b 1 -cf nolink.tar act && "
+                    "tar --delete -f nolink.tar act/a && "
+                    "head -c 4096 /dev/zero > src/act/a && ln src/act/a src/act/c && "
+                    "ln src/act/a src/act/d && "
+                    "tar -C src --format=gnu --sort=name -b 1 -cf links.tar ./act",
+                    test_tmpdir());
+    ASSERT_EQ(system(cmd), 0);
+    free(cmd);
+    tar = test_read_file("nolink.tar", &n);
+    ASSERT(tar != NULL);
+    refused(&f,
+            &(struct actbuild_req){.dir = "/x/act", .tar = tar, .tar_len = n,
+                                   .dockerfile = "act/Dockerfile"},
+            ERR_PROTO, "/x/act: build context: hard link b: no file act/a in the archive");
+    free(tar);
+
+    /* under the cap as sent, over it once three links to a 4 KiB file are copies ("./act/a"
+     * names the target) */
+    tar = test_read_file("links.tar", &n);
+    ASSERT(tar != NULL);
+    ASSERT(n < 9000);
+    refused(&f,
+            &(struct actbuild_req){.dir = "/x/act", .tar = tar, .tar_len = n,
+                                   .dockerfile = "act/Dockerfile", .cap = 9000},
+            -EFBIG, "/x/act: build context over 9000 bytes");
+    free(tar);
     dockertest_teardown(&f);
 }
 

@@ -10,7 +10,8 @@
  * htpasswd auth: refused without pulling, failing without credentials, a digest the registry
  * lacks, pulled and verified with base64url X-Registry-Auth), and image builds from a context tar
  * (tag, labels, output lines split and joined as the engine streams them, the Id; a RUN that
- * fails, a parse error, a missing base image; a Dockerfile in a subdirectory). Each test
+ * fails, a parse error, a missing base image; a Dockerfile in a subdirectory; an output line
+ * over 1 MiB handed on in two parts). Each test
  * labels what it creates with a unique value; a guard process removes leftovers with the docker
  * CLI even when the test dies. */
 #include <fcntl.h>
@@ -680,6 +681,58 @@ TEST(image_build_dockerfile_in_subdir)
     tres_free(&t);
     tar_free(&tar);
     free(id);
+    free(df);
+    buf_free(&build_log);
+    json_decref(l);
+    teardown(&f);
+}
+
+/* One line of build output per call: the 'x' lines' count and lengths, the others in build_log. */
+static size_t x_lines, x_first, x_total;
+
+static void
+on_x_line(const char *line, void *arg)
+{
+    size_t n = strspn(line, "x");
+
+    (void)arg;
+    ASSERT(strchr(line, '\n') == NULL && line[0] != '\0');
+    if (n > 0 && line[n] == '\0') {
+        x_first = x_lines++ == 0 ? n : x_first;
+        x_total += n;
+    } else {
+        buf_printf(&build_log, "%s\n", line);
+    }
+}
+
+TEST(image_build_long_output_line)
+{
+    struct fx f;
+    struct tres t = {0};
+    struct err e;
+    struct tar tar;
+    json_t *l;
+    char *df;
+
+    setup(&f, "build-long");
+    l = labels(&f);
+    /* 1100000 bytes without a newline, in many messages: the first MiB goes out as a line of
+     * its own once it is pending, the rest with its newline */
+    df = xasprintf("FROM %s\nRUN head -c 1100000 /dev/zero | tr '\\0' x; echo; echo after\n",
+                   f.image);
+    context_tar(&tar, "Dockerfile", df, NULL);
+    ASSERT_OK(docker_image_build(f.d, tar.out.data, tar.out.len, NULL, NULL, l, on_x_line,
+                                 on_res, &t, &e));
+    tar_free(&tar);
+    wait_for(&f, &t);
+    if (t.rc < 0)
+        test_fail(__FILE__, __LINE__, "build: %s\n%s", t.msg, buf_str(&build_log));
+    ASSERT_EQ(x_lines, 2);
+    ASSERT(x_first >= 1024 * 1024);
+    ASSERT_EQ(x_total, 1100000);
+    ASSERT_STR_CONTAINS(buf_str(&build_log), "\nafter\n");
+    remove_image(&f, t.id);
+    tres_free(&t);
     free(df);
     buf_free(&build_log);
     json_decref(l);

@@ -2,8 +2,8 @@
  * modes, a name split into the ustar prefix, a name that needs a PAX header, an empty file,
  * block alignment, symlinks (a long target in a PAX linkpath), and refusal of absolute and
  * ".." names. The reader: our own archives read back (prefix split, PAX path and linkpath),
- * GNU and PAX archives from tar(1) with long names, "./" prefixes and hard links, and
- * truncated or corrupted archives refused. */
+ * GNU and PAX archives from tar(1) with long names, "./" prefixes and hard links, a last entry
+ * without its padding, and truncated or corrupted archives (a bad PAX record) refused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +281,42 @@ TEST(reader_refuses_broken_archives)
     tar_reader_init(&r, t.out.data, t.out.len);
     ASSERT_EQ(tar_next(&r, &ent, &e), ERR_PROTO);
     ASSERT_STR_EQ(e.msg, "tar: bad header checksum at byte 0");
+    tar_reader_free(&r);
+    tar_free(&t);
+}
+
+TEST(reader_edge_cases)
+{
+    struct tar t;
+    struct tar_reader r;
+    struct tar_entry ent;
+    struct err e = {0};
+    char longname[200];
+
+    tar_init(&t);
+    ASSERT_OK(tar_add_file(&t, "a", 0644, "0123456789", 10, &e));
+    tar_finish(&t);
+    /* the last entry's data without its padding (nor the end blocks) */
+    tar_reader_init(&r, t.out.data, 512 + 10);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 1);
+    ASSERT_STR_EQ(ent.path, "a");
+    ASSERT_EQ(ent.len, 10);
+    ASSERT(memcmp(ent.data, "0123456789", 10) == 0);
+    ASSERT_EQ(tar_next(&r, &ent, &e), 0);
+    tar_reader_free(&r);
+    tar_free(&t);
+
+    /* a PAX record whose length runs past its header's data */
+    memset(longname, 'n', 180);
+    longname[180] = '\0';
+    tar_init(&t);
+    ASSERT_OK(tar_add_file(&t, longname, 0644, "x", 1, &e));
+    tar_finish(&t);
+    ASSERT(memcmp(t.out.data + 512 + 3, " path=", 6) == 0); /* "190 path=nnn...\n" */
+    memcpy(t.out.data + 512, "999", 3);
+    tar_reader_init(&r, t.out.data, t.out.len);
+    ASSERT_EQ(tar_next(&r, &ent, &e), ERR_PROTO);
+    ASSERT_STR_EQ(e.msg, "tar: malformed PAX header");
     tar_reader_free(&r);
     tar_free(&t);
 }
