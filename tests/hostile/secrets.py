@@ -239,6 +239,16 @@ def daemon_attacks(tmp, image):
         check("runnerd: fromJSON error quotes no secret",
               any("Invalid JSON: invalid token at line 1" in x for x in rows),
               "\n".join(x[-200:] for x in rows[-8:]))
+        # A job the runner cannot take: its runs-on (built from the secret) matches no label
+        # of the runner; the reason goes to the log rows, the task record and runnerd's log.
+        payload = ('name: CI\n"on":\n    push: {}\njobs:\n    build:\n'
+                   '        runs-on: "x-${{ secrets.S }}"\n        steps:\n'
+                   '            - run: echo hi\n')
+        job2 = e2e.enqueue(d, [{"run": "echo hi"}], secrets={"S": SECRET}, workflowPayload=payload)
+        t2 = e2e.final_task(d, job2, 60)
+        rows2 = e2e.rows_of(t2) if t2 else []
+        check("runnerd: a failure reason built from a secret is masked in the rows",
+              any("x-***" in x for x in rows2) and not leaks("\n".join(rows2)), "\n".join(rows2))
         db = sqlite3.connect("file:%s?mode=ro" % r.state, uri=True)
         try:
             spool = "\n".join(c for (c,) in db.execute("SELECT content FROM log_rows"))
