@@ -268,6 +268,17 @@ def daemon_attacks(tmp, image):
         if r:
             r.stop()
         d.stop()
+        # Whatever a failed check left behind: only objects of this test's runner.
+        for kind in ("container", "network", "volume"):
+            ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
+                                 ["--filter", "label=%s" % e2e.OWNER_LABEL],
+                                 capture_output=True, text=True).stdout.split()
+            for i in ids:
+                lab = subprocess.run(["docker", kind, "inspect", "-f",
+                                      "{{index .Labels \"%s\"}}" % e2e.OWNER_LABEL, i],
+                                     capture_output=True, text=True).stdout.strip()
+                if tmp in lab:
+                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
 
 
 def main():
