@@ -1637,7 +1637,8 @@ on_exec_log(void *arg, const char *line)
 static void
 drop_secret_outputs(struct jobrun *jr)
 {
-    json_t *outs = jr->plan->jobs[jr->job].runs[jr->run].outputs, *v;
+    const struct plan_job *j = &jr->plan->jobs[jr->job];
+    json_t *outs = jr->run < j->n_runs ? j->runs[jr->run].outputs : NULL, *v;
     const char *k;
     void *tmp;
 
