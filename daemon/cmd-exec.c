@@ -6,6 +6,7 @@
 #include "plan.h"
 #include "runlocal.h"
 #include "executor.h"
+#include "mask.h"
 #include "scm.h"
 #include "wf.h"
 
@@ -152,7 +153,14 @@ plan_one(const struct exec_opts *o, const struct wf_workflow *w, json_t *event,
     json_decref(github);
     json_decref(inputs);
     if (rc < 0) {
-        fprintf(stderr, "%s\n", e.msg);
+        /* The message may quote a value built from a secret given with -s (a job name, a
+         * runs-on label): masked and escaped like everything runnerctl exec prints. */
+        struct mask *m = mask_new();
+        mask_add_values(m, o->secrets);
+        char *msg = mask_shown(m, e.msg);
+        fprintf(stderr, "%s\n", msg);
+        free(msg);
+        mask_free(m);
         return CLI_EXIT_USAGE;
     }
     if (keep) {

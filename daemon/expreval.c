@@ -849,6 +849,16 @@ format_placeholder(const char *fmt, size_t len, size_t i, size_t *index, size_t 
     return true;
 }
 
+/* A format string's fault, by its offset: the string itself is not quoted, since it may be
+ * (or be built from) a secret, and a message cut short at its size limit would print a piece
+ * of one that the masker cannot recognize. */
+static int
+format_invalid(struct evalst *st, size_t at)
+{
+    return err_set(st->e, ERR_INVALID, "The format string is invalid at offset %zu: a '{' or '}' "
+                   "that is not part of a placeholder {N} (write {{ or }} for one)", at);
+}
+
 /* format(fmt, args...) */
 static int
 fn_format(struct evalst *st, const struct val *args, size_t nargs, struct val *out)
@@ -873,15 +883,14 @@ fn_format(struct evalst *st, const struct val *args, size_t nargs, struct val *o
             size_t slen;
 
             if (!format_placeholder(fmt, flen, i, &index, &next)) {
-                rc = err_set(st->e, ERR_INVALID, "The following format string is invalid: %.*s",
-                             (int)(flen > 200 ? 200 : flen), fmt);
+                rc = format_invalid(st, i);
                 goto out;
             }
             if (index >= nargs - 1) {
                 rc = err_set(st->e, ERR_INVALID,
-                             "The following format string references more arguments than were "
-                             "supplied: %.*s",
-                             (int)(flen > 200 ? 200 : flen), fmt);
+                             "The format string references more arguments than were supplied "
+                             "(placeholder {%zu} at offset %zu, %zu argument%s)",
+                             index, i, nargs - 1, nargs == 2 ? "" : "s");
                 goto out;
             }
             s = to_string(args[index + 1].j, &slen);
@@ -889,8 +898,7 @@ fn_format(struct evalst *st, const struct val *args, size_t nargs, struct val *o
             free(s);
             i = next;
         } else if (c == '}') {
-            rc = err_set(st->e, ERR_INVALID, "The following format string is invalid: %.*s",
-                         (int)(flen > 200 ? 200 : flen), fmt);
+            rc = format_invalid(st, i);
             goto out;
         } else {
             buf_putc(&b, c);
@@ -989,6 +997,11 @@ fn_fromjson(struct evalst *st, const struct val *args, struct val *out)
     if (v == NULL) {
         if (json_string_length(s) == 0)
             return err_set(st->e, ERR_INVALID, "Invalid JSON: empty string");
+        /* jansson's text quotes the input near the fault ("invalid token near 'hunt'"): cut
+         * off, since the value may be a secret and a piece of one escapes the masker. */
+        char *near = strstr(jerr.text, " near ");
+        if (near)
+            *near = '\0';
         return err_set(st->e, ERR_INVALID, "Invalid JSON: %s at line %d, column %d", jerr.text,
                        jerr.line, jerr.column);
     }

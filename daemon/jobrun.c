@@ -77,6 +77,20 @@ jr_emitf(struct jobrun *jr, int step, enum jobrun_kind kind, const char *fmt, ..
     }
 }
 
+/* Tells the sink a step started. The name is masked like every line: it may be built from a
+ * secret (name: ${{ secrets.X }}), and a sink never sees unmasked text. */
+static void
+announce_step(struct jobrun *jr, const char *name)
+{
+    char *shown;
+
+    if (jr->sink->step_started == NULL)
+        return;
+    shown = mask_str(jr->mask, name);
+    jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, shown);
+    free(shown);
+}
+
 static bool
 unsecure_allowed(struct jobrun *jr)
 {
@@ -195,21 +209,43 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
     wfcmd_free(&c);
 }
 
-/* Splits a chunk of a stream into lines; a partial line waits for the rest. */
+/* Hands one line of output on as rows of at most LINE_MAX_BYTES, cut where no secret is
+ * split (mask_cut()): each row is masked on its own, so a secret across a cut would be
+ * printed as two harmless-looking halves. */
+static void
+emit_line(struct jobrun *jr, int stream, const char *line, size_t len)
+{
+    while (len > LINE_MAX_BYTES) {
+        size_t cut = mask_cut(jr->mask, line, len, LINE_MAX_BYTES);
+        handle_line(jr, stream, line, cut);
+        line += cut;
+        len -= cut;
+    }
+    handle_line(jr, stream, line, len);
+}
+
+/* Splits a chunk of a stream into lines; a partial line waits for the rest. A line longer
+ * than LINE_MAX_BYTES is cut into rows; the bytes after a cut that could belong to a secret
+ * starting before it (the longest secret's length minus one) are waited for first, as the
+ * masker does for split writes. */
 static void
 feed_output(struct jobrun *jr, int stream, const uint8_t *p, size_t n)
 {
     struct buf *b = &jr->line[stream == AGENTP_STDERR ? 1 : 0];
+    size_t maxlen = mask_maxlen(jr->mask), full = LINE_MAX_BYTES + (maxlen ? maxlen - 1 : 0);
 
     while (n > 0) {
         const uint8_t *nl = memchr(p, '\n', n);
         size_t take = nl ? (size_t)(nl - p) : n;
 
-        if (b->len + take >= LINE_MAX_BYTES) {
-            size_t room = LINE_MAX_BYTES - b->len;
+        if (b->len + take >= full) {
+            size_t room = full - b->len, cut;
             buf_append(b, p, room);
-            handle_line(jr, stream, b->data, b->len);
-            buf_reset(b);
+            cut = mask_cut(jr->mask, b->data, b->len, LINE_MAX_BYTES);
+            handle_line(jr, stream, b->data, cut);
+            memmove(b->data, b->data + cut, b->len - cut);
+            b->len -= cut;
+            b->data[b->len] = '\0';
             p += room;
             n -= room;
             continue;
@@ -220,7 +256,7 @@ feed_output(struct jobrun *jr, int stream, const uint8_t *p, size_t n)
         size_t l = b->len;
         if (l && b->data[l - 1] == '\r')
             l--;
-        handle_line(jr, stream, buf_str(b), l);
+        emit_line(jr, stream, buf_str(b), l);
         buf_reset(b);
         p += take + 1;
         n -= take + 1;
@@ -232,7 +268,7 @@ jr_flush_output(struct jobrun *jr)
 {
     for (int i = 0; i < 2; i++)
         if (jr->line[i].len) {
-            handle_line(jr, i ? AGENTP_STDERR : AGENTP_STDOUT, jr->line[i].data, jr->line[i].len);
+            emit_line(jr, i ? AGENTP_STDERR : AGENTP_STDOUT, jr->line[i].data, jr->line[i].len);
             buf_reset(&jr->line[i]);
         }
 }
@@ -431,7 +467,9 @@ set_step_result(struct jobrun *jr, const char *outcome, const char *conclusion)
     json_object_set_new(jr->steps, s->eff_id, ent);
     json_t *li = json_object();
     json_object_set_new(li, "id", json_string(s->eff_id));
-    json_object_set_new(li, "name", json_string(jr->cur_name ? jr->cur_name : s->eff_id));
+    char *shown = mask_str(jr->mask, jr->cur_name ? jr->cur_name : s->eff_id);
+    json_object_set_new(li, "name", jstring_or_empty(shown)); /* reports show it: masked */
+    free(shown);
     json_object_set_new(li, "outcome", json_string(outcome));
     json_object_set_new(li, "conclusion", json_string(conclusion));
     json_array_append_new(jr->step_list, li);
@@ -535,9 +573,8 @@ hash_failed(struct jobrun *jr, const char *why)
 {
     const struct wf_step *s = jr_step(jr);
 
-    if (jr->sink->step_started && jr->frame == NULL)
-        jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur,
-                               s->name.v ? s->name.v : s->eff_id);
+    if (jr->frame == NULL)
+        announce_step(jr, s->name.v ? s->name.v : s->eff_id);
     jr->cur_outputs = json_object();
     jr->phase = PH_RUNNING;
     jr_fail_step(jr, why);
@@ -1274,8 +1311,8 @@ jr_next_step(struct jobrun *jr)
         if (jr->forced || jr->pre_failed) {
             ok = false;
         } else if (expr_eval_if(s->if_.v ? s->if_.v : "", "success()", &ee, &ok, &e) < 0) {
-            if (jr->sink->step_started && f == NULL)
-                jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
+            if (f == NULL)
+                announce_step(jr, jr->cur_name);
             jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "%s:%d:%d: error in if-expression: %s",
                      jr_file(jr), s->if_.pos.line, s->if_.pos.col, e.msg);
             json_decref(ctx);
@@ -1292,8 +1329,8 @@ jr_next_step(struct jobrun *jr)
         }
         if (f)
             jr_emitf(jr, (int)jr->cur, JOBRUN_INFO, "%s", jr->cur_name);
-        else if (jr->sink->step_started)
-            jr->sink->step_started(jr->sink_arg, jr, (int)jr->cur, jr->cur_name);
+        else
+            announce_step(jr, jr->cur_name);
         if (s->kind == WF_STEP_RUN)
             start_run_step(jr, ctx);
         else if (s->kind == WF_STEP_USES_DOCKER)
@@ -1592,6 +1629,27 @@ on_exec_log(void *arg, const char *line)
     jr_emit(jr, -1, JOBRUN_INFO, line, strlen(line));
 }
 
+/* Drops each job output whose value holds a secret (or an ::add-mask:: value), with a
+ * warning that names the output but not its value, as GitHub does: masking it instead would
+ * still tell the server and later jobs where a secret is. Every front end (runnerd's
+ * UpdateTask, its spool, runnerctl's report, the needs of later jobs) reads the outputs the
+ * plan holds, so none of them sees it. */
+static void
+drop_secret_outputs(struct jobrun *jr)
+{
+    const struct plan_job *j = &jr->plan->jobs[jr->job];
+    json_t *outs = jr->run < j->n_runs ? j->runs[jr->run].outputs : NULL, *v;
+    const char *k;
+    void *tmp;
+
+    json_object_foreach_safe(outs, tmp, k, v) {
+        if (!json_is_string(v) || !mask_hits(jr->mask, json_string_value(v), json_string_length(v)))
+            continue;
+        jr_emitf(jr, -1, JOBRUN_WARNING, "Skip output '%s' since it may contain secret.", k);
+        json_object_del(outs, k);
+    }
+}
+
 static void
 finish_job(struct jobrun *jr)
 {
@@ -1602,6 +1660,7 @@ finish_job(struct jobrun *jr)
     jr->phase = PH_CLOSING;
     if (plan_run_outputs(jr->plan, jr->job, jr->run, jr->steps, &e) < 0)
         jr_emitf(jr, -1, JOBRUN_ERROR, "job outputs: %s", e.msg);
+    drop_secret_outputs(jr);
     jr->result = jr->cancelled && !jr->timed_out ? PLAN_CANCELLED
                  : jr->job_failed || jr->timed_out ? PLAN_FAILURE
                                                    : PLAN_SUCCESS;

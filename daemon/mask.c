@@ -2,6 +2,7 @@
  * longest value first at a position. */
 #include "mask.h"
 
+#include "runner/log.h"
 #include "runner/xalloc.h"
 
 #include <stdbool.h>
@@ -89,6 +90,18 @@ mask_add(struct mask *m, const char *value)
     }
 }
 
+void
+mask_add_values(struct mask *m, json_t *obj)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(obj, k, v) {
+        if (json_is_string(v))
+            mask_add(m, json_string_value(v));
+    }
+}
+
 /* Length of the longest value matching at w[i..n), or 0. */
 static size_t
 match_at(const struct mask *m, const char *w, size_t i, size_t n)
@@ -172,4 +185,96 @@ mask_apply(struct mask *m, const char *p, size_t n, struct buf *out)
 {
     mask_feed(m, p, n, out);
     mask_flush(m, out);
+}
+
+size_t
+mask_maxlen(const struct mask *m)
+{
+    return m->maxlen;
+}
+
+bool
+mask_hits(const struct mask *m, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && m->n; i++)
+        if (match_at(m, p, i, n))
+            return true;
+    return false;
+}
+
+char *
+mask_str(const struct mask *m, const char *s)
+{
+    struct buf out = BUF_INIT;
+
+    if (s == NULL)
+        return NULL;
+    scan(m, s, strlen(s), true, &out);
+    return buf_steal(&out);
+}
+
+char *
+mask_shown(const struct mask *m, const char *s)
+{
+    struct buf out = BUF_INIT;
+    char *t;
+
+    scan(m, s ? s : "", s ? strlen(s) : 0, true, &out);
+    t = log_escape(out.data ? out.data : "", out.len);
+    buf_free(&out);
+    return t;
+}
+
+json_t *
+mask_json(const struct mask *m, json_t *v)
+{
+    json_t *r, *it;
+    const char *k;
+    size_t i;
+
+    if (json_is_string(v)) {
+        struct buf out = BUF_INIT;
+        scan(m, json_string_value(v), json_string_length(v), true, &out);
+        r = json_stringn(out.data ? out.data : "", out.len);
+        buf_free(&out);
+        return r ? r : json_string("");
+    }
+    if (json_is_array(v)) {
+        r = json_array();
+        json_array_foreach(v, i, it)
+            json_array_append_new(r, mask_json(m, it));
+        return r;
+    }
+    if (json_is_object(v)) {
+        r = json_object();
+        json_object_foreach(v, k, it) {
+            char *mk = mask_str(m, k);
+            json_object_set_new(r, mk, mask_json(m, it));
+            free(mk);
+        }
+        return r;
+    }
+    return v ? json_deep_copy(v) : NULL;
+}
+
+size_t
+mask_cut(const struct mask *m, const char *p, size_t n, size_t limit)
+{
+    size_t i = 0;
+
+    if (n <= limit)
+        return n;
+    /* The same leftmost-longest walk as scan(): a cut where it stands is a cut between two
+     * of its steps, so each piece's own walk finds the same values. */
+    while (i < limit) {
+        size_t l = m->n ? match_at(m, p, i, n) : 0;
+        if (l == 0) {
+            i++;
+            continue;
+        }
+        if (i + l > limit)
+            return i > 0 ? i : l;
+        i += l;
+    }
+    return limit;
 }

@@ -7,6 +7,8 @@
 
 #include "runner/buf.h"
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define MASK_TEXT "***"
@@ -21,6 +23,9 @@ void mask_free(struct mask *m);
  * lines (without "\r"), so each line is hidden wherever it appears on its own. */
 void mask_add(struct mask *m, const char *value);
 
+/* Adds every string member of obj (an object such as the secrets context; NULL: none). */
+void mask_add_values(struct mask *m, json_t *obj);
+
 /* Number of distinct values (for tests and diagnostics). */
 size_t mask_count(const struct mask *m);
 
@@ -32,5 +37,32 @@ void mask_flush(struct mask *m, struct buf *out);
 
 /* mask_feed() + mask_flush() of a whole piece of text (such as a complete line). */
 void mask_apply(struct mask *m, const char *p, size_t n, struct buf *out);
+
+/* The following never touch what mask_feed() holds back, so they may be used on a mask that
+ * is in the middle of a stream, and on a const one. */
+
+/* Length of the longest value (0: none). A text cut into pieces must keep this many bytes
+ * minus one beyond a cut in view to know whether a value spans it (mask_cut()). */
+size_t mask_maxlen(const struct mask *m);
+
+/* True when p[0..n) contains a value, i.e. masking would change it. */
+bool mask_hits(const struct mask *m, const char *p, size_t n);
+
+/* Returns s masked as a new string (NULL stays NULL). */
+char *mask_str(const struct mask *m, const char *s);
+
+/* Returns s masked, then with control characters (and backslash) escaped as \xNN, as a new
+ * string: a name or a message fit for one line of a terminal (NULL: ""). */
+char *mask_shown(const struct mask *m, const char *s);
+
+/* Returns a deep copy of v in which every string and every object key is masked. */
+json_t *mask_json(const struct mask *m, json_t *v);
+
+/* Where to cut p[0..n) so that its first piece is at most limit bytes (when n > limit) and
+ * no value is split between the pieces: the greatest such cut at or before limit, the end of
+ * a value longer than limit that starts the text, or n when n <= limit. Masking the pieces
+ * one by one then gives what masking the whole would. p must hold at least
+ * limit + mask_maxlen() - 1 bytes when there are more to come. */
+size_t mask_cut(const struct mask *m, const char *p, size_t n, size_t limit);
 
 #endif

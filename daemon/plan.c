@@ -3,10 +3,12 @@
 
 #include "ctx.h"
 #include "expr.h"
+#include "mask.h"
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 #include "yeval.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -884,8 +886,8 @@ labels_text(json_t *labels)
     return buf_steal(&b);
 }
 
-void
-plan_print(const struct plan *p, FILE *f)
+static void
+print_plain(const struct plan *p, FILE *f)
 {
     fprintf(f, "workflow \"%s\" (%s), event %s: %zu job%s in %d stage%s\n",
             p->wf->name.v ? p->wf->name.v : "", p->wf->file, p->event_name, p->n_jobs,
@@ -930,6 +932,37 @@ plan_print(const struct plan *p, FILE *f)
     }
 }
 
+/* The plan is printed as its text, then masked line by line with the secrets it was given
+ * (a run name or a runs-on label can be built from one) and with control characters escaped
+ * (a name can hold ESC or CR). */
+void
+plan_print(const struct plan *p, FILE *f)
+{
+    struct mask *m = mask_new();
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&text, &len);
+
+    if (mf == NULL) {
+        mask_free(m);
+        return;
+    }
+    print_plain(p, mf);
+    fclose(mf);
+    mask_add_values(m, p->secrets);
+    for (char *line = text; line < text + len;) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line)), *shown;
+        if (nl)
+            *nl = '\0';
+        shown = mask_shown(m, line);
+        fprintf(f, "%s\n", shown);
+        free(shown);
+        line = nl ? nl + 1 : text + len;
+    }
+    free(text);
+    mask_free(m);
+}
+
 json_t *
 plan_to_json(const struct plan *p)
 {
@@ -965,5 +998,11 @@ plan_to_json(const struct plan *p)
         json_array_append_new(jobs, jo);
     }
     json_object_set_new(root, "jobs", jobs);
-    return root;
+    /* Masked like the printed plan: names and labels can be built from secrets. */
+    struct mask *m = mask_new();
+    mask_add_values(m, p->secrets);
+    json_t *masked = mask_json(m, root);
+    mask_free(m);
+    json_decref(root);
+    return masked;
 }

@@ -11,6 +11,7 @@
  * BACKOFF_MAX_S); nothing is lost while Gitea is away. */
 #include "runnerd.h"
 
+#include "mask.h"
 #include "rpc.h"
 #include "runner/clock.h"
 #include "runner/log.h"
@@ -250,6 +251,16 @@ sendable(const char *k, const json_t *v)
            json_string_length(v) <= OUTPUT_VALUE_MAX;
 }
 
+/* An output that holds a secret is never sent. The job run already dropped it with a warning
+ * in the job's log; this guards outputs stored by anything else (a record from an older
+ * runnerd): they count as delivered. */
+static bool
+secret_free(const struct rtask *rt, const json_t *v)
+{
+    return !json_is_string(v) || rt->mask == NULL ||
+           !mask_hits(rt->mask, json_string_value(v), json_string_length(v));
+}
+
 static bool
 outputs_done(const struct rtask *rt)
 {
@@ -257,7 +268,7 @@ outputs_done(const struct rtask *rt)
     json_t *v;
 
     json_object_foreach(rt->row.outputs, k, v) {
-        if (sendable(k, v) && !was_sent(rt, k))
+        if (sendable(k, v) && secret_free(rt, v) && !was_sent(rt, k))
             return false;
     }
     return true;
@@ -337,6 +348,11 @@ send_state(struct rtask *rt)
         json_object_foreach(rt->row.outputs, k, v) {
             if (!sendable(k, v)) {
                 log_warn("task %lld: output '%.40s' is too large for Gitea; not sent",
+                         (long long)rt->tid, k);
+                continue;
+            }
+            if (!secret_free(rt, v)) {
+                log_warn("task %lld: output '%.40s' may contain a secret; not sent",
                          (long long)rt->tid, k);
                 continue;
             }

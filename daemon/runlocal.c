@@ -26,6 +26,7 @@ struct local_run {
     size_t plan, job, run;
     struct jobrun *jr;
     uint64_t started_ms;
+    char *shown;            /* the run's name as the terminal shows it (masked, escaped) */
     int cur_step;
     int group_depth;        /* ::group:: nesting: lines inside are indented under the title */
     uint64_t step_started_ms;
@@ -64,10 +65,20 @@ now_ms(void)
 static const char *
 run_name(const struct local_run *lr)
 {
-    return lr->rl->plans[lr->plan]->jobs[lr->job].runs[lr->run].name;
+    return lr->shown;
 }
 
 /* ---------------------------------------------------------------- terminal sink */
+
+/* Every string from the workflow or from evaluating it (job and step names, runs-on labels,
+ * error messages) is printed through shown(): masked, since a name can be built from a secret,
+ * and with control characters escaped, since a name can hold ESC or CR that would otherwise
+ * drive the terminal. Step output is masked by the job run and escaped in on_log(). */
+static char *
+shown(const struct runlocal *rl, const char *s)
+{
+    return mask_shown(rl->mask, s);
+}
 
 static const char *
 col(const struct runlocal *rl, const char *code)
@@ -81,11 +92,14 @@ on_step_started(void *arg, struct jobrun *jr, int step, const char *name)
     struct local_run *lr = arg;
     FILE *f = lr->rl->o->out;
 
+    char *t = shown(lr->rl, name);
+
     (void)jr;
     lr->cur_step = step;
     lr->group_depth = 0;
     lr->step_started_ms = now_ms();
-    fprintf(f, "[%s] %s> %s%s\n", run_name(lr), col(lr->rl, "\033[1m"), name, col(lr->rl, "\033[0m"));
+    fprintf(f, "[%s] %s> %s%s\n", run_name(lr), col(lr->rl, "\033[1m"), t, col(lr->rl, "\033[0m"));
+    free(t);
 }
 
 static void
@@ -229,9 +243,10 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
     lr->run = ri;
     lr->cur_step = -1;
     lr->started_ms = now_ms();
+    lr->shown = shown(rl, pr->name);
     rl->runs = xreallocarray(rl->runs, rl->n_runs + 1, sizeof *rl->runs);
     rl->runs[rl->n_runs++] = lr;
-    fprintf(rl->o->out, "[%s] job started\n", pr->name);
+    fprintf(rl->o->out, "[%s] job started\n", lr->shown);
 
     if (jobrun_container_image(p, ji, ri, &image, &e) < 0)
         goto fail;
@@ -259,9 +274,12 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
         const char *sock = host && strncmp(host, "unix://", 7) == 0 ? host + 7 : NULL;
         struct stat st;
         int gid = sock && stat(sock, &st) == 0 ? (int)st.st_gid : -1;
-        if (cp && cp->gpus != 0)
+        if (cp && cp->gpus != 0) {
+            char *l = shown(rl, label);
             fprintf(rl->o->out, "[%s] note: runnerctl exec grants no GPUs (label %s asks for "
-                    "them; runnerd does)\n", pr->name, label);
+                    "them; runnerd does)\n", lr->shown, l);
+            free(l);
+        }
         profile = profile_job(rl->o->cfg, cp, profile_host_memory(), NULL, sock, gid);
     }
     struct jobrun_opts jo = {
@@ -293,7 +311,11 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
     return;
 fail:
     free(image);
-    fprintf(rl->o->out, "[%s] error: %s\n", pr->name, e.msg);
+    {
+        char *m = shown(rl, e.msg);
+        fprintf(rl->o->out, "[%s] error: %s\n", lr->shown, m);
+        free(m);
+    }
     plan_run_finish(p, ji, ri, PLAN_FAILURE);
     lr->finished = true;
     {
@@ -348,10 +370,13 @@ schedule(struct runlocal *rl)
                 bool run = false;
 
                 if (plan_job_ready(p, ji)) {
+                    char *id = shown(rl, j->wf->id), *m = NULL;
                     if (plan_job_start(p, ji, &run, &e) < 0)
-                        fprintf(rl->o->out, "[%s] error: %s\n", j->wf->id, e.msg);
+                        fprintf(rl->o->out, "[%s] error: %s\n", id, m = shown(rl, e.msg));
                     else if (!run)
-                        fprintf(rl->o->out, "[%s] job skipped\n", j->wf->id);
+                        fprintf(rl->o->out, "[%s] job skipped\n", id);
+                    free(id);
+                    free(m);
                     progress = true;
                 }
                 if (j->state != PLAN_JOB_RUNNING)
@@ -410,8 +435,10 @@ labels_ok(struct runlocal *rl, bool *docker)
         if (how && strncmp(how, "docker://", 9) == 0)
             *docker = true;
         else if (how == NULL || strcmp(how, "host") != 0) {
-            fprintf(stderr, "label %s: expected host or docker://IMAGE, got '%s'\n", k,
-                    how ? how : "");
+            char *sk = shown(rl, k), *sh = shown(rl, how);
+            fprintf(stderr, "label %s: expected host or docker://IMAGE, got '%s'\n", sk, sh);
+            free(sk);
+            free(sh);
             ok = false;
         }
     }
@@ -432,10 +459,14 @@ labels_ok(struct runlocal *rl, bool *docker)
                 }
                 if (pick_label(rl, pr, &how) == NULL) {
                     char *labels = json_dumps(pr->runs_on, JSON_COMPACT);
+                    char *sl = shown(rl, labels), *sf = shown(rl, p->wf->file);
+                    char *sj = shown(rl, p->jobs[ji].wf->id);
                     fprintf(stderr, "%s: job '%s': no executor for runs-on %s; map a label with "
-                            "-l LABEL=host or -l LABEL=docker://IMAGE\n", p->wf->file,
-                            p->jobs[ji].wf->id, labels);
+                            "-l LABEL=host or -l LABEL=docker://IMAGE\n", sf, sj, sl);
                     free(labels);
+                    free(sl);
+                    free(sf);
+                    free(sj);
                     ok = false;
                 }
             }
@@ -504,12 +535,14 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
     rl.capacity = o->capacity > 0 ? o->capacity : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (rl.capacity < 1)
         rl.capacity = 1;
-    if (!labels_ok(&rl, &need_docker))
-        return 2;
     rl.mask = mask_new();
     json_object_foreach(o->secrets, k, v) {
         if (json_is_string(v))
             mask_add(rl.mask, json_string_value(v));
+    }
+    if (!labels_ok(&rl, &need_docker)) {
+        mask_free(rl.mask);
+        return 2;
     }
     uname(&un);
     rl.runner = ctx_runner_new("runnerctl", un.machine, NULL, NULL);
@@ -556,8 +589,10 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
             struct plan_job *j = &p->jobs[ji];
             for (size_t ri = 0; ri < j->n_runs; ri++) {
                 enum plan_result r = j->runs[ri].result;
-                fprintf(o->out, "%-40s %s\n", j->runs[ri].name,
+                char *name = shown(&rl, j->runs[ri].name);
+                fprintf(o->out, "%-40s %s\n", name,
                         j->state != PLAN_JOB_DONE ? "not run" : *plan_result_name(r) ? plan_result_name(r) : "not run");
+                free(name);
                 if (r == PLAN_FAILURE || r == PLAN_CANCELLED || j->state != PLAN_JOB_DONE)
                     status = 1;
             }
@@ -566,7 +601,11 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
         }
     }
     if (o->report_path) {
-        if (json_dump_file(rl.report, o->report_path, JSON_INDENT(2)) != 0) {
+        /* Names and outputs in the report come from the workflow: masked like the terminal. */
+        json_t *masked = mask_json(rl.mask, rl.report);
+        int wrc = json_dump_file(masked, o->report_path, JSON_INDENT(2));
+        json_decref(masked);
+        if (wrc != 0) {
             fprintf(stderr, "runnerctl exec: cannot write the report to %s\n", o->report_path);
             status = status ? status : 1;
         }
@@ -574,8 +613,10 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
 out:
     if (rl.status)
         status = rl.status;
-    for (size_t i = 0; i < rl.n_runs; i++)
+    for (size_t i = 0; i < rl.n_runs; i++) {
+        free(rl.runs[i]->shown);
         free(rl.runs[i]);
+    }
     free(rl.runs);
     json_decref(rl.report);
     json_decref(rl.runner);

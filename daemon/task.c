@@ -74,7 +74,7 @@ result_of(const char *conclusion)
 
 /* ---------------------------------------------------------------- spool */
 
-/* One row of the task's log (already masked). */
+/* One row of the task's log (already masked: the job run's lines are; add_rowf() masks). */
 static void
 add_row(struct rtask *rt, int step, const char *text, size_t len)
 {
@@ -100,19 +100,24 @@ add_row(struct rtask *rt, int step, const char *text, size_t len)
     rt->dirty = true;
 }
 
+/* One row of the runner's own (set up, errors, the result). Masked: it may quote what the
+ * workflow made of a secret (a job name, a runs-on label, an error about either). */
 static void __attribute__((format(printf, 3, 4)))
 add_rowf(struct rtask *rt, int step, const char *fmt, ...)
 {
-    char line[2048];
+    char *line = NULL, *safe;
     va_list ap;
     int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(line, sizeof line, fmt, ap);
+    n = vasprintf(&line, fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
-    add_row(rt, step, line, strlen(line));
+    safe = mask_str(rt->mask, line);
+    add_row(rt, step, safe, strlen(safe));
+    free(safe);
+    free(line);
 }
 
 /* Writes pending rows and the task record in one transaction. */
@@ -393,10 +398,13 @@ finish(struct rtask *rt, int result, const char *why)
 {
     size_t i;
     json_t *s;
+    char *safe = NULL;
 
     if (rt->job_over)
         return;
     rt->job_over = true;
+    if (why) /* the reason reaches the log, the server and runnerd's own log: masked */
+        why = safe = mask_str(rt->mask, why);
     /* A resumed job that ends before saying again all it had said (its resume failed, or it
      * took another way): the stored rows stand, and these last ones are new. */
     rt->skip = 0;
@@ -444,6 +452,7 @@ finish(struct rtask *rt, int result, const char *why)
     log_info("task %lld: job finished: %s%s%s", (long long)rt->tid,
              rpc_result_name(result) ? rpc_result_name(result) : "?", why ? ": " : "",
              why ? why : "");
+    free(safe);
     reporter_poke(rt);
 }
 

@@ -814,3 +814,33 @@ TEST(parse_reuse)
     ASSERT(expr_uses_status(x));
     expr_free(x);
 }
+
+/* An evaluation error never quotes the value it was about: that value may be a secret, and the
+ * piece of it a message would quote (jansson's "near 'hunter'", a format string cut at 200
+ * bytes) is not the whole secret the masker looks for. */
+TEST(errors_do_not_quote_values)
+{
+    json_t *ctx = json_pack("{s:{s:s, s:s}}", "secrets", "S", "hunter2secretXYZ", "F",
+                            "{hunter2secretXYZ");
+    struct expr_env env = {.contexts = ctx};
+    json_t *v = NULL;
+    struct err e = {0};
+    char *s = NULL;
+
+    ASSERT(expr_eval_str("fromJSON(secrets.S)", &env, &v, &e) == ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "Invalid JSON");
+    ASSERT_STR_CONTAINS(e.msg, "line 1");
+    ASSERT(strstr(e.msg, "hunter") == NULL && strstr(e.msg, "near") == NULL);
+    ASSERT(expr_eval_str("fromJSON(format('[1, {0}]', secrets.S))", &env, &v, &e) == ERR_INVALID);
+    ASSERT(strstr(e.msg, "hunter") == NULL);
+    ASSERT(expr_eval_str("format(secrets.F, 1)", &env, &v, &e) == ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "format string is invalid at offset 0");
+    ASSERT(strstr(e.msg, "hunter") == NULL);
+    ASSERT(expr_interpolate("${{ format(format('{0}{1}', secrets.S, '{5}')) }}", &env, &s, &e) ==
+           ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "more arguments than were supplied");
+    ASSERT_STR_CONTAINS(e.msg, "placeholder {5} at offset 16");
+    ASSERT(strstr(e.msg, "hunter") == NULL);
+    ASSERT(s == NULL);
+    json_decref(ctx);
+}

@@ -540,3 +540,40 @@ TEST(server_resolved_needs)
     }
     wf_free(w);
 }
+
+/* The printed and JSON plans are masked with the secrets the plan was given (a run name or a
+ * runs-on label can be built from one), and control characters in names are escaped. */
+TEST(print_masks_secrets_and_escapes)
+{
+    struct wf_workflow *w = load("on: push\n"
+                                 "jobs:\n"
+                                 "  a:\n"
+                                 "    name: \"n ${{ secrets.S }} \\e[2J\\a\\r!\"\n"
+                                 "    runs-on: [x, \"l-${{ secrets.S }}\"]\n"
+                                 "    steps: [{run: echo}]\n");
+    json_t *secrets = json_pack("{s:s}", "S", "hunter2");
+    struct plan_opts o = {.secrets = secrets};
+    struct plan *p = NULL;
+    struct err e = {0};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    ASSERT_OK(plan_new(w, &o, &p, &e));
+    plan_print(p, f);
+    fclose(f);
+    ASSERT(strstr(text, "hunter2") == NULL);
+    ASSERT_STR_CONTAINS(text, "run n *** \\x1b[2J\\x07\\x0d!  runs-on: x, l-***\n");
+    ASSERT(strchr(text, '\033') == NULL && strchr(text, '\r') == NULL);
+    json_t *j = plan_to_json(p);
+    char *dump = json_dumps(j, JSON_COMPACT);
+    ASSERT(strstr(dump, "hunter2") == NULL);
+    ASSERT_STR_CONTAINS(dump, "\"runs-on\":[\"x\",\"l-***\"]");
+    ASSERT_STR_CONTAINS(dump, "\"name\":\"n *** ");
+    free(dump);
+    json_decref(j);
+    free(text);
+    plan_free(p);
+    json_decref(secrets);
+    wf_free(w);
+}
