@@ -98,7 +98,7 @@ struct action {
 int action_load(const char *dir, const char *what, struct action **out, struct err *e);
 /* action_load() of root/sub (sub NULL or "": root itself), every file resolved beneath root:
  * a symlink that leads out of root (an absolute target, a ".." past it, a sub-path that is a
- * link to elsewhere) is an error "what: ROOT/REL: a symbolic link leads out of ROOT" (-EXDEV),
+ * link to elsewhere) is an error "what: a symbolic link in REL leads out of ROOT" (-EXDEV),
  * and nothing outside root is read. Links that stay inside root are followed. */
 int action_load_beneath(const char *root, const char *sub, const char *what,
                         struct action **out, struct err *e);

@@ -199,7 +199,7 @@ fstree_open_beneath(const char *root, const char *rel, int flags, struct err *e)
     fd = open_beneath(dfd, *rel ? rel : ".", flags);
     close(dfd);
     if (fd == -EXDEV || fd == -ELOOP)
-        return err_set(e, -EXDEV, "%s/%s: a symbolic link leads out of %s", root, rel, root);
+        return err_set(e, -EXDEV, "a symbolic link in %s leads out of %s", rel, root);
     if (fd < 0)
         return err_set(e, fd, "%s/%s: %s", root, rel, strerror(-fd));
     return fd;

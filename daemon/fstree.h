@@ -33,8 +33,8 @@ int fstree_remove(const char *path, struct err *e);
 /* Opens rel (relative, '/'-separated) beneath the directory root with open(2)'s flags (O_CLOEXEC
  * is added). Symlinks below root are followed only while they stay below it: one with an
  * absolute target or a ".." past root is refused (without openat2, every symlink is). root
- * itself is followed. Returns the fd, or -errno with e ("ROOT/REL: a symbolic link leads out
- * of ROOT" is -EXDEV; a missing file -ENOENT or -ENOTDIR). */
+ * itself is followed. Returns the fd, or -errno with e ("a symbolic link in REL leads out of
+ * ROOT" is -EXDEV; a missing file -ENOENT or -ENOTDIR). */
 int fstree_open_beneath(const char *root, const char *rel, int flags, struct err *e);
 
 /* Appends the regular file rel beneath root (as fstree_open_beneath() resolves it) to b: at

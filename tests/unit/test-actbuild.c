@@ -319,8 +319,8 @@ TEST(links_out_of_the_action_refused)
     start(&f, &(struct actbuild_req){.dir = dir, .dockerfile = "out/Dockerfile"}, &r);
     finish(&f, &r);
     ASSERT_EQ(r.rc, -EXDEV);
-    snprintf(want, sizeof want, "%s: %s/out/Dockerfile: a symbolic link leads out of %s", dir,
-             dir, dir);
+    snprintf(want, sizeof want, "%s: a symbolic link in out/Dockerfile leads out of %s", dir,
+             dir);
     ASSERT_STR_EQ(r.msg, want);
     ASSERT_STR_EQ(buf_str(&r.log), "");
 

@@ -131,7 +131,7 @@ TEST(beneath_follows_inside_refuses_outside)
     for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
         char want[256];
         ASSERT_EQ(fstree_read_beneath("act", out[i], &b, 100, "file", &e), -EXDEV);
-        snprintf(want, sizeof want, "act/%s: a symbolic link leads out of act", out[i]);
+        snprintf(want, sizeof want, "a symbolic link in %s leads out of act", out[i]);
         ASSERT_STR_EQ(e.msg, want);
         ASSERT_EQ(b.len, 0);
     }
@@ -162,7 +162,7 @@ TEST(tar_beneath_never_reads_outside)
               0);
     tar_init(&t);
     ASSERT_EQ(fstree_tar_beneath("act", "linked", ".", &t, 1 << 20, &e), -EXDEV);
-    ASSERT_STR_EQ(e.msg, "act/linked: a symbolic link leads out of act");
+    ASSERT_STR_EQ(e.msg, "a symbolic link in linked leads out of act");
     ASSERT_OK(fstree_tar_beneath("act", "ctx", ".", &t, 1 << 20, &e));
     tar_finish(&t);
     tar_reader_init(&r, t.out.data, t.out.len);
