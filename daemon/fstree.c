@@ -120,6 +120,8 @@ fstree_walk(const char *root, fstree_fn fn, void *arg, struct err *e)
 
 /* ---- beneath a directory ---- */
 
+bool fstree_no_openat2;
+
 /* Without openat2: rel one component at a time from dfd, every symlink refused (-ELOOP) and
  * ".." too (-EXDEV). */
 static int
@@ -175,6 +177,8 @@ static int
 open_beneath(int dfd, const char *rel, int flags)
 {
 #ifdef SYS_openat2
+    if (fstree_no_openat2)
+        return open_components(dfd, rel, flags);
     struct open_how how = {
         .flags = (unsigned long long)(flags | O_CLOEXEC),
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
@@ -198,8 +202,11 @@ fstree_open_beneath(const char *root, const char *rel, int flags, struct err *e)
         return dfd;
     fd = open_beneath(dfd, *rel ? rel : ".", flags);
     close(dfd);
-    if (fd == -EXDEV || fd == -ELOOP)
+    if (fd == -EXDEV)
         return err_set(e, -EXDEV, "a symbolic link in %s leads out of %s", rel, root);
+    if (fd == -ELOOP)
+        return err_set(e, -ELOOP, "a symbolic link in %s cannot be followed (a loop, or a "
+                       "kernel without openat2)", rel);
     if (fd < 0)
         return err_set(e, fd, "%s/%s: %s", root, rel, strerror(-fd));
     return fd;

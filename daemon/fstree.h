@@ -8,6 +8,7 @@
 #include "runner/err.h"
 #include "tar.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
 
@@ -34,8 +35,12 @@ int fstree_remove(const char *path, struct err *e);
  * is added). Symlinks below root are followed only while they stay below it: one with an
  * absolute target or a ".." past root is refused (without openat2, every symlink is). root
  * itself is followed. Returns the fd, or -errno with e ("a symbolic link in REL leads out of
- * ROOT" is -EXDEV; a missing file -ENOENT or -ENOTDIR). */
+ * ROOT" is -EXDEV; a link that loops, or any link without openat2, -ELOOP; a missing file
+ * -ENOENT or -ENOTDIR). */
 int fstree_open_beneath(const char *root, const char *rel, int flags, struct err *e);
+
+/* Set by tests: fstree_open_beneath() takes the path of kernels without openat2. */
+extern bool fstree_no_openat2;
 
 /* Appends the regular file rel beneath root (as fstree_open_beneath() resolves it) to b: at
  * most max bytes, else ERR_INVALID "ROOT/REL: the WHAT is too large (limit N bytes)". */

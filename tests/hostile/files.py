@@ -9,7 +9,8 @@ or binds, run with the real `runnerctl exec` against the real Docker engine.
                 secret: each fails its step naming the link, the host file is neither parsed,
                 run nor packed. A Dockerfile context holding a symlink to a host secret builds
                 without the secret. Links that stay inside the action are followed (action.yml
-                -> real.yml) and copied into the job as links.
+                -> real.yml); links of every kind (absolute, relative, climbing out of the
+                action's directory) are copied into the job as links.
   bind          `runnerctl exec --bind DIR`: DIR's and a subdirectory's mode, owner and mtime are
                 unchanged after the run, while a file the job writes appears in DIR.
   ws-links      the workspace copy (no --bind) carries symlinks as symlinks: relative,
@@ -118,9 +119,6 @@ def sc_action_links(tmp):
     os.makedirs(os.path.join(work, "yml"))
     os.symlink(os.path.join(host, "evil.yml"), os.path.join(work, "yml", "action.yml"))
     os.symlink(os.path.join(host, "dir"), os.path.join(work, "sub"))
-    os.makedirs(os.path.join(work, "rel"))
-    os.symlink("../" * 12 + host.lstrip("/") + "/evil.yml",
-               os.path.join(work, "rel", "action.yml"))
     write(os.path.join(work, "dock", "action.yml"),
           "name: files-d-%s\nruns:" % NONCE + "\n  using: docker\n  image: ctx/Dockerfile\n")
     os.symlink(os.path.join(host, "ctx"), os.path.join(work, "dock", "ctx"))
@@ -137,16 +135,26 @@ def sc_action_links(tmp):
     write(os.path.join(work, "ok", "real.yml"),
           "name: ok\nruns:\n  using: composite\n  steps:\n"
           "    - run: echo ok-followed; echo \"ok-abs=$(readlink \"$P/abs\")\"; "
-          "echo \"ok-rel=$(readlink \"$P/rel\")\"; cat \"$P/abs\" 2>/dev/null || true; echo ok-done\n"
+          "echo \"ok-rel=$(readlink \"$P/rel\")\"; echo \"ok-climb=$(readlink \"$P/climb\")\"; cat \"$P/abs\" 2>/dev/null || true; echo ok-done\n"
           "      shell: sh\n      env:\n        P: ${{ github.action_path }}\n")
     os.symlink("real.yml", os.path.join(work, "ok", "action.yml"))
     os.symlink(os.path.join(host, "secret.txt"), os.path.join(work, "ok", "abs"))
     os.symlink("real.yml", os.path.join(work, "ok", "rel"))
+    os.symlink("../../../../etc/hostname", os.path.join(work, "ok", "climb"))
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "links")
     gitroot = os.path.join(tmp, "git")
     os.makedirs(os.path.join(gitroot, OWNER))
     git(tmp, "clone", "-q", "--bare", work, os.path.join(gitroot, OWNER, "evil.git"))
+    # a relative link that climbs out: its own repository, run on the host (copying it into a
+    # job container is refused by the engine, which would hide whether it was parsed)
+    rel = os.path.join(tmp, "_rel")
+    os.makedirs(os.path.join(rel, "rel"))
+    git(rel, "init", "-q", "-b", "main")
+    os.symlink("../" * 12 + host.lstrip("/") + "/evil.yml", os.path.join(rel, "rel", "action.yml"))
+    git(rel, "add", "-A")
+    git(rel, "commit", "-q", "-m", "climbs out")
+    git(tmp, "clone", "-q", "--bare", rel, os.path.join(gitroot, OWNER, "rel.git"))
     srv = GitServer(gitroot).start()
     try:
         cfg = os.path.join(tmp, "config.yaml")
@@ -154,16 +162,17 @@ def sc_action_links(tmp):
         ws = os.path.join(tmp, "ws")
         os.makedirs(ws)
 
-        def step(uses):
+        def step(uses, label="docker://" + IMAGE):
             rc, out = run(tmp, ws, "on: push\njobs:\n  j:\n    runs-on: box\n    steps:\n"
                           "      - uses: %s\n" % uses.replace("acme/", OWNER + "/"),
-                          "-c", cfg, "-l", "box=docker://" + IMAGE)
+                          "-c", cfg, "-l", "box=" + label)
             return rc, out
 
-        for uses, what in (("acme/evil/yml@main", "action.yml -> host file"),
-                           ("acme/evil/rel@main", "action.yml -> ../../host file"),
-                           ("acme/evil/sub@main", "sub -> host directory")):
-            rc, out = step(uses)
+        for uses, label, what in (
+                ("acme/evil/yml@main", None, "action.yml -> host file"),
+                ("acme/rel/rel@main", "host", "action.yml -> ../../host file (host job)"),
+                ("acme/evil/sub@main", None, "sub -> host directory")):
+            rc, out = step(uses, *([label] if label else []))
             check("%s: the step fails" % what, rc == 1, out)
             check("%s: the host file is neither parsed nor run" % what, MARKER not in out, out)
             check("%s: the error names the link" % what,
@@ -183,6 +192,7 @@ def sc_action_links(tmp):
               out)
         check("links inside the action: copied into the job as links",
               "ok-abs=" + os.path.join(host, "secret.txt") in out and "ok-rel=real.yml" in out
+              and "ok-climb=../../../../etc/hostname" in out
               and "ok-done" in out, out)
         check("links inside the action: the host secret is not in the job", SECRET not in out,
               out)

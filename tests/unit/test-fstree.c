@@ -178,3 +178,38 @@ TEST(tar_beneath_never_reads_outside)
     tar_reader_free(&r);
     tar_free(&t);
 }
+
+/* Kernels without openat2: every symlink on the way is refused, in the tree or out of it, and
+ * plain paths still open. */
+TEST(beneath_without_openat2_refuses_every_link)
+{
+    struct err e = {0};
+    struct buf b = BUF_INIT;
+    const char *links[] = {"in", "abs", "up", "hostdir/secret", "real/back"};
+
+    ASSERT_EQ(system("mkdir -p host act/real && printf secret > host/secret && "
+                     "printf inside > act/real/f && ln -s real/f act/in && "
+                     "ln -s \"$PWD/host/secret\" act/abs && ln -s ../host/secret act/up && "
+                     "ln -s \"$PWD/host\" act/hostdir && ln -s ../real/f act/real/back && "
+                     "ln -s loop act/loop"),
+              0);
+    fstree_no_openat2 = true;
+    ASSERT_OK(fstree_read_beneath("act", "./real//f", &b, 100, "file", &e));
+    ASSERT_STR_EQ(buf_str(&b), "inside");
+    buf_reset(&b);
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        char want[256];
+        ASSERT_EQ(fstree_read_beneath("act", links[i], &b, 100, "file", &e), -ELOOP);
+        snprintf(want, sizeof want,
+                 "a symbolic link in %s cannot be followed (a loop, or a kernel without openat2)",
+                 links[i]);
+        ASSERT_STR_EQ(e.msg, want);
+    }
+    ASSERT_EQ(fstree_read_beneath("act", "real/../../host/secret", &b, 100, "file", &e), -EXDEV);
+    ASSERT_EQ(fstree_read_beneath("act", "nothing", &b, 100, "file", &e), -ENOENT);
+    ASSERT_EQ(b.len, 0);
+    fstree_no_openat2 = false;
+    /* with openat2: a loop inside the tree */
+    ASSERT_EQ(fstree_read_beneath("act", "loop", &b, 100, "file", &e), -ELOOP);
+    buf_free(&b);
+}
