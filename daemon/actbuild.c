@@ -7,10 +7,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fstree.h"
 #include "runner/buf.h"
@@ -21,6 +23,8 @@ struct actbuild {
     uv_work_t work;
     struct docker *d;
     char *dir;        /* for messages; the host directory unless from_tar */
+    char *root;       /* not from_tar: nothing outside it is read (req->root, else dir) */
+    const char *rel;  /* dir relative to root, in dir ("" when dir is root) */
     char *path;       /* the Dockerfile, cleaned ("docker/Dockerfile"): as the messages name it */
     const char *file; /* its name, in path; what comes before it is the context's directory */
     char *tag;
@@ -42,6 +46,7 @@ static void
 actbuild_free(struct actbuild *b)
 {
     free(b->dir);
+    free(b->root);
     free(b->path);
     free(b->tag);
     json_decref(b->labels);
@@ -132,30 +137,45 @@ over_cap(const char *dir, size_t cap, struct err *e)
     return err_set(e, -EFBIG, "%s: build context over %zu MiB", dir, cap >> 20);
 }
 
+/* "a/b" of two relative paths, either of which may be "" (n: b's length). New string. */
+static char *
+rel_join(const char *a, const char *b, size_t n)
+{
+    if (*a == '\0')
+        return xstrndup(b, n);
+    if (n == 0)
+        return xstrdup(a);
+    return xasprintf("%s/%.*s", a, (int)n, b);
+}
+
 /* The host directory: a missing Dockerfile (or directory) is named as such, not as a walk
- * failure. */
+ * failure. The Dockerfile and the context are found beneath root (fstree_open_beneath()): a
+ * symlink in the action ("docker -> /etc", "Dockerfile -> /home/...") never makes the host pack
+ * or read its own files; links inside the context go into it as links. */
 static int
 pack_dir(struct actbuild *b, struct err *e)
 {
     size_t sub = subdir_len(b);
-    char *df = xasprintf("%s/%s", b->dir, b->path);
-    char *root = sub ? xasprintf("%s/%.*s", b->dir, (int)sub, b->path) : xstrdup(b->dir);
-    struct stat st;
-    int rc = 0;
+    char *df = rel_join(b->rel, b->path, strlen(b->path));
+    char *ctx = rel_join(b->rel, b->path, sub);
+    int rc = 0, fd;
 
-    if (lstat(df, &st) < 0)
-        rc = errno == ENOENT || errno == ENOTDIR
-                 ? err_set(e, ERR_NOTFOUND, "%s: no Dockerfile at %s", b->dir, b->path)
-                 : err_set(e, -errno, "%s: %s: %s", b->dir, b->path, strerror(errno));
+    fd = fstree_open_beneath(b->root, df, O_PATH, e);
+    if (fd == -ENOENT || fd == -ENOTDIR)
+        rc = err_set(e, ERR_NOTFOUND, "%s: no Dockerfile at %s", b->dir, b->path);
+    else if (fd < 0)
+        rc = err_prefix(e, "%s: ", b->dir);
+    else
+        close(fd);
     if (rc == 0) {
-        rc = fstree_tar(root, ".", &b->ctx, b->cap, e);
+        rc = fstree_tar_beneath(b->root, ctx, ".", &b->ctx, b->cap, e);
         if (rc == -EFBIG)
             rc = over_cap(b->dir, b->cap, e);
         else if (rc < 0)
             err_prefix(e, "%s: build context: ", b->dir);
     }
     free(df);
-    free(root);
+    free(ctx);
     return rc;
 }
 
@@ -380,9 +400,22 @@ actbuild_start(uv_loop_t *loop, struct docker *d, const struct actbuild_req *req
         free(path);
         return over_cap(req->dir, cap, e);
     }
+    size_t rn = req->root ? strlen(req->root) : 0;
+    while (rn > 1 && req->root[rn - 1] == '/')
+        rn--;
+    if (req->tar == NULL && req->root != NULL &&
+        (strncmp(req->dir, req->root, rn) != 0 || (req->dir[rn] != '\0' && req->dir[rn] != '/'))) {
+        free(path);
+        return err_set(e, ERR_INVALID, "%s: not below the action's root %s", req->dir,
+                       req->root);
+    }
     b = xcalloc(1, sizeof *b);
     b->d = d;
     b->dir = xstrdup(req->dir);
+    b->root = req->root && req->tar == NULL ? xstrndup(req->root, rn) : xstrdup(req->dir);
+    b->rel = b->dir + (req->root && req->tar == NULL ? rn : strlen(b->dir));
+    while (*b->rel == '/')
+        b->rel++;
     b->path = path;
     slash = strrchr(path, '/');
     b->file = slash ? slash + 1 : path;

@@ -21,6 +21,11 @@ struct actbuild;
 struct actbuild_req {
     const char *dir;        /* the action's directory on the host; with tar set, only named in
                                messages (e.g. the directory in the job container) */
+    const char *root;       /* or NULL: dir; the directory dir lies in (dir itself or below),
+                               e.g. the fetched repository of an action in a sub-path: the
+                               Dockerfile and the context are found beneath it, and no symlink
+                               leads out of it (refused: "DIR: a symbolic link in REL leads out
+                               of ROOT"). Unused with tar */
     const void *tar;        /* or NULL: the action's files as a tar (copied), e.g. what
                                docker_archive_get() returns for a directory, whose entries are
                                prefixed by its basename ("act/Dockerfile") */

@@ -7,17 +7,20 @@
  * position. A composite's steps go through wf_parse_steps(), the job steps' own parser. */
 #include "action.h"
 
+#include "fstree.h"
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------ */
 /* References                                                                                 */
@@ -693,14 +696,19 @@ join(const char *dir, const char *name)
 }
 
 /* act's order: action.yml, action.yaml, then a bare Dockerfile (§12.2). A file that exists but
- * cannot be read is an error, not a reason to try the next name. */
+ * cannot be read is an error, not a reason to try the next name. Every name is resolved
+ * beneath root (fstree_open_beneath()): the action's files are the workflow author's, and a
+ * symlink among them (action.yml -> /etc/..., or a sub-path that is a link to a host
+ * directory) must never make the host read one of its own files. Links that stay inside root
+ * are followed, as an ordinary read of the file in GitHub's runner or act would. */
 int
-action_load(const char *dir, const char *what, struct action **out, struct err *e)
+action_load_beneath(const char *root, const char *sub, const char *what, struct action **out,
+                    struct err *e)
 {
     static const char *const names[] = {"action.yml", "action.yaml"};
+    char *dir = sub && *sub ? join(root, sub) : xstrdup(root), *rel, *path;
     struct stat st;
-    char *path;
-    int rc;
+    int rc, fd;
 
     *out = NULL;
     if (what == NULL)
@@ -708,8 +716,10 @@ action_load(const char *dir, const char *what, struct action **out, struct err *
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         struct buf data = BUF_INIT;
 
+        rel = sub && *sub ? join(sub, names[i]) : xstrdup(names[i]);
         path = join(dir, names[i]);
-        rc = buf_read_file(&data, path, WF_MAX_FILE_SIZE, "action file", e);
+        rc = fstree_read_beneath(root, rel, &data, WF_MAX_FILE_SIZE, "action file", e);
+        free(rel);
         if (rc == -ENOENT || rc == -ENOTDIR) {
             free(path);
             continue;
@@ -720,22 +730,40 @@ action_load(const char *dir, const char *what, struct action **out, struct err *
             err_prefix(e, "%s: ", what);
         buf_free(&data);
         free(path);
+        free(dir);
         return rc;
     }
-    path = join(dir, "Dockerfile");
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+    rel = sub && *sub ? join(sub, "Dockerfile") : xstrdup("Dockerfile");
+    fd = fstree_open_beneath(root, rel, O_PATH, e);
+    free(rel);
+    if (fd < 0 && fd != -ENOENT && fd != -ENOTDIR) {
+        free(dir);
+        return err_prefix(e, "%s: ", what);
+    }
+    rc = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (fd >= 0)
+        close(fd);
+    if (rc) {
         struct action *a = xcalloc(1, sizeof *a);
-        a->file = path;
+        a->file = join(dir, "Dockerfile");
         a->using = ACTION_DOCKER;
         a->using_str = xstrdup("docker");
         a->image = xstrdup("Dockerfile");
         a->args = xcalloc(1, sizeof *a->args);
         *out = a;
+        free(dir);
         return 0;
     }
-    free(path);
-    return err_set(e, ERR_NOTFOUND, "%s: no action.yml, action.yaml or Dockerfile in %s", what,
-                   dir);
+    rc = err_set(e, ERR_NOTFOUND, "%s: no action.yml, action.yaml or Dockerfile in %s", what,
+                 dir);
+    free(dir);
+    return rc;
+}
+
+int
+action_load(const char *dir, const char *what, struct action **out, struct err *e)
+{
+    return action_load_beneath(dir, NULL, what, out, e);
 }
 
 void

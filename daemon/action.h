@@ -96,6 +96,12 @@ struct action {
  * without runs.steps or with an invalid step, are errors); a directory with none of the three
  * files gives "what: no action.yml, action.yaml or Dockerfile in DIR". */
 int action_load(const char *dir, const char *what, struct action **out, struct err *e);
+/* action_load() of root/sub (sub NULL or "": root itself), every file resolved beneath root:
+ * a symlink that leads out of root (an absolute target, a ".." past it, a sub-path that is a
+ * link to elsewhere) is an error "what: a symbolic link in REL leads out of ROOT" (-EXDEV),
+ * and nothing outside root is read. Links that stay inside root are followed. */
+int action_load_beneath(const char *root, const char *sub, const char *what,
+                        struct action **out, struct err *e);
 /* Same from a buffer (file names the source in messages); for tests and fuzzing. */
 int action_parse(const char *file, const char *data, size_t len, const char *what,
                  struct action **out, struct err *e);

@@ -9,6 +9,7 @@
 #include "dind.h"
 #include "docker.h"
 #include "dockeropts.h"
+#include "fstree.h"
 #include "profile.h"
 #include "services.h"
 #include "httpc.h"
@@ -18,7 +19,9 @@
 #include "tar.h"
 #include "wswalk.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,7 +380,10 @@ slurp(const char *path, char **data, size_t *len, struct err *e)
     return rc;
 }
 
-/* Adds one workspace entry to the upload (worker thread, through wswalk). */
+/* Adds one workspace entry to the upload (worker thread, through wswalk). Symlinks go in as
+ * symlinks, whatever they point at (relative, absolute, dangling, out of the workspace): a link
+ * is data in the container, and the host never follows one while copying. A regular file is
+ * read through its directory without following a link that replaced it since the walk. */
 static int
 add_entry(const char *rel, const char *abs, const struct stat *st, void *arg, struct err *e)
 {
@@ -388,17 +394,25 @@ add_entry(const char *rel, const char *abs, const struct stat *st, void *arg, st
     if (S_ISDIR(st->st_mode)) {
         rc = tar_add_dir(&dx->tar, path, st->st_mode & 07777, e);
     } else if (S_ISREG(st->st_mode)) {
-        char *data = NULL;
-        size_t len = 0;
-        rc = slurp(abs, &data, &len, e);
+        struct buf b = BUF_INIT;
+        rc = fstree_read_beneath(dx->source, rel, &b, MAX_UPLOAD,
+                                 "file to copy into the workspace (use --bind)", e);
         if (rc == 0)
-            rc = tar_add_file(&dx->tar, path, st->st_mode & 07777, data, len, e);
-        free(data);
-        if (rc == 0 && dx->tar.out.len > MAX_UPLOAD)
-            rc = err_set(e, -EFBIG, "the repository is over %llu MiB: use --bind",
-                         MAX_UPLOAD >> 20);
+            rc = tar_add_file(&dx->tar, path, st->st_mode & 07777, b.data, b.len, e);
+        buf_free(&b);
+    } else if (S_ISLNK(st->st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(abs, target, sizeof target - 1);
+        if (n < 0) {
+            rc = err_set(e, -errno, "%s: %s", abs, strerror(errno));
+        } else {
+            target[n] = '\0';
+            rc = tar_add_symlink(&dx->tar, path, target, e);
+        }
     }
-    /* Symlinks and special files are not copied (the tar writer has no link entries). */
+    /* Sockets, fifos and devices are not copied: they have no content to carry. */
+    if (rc == 0 && dx->tar.out.len > MAX_UPLOAD)
+        rc = err_set(e, -EFBIG, "the repository is over %llu MiB: use --bind", MAX_UPLOAD >> 20);
     free(path);
     return rc;
 }
@@ -420,7 +434,9 @@ build_work(uv_work_t *w)
     free(agent);
     if (dx->tar_rc == 0)
         dx->tar_rc = tar_add_dir(&dx->tar, "./var/run/act/workflow", 0777, &dx->tar_err);
-    if (dx->tar_rc == 0)
+    /* A bound workspace is the user's own directory: an entry for it would be unpacked over
+     * the bind (its mode, owner and times). Only the volume gets one. */
+    if (dx->tar_rc == 0 && !(dx->bind && dx->source))
         dx->tar_rc = tar_add_dir(&dx->tar, "." WORKSPACE, 0777, &dx->tar_err);
     if (dx->tar_rc == 0 && dx->source && !dx->bind)
         dx->tar_rc = wswalk(dx->source, add_entry, dx, &dx->tar_err);

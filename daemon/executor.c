@@ -53,8 +53,19 @@ put_dir_work(uv_work_t *w)
     struct put_dir *p = w->data;
 
     if (p->container) {
+        /* Entries named from the container's root, unpacked at "/": the engine refuses a
+         * relative symlink that climbs out of the directory an archive is unpacked into, and
+         * a link is data here (an action's or a repository's, whatever it points at). */
+        const char *d = p->dest;
+        size_t n;
+        while (*d == '/')
+            d++;
+        for (n = strlen(d); n > 0 && d[n - 1] == '/'; n--)
+            ;
+        char *prefix = p->dest[0] == '/' && n > 0 ? xstrndup(d, n) : xstrdup(".");
         tar_init(&p->tar);
-        p->rc = fstree_tar(p->src, ".", &p->tar, PUT_MAX, &p->err);
+        p->rc = fstree_tar(p->src, prefix, &p->tar, PUT_MAX, &p->err);
+        free(prefix);
         tar_finish(&p->tar);
     } else {
         p->rc = fstree_copy(p->src, p->dest, &p->err);
@@ -88,7 +99,8 @@ put_dir_after(uv_work_t *w, int status)
         p->rc = err_set(&p->err, ERR_CANCELED, "the copy was cancelled");
     if (p->rc == 0 && p->container) {
         struct err e = {0};
-        int rc = p->x->ops->put_archive(p->x, p->dest, p->tar.out.data, p->tar.out.len,
+        int rc = p->x->ops->put_archive(p->x, p->dest[0] == '/' ? "/" : p->dest,
+                                        p->tar.out.data, p->tar.out.len,
                                         put_dir_uploaded, p, &e);
         tar_free(&p->tar);
         if (rc == 0)

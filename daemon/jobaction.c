@@ -502,11 +502,12 @@ out:
 
 /* ---------------------------------------------------------------- remote and local actions */
 
-/* Reading a fetched action's action.yml (a file on the host: off the loop). */
+/* Reading a fetched action's action.yml (a file on the host: off the loop), beneath the
+ * exported repository root: a symlink in the action never makes the host read its own files. */
 struct load_work {
     uv_work_t w;
     struct jobrun *jr;
-    char *dir, *what;
+    char *root, *sub, *what; /* sub: the reference's sub-path or NULL */
     struct action *act;
     int rc;
     struct err e;
@@ -517,7 +518,7 @@ load_work(uv_work_t *w)
 {
     struct load_work *l = w->data;
 
-    l->rc = action_load(l->dir, l->what, &l->act, &l->e);
+    l->rc = action_load_beneath(l->root, l->sub, l->what, &l->act, &l->e);
 }
 
 static void
@@ -558,7 +559,8 @@ load_after(uv_work_t *w, int status)
         }
     }
     action_free(l->act);
-    free(l->dir);
+    free(l->root);
+    free(l->sub);
     free(l->what);
     free(l);
 }
@@ -582,13 +584,15 @@ fetched(void *arg, int rc, const struct err *e, const char *dir, const char *sha
                                                             "sha", a->sha));
     l = xcalloc(1, sizeof *l);
     l->jr = jr;
-    l->dir = xstrdup(a->host_dir);
+    l->root = xstrdup(dir);
+    l->sub = a->ref.path && *a->ref.path ? xstrdup(a->ref.path) : NULL;
     l->what = xstrdup(a->uses);
     l->w.data = l;
     a->stage = ST_LOAD;
     if ((qrc = uv_queue_work(jr->loop, &l->w, load_work, load_after)) < 0) {
         a->stage = ST_NONE;
-        free(l->dir);
+        free(l->root);
+        free(l->sub);
         free(l->what);
         free(l);
         act_failf(jr, "uses: %s: cannot read the action: %s", a->uses, uv_strerror(qrc));
@@ -1003,8 +1007,13 @@ build_image(struct jobrun *jr, const void *tar, size_t len)
     } else {
         dockerfile = xstrdup(a->act->image);
     }
-    struct actbuild_req req = {.dir = tar ? a->dir : a->host_dir, .tar = tar, .tar_len = len,
-                               .dockerfile = dockerfile, .tag = tag, .labels = labels};
+    /* A fetched action's files are read beneath its repository's root (one of its links may
+     * point anywhere on the host). */
+    const char *root = json_string_value(json_object_get(json_object_get(jr->fetched, a->uses),
+                                                         "dir"));
+    struct actbuild_req req = {.dir = tar ? a->dir : a->host_dir, .root = tar ? NULL : root,
+                               .tar = tar, .tar_len = len, .dockerfile = dockerfile, .tag = tag,
+                               .labels = labels};
     jr_emitf(jr, log_step(jr), JOBRUN_INFO, "Building %s from %s", tag, a->act->image);
     a->stage = ST_BUILD;
     if (actbuild_start(jr->loop, jr->x->docker, &req, build_progress, built, jr, &a->build,

@@ -297,6 +297,57 @@ TEST(missing_dockerfile_and_bad_paths)
     dockertest_teardown(&f);
 }
 
+/* A fetched action's links never make the host pack its own files: a Dockerfile directory
+ * that is a link out of the repository, a Dockerfile that is one, or an action directory below
+ * a root it does not lie in, are refused before anything is built. */
+TEST(links_out_of_the_action_refused)
+{
+    struct dockertest f;
+    struct build r = {0};
+    struct err e = {0};
+    char *dir, *cmd, want[1024];
+
+    dockertest_setup(&f, "actbuild-links");
+    dir = make_action(&f);
+    cmd = xasprintf("mkdir -p %s/host && printf 'FROM scratch\n' > %s/host/Dockerfile && "
+                    "ln -s %s/host %s/out && mkdir %s/df && "
+                    "ln -s %s/host/Dockerfile %s/df/Dockerfile",
+                    test_tmpdir(), test_tmpdir(), test_tmpdir(), dir, dir, test_tmpdir(), dir);
+    ASSERT_EQ(system(cmd), 0);
+    free(cmd);
+
+    start(&f, &(struct actbuild_req){.dir = dir, .dockerfile = "out/Dockerfile"}, &r);
+    finish(&f, &r);
+    ASSERT_EQ(r.rc, -EXDEV);
+    snprintf(want, sizeof want, "%s: a symbolic link in out/Dockerfile leads out of %s", dir,
+             dir);
+    ASSERT_STR_EQ(r.msg, want);
+    ASSERT_STR_EQ(buf_str(&r.log), "");
+
+    memset(&r, 0, sizeof r);
+    start(&f, &(struct actbuild_req){.dir = dir, .dockerfile = "df/Dockerfile"}, &r);
+    finish(&f, &r);
+    ASSERT_EQ(r.rc, -EXDEV);
+
+    /* an action in a sub-path: bounded by the repository's root, not its own directory */
+    char *sub = xasprintf("%s/docker", dir);
+    memset(&r, 0, sizeof r);
+    start(&f, &(struct actbuild_req){.dir = sub, .root = dir}, &r);
+    finish(&f, &r);
+    if (r.rc < 0)
+        test_fail(__FILE__, __LINE__, "build: %s\n%s", r.msg, buf_str(&r.log));
+    remove_image(&f, r.id);
+    buf_free(&r.log);
+    ASSERT_EQ(actbuild_start(&f.loop, f.d, &(struct actbuild_req){.dir = "/etc", .root = dir},
+                             on_line, on_done, &r, NULL, &e),
+              ERR_INVALID);
+    snprintf(want, sizeof want, "/etc: not below the action's root %s", dir);
+    ASSERT_STR_EQ(e.msg, want);
+    free(sub);
+    free(dir);
+    dockertest_teardown(&f);
+}
+
 /* The engine's archive of /x/act in a container: entries "act/...", one of entrypoint.sh and
  * entry2.sh a hard link to the other (which one depends on the directory's order). */
 static void

@@ -16,6 +16,9 @@
 #include "action.h"
 #include "runner/xalloc.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -623,6 +626,45 @@ TEST(load_order_and_fallbacks)
     ASSERT_EQ(action_load("act", "./act", &a, &e), ERR_INVALID);
     ASSERT(a == NULL);
     ASSERT_STR_EQ(e.msg, "./act: act/action.yml: not a regular file");
+}
+
+/* A fetched action's files are the workflow author's: an action.yml (or a sub-path, or a
+ * Dockerfile) that is a symlink out of the repository is refused and the host file is never
+ * read; a link that stays inside is followed. */
+TEST(load_beneath_refuses_links_out)
+{
+    struct action *a = NULL;
+    struct err e = {0};
+    char want[512];
+
+    ASSERT_EQ(system("mkdir -p host/sub repo/in repo/df && "
+                     "printf 'name: host\nruns: {using: node20, main: x.js}\n' > host/action.yml && "
+                     "cp host/action.yml host/sub/action.yml && printf 'FROM x\n' > host/Dockerfile && "
+                     "ln -s \"$PWD/host/action.yml\" repo/action.yml && "
+                     "ln -s \"$PWD/host/sub\" repo/sub && ln -s ../../host/sub repo/in/up && "
+                     "printf 'name: real\nruns: {using: node20, main: r.js}\n' > repo/in/real.yml && "
+                     "ln -s real.yml repo/in/action.yml && "
+                     "ln -s \"$PWD/host/Dockerfile\" repo/df/Dockerfile"),
+              0);
+    ASSERT_EQ(action_load_beneath("repo", NULL, "o/r@v1", &a, &e), -EXDEV);
+    ASSERT(a == NULL);
+    ASSERT_STR_EQ(e.msg, "o/r@v1: a symbolic link in action.yml leads out of repo");
+    ASSERT_EQ(action_load_beneath("repo", "sub", "o/r/sub@v1", &a, &e), -EXDEV);
+    ASSERT_STR_EQ(e.msg, "o/r/sub@v1: a symbolic link in sub/action.yml leads out of repo");
+    ASSERT_EQ(action_load_beneath("repo", "in/up", "o/r/in/up@v1", &a, &e), -EXDEV);
+    ASSERT_EQ(action_load_beneath("repo", "df", "o/r/df@v1", &a, &e), -EXDEV);
+    ASSERT_STR_EQ(e.msg, "o/r/df@v1: a symbolic link in df/Dockerfile leads out of repo");
+    ASSERT(a == NULL);
+
+    /* inside the repository: followed */
+    ASSERT_OK(action_load_beneath("repo", "in", "o/r/in@v1", &a, &e));
+    ASSERT_STR_EQ(a->file, "repo/in/action.yml");
+    ASSERT_STR_EQ(a->name, "real");
+    action_free(a);
+    ASSERT_EQ(action_load_beneath("repo", "none", "o/r/none@v1", &a, &e), ERR_NOTFOUND);
+    snprintf(want, sizeof want, "o/r/none@v1: no action.yml, action.yaml or Dockerfile in %s",
+             "repo/none");
+    ASSERT_STR_EQ(e.msg, want);
 }
 
 /* ------------------------------------------------------------------------------------------ */

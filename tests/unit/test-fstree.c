@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "fstree.h"
@@ -103,4 +104,112 @@ TEST(remove_tree_missing_path_and_outside_link)
     ASSERT_EQ(system("printf x > file"), 0);
     ASSERT_OK(fstree_remove("file", &e));
     ASSERT_EQ(lstat("file", &st), -1);
+}
+
+/* A fetched action's tree (workflow authors write it): links that stay inside are followed,
+ * links that leave it (absolute, "..", a linked directory) are refused, and nothing outside is
+ * read. host/secret stands for a host file. */
+TEST(beneath_follows_inside_refuses_outside)
+{
+    struct err e = {0};
+    struct buf b = BUF_INIT;
+    int fd;
+
+    ASSERT_EQ(system("mkdir -p host act/real && printf secret > host/secret && "
+                     "printf inside > act/real/f && ln -s real/f act/in && "
+                     "ln -s \"$PWD/host/secret\" act/abs && ln -s ../host/secret act/up && "
+                     "ln -s \"$PWD/host\" act/hostdir && ln -s ../real/f act/real/back"),
+              0);
+    ASSERT_OK(fstree_read_beneath("act", "in", &b, 100, "file", &e));
+    ASSERT_STR_EQ(buf_str(&b), "inside");
+    buf_reset(&b);
+    ASSERT_OK(fstree_read_beneath("act", "real/back", &b, 100, "file", &e));
+    ASSERT_STR_EQ(buf_str(&b), "inside");
+    buf_reset(&b);
+
+    const char *out[] = {"abs", "up", "hostdir/secret", "real/../../host/secret"};
+    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
+        char want[256];
+        ASSERT_EQ(fstree_read_beneath("act", out[i], &b, 100, "file", &e), -EXDEV);
+        snprintf(want, sizeof want, "a symbolic link in %s leads out of act", out[i]);
+        ASSERT_STR_EQ(e.msg, want);
+        ASSERT_EQ(b.len, 0);
+    }
+    ASSERT_EQ(fstree_read_beneath("act", "nothing", &b, 100, "file", &e), -ENOENT);
+    ASSERT_EQ(fstree_read_beneath("act", "real/f/x", &b, 100, "file", &e), -ENOTDIR);
+    ASSERT_EQ(fstree_read_beneath("act", "real", &b, 100, "file", &e), ERR_INVALID);
+    ASSERT_STR_EQ(e.msg, "act/real: not a regular file");
+    ASSERT_EQ(fstree_read_beneath("act", "in", &b, 3, "action file", &e), ERR_INVALID);
+    ASSERT_STR_EQ(e.msg, "act/in: the action file is too large (limit 3 bytes)");
+    fd = fstree_open_beneath("act", "hostdir", O_PATH, &e);
+    ASSERT_EQ(fd, -EXDEV);
+    buf_free(&b);
+}
+
+/* Packing a directory beneath a root: a linked context directory is refused; links inside go
+ * into the archive as links, never followed. */
+TEST(tar_beneath_never_reads_outside)
+{
+    struct tar t;
+    struct tar_reader r;
+    struct tar_entry ent;
+    struct err e = {0};
+    int rc, n = 0;
+
+    ASSERT_EQ(system("mkdir -p host act/ctx && printf secret > host/secret && "
+                     "printf d > act/ctx/Dockerfile && ln -s \"$PWD/host/secret\" act/ctx/s && "
+                     "ln -s \"$PWD/host\" act/linked"),
+              0);
+    tar_init(&t);
+    ASSERT_EQ(fstree_tar_beneath("act", "linked", ".", &t, 1 << 20, &e), -EXDEV);
+    ASSERT_STR_EQ(e.msg, "a symbolic link in linked leads out of act");
+    ASSERT_OK(fstree_tar_beneath("act", "ctx", ".", &t, 1 << 20, &e));
+    tar_finish(&t);
+    tar_reader_init(&r, t.out.data, t.out.len);
+    while ((rc = tar_next(&r, &ent, &e)) > 0) {
+        n++;
+        if (ent.type == '0')
+            ASSERT(ent.len == 1 && ent.data[0] == 'd'); /* the Dockerfile, nothing else */
+        if (strcmp(ent.path, "s") == 0)
+            ASSERT_EQ(ent.type, '2');
+    }
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(n, 2);
+    tar_reader_free(&r);
+    tar_free(&t);
+}
+
+/* Kernels without openat2: every symlink on the way is refused, in the tree or out of it, and
+ * plain paths still open. */
+TEST(beneath_without_openat2_refuses_every_link)
+{
+    struct err e = {0};
+    struct buf b = BUF_INIT;
+    const char *links[] = {"in", "abs", "up", "hostdir/secret", "real/back"};
+
+    ASSERT_EQ(system("mkdir -p host act/real && printf secret > host/secret && "
+                     "printf inside > act/real/f && ln -s real/f act/in && "
+                     "ln -s \"$PWD/host/secret\" act/abs && ln -s ../host/secret act/up && "
+                     "ln -s \"$PWD/host\" act/hostdir && ln -s ../real/f act/real/back && "
+                     "ln -s loop act/loop"),
+              0);
+    fstree_no_openat2 = true;
+    ASSERT_OK(fstree_read_beneath("act", "./real//f", &b, 100, "file", &e));
+    ASSERT_STR_EQ(buf_str(&b), "inside");
+    buf_reset(&b);
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        char want[256];
+        ASSERT_EQ(fstree_read_beneath("act", links[i], &b, 100, "file", &e), -ELOOP);
+        snprintf(want, sizeof want,
+                 "a symbolic link in %s cannot be followed (a loop, or a kernel without openat2)",
+                 links[i]);
+        ASSERT_STR_EQ(e.msg, want);
+    }
+    ASSERT_EQ(fstree_read_beneath("act", "real/../../host/secret", &b, 100, "file", &e), -EXDEV);
+    ASSERT_EQ(fstree_read_beneath("act", "nothing", &b, 100, "file", &e), -ENOENT);
+    ASSERT_EQ(b.len, 0);
+    fstree_no_openat2 = false;
+    /* with openat2: a loop inside the tree */
+    ASSERT_EQ(fstree_read_beneath("act", "loop", &b, 100, "file", &e), -ELOOP);
+    buf_free(&b);
 }
