@@ -236,7 +236,9 @@ jobs:
             check("exec: and its post stage, after the last step", 0 <= at("| last") < at("| node post"), out)
             os.unlink(cfg)
         finally:
-            ids = sh("docker", "images", "-q", "--filter", "label=io.runnerd.action").stdout.split()
+            # Only this test's action image: other tests build theirs at the same time.
+            ids = sh("docker", "images", "-q", "--filter",
+                     "label=io.runnerd.action=./.github/actions/built").stdout.split()
             if ids:
                 sh("docker", "rmi", "-f", *sorted(set(ids)))
             shutil.rmtree(os.path.join(tmp, ".github"), ignore_errors=True)

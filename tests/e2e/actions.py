@@ -379,8 +379,11 @@ def sc_dockerfile(d, tmp, r, gs, shas):
         check(t and t["status"] == "failure" and "returned a non-zero code: 3" in out and "not-reached" not in out,
               "dockerfile: a failing build fails the step with the engine's message:\n" + out[-1500:])
     finally:
-        ids = subprocess.run(["docker", "images", "-q", "--filter", "label=io.runnerd.action"],
-                             capture_output=True, text=True).stdout.split()
+        # Only the images of this scenario's actions: other tests build theirs at the same time.
+        ids = []
+        for uses in ("acts/dockbuild@v1", "./.github/actions/ldock", "acts/dockbad@v1"):
+            ids += subprocess.run(["docker", "images", "-q", "--filter", "label=io.runnerd.action=" + uses],
+                                  capture_output=True, text=True).stdout.split()
         if ids:
             subprocess.run(["docker", "rmi", "-f"] + sorted(set(ids)), capture_output=True)
 
