@@ -184,8 +184,8 @@ on_agent_exit(struct hostexec *hx, int64_t status, int term_signal, void *arg)
 static void
 start(struct tctx *t, const char *const *extra)
 {
-    const char *args[16] = {"--journal", "journal"};
-    size_t n = 2;
+    const char *args[16] = {"--journal", "journal", "--keep-journal"};
+    size_t n = 3;
     struct err e;
     struct hostexec_opts o = {.agent_path = RUNNER_AGENT_PATH, .args = args,
                               .on_exit = on_agent_exit, .arg = t};
