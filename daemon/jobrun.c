@@ -1735,8 +1735,9 @@ watch_arm(struct jobrun *jr, enum jr_watch kind, uint64_t ms)
 {
     if (jr->phase == PH_CLOSING || jr->phase == PH_DONE || uv_is_closing((uv_handle_t *)&jr->watch))
         return;
-    if (jr->watch_kind > (int)kind && uv_is_active((uv_handle_t *)&jr->watch))
-        return;
+    if (jr->watch_kind > (int)kind && uv_is_active((uv_handle_t *)&jr->watch) &&
+        (jr->watch_kind == WATCH_FORCE || jr->watch_serial == jr->step_serial))
+        return; /* a stronger deadline on this step (a stale one is replaced) */
     jr->watch_kind = kind;
     jr->watch_serial = jr->step_serial;
     uv_timer_start(&jr->watch, on_watch, ms, 0);
