@@ -269,6 +269,56 @@ def sc_force_step(tmp, image):
     check("force-step: the job container is removed", not left, left)
 
 
+def sc_force_teardown(tmp, image):
+    """The engine hangs while the job container is removed: a forced stop still ends runnerctl
+    in bounded time, and the container it leaves is removed by the next run."""
+    sock = os.path.join(tmp, "stall.sock")
+    flag = os.path.join(tmp, "stall.flag")
+    open(flag, "w").close()
+    proxy = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "hostile", "_stall_proxy.py"), sock,
+                              "/var/run/docker.sock", flag], stdout=subprocess.PIPE, text=True)
+    try:
+        check("force-teardown: the stalling engine proxy starts", proxy.stdout.readline().strip() == "ready")
+        wf = """
+on: push
+jobs:
+  j:
+    runs-on: builder
+    steps:
+      - run: echo step-done
+"""
+        x = Exec(tmp, "force-teardown", wf, image, env={"DOCKER_HOST": "unix://" + sock})
+        if not check("force-teardown: the step runs", x.wait_text("step-done", 90), x.text()):
+            x.wait(5)
+            x.left()
+            return
+        time.sleep(3)  # the job is over; its container's removal hangs
+        t0 = time.monotonic()
+        x.proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        x.proc.send_signal(signal.SIGINT)
+        rc = x.wait(45)
+        took = time.monotonic() - t0
+        check("force-teardown: a forced stop ends runnerctl although the engine hangs (%.1fs)" % took,
+              rc is not None and took < 25, "rc=%s %s" % (rc, x.text()))
+        check("force-teardown: it says what it leaves", "leaving them for the next run" in x.text(), x.text())
+        owner = x.owner
+        left = owned(owner)
+        # The next run (the engine answering again) removes what the forced one left.
+        os.unlink(flag)
+        y = Exec(tmp, "force-teardown-next", wf, image)
+        t1 = time.monotonic()
+        y.wait(90)
+        print("  (the next run took %.1fs)" % (time.monotonic() - t1), flush=True)
+        check("force-teardown: the next run removes the container left behind",
+              left and not owned(owner) and "left by an earlier run" in y.text(), "%s %s" % (left, y.text()))
+        remove_owned(owner)
+        y.left()
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
 # ---------------------------------------------------------------- forged frames
 
 FORGE = r"""
@@ -529,7 +579,8 @@ def sc_d_cancel_while_down(d, tmp, image):
 
 
 EXEC_SCENARIOS = [("hello", sc_hello_deadline), ("term-hello", sc_term_hello), ("int2-hello", sc_int2_hello),
-                  ("term-setup", sc_term_setup), ("force-step", sc_force_step), ("forge", sc_forge),
+                  ("term-setup", sc_term_setup), ("force-step", sc_force_step),
+                  ("force-teardown", sc_force_teardown), ("forge", sc_forge),
                   ("pause-timeout", sc_pause_timeout), ("pause-cancel", sc_pause_cancel)]
 DAEMON_SCENARIOS = [("d-cancel-hello", sc_d_cancel_hello), ("d-term2", sc_d_term2),
                     ("d-drain", sc_d_drain_stubborn), ("d-down", sc_d_cancel_while_down)]
