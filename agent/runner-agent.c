@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -399,6 +400,24 @@ env_lookup(char *const *env, size_t n, const char *name)
     return NULL;
 }
 
+/* Closes every descriptor from lo up. Ours are all O_CLOEXEC already; this also drops what
+ * the agent itself inherited without it (a host parent's descriptors), so that a step holds
+ * nothing but its stdin, stdout and stderr: no way to write into the agent's stream. */
+static void
+close_from(int lo)
+{
+    long max = sysconf(_SC_OPEN_MAX);
+
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)lo, ~0u, 0u) == 0)
+        return;
+#endif
+    if (max < 0 || max > 65536)
+        max = 65536;
+    for (int fd = lo; fd < max; fd++)
+        close(fd);
+}
+
 /* In the child: never returns. */
 static void
 child_exec(const struct agentp_msg *m, int out_fd, int err_fd, pid_t parent)
@@ -428,6 +447,7 @@ child_exec(const struct agentp_msg *m, int out_fd, int err_fd, pid_t parent)
     }
     dup2(out_fd, STDOUT_FILENO);
     dup2(err_fd, STDERR_FILENO);
+    close_from(STDERR_FILENO + 1);
     if (m->cwd[0] != '\0' && chdir(m->cwd) < 0) {
         snprintf(msg, sizeof(msg), "runner-agent: chdir %s: %s\n", m->cwd, strerror(errno));
         write_all(STDERR_FILENO, msg, strlen(msg));
@@ -1020,10 +1040,11 @@ hash_files_main(int argc, char **argv)
 static void
 usage(FILE *f)
 {
-    fputs("usage: runner-agent [--journal PATH] [--journal-compact BYTES] "
+    fputs("usage: runner-agent [--journal PATH] [--keep-journal] [--journal-compact BYTES] "
           "[--max-unacked BYTES]\n"
           "Speaks the runner-agent protocol on stdin/stdout (see proto/agent-protocol.md).\n"
-          "The journal path defaults to $RUNNER_AGENT_JOURNAL, then /.runner/journal.\n"
+          "The journal path defaults to $RUNNER_AGENT_JOURNAL, then /.runner/journal; it is\n"
+          "unlinked once open unless --keep-journal (for tests and debugging).\n"
           "   or: runner-agent --hash-files ROOT [--follow-symbolic-links] PATTERN...\n"
           "Prints hashFiles(PATTERN...) over ROOT (an empty line when nothing matches).\n",
           f);
@@ -1047,6 +1068,7 @@ int
 main(int argc, char **argv)
 {
     struct agent a;
+    bool keep_journal = false;
     int rc;
 
     if (argc > 1 && strcmp(argv[1], "--hash-files") == 0)
@@ -1068,6 +1090,8 @@ main(int argc, char **argv)
         } else if (strcmp(argv[i], "--max-unacked") == 0 && i + 1 < argc) {
             if (!parse_size(argv[++i], &a.max_unacked))
                 goto bad;
+        } else if (strcmp(argv[i], "--keep-journal") == 0) {
+            keep_journal = true;
         } else if (strcmp(argv[i], "--version") == 0) {
             puts(AGENT_NAME);
             return 0;
@@ -1078,6 +1102,12 @@ main(int argc, char **argv)
             goto bad;
         }
     }
+    /* Steps run as the agent's user (root in a job container): without this they could open
+     * /proc/1/fd/1 and write forged frames into the stream, or reach the journal through
+     * /proc/1/fd. Not dumpable, /proc/PID/fd needs CAP_SYS_PTRACE, which job containers do
+     * not get. Only an execve of the agent resets it; steps are its children, never it. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        diag("cannot make the agent non-dumpable: %s", strerror(errno));
     if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
         diag("cannot become a subreaper: %s", strerror(errno));
     rc = mkdir_parent(a.journal_path, 0755);
@@ -1086,6 +1116,10 @@ main(int argc, char **argv)
         diag("journal %s: %s", a.journal_path, strerror(rc < 0 ? -rc : errno));
         return 1;
     }
+    /* The journal is only ever used through a.jfd: without a name, a step cannot rewrite
+     * frames in it before they are sent. */
+    if (!keep_journal && unlink(a.journal_path) < 0)
+        diag("journal %s: cannot unlink: %s", a.journal_path, strerror(errno));
     rc = setup_signals(&a);
     if (rc < 0) {
         diag("signals: %s", strerror(-rc));

@@ -36,6 +36,9 @@
 #define PROBE_STEP 0xfffff002u
 #define MAX_UPLOAD (512ull << 20) /* workspace copies past this should use --bind */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* From the container's start until the agent's HELLO_REPLY and the setup probe's exit: an
+ * agent that never starts (an image or options that keep it from running) fails the job. */
+#define HELLO_TIMEOUT_MS 30000
 
 struct docker_exec {
     struct executor x;        /* first */
@@ -66,6 +69,7 @@ struct docker_exec {
     bool att_ended;           /* ... and the stream ended meanwhile */
     struct err att_err;
     struct docker_attach *att;
+    uv_timer_t *hello_timer;  /* the agent's deadline to answer (HELLO_TIMEOUT_MS), or NULL */
     /* The upload, built off the loop. */
     uv_work_t work;
     struct tar tar;
@@ -75,8 +79,26 @@ struct docker_exec {
 };
 
 static void
+on_hello_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* The hello deadline is over (answered, failed or closing). The handle lives on its own until
+ * libuv has closed it, so that the executor can be freed meanwhile. */
+static void
+hello_timer_stop(struct docker_exec *dx)
+{
+    if (dx->hello_timer == NULL)
+        return;
+    uv_close((uv_handle_t *)dx->hello_timer, on_hello_timer_closed);
+    dx->hello_timer = NULL;
+}
+
+static void
 report_ready(struct docker_exec *dx, int rc, const struct err *e)
 {
+    hello_timer_stop(dx);
     if (dx->ready || dx->closing)
         return;
     dx->ready = rc == 0;
@@ -318,6 +340,20 @@ on_started(const struct docker_res *res, void *arg)
         fail(dx, &e);
 }
 
+/* The agent did not answer in time: whatever holds it (an entrypoint or image that never runs
+ * it, a container paused before it could answer), the job fails rather than wait. */
+static void
+on_hello_timeout(uv_timer_t *t)
+{
+    struct docker_exec *dx = t->data;
+    struct err e = {0};
+
+    err_set(&e, -ETIMEDOUT, "the agent in the job container did not answer within %d s of the "
+            "container's start: the image or container.options keep it from running",
+            HELLO_TIMEOUT_MS / 1000);
+    fail(dx, &e);
+}
+
 static void
 on_att_ready(struct docker_attach *a, void *arg)
 {
@@ -345,10 +381,15 @@ on_att_ready(struct docker_attach *a, void *arg)
         }
         return;
     }
-    if (flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0)
+    if (flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0) {
         fail(dx, &e);
-    else
-        dx->starting = true;
+        return;
+    }
+    dx->starting = true;
+    dx->hello_timer = xmalloc(sizeof *dx->hello_timer);
+    uv_timer_init(dx->x.loop, dx->hello_timer);
+    dx->hello_timer->data = dx;
+    uv_timer_start(dx->hello_timer, on_hello_timeout, HELLO_TIMEOUT_MS, 0);
 }
 
 /* ---------------------------------------------------------------- upload */
@@ -1083,6 +1124,7 @@ dx_close(struct executor *x)
     struct err e = {0};
 
     dx->closing = true;
+    hello_timer_stop(dx);
     if (dx->svc && !dx->ready && !dx->svc_stopping) {
         /* Services may be waiting for health checks: stop them now rather than wait. */
         dx->svc_stopping = true;

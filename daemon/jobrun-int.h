@@ -83,6 +83,12 @@ struct jobrun {
     struct wfcmd_state cmds;
     enum plan_result result;
     uv_timer_t timer;
+    /* The host's own deadline on the agent, which a wedged, paused or lying job container
+     * never answers: a step past its timeout, a stop past its grace, a forced stop. */
+    uv_timer_t watch;
+    int watch_kind;      /* enum jr_watch in jobrun.c; 0: none */
+    uint64_t step_serial; /* bumped as each step ends: which step a deadline is about */
+    uint64_t watch_serial;
     int handles;         /* open handles + executor, for the two-phase close */
     uint64_t acked;      /* journal offset acknowledged to the agent */
     char *options;       /* container.options, evaluated */
@@ -108,6 +114,9 @@ struct jobrun {
      * after the RESUME comes back; nothing new is sent to the agent meanwhile. */
     json_t *resume_cp;
     bool replaying, replay_started, defer_next, dispatching;
+    /* Held (jobrun_opts.hold): no new step starts until jobrun_release(); what was to start
+     * meanwhile waits here. */
+    bool held, held_next, held_run;
     /* Actions (jobaction.c). */
     char *cache_dir;        /* git mirrors and fetched actions (jobrun_opts, copied) */
     char *git_ca_file;

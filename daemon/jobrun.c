@@ -31,6 +31,20 @@
 
 #define LINE_MAX_BYTES (64 * 1024) /* longer lines are split */
 #define CANCEL_GRACE_MS 7500
+/* How long past a step's timeout plus grace, or a stop's grace, the agent's answer is awaited
+ * before the job gives up on it; and how long a forced stop waits at all. */
+#define STOP_SLACK_MS 10000
+#define FORCE_WAIT_MS 3000
+
+/* What jr->watch is waiting for, in increasing precedence. */
+enum jr_watch {
+    WATCH_NONE,
+    WATCH_TIMEOUT, /* the agent ends the running step at its timeout */
+    WATCH_STOP,    /* the agent stops the running step after a cancel */
+    WATCH_FORCE,   /* a forced stop: the job ends now, whatever the agent does */
+};
+
+static void watch_arm(struct jobrun *jr, enum jr_watch kind, uint64_t ms);
 
 /* A JSON string of s, or "" when s is not valid UTF-8. */
 static json_t *
@@ -482,6 +496,7 @@ set_step_result(struct jobrun *jr, const char *outcome, const char *conclusion)
 static void
 clear_step(struct jobrun *jr)
 {
+    jr->step_serial++;
     json_decref(jr->cur_env);
     json_decref(jr->cur_outputs);
     jr->cur_env = jr->cur_outputs = NULL;
@@ -873,6 +888,8 @@ jr_run_script(struct jobrun *jr)
     int rc = checkpoint(jr, "run", &e);
     if (rc == 0)
         rc = agentconn_run(jr->x->conn, &r, &e);
+    if (rc == 0 && jr->timeout_ms > 0)
+        watch_arm(jr, WATCH_TIMEOUT, (uint64_t)jr->timeout_ms + CANCEL_GRACE_MS + STOP_SLACK_MS);
     for (size_t i = 0; i < envc; i++)
         free(envp[i]);
     free(envp);
@@ -1272,6 +1289,10 @@ step_mentions_hashfiles(const struct wf_step *s)
 void
 jr_next_step(struct jobrun *jr)
 {
+    if (jr->held && jr->phase == PH_STEPS) {
+        jr->held_next = true; /* jobrun_release() goes on */
+        return;
+    }
     if (jr->phase == PH_STEPS && !jr->pre_done && jr_pre_next(jr))
         return; /* a pre stage runs (or its action is fetched) */
     for (;;) {
@@ -1435,6 +1456,8 @@ replay_done(struct jobrun *jr)
     } else if (jr->phase == PH_RUNNING && kind && strcmp(kind, "docker") == 0) {
         jr_fail_step(jr, "runnerd restarted while this docker:// step ran; its container could "
                       "not be followed again, so its outcome is unknown");
+    } else if (jr->phase == PH_RUNNING && !jr->replay_started && jr->held) {
+        jr->held_run = true; /* not before the server has said whether it is cancelled */
     } else if (jr->phase == PH_RUNNING && !jr->replay_started) {
         /* The RUN never reached the agent: the step has not run at all. Run it now. */
         jr_run_script(jr);
@@ -1666,6 +1689,8 @@ finish_job(struct jobrun *jr)
                                                    : PLAN_SUCCESS;
     uv_timer_stop(&jr->timer);
     uv_close((uv_handle_t *)&jr->timer, on_timer_closed);
+    uv_timer_stop(&jr->watch);
+    uv_close((uv_handle_t *)&jr->watch, on_timer_closed);
     if (jr_action_busy(jr)) {
         jr_action_cancel(jr); /* the executor closes once it has landed (jr_action_landed) */
         return;
@@ -1714,6 +1739,69 @@ static const struct executor_cbs exec_cbs = {
     .on_closed = on_exec_closed,
 };
 
+/* The job stops waiting for the agent: it is wedged, paused or lying (a forged frame can hold
+ * the stream), and nothing it says from now on is believed. The running step ends as failed,
+ * the rest of the job is skipped, and the teardown removes the container whatever runs in it. */
+static void
+give_up(struct jobrun *jr, const char *why)
+{
+    bool in_step = jr->phase != PH_STEPS && jr->phase != PH_SETUP;
+
+    jr_emitf(jr, in_step ? (int)jr->cur : -1, JOBRUN_ERROR, "%s", why);
+    jr->job_failed = true;
+    jr->forced = true;
+    frames_unwind(jr);
+    if (in_step) {
+        set_step_result(jr, "failure", "failure");
+        clear_step(jr);
+    }
+    finish_job(jr);
+}
+
+/* The deadline passed: give up unless what it was about is over (the step it watched has
+ * ended, or the job has). */
+static void
+on_watch(uv_timer_t *t)
+{
+    struct jobrun *jr = t->data;
+    enum jr_watch kind = (enum jr_watch)jr->watch_kind;
+    char why[200];
+
+    jr->watch_kind = WATCH_NONE;
+    if (jr->phase == PH_CLOSING || jr->phase == PH_DONE)
+        return;
+    if (kind != WATCH_FORCE && (jr->step_serial != jr->watch_serial || jr->phase == PH_STEPS))
+        return;
+    if (kind == WATCH_FORCE)
+        snprintf(why, sizeof why, "The job was stopped by force; its container is removed "
+                 "whatever runs in it.");
+    else if (kind == WATCH_STOP)
+        snprintf(why, sizeof why, "The step did not stop within %u s of its cancellation: the "
+                 "job container does not answer; giving up on it.",
+                 (CANCEL_GRACE_MS + STOP_SLACK_MS) / 1000);
+    else
+        snprintf(why, sizeof why, "The step did not end within %u s past its timeout: the job "
+                 "container does not answer; giving up on it.",
+                 (CANCEL_GRACE_MS + STOP_SLACK_MS) / 1000);
+    give_up(jr, why);
+}
+
+/* Starts the host's own deadline on what the agent is to do (never replacing a deadline of a
+ * higher kind): the job never waits on the agent's stream without one once it has asked for a
+ * step to end. */
+static void
+watch_arm(struct jobrun *jr, enum jr_watch kind, uint64_t ms)
+{
+    if (jr->phase == PH_CLOSING || jr->phase == PH_DONE || uv_is_closing((uv_handle_t *)&jr->watch))
+        return;
+    if (jr->watch_kind > (int)kind && uv_is_active((uv_handle_t *)&jr->watch) &&
+        (jr->watch_kind == WATCH_FORCE || jr->watch_serial == jr->step_serial))
+        return; /* a stronger deadline on this step (a stale one is replaced) */
+    jr->watch_kind = kind;
+    jr->watch_serial = jr->step_serial;
+    uv_timer_start(&jr->watch, on_watch, ms, 0);
+}
+
 static void
 stop_running_step(struct jobrun *jr, uint32_t grace)
 {
@@ -1725,6 +1813,8 @@ stop_running_step(struct jobrun *jr, uint32_t grace)
         dockerstep_cancel(jr->dstep);
     else if (jr->phase == PH_RUNNING && jr->x && jr->x->conn)
         agentconn_cancel(jr->x->conn, (uint32_t)jr->cur + 1, grace, &e);
+    if (jr->phase != PH_STEPS && jr->phase != PH_SETUP)
+        watch_arm(jr, WATCH_STOP, (uint64_t)grace + STOP_SLACK_MS);
 }
 
 static void
@@ -1744,12 +1834,27 @@ jobrun_cancel(struct jobrun *jr)
 {
     if (jr->phase == PH_CLOSING || jr->phase == PH_DONE)
         return;
+    if (jr->phase == PH_SETUP && !jr->replaying) {
+        /* Nothing ran yet: no step to wait for (the container may still be being created,
+         * or its agent never answers). The teardown cancels the setup. */
+        jr->cancelled = true;
+        jr_emit(jr, -1, JOBRUN_ERROR, "The job was cancelled before it started.", 41);
+        finish_job(jr);
+        return;
+    }
     if (jr->cancelled) {
         jr->forced = true;
         stop_running_step(jr, 0);
+        watch_arm(jr, WATCH_FORCE, FORCE_WAIT_MS);
         return;
     }
     jr->cancelled = true;
+    if (jr->held_run || jr->held_next) {
+        /* A resumed job waiting to start a step: it goes on now, as cancelled. */
+        jobrun_release(jr);
+        return;
+    }
+    jr->held = false; /* the cancellation is known: nothing more to ask the server */
     if (jr->in_post)
         return; /* post stages run to their end on a graceful cancel */
     if (jr->phase == PH_RUNNING || jr->phase == PH_WRITING || jr->phase == PH_ACTION) {
@@ -1763,6 +1868,28 @@ jobrun_cancel(struct jobrun *jr)
         if (expr_eval_if(s->if_.v ? s->if_.v : "", "success()", &ee, &ok, &e) < 0 || !ok)
             stop_running_step(jr, CANCEL_GRACE_MS);
         json_decref(ctx);
+    }
+}
+
+void
+jobrun_release(struct jobrun *jr)
+{
+    if (!jr->held)
+        return;
+    jr->held = false;
+    if (jr->phase == PH_CLOSING || jr->phase == PH_DONE || jr->replaying)
+        return; /* the replay's end goes on by itself */
+    if (jr->held_run) {
+        jr->held_run = false;
+        if (jr->cancelled) {
+            jr_emit(jr, (int)jr->cur, JOBRUN_ERROR, "The step was cancelled.", 23);
+            jr_end_step(jr, false);
+        } else {
+            jr_run_script(jr);
+        }
+    } else if (jr->held_next) {
+        jr->held_next = false;
+        jr_next_step(jr);
     }
 }
 
@@ -1928,11 +2055,14 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     jr->hash_todo = json_array();
     jr->added_masks = json_array();
     jr->durable = o->durable;
+    jr->held = o->hold && cp != NULL;
     jr->started_ns = clock_now_ns();
     jr->phase = PH_SETUP;
     uv_timer_init(loop, &jr->timer);
     jr->timer.data = jr;
-    jr->handles = 2; /* the timer and the executor */
+    uv_timer_init(loop, &jr->watch);
+    jr->watch.data = jr;
+    jr->handles = 3; /* the two timers and the executor */
     jr->x->cbs = &exec_cbs;
     jr->x->arg = jr;
 

@@ -57,6 +57,8 @@ struct jobrun_opts {
     const char *container_options; /* the runner's own options for job containers, or NULL */
     bool gitea;
     bool durable;               /* ack the agent's journal only up to checkpoints */
+    bool hold;                  /* resuming: start no new step before jobrun_release() (the
+                                   server may have cancelled the job while no one ran it) */
     /* uses: steps. NULL cache_dir: actions/checkout and remote actions fail clearly. */
     const char *cache_dir;      /* git mirrors and fetched actions */
     const char *git_ca_file;    /* CA bundle for git over HTTPS, or NULL: the system's */
@@ -87,6 +89,9 @@ int jobrun_resume(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp
 /* First call: graceful cancel (the running step stops unless its `if` asks for
  * always()/cancelled(); later steps see cancelled()). Second call: stop everything now. */
 void jobrun_cancel(struct jobrun *jr);
+/* Lets a job resumed with jobrun_opts.hold start its next step: the server was asked since,
+ * and any cancellation it knew of has been passed to jobrun_cancel(). Idempotent. */
+void jobrun_release(struct jobrun *jr);
 
 /* After job_finished: the steps context ({id: {outcome, conclusion, outputs}}), borrowed. */
 json_t *jobrun_steps(const struct jobrun *jr);

@@ -310,6 +310,8 @@ on_state(const struct connect_result *r, void *arg)
     rt->dirty = true;
     if (!final && server_result != RPC_RESULT_UNSPECIFIED)
         task_server_final(rt, server_result);
+    if (!final)
+        task_server_answered(rt);
     if (final && outputs_done(rt)) {
         rt->row.final_sent = true;
         task_reported(rt);

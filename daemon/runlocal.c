@@ -21,6 +21,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#define RUNLOCAL_FORCE_MS 20000 /* a forced stop ends the process by then */
+
 struct local_run {
     struct runlocal *rl;
     size_t plan, job, run;
@@ -37,6 +39,7 @@ struct runlocal {
     const struct runlocal_opts *o;
     uv_loop_t loop;
     uv_signal_t sigint, sigterm;
+    uv_timer_t force_timer; /* after a forced stop: the process ends by then whatever happens */
     uv_prepare_t flush;     /* flushes the output before the loop waits */
     struct plan *const *plans;
     size_t n_plans;
@@ -403,6 +406,28 @@ schedule(struct runlocal *rl)
     }
 }
 
+/* A forced stop did not end the jobs in time (Docker itself does not answer): leave now. The
+ * job containers left behind are removed by the next runnerctl exec, as for a killed one. */
+static void
+leave_forced(struct runlocal *rl)
+{
+    int left = 0;
+
+    for (size_t i = 0; i < rl->n_runs; i++)
+        left += rl->runs[i]->started && !rl->runs[i]->finished;
+    fprintf(rl->o->out, "forced: %d job(s) did not stop in time; leaving them for the next run "
+            "to remove\n", left);
+    fflush(rl->o->out);
+    fflush(stderr);
+    _exit(1);
+}
+
+static void
+on_force_timer(uv_timer_t *t)
+{
+    leave_forced(t->data);
+}
+
 static void
 on_signal(uv_signal_t *s, int signum)
 {
@@ -410,7 +435,16 @@ on_signal(uv_signal_t *s, int signum)
 
     rl->interrupts++;
     fprintf(rl->o->out, "%s: %s\n", signum == SIGINT ? "interrupt" : "terminate",
-            rl->interrupts == 1 ? "cancelling (again to force)" : "forcing");
+            rl->interrupts == 1 ? "cancelling (again to force)"
+            : rl->interrupts == 2 ? "forcing (again to leave at once)" : "leaving at once");
+    if (rl->interrupts > 2)
+        leave_forced(rl);
+    if (rl->interrupts == 2) {
+        /* The jobs give up on their agents within seconds and remove their containers; this
+         * bounds the rest (a Docker engine that does not answer). */
+        uv_timer_start(&rl->force_timer, on_force_timer, RUNLOCAL_FORCE_MS, 0);
+        uv_unref((uv_handle_t *)&rl->force_timer);
+    }
     for (size_t i = 0; i < rl->n_plans; i++)
         rl->plans[i]->cancelled = true;
     for (size_t i = 0; i < rl->n_runs; i++)
@@ -553,6 +587,8 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
     rl.sigint.data = rl.sigterm.data = &rl;
     uv_signal_start(&rl.sigint, on_signal, SIGINT);
     uv_signal_start(&rl.sigterm, on_signal, SIGTERM);
+    uv_timer_init(&rl.loop, &rl.force_timer);
+    rl.force_timer.data = &rl;
     uv_prepare_init(&rl.loop, &rl.flush);
     rl.flush.data = &rl;
     uv_prepare_start(&rl.flush, on_prepare);

@@ -479,6 +479,14 @@ static void
 on_grace_over(uv_timer_t *t)
 {
     (void)t;
+    if (task_running(&D) > 0 && D.forced) {
+        /* A forced stop ends runnerd in bounded time whatever its jobs do: what did not stop
+         * is finished by the next start (reattached, or failed when its container is gone). */
+        char msg[160];
+        snprintf(msg, sizeof msg, "forced stop: %zu job(s) did not stop in time; leaving them "
+                                  "to the next start", task_running(&D));
+        leave_now(RUNNERD_EXIT_FAIL, msg);
+    }
     if (task_running(&D) > 0) {
         log_notice("shutdown: the grace period is over; cancelling %zu job(s)", task_running(&D));
         task_cancel_all(&D, false);

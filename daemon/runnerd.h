@@ -159,6 +159,8 @@ int task_flush(struct rtask *rt, struct err *e);
 void task_reported(struct rtask *rt);
 /* The server says the task is final (cancelled, or failed as a zombie): stop the job. */
 void task_server_final(struct rtask *rt, int result);
+/* The server answered a state update (a resumed job may start its next step now). */
+void task_server_answered(struct rtask *rt);
 /* Writes what is pending of every task to the store now. */
 void task_flush_all(struct daemon *d);
 /* The job names (docker job label values) of live tasks, to keep in a sweep. */

@@ -613,7 +613,7 @@ run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *p
         .xjob = {.name = name, .image = image, .profile = profile},
         .mask = rt->mask, .config_env = env, .runner = runner, .label = rt->label,
         .container_options = d->cfg.container.options, .gitea = true,
-        .durable = x->container, .sink = &sink, .sink_arg = rt,
+        .durable = x->container, .hold = cp != NULL, .sink = &sink, .sink_arg = rt,
         .cache_dir = cache, .git_ca_file = d->cfg.runnerd.git_ca_file,
         .git_insecure = d->cfg.runner.insecure, .actions_url = d->cfg.runnerd.actions_url,
         .github_mirror = d->cfg.runner.github_mirror, .node_image = d->cfg.runnerd.node_image,
@@ -996,6 +996,15 @@ task_live_jobs(const struct daemon *d)
             json_object_set_new(o, n, json_true());
     }
     return o;
+}
+
+void
+task_server_answered(struct rtask *rt)
+{
+    /* A resumed job waits for this before its next step: a cancel the server took while no
+     * runnerd ran the job has reached jobrun_cancel() (task_server_final) by now. */
+    if (rt->jr)
+        jobrun_release(rt->jr);
 }
 
 void

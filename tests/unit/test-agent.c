@@ -16,8 +16,10 @@
 #include "runner/xalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -184,8 +186,8 @@ on_agent_exit(struct hostexec *hx, int64_t status, int term_signal, void *arg)
 static void
 start(struct tctx *t, const char *const *extra)
 {
-    const char *args[16] = {"--journal", "journal"};
-    size_t n = 2;
+    const char *args[16] = {"--journal", "journal", "--keep-journal"};
+    size_t n = 3;
     struct err e;
     struct hostexec_opts o = {.agent_path = RUNNER_AGENT_PATH, .args = args,
                               .on_exit = on_agent_exit, .arg = t};
@@ -436,6 +438,28 @@ TEST(cwd_and_exact_env)
     want = xasprintf("%s\n", real);
     ASSERT_STR_EQ(out(s), want);
     free(want);
+    finish(&t);
+}
+
+/* A step holds its stdin, stdout and stderr and nothing else, even when the agent itself
+ * inherited a descriptor without O_CLOEXEC (here fd 57, open across the agent's start): no
+ * step can reach the agent's stream or journal through an inherited descriptor. */
+TEST(step_inherits_no_descriptor)
+{
+    struct tctx t;
+    struct tstep *s;
+    int fd = open("/dev/null", O_RDONLY);
+
+    ASSERT(fd >= 0);
+    ASSERT_EQ(dup2(fd, 57), 57);
+    close(fd);
+    start(&t, NULL);
+    close(57);
+    s = run_sh(&t, 1, "cd /proc/self/fd && for f in *; do echo \"$f\"; done");
+    ASSERT_EQ(s->exit_code, 0);
+    /* sh's own: 0, 1, 2, and at most the directory it reads and a script descriptor. */
+    ASSERT_STR_CONTAINS(out(s), "0\n1\n2\n");
+    ASSERT(strstr(out(s), "57") == NULL);
     finish(&t);
 }
 
