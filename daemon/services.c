@@ -221,6 +221,8 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     v->ports = json_object();
     rc = dockeropts_parse(def->options, what,
                           cfg->allow_privileged ? DOCKEROPTS_ALLOW_PRIVILEGED : 0, &o, e);
+    if (rc == 0)
+        rc = profile_check_caps(cfg->limits, &o, what, e);
     if (rc < 0)
         goto out;
     env = xcalloc(json_object_size(def->env) + 1, sizeof *env);
@@ -270,6 +272,7 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     dockeropts_merge(v->body, &o);
     /* After the options, so that no service lifts the label's limits. */
     profile_apply_limits(cfg->limits, json_object_get(v->body, "HostConfig"));
+    profile_apply_caps(cfg->limits, json_object_get(v->body, "HostConfig"));
     if (def->username && def->password) {
         v->has_auth = true;
         v->auth.username = xstrdup(def->username);

@@ -111,6 +111,16 @@ int wf_load(const char *path, struct wf_workflow **out, struct wf_diag *diag, st
 
 void wf_free(struct wf_workflow *w);
 
+/* The largest timeout-minutes (job or step) accepted: 30 days. */
+#define WF_MAX_TIMEOUT_MINUTES 43200
+#define WF_STR_(x) #x
+#define WF_STR(x) WF_STR_(x)
+
+/* Why text (a timeout-minutes value, literal or evaluated) is not a positive number of minutes
+ * of at most WF_MAX_TIMEOUT_MINUTES ("expected a positive number of minutes", ...), or NULL
+ * with *minutes set (minutes may be NULL). */
+const char *wf_minutes_problem(const char *text, double *minutes);
+
 /* Parses a sequence of steps with exactly the keys and checks of a job's steps (run vs uses,
  * uses forms, ids and duplicates, expressions, types); eff_id defaults to the index. For
  * composite actions' runs.steps. file names the source in messages and data/len are its bytes

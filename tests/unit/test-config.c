@@ -192,7 +192,7 @@ TEST(label_settings_errors)
         {"runnerd:\n  labels:\n    b:\n      docker: dind\n",
          "config.yaml:3:5: runnerd.labels.b: docker: dind needs dind_image"},
         {"runnerd:\n  labels:\n    b:\n      colour: blue\n",
-         "config.yaml:4:7: runnerd.labels.b: unknown key 'colour' (expected image, docker"},
+         "config.yaml:4:7: runnerd.labels.b: unknown key 'colour' (expected image, allow_job_image, docker"},
         {"runnerd:\n  labels:\n    'a b':\n      gpus: 1\n",
          "config.yaml:3:5: runnerd.labels: expected a label name"},
         {"runnerd:\n  labels:\n    b: docker\n",
