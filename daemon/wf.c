@@ -2067,3 +2067,52 @@ wf_job_find(const struct wf_workflow *w, const char *id)
             return &w->jobs[i];
     return NULL;
 }
+
+/* Adds "file:line:col: path: message" for the capabilities literal options n adds that are
+ * not in allowed. */
+static void
+caps_of(const struct wf_workflow *w, const struct ynode *n, const char *path,
+        char *const *allowed, struct wf_diag *diag)
+{
+    struct dockeropts o;
+    struct err e = {0};
+
+    if (n == NULL || n->kind != YNODE_SCALAR || has_expr(n) || ynode_is_null(n))
+        return;
+    if (dockeropts_parse(n->str, path, DOCKEROPTS_SKIP_UNKNOWN, &o, &e) == 0 &&
+        dockeropts_check_caps(&o, allowed, path, &e) < 0) {
+        diag->msgs = xreallocarray(diag->msgs, diag->n + 1, sizeof *diag->msgs);
+        diag->msgs[diag->n++] = xasprintf("%s:%d:%d: %s", w->file, n->pos.line, n->pos.col,
+                                          e.msg);
+    }
+    dockeropts_free(&o);
+}
+
+int
+wf_check_caps(const struct wf_workflow *w, char *const *allowed, struct wf_diag *diag,
+              struct err *e)
+{
+    size_t before = diag->n;
+
+    for (size_t i = 0; i < w->n_jobs; i++) {
+        const struct wf_job *j = &w->jobs[i];
+        const struct ynode *sv = j->services;
+        char *p;
+
+        if (j->container && j->container->kind == YNODE_MAP) {
+            p = xasprintf("jobs.%s.container.options", j->id);
+            caps_of(w, ynode_get(j->container, "options"), p, allowed, diag);
+            free(p);
+        }
+        for (size_t k = 0; sv && sv->kind == YNODE_MAP && k < sv->n; k++) {
+            if (sv->items[k]->kind != YNODE_MAP)
+                continue;
+            p = xasprintf("jobs.%s.services.%s.options", j->id, sv->keys[k]->str);
+            caps_of(w, ynode_get(sv->items[k], "options"), p, allowed, diag);
+            free(p);
+        }
+    }
+    if (diag->n == before)
+        return 0;
+    return err_set(e, ERR_INVALID, "%s", diag->msgs[before]);
+}

