@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,16 @@ def run(ws, wf, *args):
         f.write(wf)
     p = subprocess.Popen([RUNNERCTL, "exec", "-C", ws, *args, path], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
-    out, _ = p.communicate(timeout=300)
+    try:
+        out, _ = p.communicate(timeout=150)
+    except subprocess.TimeoutExpired:  # a hang is a failure, never a stuck test
+        p.send_signal(signal.SIGINT)
+        try:
+            out, _ = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        out = "TIMEOUT (runnerctl hung)\n" + (out or "")
     left_behind.extend(leftovers("io.runnerd.owner=%s:%d" % (os.uname().nodename, p.pid)))
     return p.returncode, out
 
