@@ -613,8 +613,25 @@ start_services(struct docker_exec *dx)
     }
     defs = xcalloc(n, sizeof *defs);
     keeps = xcalloc(n * 2, sizeof *keeps);
+    char ***words = xcalloc(n * 2, sizeof *words);
     json_object_foreach(dx->services, id, sv) {
         json_t *cred = json_object_get(sv, "credentials");
+        /* entrypoint: and command: (strings, shell-word split) replace the image's. */
+        const char *ep = json_string_value(json_object_get(sv, "entrypoint"));
+        const char *cmd = json_string_value(json_object_get(sv, "command"));
+        size_t nw;
+        char *what = xasprintf("services.%s.entrypoint", id);
+        if (ep && *ep && dockeropts_split(ep, what, &words[2 * i], &nw, &e) == 0)
+            defs[i].entrypoint = (const char *const *)words[2 * i];
+        free(what);
+        what = xasprintf("services.%s.command", id);
+        if (cmd && *cmd && dockeropts_split(cmd, what, &words[2 * i + 1], &nw, &e) == 0)
+            defs[i].cmd = (const char *const *)words[2 * i + 1];
+        free(what);
+        if (e.code) {
+            fail(dx, &e);
+            goto out;
+        }
         defs[i].id = id;
         defs[i].image = json_string_value(json_object_get(sv, "image"));
         defs[i].env = json_object_get(sv, "env");
@@ -640,8 +657,12 @@ start_services(struct docker_exec *dx)
     if (flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx, &dx->svc, &e)) < 0)
         fail(dx, &e);
     json_decref(labels);
-    for (size_t k = 0; k < 2 * n; k++)
+out:
+    for (size_t k = 0; k < 2 * n; k++) {
         free(keeps[k]);
+        dockeropts_words_free(words[k]);
+    }
+    free(words);
     free(keeps);
     free(defs);
 }

@@ -359,6 +359,10 @@ apply(struct dockeropts *o, const struct opt *op, const char *flag, const char *
         return 0;
     case O_USER: json_object_set_new(o->body, "User", json_string(v)); return 0;
     case O_WORKDIR:
+        if (flags & DOCKEROPTS_JOB)
+            return err_set(e, ERR_INVALID, "%s: option '%s' is not allowed in a job container: "
+                           "steps run in the workspace or their working-directory (use "
+                           "defaults.run.working-directory)", what, flag);
         if (v[0] != '/')
             return err_set(e, ERR_INVALID, "%s: %s: the working directory '%s' is not absolute",
                            what, flag, v);
@@ -559,7 +563,8 @@ dockeropts_parse(const char *s, const char *what, unsigned flags, struct dockero
         }
         if ((flags & DOCKEROPTS_SKIP_UNKNOWN) && op->kind != O_PRIVILEGED &&
             op->kind != O_SECURITY_OPT && op->kind != O_NETWORK && op->kind != O_ENTRYPOINT &&
-            op->kind != O_PIDS && op->kind != O_CAP_ADD && op->kind != O_VOLUME) {
+            op->kind != O_PIDS && op->kind != O_CAP_ADD && op->kind != O_VOLUME &&
+            !(op->kind == O_WORKDIR && (flags & DOCKEROPTS_JOB))) {
             free(flag);
             continue;
         }

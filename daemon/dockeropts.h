@@ -8,8 +8,9 @@
  * --shm-size, --add-host, --cap-add (a capability name; whether the label allows it is
  * dockeropts_check_caps()), --cap-drop, --label, --init, --privileged (only when allowed),
  * -v/--volume (returned in volumes, not applied). --network/--net and --security-opt are
- * refused (the runner owns networking and confinement), --entrypoint too for a job container
- * (DOCKEROPTS_JOB: the agent is its entrypoint), and limits cannot be switched off
+ * refused (the runner owns networking and confinement), --entrypoint and --workdir too for a job
+ * container (DOCKEROPTS_JOB: the agent is its entrypoint; steps run in the workspace, and
+ * Docker would silently create a missing working directory), and limits cannot be switched off
  * (--pids-limit 0 or -1); anything else is an error naming the flag. Both "--flag value" and
  * "--flag=value" (short flags also "-eK=V" and "-e=K=V"). */
 #ifndef RUNNER_DOCKEROPTS_H
@@ -23,7 +24,8 @@
 
 /* flags for dockeropts_parse() */
 #define DOCKEROPTS_ALLOW_PRIVILEGED 0x1
-#define DOCKEROPTS_JOB 0x2 /* a job container: the agent is the entrypoint (no --entrypoint) */
+#define DOCKEROPTS_JOB 0x2 /* a job container: the agent is the entrypoint (no --entrypoint) and
+                            * steps run in the workspace (no -w/--workdir) */
 #define DOCKEROPTS_SKIP_UNKNOWN 0x4 /* only the flags the runner's policy is about are read
                                      * (privileged, security-opt, network, entrypoint, pids-limit,
                                      * cap-add, volume); others, known or not, are skipped: the

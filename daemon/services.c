@@ -246,6 +246,7 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     json_object_set_new(labels, DOCKER_LABEL_ROLE, json_string("service"));
     spec.image = def->image;
     spec.cmd = def->cmd;
+    spec.entrypoint = def->entrypoint;
     spec.env = (const char *const *)env;
     spec.labels = labels;
     spec.network_mode = cfg->network;

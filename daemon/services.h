@@ -24,6 +24,7 @@ struct services_def {
     const char *const *volumes;  /* "src:dst[:opts]" or "/path"; NULL-terminated; may be NULL */
     const char *options;         /* docker run flags (dockeropts); may be NULL */
     const char *const *cmd;      /* Cmd override, NULL-terminated; NULL = the image's */
+    const char *const *entrypoint; /* Entrypoint override, NULL-terminated; NULL = the image's */
     const char *username;        /* registry credentials, both or neither; may be NULL */
     const char *password;
 };

@@ -178,7 +178,8 @@ with tempfile.TemporaryDirectory() as tmp:
                       ("--security-opt seccomp=unconfined", "option '--security-opt' is not allowed"),
                       ("--security-opt=apparmor=unconfined", "option '--security-opt' is not allowed"),
                       ("--privileged", "option '--privileged' is not allowed"),
-                      ("--entrypoint /bin/sh", "option '--entrypoint' is not allowed in a job container")):
+                      ("--entrypoint /bin/sh", "option '--entrypoint' is not allowed in a job container"),
+                      ("--workdir /nonexistent", "option '--workdir' is not allowed in a job container")):
         rc, out = run(ws, escape_wf(opt), *label)
         check("%s refused at load with file:line:col" % opt,
               rc == 2 and ("wf.yml:7:16: jobs.esc.container.options: " + what) in out, out)

@@ -300,6 +300,10 @@ TEST(policy_flags)
                   "container.options: option '--entrypoint' is not allowed in a job container: the "
                   "runner's agent is its entrypoint (use a step's run: instead)");
     ASSERT_STR_EQ(body_of("--entrypoint /x", 0), "{\"Entrypoint\":[\"/x\"]}");
+    ASSERT_STR_EQ(fail_of("-w /nonexistent", DOCKEROPTS_JOB),
+                  "container.options: option '-w' is not allowed in a job container: steps run in "
+                  "the workspace or their working-directory (use defaults.run.working-directory)");
+    ASSERT_STR_EQ(body_of("--workdir /srv", 0), "{\"WorkingDir\":\"/srv\"}"); /* a service */
     ASSERT_STR_EQ(fail_of("--pids-limit -1", 0),
                   "container.options: --pids-limit: expected a positive number of processes, got "
                   "'-1' (a job cannot switch the runner's limit off)");
