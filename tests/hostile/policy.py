@@ -347,6 +347,27 @@ jobs:
           rc == 1 and "wf.yml:7:26: timeout-minutes: at most 43200 minutes" in out
           and "| step-ran" not in out, out)
 
+    # 9. Services: entrypoint: and command: are applied (they were accepted and ignored).
+    svcwf = """on: push
+jobs:
+  s:
+    runs-on: builder
+    container:
+      image: %s
+    services:
+      web:
+        image: %s
+        env:
+          WHO: from-entrypoint
+        entrypoint: /bin/sh
+        command: -c "mkdir -p /www && echo svc-$WHO > /www/index.html && exec httpd -f -p 8080 -h /www"
+        options: --health-cmd "wget -q -O /dev/null http://127.0.0.1:8080/" --health-interval 1s --health-retries 30
+    steps:
+      - run: wget -q -O - http://web:8080/
+""" % (IMAGE, IMAGE)
+    rc, out = run(ws, svcwf, *label)
+    check("services: entrypoint and command applied", rc == 0 and "| svc-from-entrypoint" in out, out)
+
 check("nothing left behind", not left_behind, " ".join(left_behind))
 for obj in left_behind:
     sh("docker", "rm", "-f", "-v", obj)
