@@ -49,6 +49,7 @@ profile_free(struct config_profile *p)
     xstrv_free(p->dind_args);
     xstrv_free(p->cap_add);
     xstrv_free(p->limits.cap_drop);
+    xstrv_free(p->persistent_volumes);
 }
 
 const struct config_profile *
@@ -732,6 +733,20 @@ profile_key(struct rd *r, struct config_profile *p, const char *k, const struct 
         return get_list(r, v, key, &p->dind_args);
     if (strcmp(k, "cap_add") == 0)
         return get_caps(r, v, key, true, &p->cap_add);
+    if (strcmp(k, "persistent_volumes") == 0) {
+        if ((rc = get_list(r, v, key, &p->persistent_volumes)) < 0)
+            return rc;
+        for (size_t i = 0; p->persistent_volumes[i]; i++) {
+            const char *nm = p->persistent_volumes[i];
+            bool ok = isalnum((unsigned char)nm[0]) && strlen(nm) <= 64;
+            for (const char *q = nm; ok && *q; q++)
+                ok = isalnum((unsigned char)*q) || strchr("_.-", *q);
+            if (!ok)
+                return at(r, v->items[i], key, "expected volume names ([A-Za-z0-9][A-Za-z0-9_.-]*, "
+                                               "at most 64 characters)");
+        }
+        return 0;
+    }
     if (strcmp(k, "allow_job_image") == 0)
         return get_bool(r, v, key, &p->allow_job_image);
     snprintf(key, sizeof key, "runnerd.labels.%s", p->name);
@@ -765,7 +780,8 @@ read_profile(struct rd *r, struct config *c, const struct ynode *kn, const struc
         if (rc == -ENOENT) {
             err_set(r->e, ERR_INVALID, "%s:%d:%d: %s: unknown key '%s' (expected image, "
                     "allow_job_image, docker, gpus, gpu_capabilities, memory, cpus, pids, "
-                    "cap_add, cap_drop, volumes, dind_image, dind_privileges or dind_args)", r->file, n->keys[i]->pos.line,
+                    "cap_add, cap_drop, volumes, persistent_volumes, dind_image, dind_privileges or "
+                    "dind_args)", r->file, n->keys[i]->pos.line,
                     n->keys[i]->pos.col, sect, n->keys[i]->str);
             return ERR_INVALID;
         }

@@ -57,6 +57,8 @@ struct config_profile {
     char **cap_add;              /* capabilities a workflow may add (--cap-add), NULL-terminated,
                                     upper case without CAP_ ("ALL": any); NULL: none */
     bool allow_job_image;        /* a workflow's container.image may replace the pinned image */
+    char **persistent_volumes;   /* named volumes of workflows kept across this label's jobs
+                                    (NULL-terminated; NULL: none, every one is per job) */
 };
 
 struct config {

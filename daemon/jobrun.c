@@ -1951,9 +1951,17 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
         /* The runner's options first, so the job's own (later) win where they overlap. */
         char *both = xasprintf("%s %s", o->container_options, jr->options ? jr->options : "");
         free(jr->options);
+    json_decref(jr->container_volumes);
         jr->options = both;
     }
     jr->xjob.options = jr->options;
+    if (c && c->kind == YNODE_MAP && ynode_get(c, "volumes")) {
+        struct expr_env ee = {.contexts = jr->base};
+        rc = yeval_node(jr->file, ynode_get(c, "volumes"), &ee, &jr->container_volumes, e);
+        if (rc < 0)
+            goto fail;
+        jr->xjob.volumes = json_is_array(jr->container_volumes) ? jr->container_volumes : NULL;
+    }
     if (jr->wj->services) {
         struct expr_env ee = {.contexts = jr->base};
         rc = yeval_node(jr->file, jr->wj->services, &ee, &jr->services, e);
@@ -2049,6 +2057,7 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->container_env);
     json_decref(jr->services);
     free(jr->options);
+    json_decref(jr->container_volumes);
     json_decref(jr->steps);
     json_decref(jr->step_list);
     json_decref(jr->extra_path);

@@ -51,6 +51,7 @@ profile_job(const struct config *c, const struct config_profile *p, long long ho
         json_object_set_new(j, "socket_gid", json_integer(socket_gid));
     }
     json_object_set_new(j, "cap_add", strv_json(p ? p->cap_add : NULL));
+    json_object_set_new(j, "persistent_volumes", strv_json(p ? p->persistent_volumes : NULL));
     {
         /* The floor, less what the label lets workflows add back. */
         const char *const *drop = config_cap_drop_resolve(c, p);

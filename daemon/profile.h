@@ -7,7 +7,7 @@
  *   {"label": NAME, "memory": BYTES, "nano_cpus": N, "pids": N, "binds": [...],
  *    "gpus": [UUID...], "gpu_caps": [...], "socket": HOST_PATH, "socket_gid": GID,
  *    "dind": {"image": REF, "caps": BOOL, "args": [...]},
- *    "cap_add": [CAP...], "cap_drop": [CAP...]}
+ *    "cap_add": [CAP...], "cap_drop": [CAP...], "persistent_volumes": [NAME...]}
  *
  * cap_add lists what a workflow's --cap-add may name (the label's cap_add; empty by default),
  * cap_drop the floor every workflow container drops (config_cap_drop_resolve(), less cap_add).

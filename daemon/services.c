@@ -165,6 +165,21 @@ add_volume(const struct services_config *cfg, json_t *body, json_t *hc, const ch
     }
     if (!*vol)
         return err_set(e, ERR_INVALID, "services.%s.volumes: empty volume", sid);
+    if (strchr(vol, ':') && cfg->mount_volume) {
+        json_t *m = NULL, *ms = json_object_get(hc, "Mounts");
+
+        rc = cfg->mount_volume(vol, cfg->arg, &m, e);
+        if (rc < 0) {
+            err_prefix(e, "services.%s.volumes: ", sid);
+            return rc;
+        }
+        if (!json_is_array(ms)) {
+            ms = json_array();
+            json_object_set_new(hc, "Mounts", ms);
+        }
+        json_array_append_new(ms, m);
+        return 0;
+    }
     if (strchr(vol, ':')) {
         json_t *b = json_object_get(hc, "Binds");
 

@@ -368,6 +368,57 @@ jobs:
     rc, out = run(ws, svcwf, *label)
     check("services: entrypoint and command applied", rc == 0 and "| svc-from-entrypoint" in out, out)
 
+    # 10. Named volumes: applied everywhere (container.volumes, -v in job and service options,
+    # services.*.volumes), per job (labelled, removed with it), unless the label lists them as
+    # persistent; never an unlabelled volume that outlives the job.
+    tag = secrets.token_hex(4)
+    volwf = """on: push
+jobs:
+  v:
+    runs-on: builder
+    container:
+      image: %s
+      volumes: [jobdata%s:/data]
+      options: -v jobopt%s:/opt2 -v /anon
+    services:
+      db:
+        image: %s
+        volumes: [svcdata%s:/shared]
+        options: -v svcopt%s:/x --entrypoint /bin/sh
+        command: -c "touch /x/ok && sleep 300"
+    steps:
+      - run: echo hi > /data/f && echo hi > /opt2/f && echo mounted=$(cat /data/f)$(cat /opt2/f)
+""" % ((IMAGE,) + (tag,) * 2 + (IMAGE,) + (tag,) * 2)
+    rc, out = run(ws, volwf, *label)
+    check("named volumes: container.volumes and -v applied to the job container",
+          rc == 0 and "| mounted=hihi" in out, out)
+    stray = sh("docker", "volume", "ls", "-q", "--filter", "name=" + tag).stdout.split()
+    check("named volumes: none outlives the job", stray == [], " ".join(stray))
+    for v in stray:
+        if tag in v:
+            sh("docker", "volume", "rm", "-f", v)
+    cfg = config(tmp, {"builder": ["image: " + IMAGE, "persistent_volumes: [cache%s]" % tag]})
+    pwf = """on: push
+jobs:
+  p:
+    runs-on: builder
+    container:
+      image: %s
+      volumes: [cache%s:/cache]
+    steps:
+      - run: echo "before=$(cat /cache/f 2>/dev/null)"; echo kept > /cache/f
+""" % (IMAGE, tag)
+    rc1, out1 = run(ws, pwf, "-c", cfg)
+    rc2, out2 = run(ws, pwf, "-c", cfg)
+    check("persistent_volumes: kept for the label's next job",
+          rc1 == 0 and "| before=" in out1 and rc2 == 0 and "| before=kept" in out2, out1 + out2)
+    kept = sh("docker", "volume", "ls", "-q", "--filter", "name=" + tag).stdout.split()
+    check("persistent_volumes: named after the label", kept == ["runnerd-builder-cache" + tag],
+          " ".join(kept))
+    for v in kept:
+        if tag in v:
+            sh("docker", "volume", "rm", "-f", v)
+
 check("nothing left behind", not left_behind, " ".join(left_behind))
 for obj in left_behind:
     sh("docker", "rm", "-f", "-v", obj)
