@@ -215,6 +215,8 @@ TEST(label_settings_errors)
          "config.yaml:4:18: runnerd.labels.b.cap_drop: expected capability names"},
         {"runnerd:\n  limits:\n    cap_drop: [{a: b}]\n",
          "config.yaml:3:16: runnerd.limits.cap_drop: expected a string"},
+        {"runnerd:\n  labels:\n    b:\n      persistent_volumes: [ok, /srv/x]\n",
+         "config.yaml:4:35: runnerd.labels.b.persistent_volumes: expected volume names"},
         {"runnerd:\n  labels:\n    b:\n      allow_job_image: yes\n",
          "config.yaml:4:24: runnerd.labels.b.allow_job_image: expected true or false"},
         {"runnerd:\n  http: 9464\n",
@@ -241,7 +243,10 @@ TEST(capability_settings)
 
     ASSERT_OK(load("runnerd:\n  limits:\n    cap_drop: [NET_RAW, cap_sys_chroot]\n  labels:\n"
                    "    a:\n      cap_add: [cap_net_admin, SYS_PTRACE]\n      allow_job_image: true\n"
-                   "    b:\n      cap_drop: []\n    c:\n      cap_add: [all]\n", &c, &e));
+                   "    b:\n      cap_drop: []\n    c:\n      cap_add: [all]\n"
+                   "      persistent_volumes: [cargo-cache, npm.v2]\n", &c, &e));
+    ASSERT_STR_EQ(config_profile_find(&c, "c")->persistent_volumes[1], "npm.v2");
+    ASSERT(config_profile_find(&c, "a")->persistent_volumes == NULL);
     const struct config_profile *a = config_profile_find(&c, "a");
     ASSERT_STR_EQ(a->cap_add[0], "NET_ADMIN");
     ASSERT_STR_EQ(a->cap_add[1], "SYS_PTRACE");
