@@ -1951,7 +1951,6 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
         /* The runner's options first, so the job's own (later) win where they overlap. */
         char *both = xasprintf("%s %s", o->container_options, jr->options ? jr->options : "");
         free(jr->options);
-    json_decref(jr->container_volumes);
         jr->options = both;
     }
     jr->xjob.options = jr->options;

@@ -216,7 +216,7 @@ TEST(label_settings_errors)
         {"runnerd:\n  limits:\n    cap_drop: [{a: b}]\n",
          "config.yaml:3:16: runnerd.limits.cap_drop: expected a string"},
         {"runnerd:\n  labels:\n    b:\n      persistent_volumes: [ok, /srv/x]\n",
-         "config.yaml:4:35: runnerd.labels.b.persistent_volumes: expected volume names"},
+         "config.yaml:4:32: runnerd.labels.b.persistent_volumes: expected volume names"},
         {"runnerd:\n  labels:\n    b:\n      allow_job_image: yes\n",
          "config.yaml:4:24: runnerd.labels.b.allow_job_image: expected true or false"},
         {"runnerd:\n  http: 9464\n",
