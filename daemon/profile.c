@@ -208,9 +208,8 @@ profile_check_image(const struct config_profile *p, const char *job_image, const
         strcmp(job_image, p->image) == 0)
         return 0;
     return err_set(e, ERR_INVALID, "%s:%d:%d: container.image: label %s runs only its pinned "
-                   "image %s, not %s (the runner's runnerd.labels.%s.allow_job_image: true "
-                   "would allow it)", file ? file : "workflow", n ? n->pos.line : 0,
-                   n ? n->pos.col : 0, p->name, p->image, job_image, p->name);
+                   "image (allow_job_image: false): %s is not %s", file ? file : "workflow",
+                   n ? n->pos.line : 0, n ? n->pos.col : 0, p->name, job_image, p->image);
 }
 
 void

@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -289,7 +290,8 @@ jobs:
     rc, out = run(ws, other % "evil.example/miner:latest", "-c", cfg)
     check("pinned label refuses another container.image",
           rc == 1 and "wf.yml:6:14: container.image: label builder runs only its pinned image" in out
-          and "allow_job_image" in out and "ran-in-job-image" not in out, out)
+          and "(allow_job_image: false): evil.example/miner:latest is not" in out
+          and "ran-in-job-image" not in out, out)
     cfg = config(tmp, {"builder": ["image: " + IMAGE_ID, "allow_job_image: true"]})
     rc, out = run(ws, other % IMAGE, "-c", cfg)
     check("allow_job_image: true runs the job's image", rc == 0 and "ran-in-job-image" in out, out)
@@ -418,6 +420,61 @@ jobs:
     for v in kept:
         if tag in v:
             sh("docker", "volume", "rm", "-f", v)
+
+
+# 11. Under runnerd (the Gitea double): the same policy fails the task with file:line:col in its
+# log: a pinned label refusing another image, a capability the label does not allow, a bad
+# timeout-minutes; named volumes are removed with the job.
+def under_runnerd():
+    sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
+    import daemon as base  # noqa: E402
+    import labels  # noqa: E402
+    tmp = tempfile.mkdtemp(prefix="runnerd-hostile-policy-")
+    d = base.Double(tmp)
+    try:
+        cfg = ("runnerd:\n  fetch_interval_max: 1s\n  labels:\n    matric-builder:\n"
+               "      image: %s\n      cap_add: [NET_ADMIN]\n" % IMAGE_ID)
+        r = labels.Runner(d, tmp, "policy", cfg)
+        r.start()
+        wf = "name: CI\non: push\njobs:\n  build:\n    runs-on: matric-builder\n%s    steps:\n      - run: echo ran-%s\n"
+        jobs = {
+            "image": wf % ("    container:\n      image: evil.example/miner:1\n", "image"),
+            "caps": wf % ("    container:\n      image: %s\n      options: --cap-add SYS_ADMIN\n" % IMAGE_ID, "caps"),
+            "netadmin": wf % ("    container:\n      image: %s\n      options: --cap-add NET_ADMIN\n" % IMAGE_ID,
+                              "netadmin"),
+            "timeout": wf % ("    timeout-minutes: ${{ 'abc' }}\n", "timeout"),
+            "volume": wf % ("    container:\n      image: %s\n      volumes: [scratch:/scratch]\n" % IMAGE_ID,
+                            "volume"),
+        }
+        ids = {k: labels.enqueue(d, [{"run": "true"}], job="build", workflowPayload=v) for k, v in jobs.items()}
+        done = {k: base.final_task(d, j, 90) for k, j in ids.items()}
+        rows = {k: "\n".join(base.rows_of(t)) if t else "" for k, t in done.items()}
+        st = {k: t["status"] if t else None for k, t in done.items()}
+        check("runnerd: a pinned label refuses another container.image",
+              st["image"] == "failure" and ":7:14: container.image: label matric-builder runs only its "
+              "pinned image" in rows["image"] and "ran-image" not in rows["image"], rows["image"])
+        check("runnerd: --cap-add SYS_ADMIN fails the job with file:line:col",
+              st["caps"] == "failure" and ":8:16: container.options: --cap-add SYS_ADMIN is not allowed"
+              in rows["caps"] and "ran-caps" not in rows["caps"], rows["caps"])
+        check("runnerd: --cap-add NET_ADMIN, which the label allows, runs",
+              st["netadmin"] == "success" and "ran-netadmin" in rows["netadmin"], rows["netadmin"])
+        check("runnerd: timeout-minutes ${{ 'abc' }} fails the job with file:line:col",
+              st["timeout"] == "failure" and ":6:22: timeout-minutes: expected a positive number of "
+              "minutes" in rows["timeout"], rows["timeout"])
+        check("runnerd: a named volume job runs", st["volume"] == "success", rows["volume"])
+        left = base.wait_until(lambda: not r.leftovers() or None, 20, "no leftovers")
+        check("runnerd: nothing left (named volumes removed with the job)", left is not None, str(r.leftovers()))
+        check("runnerd exits 0", r.stop() == 0)
+    finally:
+        for p in labels.LIVE:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+under_runnerd()
 
 check("nothing left behind", not left_behind, " ".join(left_behind))
 for obj in left_behind:

@@ -290,8 +290,8 @@ TEST(pinned_image_is_a_policy)
     const struct config_profile *pinned = config_profile_find(&c, "pinned");
     ASSERT_EQ(profile_check_image(pinned, "evil", "w.yml", &wj, &e), ERR_INVALID);
     ASSERT_STR_EQ(e.msg, "w.yml:6:14: container.image: label pinned runs only its pinned image "
-                  "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef, not "
-                  "evil (the runner's runnerd.labels.pinned.allow_job_image: true would allow it)");
+                  "(allow_job_image: false): evil is not "
+                  "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     ASSERT_OK(profile_check_image(pinned, id, "w.yml", &wj, &e));
     ASSERT_OK(profile_check_image(pinned, NULL, "w.yml", &wj, &e));
     ASSERT_OK(profile_check_image(config_profile_find(&c, "open"), "evil", "w.yml", &wj, &e));
