@@ -394,6 +394,30 @@ exec_main(int argc, char **argv)
             rc = CLI_EXIT_USAGE;
             goto out;
         }
+        /* Capabilities no label of this configuration lets a workflow add are refused before
+         * any job runs (the exact label's list is checked again when each job starts). */
+        char **caps = xcalloc(1, sizeof *caps);
+        size_t ncaps = 0;
+        for (size_t i = 0; i < cfg.runnerd.n_profiles; i++)
+            for (size_t k = 0; cfg.runnerd.profiles[i].cap_add && cfg.runnerd.profiles[i].cap_add[k]; k++) {
+                caps = xreallocarray(caps, ncaps + 2, sizeof *caps);
+                caps[ncaps++] = xstrdup(cfg.runnerd.profiles[i].cap_add[k]);
+                caps[ncaps] = NULL;
+            }
+        for (size_t i = 0; i < n_wfs; i++) {
+            struct wf_diag diag = {0};
+            if (wf_check_caps(wfs[i], caps, &diag, &ce) < 0) {
+                for (size_t d = 0; d < diag.n; d++)
+                    fprintf(stderr, "%s\n", diag.msgs[d]);
+                rc = CLI_EXIT_USAGE;
+            }
+            wf_diag_free(&diag);
+        }
+        xstrv_free(caps);
+        if (rc != CLI_EXIT_OK) {
+            config_free(&cfg);
+            goto out;
+        }
         /* The file's labels and envs, under what the command line says. */
         for (size_t i = 0; i < cfg.runner.n_labels; i++) {
             const struct config_label *l = &cfg.runner.labels[i];

@@ -47,6 +47,9 @@ profile_free(struct config_profile *p)
     xstrv_free(p->volumes);
     free(p->dind_image);
     xstrv_free(p->dind_args);
+    xstrv_free(p->cap_add);
+    xstrv_free(p->limits.cap_drop);
+    xstrv_free(p->persistent_volumes);
 }
 
 const struct config_profile *
@@ -65,7 +68,7 @@ config_limits_resolve(const struct config *c, const struct config_profile *p,
 {
     struct config_limits l = {.memory_pct = 75, .pids = 4096, .has_memory = true,
                               .has_pids = true, .has_cpus = true};
-    const struct config_limits *over[2] = {&c->runnerd.limits, p ? &p->limits : NULL};
+    const struct config_limits *over[2] = {c ? &c->runnerd.limits : NULL, p ? &p->limits : NULL};
 
     for (int i = 0; i < 2; i++) {
         const struct config_limits *o = over[i];
@@ -85,6 +88,20 @@ config_limits_resolve(const struct config *c, const struct config_profile *p,
                               ? (long long)((double)host_memory * l.memory_pct / 100.0) : 0);
     *nano_cpus = (long long)(l.cpus * 1e9);
     *pids = l.pids;
+}
+
+/* Raw sockets (packet forgery on the job network), device nodes, the kernel's audit log: what
+ * build jobs do not need and an attacker uses first. */
+const char *const config_default_cap_drop[] = {"NET_RAW", "MKNOD", "AUDIT_WRITE", NULL};
+
+const char *const *
+config_cap_drop_resolve(const struct config *c, const struct config_profile *p)
+{
+    if (p && p->limits.has_cap_drop)
+        return (const char *const *)p->limits.cap_drop;
+    if (c && c->runnerd.limits.has_cap_drop)
+        return (const char *const *)c->runnerd.limits.cap_drop;
+    return config_default_cap_drop;
 }
 
 void
@@ -131,6 +148,7 @@ config_free(struct config *c)
     free(c->runnerd.agent);
     free(c->runnerd.http);
     xstrv_free(c->runnerd.gpus);
+    xstrv_free(c->runnerd.limits.cap_drop);
     for (size_t i = 0; i < c->runnerd.n_profiles; i++)
         profile_free(&c->runnerd.profiles[i]);
     free(c->runnerd.profiles);
@@ -518,7 +536,29 @@ get_size(struct rd *r, const struct ynode *n, const char *key, bool pct_ok, long
                                 : "expected a size such as 512m or 8g");
 }
 
-/* memory, cpus, pids: shared by runnerd.limits and a label's settings. -ENOENT otherwise. */
+/* A list of capability names into *dst, normalised (upper case, no CAP_); ALL only when
+ * all_ok. */
+static int
+get_caps(struct rd *r, const struct ynode *n, const char *key, bool all_ok, char ***dst)
+{
+    int rc = get_list(r, n, key, dst);
+
+    for (size_t i = 0; rc == 0 && (*dst)[i]; i++) {
+        char *cap = dockeropts_cap_name((*dst)[i]);
+        if (cap == NULL || (!all_ok && strcmp(cap, "ALL") == 0)) {
+            free(cap);
+            return at(r, n->items[i], key, all_ok ? "expected capability names such as "
+                                                    "NET_ADMIN or SYS_PTRACE, or ALL"
+                                                  : "expected capability names such as NET_RAW");
+        }
+        free((*dst)[i]);
+        (*dst)[i] = cap;
+    }
+    return rc;
+}
+
+/* memory, cpus, pids, cap_drop: shared by runnerd.limits and a label's settings. -ENOENT
+ * otherwise. */
 static int
 limits_key(struct rd *r, const char *k, const struct ynode *v, const char *prefix,
            struct config_limits *l)
@@ -538,6 +578,10 @@ limits_key(struct rd *r, const char *k, const struct ynode *v, const char *prefi
         l->has_cpus = true;
         l->cpus = x;
         return 0;
+    }
+    if (strcmp(k, "cap_drop") == 0) {
+        l->has_cap_drop = true;
+        return get_caps(r, v, key, true, &l->cap_drop);
     }
     if (strcmp(k, "pids") == 0) {
         int x;
@@ -687,6 +731,24 @@ profile_key(struct rd *r, struct config_profile *p, const char *k, const struct 
     }
     if (strcmp(k, "dind_args") == 0)
         return get_list(r, v, key, &p->dind_args);
+    if (strcmp(k, "cap_add") == 0)
+        return get_caps(r, v, key, true, &p->cap_add);
+    if (strcmp(k, "persistent_volumes") == 0) {
+        if ((rc = get_list(r, v, key, &p->persistent_volumes)) < 0)
+            return rc;
+        for (size_t i = 0; p->persistent_volumes[i]; i++) {
+            const char *nm = p->persistent_volumes[i];
+            bool ok = isalnum((unsigned char)nm[0]) && strlen(nm) <= 64;
+            for (const char *q = nm; ok && *q; q++)
+                ok = isalnum((unsigned char)*q) || strchr("_.-", *q);
+            if (!ok)
+                return at(r, v->items[i], key, "expected volume names ([A-Za-z0-9][A-Za-z0-9_.-]*, "
+                                               "at most 64 characters)");
+        }
+        return 0;
+    }
+    if (strcmp(k, "allow_job_image") == 0)
+        return get_bool(r, v, key, &p->allow_job_image);
     snprintf(key, sizeof key, "runnerd.labels.%s", p->name);
     return limits_key(r, k, v, key, &p->limits);
 }
@@ -716,9 +778,10 @@ read_profile(struct rd *r, struct config *c, const struct ynode *kn, const struc
     for (size_t i = 0; i < n->n; i++) {
         int rc = profile_key(r, p, n->keys[i]->str, n->items[i]);
         if (rc == -ENOENT) {
-            err_set(r->e, ERR_INVALID, "%s:%d:%d: %s: unknown key '%s' (expected image, docker, "
-                    "gpus, gpu_capabilities, memory, cpus, pids, volumes, dind_image, "
-                    "dind_privileges or dind_args)", r->file, n->keys[i]->pos.line,
+            err_set(r->e, ERR_INVALID, "%s:%d:%d: %s: unknown key '%s' (expected image, "
+                    "allow_job_image, docker, gpus, gpu_capabilities, memory, cpus, pids, "
+                    "cap_add, cap_drop, volumes, persistent_volumes, dind_image, dind_privileges or "
+                    "dind_args)", r->file, n->keys[i]->pos.line,
                     n->keys[i]->pos.col, sect, n->keys[i]->str);
             return ERR_INVALID;
         }

@@ -29,7 +29,9 @@ struct config_limits {
     double memory_pct;           /* percent of the host's memory (when memory is 0), 0: unset */
     double cpus;                 /* CPUs; 0: no limit */
     long long pids;              /* 0: unset */
-    bool has_memory, has_cpus, has_pids;
+    char **cap_drop;             /* capabilities every job container drops (NULL-terminated,
+                                    upper case, no CAP_), when has_cap_drop */
+    bool has_memory, has_cpus, has_pids, has_cap_drop;
 };
 
 enum config_docker_mode {
@@ -52,6 +54,11 @@ struct config_profile {
     char *dind_image;
     bool dind_caps;              /* dind_privileges: caps (else privileged) */
     char **dind_args;            /* NULL-terminated */
+    char **cap_add;              /* capabilities a workflow may add (--cap-add), NULL-terminated,
+                                    upper case without CAP_ ("ALL": any); NULL: none */
+    bool allow_job_image;        /* a workflow's container.image may replace the pinned image */
+    char **persistent_volumes;   /* named volumes of workflows kept across this label's jobs
+                                    (NULL-terminated; NULL: none, every one is per job) */
 };
 
 struct config {
@@ -130,10 +137,19 @@ void config_label_free(struct config_label *l);
 const struct config_profile *config_profile_find(const struct config *c, const char *name);
 
 /* A label's effective limits: the label's own over runnerd.limits over the defaults (memory
- * 75 % of host_memory, pids 4096, no CPU limit). Memory in bytes (0: none), nano-CPUs. */
+ * 75 % of host_memory, pids 4096, no CPU limit). Memory in bytes (0: none), nano-CPUs. c and p
+ * may be NULL (the defaults: runnerctl exec without -c). */
 void config_limits_resolve(const struct config *c, const struct config_profile *p,
                            long long host_memory, long long *memory, long long *nano_cpus,
                            long long *pids);
+
+/* The default capability drop floor (NULL-terminated): what a job container drops unless
+ * runnerd.limits.cap_drop or the label's cap_drop says otherwise. */
+extern const char *const config_default_cap_drop[];
+
+/* A label's capability drop floor (the label's cap_drop over runnerd.limits.cap_drop over
+ * config_default_cap_drop); c and p may be NULL. Borrowed, NULL-terminated. */
+const char *const *config_cap_drop_resolve(const struct config *c, const struct config_profile *p);
 
 /* Where git mirrors and fetched actions live (a new string): runnerd.cache_dir, else
  * $RUNNERD_CACHE_DIR, else systemd's $CACHE_DIRECTORY (the first of its list); then for the

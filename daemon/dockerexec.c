@@ -19,6 +19,7 @@
 #include "tar.h"
 #include "wswalk.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -52,6 +53,8 @@ struct docker_exec {
     bool vol_created[2];
     int vol_next;
     char *options;            /* container.options */
+    json_t *volumes;          /* container.volumes (evaluated), or NULL */
+    bool job_vols;            /* named volumes of the workflow exist: teardown sweeps them */
     json_t *services;         /* evaluated services map, or NULL */
     struct services *svc;     /* running services */
     bool reattaching;         /* a new attach stream replaces a lost one */
@@ -551,10 +554,105 @@ static int
 check_volumes(const char *const *vols, size_t n, const char *what, struct err *e)
 {
     for (size_t i = 0; i < n; i++) {
-        const char *v = vols[i];
-        if (v[0] == '/' || v[0] == '.' || v[0] == '~')
-            return err_set(e, -EPERM, "%s: volume '%s': host paths are not allowed for jobs "
-                           "(named volumes are)", what, v);
+        const char *v = vols[i], *why = dockeropts_volume_problem(v);
+        if (why)
+            return err_set(e, -EPERM, "%s: volume '%s': %s", what, v, why);
+    }
+    return 0;
+}
+
+/* A workflow's named volume NAME:/path[:ro|:rw] (container.volumes, services.*.volumes, -v in
+ * options) as a HostConfig.Mounts entry. Named volumes belong to the job: "<job>-NAME",
+ * labelled like everything the job creates (Docker creates it at first use with those labels)
+ * and removed with it, so that no job reads or poisons another's; unless the label lists NAME
+ * in persistent_volumes: then "runnerd-<label>-NAME", kept for the label's next jobs. */
+static int
+volume_mount(struct docker_exec *dx, const char *v, json_t **out, struct err *e)
+{
+    const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    char *name = c1 ? xstrndup(v, (size_t)(c1 - v)) : xstrdup(v);
+    char *target = c2 ? xstrndup(c1 + 1, (size_t)(c2 - c1 - 1)) : xstrdup(c1 ? c1 + 1 : "");
+    const char *label = json_string_value(json_object_get(dx->profile, "label"));
+    json_t *keep = json_object_get(dx->profile, "persistent_volumes"), *labels, *x;
+    bool persistent = false;
+    size_t i;
+    int rc = 0;
+
+    *out = NULL;
+    json_array_foreach(keep, i, x)
+        persistent |= json_is_string(x) && strcmp(json_string_value(x), name) == 0;
+    if (dockeropts_volume_problem(v) != NULL || !isalnum((unsigned char)name[0])) {
+        rc = err_set(e, -EPERM, "volume '%s': %s", v,
+                     dockeropts_volume_problem(v) ? dockeropts_volume_problem(v)
+                                                  : "expected NAME:/path");
+        goto out;
+    }
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("_.-", *p)) {
+            rc = err_set(e, ERR_INVALID, "volume '%s': a volume name is [A-Za-z0-9][A-Za-z0-9_.-]*",
+                         v);
+            goto out;
+        }
+    if (target[0] != '/' || (c2 && strcmp(c2, ":ro") != 0 && strcmp(c2, ":rw") != 0)) {
+        rc = err_set(e, ERR_INVALID, "volume '%s': expected NAME:/path[:ro|:rw]", v);
+        goto out;
+    }
+    if (persistent && label) {
+        char *src = xasprintf("runnerd-%s-%s", label, name);
+        for (char *p = src; *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr("_.-", *p))
+                *p = '-';
+        labels = json_pack("{s:s}", DOCKEREXEC_LABEL_PERSISTENT, label);
+        *out = json_pack("{s:s, s:s, s:s, s:b, s:{s:o}}", "Type", "volume", "Source", src,
+                         "Target", target, "ReadOnly", c2 && strcmp(c2, ":ro") == 0,
+                         "VolumeOptions", "Labels", labels);
+        free(src);
+    } else {
+        char *src = xasprintf("%s-%s", dx->name, name);
+        *out = json_pack("{s:s, s:s, s:s, s:b, s:{s:o}}", "Type", "volume", "Source", src,
+                         "Target", target, "ReadOnly", c2 && strcmp(c2, ":ro") == 0,
+                         "VolumeOptions", "Labels", job_labels(dx));
+        dx->job_vols = true;
+        free(src);
+    }
+out:
+    free(name);
+    free(target);
+    return rc;
+}
+
+static int
+mount_volume_cb(const char *vol, void *arg, json_t **mount, struct err *e)
+{
+    return volume_mount(arg, vol, mount, e);
+}
+
+/* Adds the job container's volumes (container.volumes and -v in its options): named ones as
+ * volume_mount() says, anonymous ones (/path) as Volumes, removed with the container. */
+static int
+add_job_volumes(struct docker_exec *dx, json_t *body, const char *const *vols, size_t n,
+                struct err *e)
+{
+    json_t *hc = json_object_get(body, "HostConfig"), *ms = json_object_get(hc, "Mounts");
+
+    if (!json_is_array(ms)) {
+        ms = json_array();
+        json_object_set_new(hc, "Mounts", ms);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = NULL;
+        if (strchr(vols[i], ':') == NULL && vols[i][0] == '/') {
+            json_t *anon = json_object_get(body, "Volumes");
+            if (!json_is_object(anon)) {
+                anon = json_object();
+                json_object_set_new(body, "Volumes", anon);
+            }
+            json_object_set_new(anon, vols[i], json_object());
+            continue;
+        }
+        if (volume_mount(dx, vols[i], &m, e) < 0)
+            return -1;
+        json_array_append_new(ms, m);
     }
     return 0;
 }
@@ -670,8 +768,25 @@ start_services(struct docker_exec *dx)
     }
     defs = xcalloc(n, sizeof *defs);
     keeps = xcalloc(n * 2, sizeof *keeps);
+    char ***words = xcalloc(n * 2, sizeof *words);
     json_object_foreach(dx->services, id, sv) {
         json_t *cred = json_object_get(sv, "credentials");
+        /* entrypoint: and command: (strings, shell-word split) replace the image's. */
+        const char *ep = json_string_value(json_object_get(sv, "entrypoint"));
+        const char *cmd = json_string_value(json_object_get(sv, "command"));
+        size_t nw;
+        char *what = xasprintf("services.%s.entrypoint", id);
+        if (ep && *ep && dockeropts_split(ep, what, &words[2 * i], &nw, &e) == 0)
+            defs[i].entrypoint = (const char *const *)words[2 * i];
+        free(what);
+        what = xasprintf("services.%s.command", id);
+        if (cmd && *cmd && dockeropts_split(cmd, what, &words[2 * i + 1], &nw, &e) == 0)
+            defs[i].cmd = (const char *const *)words[2 * i + 1];
+        free(what);
+        if (e.code) {
+            fail(dx, &e);
+            goto out;
+        }
         defs[i].id = id;
         defs[i].image = json_string_value(json_object_get(sv, "image"));
         defs[i].env = json_object_get(sv, "env");
@@ -690,6 +805,7 @@ start_services(struct docker_exec *dx)
         .labels = labels,
         .allow_pull = true,
         .validate_volume = check_volumes_cb,
+        .mount_volume = mount_volume_cb,
         .log = svc_log,
         .arg = dx,
         .limits = dx->profile,
@@ -697,8 +813,12 @@ start_services(struct docker_exec *dx)
     if (flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx, &dx->svc, &e)) < 0)
         fail(dx, &e);
     json_decref(labels);
-    for (size_t k = 0; k < 2 * n; k++)
+out:
+    for (size_t k = 0; k < 2 * n; k++) {
         free(keeps[k]);
+        dockeropts_words_free(words[k]);
+    }
+    free(words);
     free(keeps);
     free(defs);
 }
@@ -805,7 +925,10 @@ create_container(struct docker_exec *dx)
     if (dx->options && *dx->options) {
         struct dockeropts o = {0};
         if (dockeropts_parse(dx->options, "container.options", 0, &o, &e) < 0 ||
-            check_volumes((const char *const *)o.volumes, o.nvolumes, "container.options", &e) < 0) {
+            check_volumes((const char *const *)o.volumes, o.nvolumes, "container.options", &e) < 0 ||
+            add_job_volumes(dx, body, (const char *const *)o.volumes, o.nvolumes, &e) < 0) {
+            if (o.nvolumes && e.code)
+                err_prefix(&e, "container.options: ");
             dockeropts_free(&o);
             fail(dx, &e);
             goto out;
@@ -822,6 +945,23 @@ create_container(struct docker_exec *dx)
                 json_object_set_new(dx->x.base_env, k, json_string(eq + 1));
                 free(k);
             }
+        }
+    }
+    if (json_array_size(dx->volumes) > 0) {
+        size_t nv = json_array_size(dx->volumes), i;
+        const char **vs = xcalloc(nv + 1, sizeof *vs);
+        json_t *v;
+        json_array_foreach(dx->volumes, i, v)
+            vs[i] = json_is_string(v) ? json_string_value(v) : "";
+        int vrc = check_volumes(vs, nv, "container.volumes", &e);
+        if (vrc == 0 && add_job_volumes(dx, body, vs, nv, &e) < 0) {
+            err_prefix(&e, "container.volumes: ");
+            vrc = -1;
+        }
+        free(vs);
+        if (vrc < 0) {
+            fail(dx, &e);
+            goto out;
         }
     }
     /* The label's settings go last: no workflow option lifts a limit or adds a GPU. */
@@ -933,6 +1073,7 @@ dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
     dx->image = xstrdup(job->image);
     dx->env = job->env ? json_incref(job->env) : json_object();
     dx->options = job->options ? xstrdup(job->options) : NULL;
+    dx->volumes = job->volumes ? json_deep_copy(job->volumes) : NULL;
     dx->services = job->services ? json_incref(job->services) : NULL;
     dx->profile = job->profile ? json_deep_copy(job->profile) : NULL;
     dx->bind = job->bind;
@@ -976,6 +1117,7 @@ dx_free(struct docker_exec *dx)
     free(dx->vols[1]);
     free(dx->x.act_mount);
     free(dx->options);
+    json_decref(dx->volumes);
     json_decref(dx->services);
     json_decref(dx->profile);
     dind_free(dx->dind);
@@ -1055,7 +1197,8 @@ sweep_job(struct docker_exec *dx)
 {
     struct err e = {0};
     char *label = xasprintf(DOCKER_LABEL_JOB "=%s", dx->name);
-    int rc = dx->adopted || dx->used_dind ? docker_sweep(dx->d, label, on_job_swept, dx, &e) : -1;
+    int rc = dx->adopted || dx->used_dind || dx->job_vols
+                 ? docker_sweep(dx->d, label, on_job_swept, dx, &e) : -1;
 
     free(label);
     if (rc < 0)

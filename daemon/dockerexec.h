@@ -40,6 +40,9 @@ json_t *dockerexec_step_labels(const struct executor *x);
 
 /* The label naming the process that created an object: "<hostname>:<pid>". */
 #define DOCKEREXEC_LABEL_OWNER "io.runnerd.owner"
+/* On a label's persistent named volume (runnerd.labels.X.persistent_volumes): the label. Such
+ * volumes carry no job label, so no job's teardown or sweep removes them. */
+#define DOCKEREXEC_LABEL_PERSISTENT "io.runnerd.persistent"
 
 /* Removes containers, networks and volumes whose owner (label above) ran on this host and is
  * no longer alive: what a killed runnerctl left behind. Calls done(removed, arg) when finished;

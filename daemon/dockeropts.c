@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dockeropts.h"
 #include "runner/buf.h"
@@ -197,7 +198,7 @@ enum opt_kind {
     O_HEALTH_CMD, O_HEALTH_INTERVAL, O_HEALTH_TIMEOUT, O_HEALTH_RETRIES, O_HEALTH_START,
     O_NO_HEALTH, O_ENV, O_ENTRYPOINT, O_USER, O_WORKDIR, O_HOSTNAME, O_CPUS, O_MEMORY,
     O_MEMORY_SWAP, O_PIDS, O_TMPFS, O_SHM, O_ADD_HOST, O_CAP_ADD, O_CAP_DROP, O_PRIVILEGED,
-    O_VOLUME, O_NETWORK, O_LABEL, O_INIT,
+    O_VOLUME, O_NETWORK, O_LABEL, O_INIT, O_SECURITY_OPT,
 };
 
 struct opt {
@@ -234,7 +235,51 @@ static const struct opt opts[] = {
     {.lng = "net", .kind = O_NETWORK},
     {.lng = "label", .shrt = 'l', .kind = O_LABEL},
     {.lng = "init", .boolean = true, .kind = O_INIT},
+    {.lng = "security-opt", .kind = O_SECURITY_OPT},
 };
+
+/* The kernel's capabilities (capability.h), without CAP_. */
+static const char *const cap_names[] = {
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+};
+
+char *
+dockeropts_cap_name(const char *s)
+{
+    char *n;
+
+    if (s == NULL)
+        return NULL;
+    if (strncasecmp(s, "CAP_", 4) == 0)
+        s += 4;
+    n = xstrdup(s);
+    for (char *p = n; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    if (strcmp(n, "ALL") == 0)
+        return n;
+    for (size_t i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++)
+        if (strcmp(n, cap_names[i]) == 0)
+            return n;
+    free(n);
+    return NULL;
+}
+
+const char *
+dockeropts_volume_problem(const char *v)
+{
+    if (v == NULL || *v == '\0')
+        return "empty volume";
+    if (strchr(v, ':') == NULL)
+        return v[0] == '/' ? NULL : "an anonymous volume needs an absolute container path";
+    if (v[0] == '/' || v[0] == '.' || v[0] == '~')
+        return "host paths are not allowed for jobs (named volumes are)";
+    return NULL;
+}
 
 static json_t *
 sub(json_t *o, const char *key)
@@ -306,10 +351,18 @@ apply(struct dockeropts *o, const struct opt *op, const char *flag, const char *
         json_array_append_new(arr(o->body, "Env"), json_string(v));
         return 0;
     case O_ENTRYPOINT:
+        if (flags & DOCKEROPTS_JOB)
+            return err_set(e, ERR_INVALID, "%s: option '%s' is not allowed in a job container: "
+                           "the runner's agent is its entrypoint (use a step's run: instead)",
+                           what, flag);
         json_object_set_new(o->body, "Entrypoint", json_pack("[s]", v));
         return 0;
     case O_USER: json_object_set_new(o->body, "User", json_string(v)); return 0;
     case O_WORKDIR:
+        if (flags & DOCKEROPTS_JOB)
+            return err_set(e, ERR_INVALID, "%s: option '%s' is not allowed in a job container: "
+                           "steps run in the workspace or their working-directory (use "
+                           "defaults.run.working-directory)", what, flag);
         if (v[0] != '/')
             return err_set(e, ERR_INVALID, "%s: %s: the working directory '%s' is not absolute",
                            what, flag, v);
@@ -338,6 +391,9 @@ apply(struct dockeropts *o, const struct opt *op, const char *flag, const char *
         o->volumes[o->nvolumes++] = xstrdup(v);
         o->volumes[o->nvolumes] = NULL;
         return 0;
+    case O_SECURITY_OPT:
+        return err_set(e, ERR_INVALID, "%s: option '%s' is not allowed: the runner sets the "
+                       "container's confinement (seccomp, AppArmor, no-new-privileges)", what, flag);
     case O_NETWORK:
         return err_set(e, ERR_INVALID,
                        "%s: option '%s' is not allowed: the runner manages the job network", what,
@@ -387,6 +443,9 @@ apply(struct dockeropts *o, const struct opt *op, const char *flag, const char *
     case O_PIDS:
         if (parse_ll(v, &x) < 0)
             return err_set(e, ERR_INVALID, "%s: %s: invalid number '%s'", what, flag, v);
+        if (x <= 0)
+            return err_set(e, ERR_INVALID, "%s: %s: expected a positive number of processes, got "
+                           "'%s' (a job cannot switch the runner's limit off)", what, flag, v);
         json_object_set_new(hc, "PidsLimit", json_integer(x));
         return 0;
     case O_TMPFS: {
@@ -411,12 +470,19 @@ apply(struct dockeropts *o, const struct opt *op, const char *flag, const char *
         return 0;
     }
     case O_CAP_ADD:
-    case O_CAP_DROP:
+    case O_CAP_DROP: {
+        char *cap = dockeropts_cap_name(v);
+
         if (!*v)
             return err_set(e, ERR_INVALID, "%s: %s: empty capability", what, flag);
+        if (cap == NULL)
+            return err_set(e, ERR_INVALID, "%s: %s: '%s' is not a capability name (such as "
+                           "NET_ADMIN or ALL)", what, flag, v);
         json_array_append_new(arr(hc, op->kind == O_CAP_ADD ? "CapAdd" : "CapDrop"),
-                              json_string(v));
+                              json_string(cap));
+        free(cap);
         return 0;
+    }
     case O_INIT: json_object_set_new(hc, "Init", json_true()); return 0;
     default: break;
     }
@@ -464,6 +530,13 @@ dockeropts_parse(const char *s, const char *what, unsigned flags, struct dockero
             if (a[2])
                 val = a[2] == '=' ? a + 3 : a + 2;
         }
+        if (!op && (flags & DOCKEROPTS_SKIP_UNKNOWN)) {
+            /* Its value, when it has one, is the next word that is not an option. */
+            if (a[1] == '-' && !val && i + 1 < n && w[i + 1][0] != '-')
+                i++;
+            free(flag);
+            continue;
+        }
         if (!op) {
             rc = err_set(e, ERR_INVALID, "%s: unsupported option '%s'", what, flag);
             free(flag);
@@ -488,6 +561,13 @@ dockeropts_parse(const char *s, const char *what, unsigned flags, struct dockero
             }
             val = w[++i];
         }
+        if ((flags & DOCKEROPTS_SKIP_UNKNOWN) && op->kind != O_PRIVILEGED &&
+            op->kind != O_SECURITY_OPT && op->kind != O_NETWORK && op->kind != O_ENTRYPOINT &&
+            op->kind != O_PIDS && op->kind != O_CAP_ADD && op->kind != O_VOLUME &&
+            !(op->kind == O_WORKDIR && (flags & DOCKEROPTS_JOB))) {
+            free(flag);
+            continue;
+        }
         rc = apply(o, op, flag, val, what, flags, e);
         free(flag);
         if (rc < 0)
@@ -501,6 +581,30 @@ out:
         o->volumes = xcalloc(1, sizeof *o->volumes);
     }
     return rc;
+}
+
+int
+dockeropts_check_caps(const struct dockeropts *o, char *const *allowed, const char *what,
+                      struct err *e)
+{
+    json_t *add = json_object_get(json_object_get(o->body, "HostConfig"), "CapAdd");
+    bool all = false;
+    size_t i;
+    json_t *v;
+
+    for (size_t k = 0; allowed && allowed[k]; k++)
+        all |= strcmp(allowed[k], "ALL") == 0;
+    json_array_foreach(add, i, v) {
+        const char *cap = json_string_value(v);
+        bool ok = all;
+
+        for (size_t k = 0; !ok && allowed && allowed[k]; k++)
+            ok = strcmp(allowed[k], cap) == 0;
+        if (!ok)
+            return err_set(e, ERR_INVALID, "%s: --cap-add %s is not allowed: the runner's label "
+                           "does not list it in cap_add", what, cap);
+    }
+    return 0;
 }
 
 void

@@ -407,6 +407,7 @@ dockerstep_run(uv_loop_t *loop, struct docker *d, const struct dockerstep_opts *
     spec.network_mode = o->network;
     s->body = docker_container_spec_json(&spec);
     profile_apply_limits(o->limits, json_object_get(s->body, "HostConfig"));
+    profile_apply_caps(o->limits, json_object_get(s->body, "HostConfig"));
     json_decref(labels);
 
     rc = docker_image_resolve(d, s->image, s->expect_id, s->allow_pull,

@@ -31,6 +31,7 @@ struct executor_job {
     const char *image;        /* docker: image reference; host: ignored */
     json_t *env;              /* extra environment of the job container/agent (object) */
     const char *options;      /* docker: container.options (docker run flags) or NULL */
+    json_t *volumes;          /* docker: container.volumes, evaluated (array of strings) or NULL */
     json_t *services;         /* docker: evaluated services map {id: {image, env, ports, volumes,
                                  options, credentials}} or NULL */
     const char *source;       /* directory copied into the workspace (NULL: empty workspace) */

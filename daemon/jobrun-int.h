@@ -92,6 +92,7 @@ struct jobrun {
     int handles;         /* open handles + executor, for the two-phase close */
     uint64_t acked;      /* journal offset acknowledged to the agent */
     char *options;       /* container.options, evaluated */
+    json_t *container_volumes; /* container.volumes, evaluated, or NULL */
     json_t *services;    /* services, evaluated */
     struct dockerstep *dstep; /* a running docker:// step */
     struct dockerstep_opts dopts; /* the docker step waiting for its files to be emptied */

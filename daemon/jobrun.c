@@ -11,6 +11,7 @@
 #include "dockerstep.h"
 #include "envfile.h"
 #include "expr.h"
+#include "profile.h"
 #include "runner/buf.h"
 #include "runner/clock.h"
 #include "runner/log.h"
@@ -28,6 +29,9 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+static int jr_minutes(const char *file, const struct ynode *n, const json_t *v, double *out,
+                      struct err *e);
 
 #define LINE_MAX_BYTES (64 * 1024) /* longer lines are split */
 #define CANCEL_GRACE_MS 7500
@@ -692,15 +696,13 @@ start_run_step(struct jobrun *jr, json_t *ctx)
         double d;
         struct expr_env te = {.contexts = ectx, .job_status = jr_job_status(jr),
                               .hash_files = jr_hash_files, .arg = jr};
-        if (yeval_node(jr_file(jr), s->timeout_minutes, &te, &v, &e) == 0) {
-            if (json_is_string(v))
-                d = strtod(json_string_value(v), NULL);
-            else if (!expr_number_get(v, &d))
-                d = 0;
-            if (d > 0 && d < 1e6)
-                jr->timeout_ms = (uint32_t)fmin(d * 60000.0, 4e9);
-        }
+        rc = yeval_node(jr_file(jr), s->timeout_minutes, &te, &v, &e);
+        if (rc == 0)
+            rc = jr_minutes(jr_file(jr), s->timeout_minutes, v, &d, &e);
         json_decref(v);
+        if (rc < 0)
+            goto fail;
+        jr->timeout_ms = (uint32_t)fmin(d * 60000.0, 4e9);
     }
     jr->script_path = xasprintf("%s/%s%s%s", jr->x->file_dir, jr_cur_id(jr), *sh.ext ? "." : "",
                                 sh.ext);
@@ -2003,6 +2005,42 @@ restore(struct jobrun *jr, const json_t *cp, struct err *e)
 static int start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
                         struct jobrun **out, struct err *e);
 
+/* A timeout-minutes value (evaluated v of node n) into *out, or ERR_INVALID naming
+ * file:line:col when it is not a positive number of sane size (a step or job without a limit
+ * is not what the workflow asked for). */
+static int
+jr_minutes(const char *file, const struct ynode *n, const json_t *v, double *out, struct err *e)
+{
+    char num[64];
+    const char *text = json_string_value(v), *why;
+
+    if (json_is_number(v)) {
+        snprintf(num, sizeof num, "%.17g", json_number_value(v));
+        text = num;
+    }
+    why = wf_minutes_problem(text, out);
+    if (why == NULL)
+        return 0;
+    char *got = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    err_set(e, ERR_INVALID, "%s:%d:%d: timeout-minutes: %s, got %s", file, n->pos.line,
+            n->pos.col, why, got ? got : "null");
+    free(got);
+    return ERR_INVALID;
+}
+
+/* Checks a workflow's evaluated docker run options against the label's policy
+ * (profile_check_options()); the message names n's file:line:col. */
+static int
+jr_check_options(struct jobrun *jr, const struct ynode *n, const char *options,
+                 const char *what, unsigned flags, struct err *e)
+{
+    int rc = profile_check_options(jr->xjob.profile, options, what, flags, e);
+
+    if (rc < 0 && n)
+        err_prefix(e, "%s:%d:%d: ", jr->file, n->pos.line, n->pos.col);
+    return rc;
+}
+
 int
 jobrun_start(uv_loop_t *loop, const struct jobrun_opts *o, struct jobrun **out, struct err *e)
 {
@@ -2092,6 +2130,9 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     if (c && c->kind == YNODE_MAP && ynode_get(c, "options")) {
         struct expr_env ee = {.contexts = jr->base};
         rc = yeval_string(jr->file, ynode_get(c, "options"), &ee, &jr->options, e);
+        if (rc == 0 && jr->xjob.image)
+            rc = jr_check_options(jr, ynode_get(c, "options"), jr->options, "container.options",
+                                  DOCKEROPTS_JOB, e);
         if (rc < 0)
             goto fail;
     }
@@ -2102,9 +2143,28 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
         jr->options = both;
     }
     jr->xjob.options = jr->options;
+    if (c && c->kind == YNODE_MAP && ynode_get(c, "volumes")) {
+        struct expr_env ee = {.contexts = jr->base};
+        rc = yeval_node(jr->file, ynode_get(c, "volumes"), &ee, &jr->container_volumes, e);
+        if (rc < 0)
+            goto fail;
+        jr->xjob.volumes = json_is_array(jr->container_volumes) ? jr->container_volumes : NULL;
+    }
     if (jr->wj->services) {
         struct expr_env ee = {.contexts = jr->base};
         rc = yeval_node(jr->file, jr->wj->services, &ee, &jr->services, e);
+        const char *sid;
+        json_t *sv;
+        json_object_foreach(json_is_object(jr->services) ? jr->services : NULL, sid, sv) {
+            const char *so = json_string_value(json_object_get(sv, "options"));
+            const struct ynode *sn = ynode_get(jr->wj->services, sid);
+            char *what = xasprintf("services.%s.options", sid);
+            if (rc == 0 && so && *so)
+                rc = jr_check_options(jr, sn && sn->kind == YNODE_MAP ? ynode_get(sn, "options")
+                                                                     : jr->wj->services,
+                                      so, what, 0, e);
+            free(what);
+        }
         if (rc < 0)
             goto fail;
         jr->xjob.services = jr->services;
@@ -2114,15 +2174,13 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
         json_t *v = NULL;
         double d = 0;
         struct expr_env ee = {.contexts = jr->base};
-        if (yeval_node(jr->file, jr->wj->timeout_minutes, &ee, &v, e) == 0) {
-            if (json_is_string(v))
-                d = strtod(json_string_value(v), NULL);
-            else if (!expr_number_get(v, &d))
-                d = 0;
-        }
+        rc = yeval_node(jr->file, jr->wj->timeout_minutes, &ee, &v, e);
+        if (rc == 0)
+            rc = jr_minutes(jr->file, jr->wj->timeout_minutes, v, &d, e);
         json_decref(v);
-        if (d > 0 && d < 1e6)
-            jr->timeout_minutes = d;
+        if (rc < 0)
+            goto fail;
+        jr->timeout_minutes = d;
     }
     if (cp && (rc = restore(jr, cp, e)) < 0) {
         jr->phase = PH_SETUP;
@@ -2187,6 +2245,7 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->container_env);
     json_decref(jr->services);
     free(jr->options);
+    json_decref(jr->container_volumes);
     json_decref(jr->steps);
     json_decref(jr->step_list);
     json_decref(jr->extra_path);

@@ -1,6 +1,8 @@
 /* profile.c: a label's settings applied to a job container (see profile.h). */
 #include "profile.h"
 
+#include "dockeropts.h"
+
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 
@@ -47,6 +49,21 @@ profile_job(const struct config *c, const struct config_profile *p, long long ho
     if (p && p->docker == CONFIG_DOCKER_SOCKET && socket) {
         json_object_set_new(j, "socket", json_string(socket));
         json_object_set_new(j, "socket_gid", json_integer(socket_gid));
+    }
+    json_object_set_new(j, "cap_add", strv_json(p ? p->cap_add : NULL));
+    json_object_set_new(j, "persistent_volumes", strv_json(p ? p->persistent_volumes : NULL));
+    {
+        /* The floor, less what the label lets workflows add back. */
+        const char *const *drop = config_cap_drop_resolve(c, p);
+        json_t *a = json_array();
+        for (size_t i = 0; drop[i]; i++) {
+            bool added = false;
+            for (size_t k = 0; p && p->cap_add && p->cap_add[k]; k++)
+                added |= strcmp(p->cap_add[k], drop[i]) == 0 || strcmp(p->cap_add[k], "ALL") == 0;
+            if (!added)
+                json_array_append_new(a, json_string(drop[i]));
+        }
+        json_object_set_new(j, "cap_drop", a);
     }
     if (p && p->docker == CONFIG_DOCKER_DIND)
         json_object_set_new(j, "dind", json_pack("{s:s, s:b, s:o}", "image", p->dind_image,
@@ -124,6 +141,78 @@ profile_apply_limits(const json_t *job, json_t *hc)
 }
 
 void
+profile_apply_caps(const json_t *job, json_t *hc)
+{
+    json_t *drop = json_object_get(job, "cap_drop"), *have = json_object_get(hc, "CapDrop");
+    size_t i, k;
+    json_t *v, *h;
+
+    if (!json_is_array(drop))
+        return;
+    if (!json_is_array(have)) {
+        have = json_array();
+        json_object_set_new(hc, "CapDrop", have);
+    }
+    json_array_foreach(drop, i, v) {
+        bool dup = false;
+        json_array_foreach(have, k, h)
+            dup |= json_equal(h, v);
+        if (!dup)
+            json_array_append(have, v);
+    }
+}
+
+int
+profile_check_caps(const json_t *job, const struct dockeropts *o, const char *what,
+                   struct err *e)
+{
+    json_t *allowed = json_object_get(job, "cap_add");
+    char **caps = xcalloc(json_array_size(allowed) + 1, sizeof *caps);
+    size_t i;
+    json_t *v;
+    int rc;
+
+    json_array_foreach(allowed, i, v)
+        caps[i] = xstrdup(json_string_value(v) ? json_string_value(v) : "");
+    rc = dockeropts_check_caps(o, caps, what, e);
+    xstrv_free(caps);
+    return rc;
+}
+
+int
+profile_check_options(const json_t *job, const char *options, const char *what,
+                      unsigned flags, struct err *e)
+{
+    struct dockeropts o;
+    int rc = dockeropts_parse(options, what, flags, &o, e);
+
+    if (rc == 0)
+        rc = profile_check_caps(job, &o, what, e);
+    for (size_t k = 0; rc == 0 && k < o.nvolumes; k++) {
+        const char *why = dockeropts_volume_problem(o.volumes[k]);
+        if (why)
+            rc = err_set(e, ERR_INVALID, "%s: -v %s: %s", what, o.volumes[k], why);
+    }
+    dockeropts_free(&o);
+    return rc;
+}
+
+int
+profile_check_image(const struct config_profile *p, const char *job_image, const char *file,
+                    const struct wf_job *wj, struct err *e)
+{
+    const struct ynode *c = wj ? wj->container : NULL;
+    const struct ynode *n = c && c->kind == YNODE_MAP ? ynode_get(c, "image") : c;
+
+    if (p == NULL || p->image == NULL || job_image == NULL || p->allow_job_image ||
+        strcmp(job_image, p->image) == 0)
+        return 0;
+    return err_set(e, ERR_INVALID, "%s:%d:%d: container.image: label %s runs only its pinned "
+                   "image (allow_job_image: false): %s is not %s", file ? file : "workflow",
+                   n ? n->pos.line : 0, n ? n->pos.col : 0, p->name, job_image, p->image);
+}
+
+void
 profile_apply(json_t *body, const json_t *job, json_t *env)
 {
     json_t *hc = host_config(body);
@@ -135,6 +224,7 @@ profile_apply(json_t *body, const json_t *job, json_t *env)
         return;
     }
     profile_apply_limits(job, hc);
+    profile_apply_caps(job, hc);
     append_all(hc, "Binds", json_object_get(job, "binds"));
     if (json_array_size(gpus) > 0) {
         /* docker-engine.md §3.1/§3.2: by UUID, Count 0, the nvidia driver, never privileged. */

@@ -253,6 +253,10 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
 
     if (jobrun_container_image(p, ji, ri, &image, &e) < 0)
         goto fail;
+    /* A label that pins an image runs only that image, unless it allows the job's own. */
+    if (rl->o->cfg && profile_check_image(config_profile_find(rl->o->cfg, label), image,
+                                          p->wf->file, p->jobs[ji].wf, &e) < 0)
+        goto fail;
     if (image == NULL && how && strncmp(how, "docker://", 9) == 0)
         image = xstrdup(how + 9);
     if (image) {
@@ -269,10 +273,12 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
     }
     name = xasprintf("%s-%zu", p->jobs[ji].wf->id, ri + 1);
     json_t *profile = NULL;
-    if (image && rl->o->cfg) {
+    if (image) {
         /* The label's settings from -c (limits, binds, docker socket or dind; runnerctl exec
-         * grants no GPUs: that is runnerd's inventory). */
-        const struct config_profile *cp = config_profile_find(rl->o->cfg, label);
+         * grants no GPUs: that is runnerd's inventory); without -c the default limits and
+         * capability floor, so that no workflow option lifts them here either. */
+        const struct config_profile *cp = rl->o->cfg ? config_profile_find(rl->o->cfg, label)
+                                                     : NULL;
         const char *host = docker_host(rl->docker);
         const char *sock = host && strncmp(host, "unix://", 7) == 0 ? host + 7 : NULL;
         struct stat st;

@@ -165,6 +165,21 @@ add_volume(const struct services_config *cfg, json_t *body, json_t *hc, const ch
     }
     if (!*vol)
         return err_set(e, ERR_INVALID, "services.%s.volumes: empty volume", sid);
+    if (strchr(vol, ':') && cfg->mount_volume) {
+        json_t *m = NULL, *ms = json_object_get(hc, "Mounts");
+
+        rc = cfg->mount_volume(vol, cfg->arg, &m, e);
+        if (rc < 0) {
+            err_prefix(e, "services.%s.volumes: ", sid);
+            return rc;
+        }
+        if (!json_is_array(ms)) {
+            ms = json_array();
+            json_object_set_new(hc, "Mounts", ms);
+        }
+        json_array_append_new(ms, m);
+        return 0;
+    }
     if (strchr(vol, ':')) {
         json_t *b = json_object_get(hc, "Binds");
 
@@ -221,6 +236,8 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     v->ports = json_object();
     rc = dockeropts_parse(def->options, what,
                           cfg->allow_privileged ? DOCKEROPTS_ALLOW_PRIVILEGED : 0, &o, e);
+    if (rc == 0)
+        rc = profile_check_caps(cfg->limits, &o, what, e);
     if (rc < 0)
         goto out;
     env = xcalloc(json_object_size(def->env) + 1, sizeof *env);
@@ -244,6 +261,7 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     json_object_set_new(labels, DOCKER_LABEL_ROLE, json_string("service"));
     spec.image = def->image;
     spec.cmd = def->cmd;
+    spec.entrypoint = def->entrypoint;
     spec.env = (const char *const *)env;
     spec.labels = labels;
     spec.network_mode = cfg->network;
@@ -270,6 +288,7 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     dockeropts_merge(v->body, &o);
     /* After the options, so that no service lifts the label's limits. */
     profile_apply_limits(cfg->limits, json_object_get(v->body, "HostConfig"));
+    profile_apply_caps(cfg->limits, json_object_get(v->body, "HostConfig"));
     if (def->username && def->password) {
         v->has_auth = true;
         v->auth.username = xstrdup(def->username);

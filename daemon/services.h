@@ -24,6 +24,7 @@ struct services_def {
     const char *const *volumes;  /* "src:dst[:opts]" or "/path"; NULL-terminated; may be NULL */
     const char *options;         /* docker run flags (dockeropts); may be NULL */
     const char *const *cmd;      /* Cmd override, NULL-terminated; NULL = the image's */
+    const char *const *entrypoint; /* Entrypoint override, NULL-terminated; NULL = the image's */
     const char *username;        /* registry credentials, both or neither; may be NULL */
     const char *password;
 };
@@ -43,6 +44,10 @@ struct services_config {
     /* Checks one volume (from `volumes` or -v in options); return <0 with e set to refuse it.
      * NULL: all volumes are accepted. */
     int (*validate_volume)(const char *volume, void *arg, struct err *e);
+    /* Turns a named volume (NAME:/path[:ro|rw], from `volumes` or -v) into a HostConfig.Mounts
+     * entry in *mount (the runner's name and labels for it), or returns <0 with e set to refuse
+     * it. NULL: named volumes are binds as written. */
+    int (*mount_volume)(const char *volume, void *arg, json_t **mount, struct err *e);
     void (*log)(const char *line, void *arg); /* progress lines; may be NULL */
     void *arg;                                /* for validate_volume and log */
 };

@@ -745,6 +745,12 @@ begin(struct rtask *rt)
             why = xstrdup(e.msg);
             goto fail;
         }
+        /* A label that pins an image runs only that image, unless it allows the job's own. */
+        if (profile_check_image(config_profile_find(&d->cfg, lb->name), image, rt->plan->wf->file,
+                                rt->plan->jobs[0].wf, &e) < 0) {
+            why = xstrdup(e.msg);
+            goto fail;
+        }
         if (image == NULL)
             image = xstrdup(lb->image);
         if (make_profile(rt, lb, &profile, &why) < 0)

@@ -6,6 +6,7 @@
  * expression module; needs are checked for unknown jobs and cycles once all jobs are known. */
 #include "wf.h"
 
+#include "dockeropts.h"
 #include "expr.h"
 #include "runner/buf.h"
 #include "runner/xalloc.h"
@@ -13,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -450,6 +452,50 @@ check_number(struct wctx *c, const char *path, const struct ynode *n)
     if (n->len == 0 || *end != '\0' || isspace((unsigned char)n->str[0])) {
         char *v = q(n);
         diag(c, n->pos, "%s: expected a number, got '%s'", path, v);
+        free(v);
+    }
+}
+
+const char *
+wf_minutes_problem(const char *text, double *minutes)
+{
+    char *end;
+    double d;
+
+    if (text == NULL || *text == '\0' || isspace((unsigned char)*text))
+        return "expected a positive number of minutes";
+    errno = 0;
+    d = strtod(text, &end);
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end != '\0' || errno || !isfinite(d))
+        return "expected a positive number of minutes";
+    if (!(d > 0))
+        return "expected a positive number of minutes (0 and negative values are not limits)";
+    if (d > WF_MAX_TIMEOUT_MINUTES)
+        return "at most " WF_STR(WF_MAX_TIMEOUT_MINUTES) " minutes (30 days)";
+    if (minutes)
+        *minutes = d;
+    return NULL;
+}
+
+/* Checks timeout-minutes: a literal must be a positive number of sane size now; an expression
+ * is checked when it is evaluated (jobrun), where its value is known. */
+static void
+check_minutes(struct wctx *c, const char *path, const struct ynode *n)
+{
+    const char *why;
+
+    check_number(c, path, n);
+    if (n->kind != YNODE_SCALAR || has_expr(n) || ynode_is_null(n) || n->len == 0)
+        return;
+    char *end;
+    (void)strtod(n->str, &end);
+    if (*end != '\0' || isspace((unsigned char)n->str[0]))
+        return; /* not a number: check_number said so */
+    if ((why = wf_minutes_problem(n->str, NULL)) != NULL) {
+        char *v = q(n);
+        diag(c, n->pos, "%s: %s, got '%s'", path, why, v);
         free(v);
     }
 }
@@ -981,6 +1027,30 @@ valid_id(const char *s, size_t len)
     return true;
 }
 
+/* Checks literal docker run options now (what no label setting allows: --privileged, --security-opt, --network, --entrypoint in a job container, limits switched
+ * off, bad capability names, host-path volumes), so that a hostile workflow is refused before
+ * anything runs. Which capabilities may be added depends on the label, and flags the runner
+ * does not support are refused when the job starts (GitHub's reader accepts them). */
+static void
+check_options(struct wctx *c, const char *path, const struct ynode *n, bool is_service)
+{
+    struct dockeropts o;
+    struct err e = {0};
+    const char *why;
+
+    if (n->kind != YNODE_SCALAR || has_expr(n) || ynode_is_null(n) || strlen(n->str) != n->len)
+        return;
+    if (dockeropts_parse(n->str, path, DOCKEROPTS_SKIP_UNKNOWN | (is_service ? 0 : DOCKEROPTS_JOB),
+                         &o, &e) < 0) {
+        diag(c, n->pos, "%s", e.msg);
+    } else {
+        for (size_t i = 0; i < o.nvolumes; i++)
+            if ((why = dockeropts_volume_problem(o.volumes[i])) != NULL)
+                diag(c, n->pos, "%s: -v %s: %s", path, o.volumes[i], why);
+    }
+    dockeropts_free(&o);
+}
+
 /* Checks a container (job container: string or mapping) or a service (mapping). */
 static void
 check_container(struct wctx *c, const char *path, const struct ynode *n, bool is_service)
@@ -1041,11 +1111,19 @@ check_container(struct wctx *c, const char *path, const struct ynode *n, bool is
             diag_type(c, p, v, "a sequence");
         else if (v->kind == YNODE_SEQ)
             check_str_or_seq(c, p, v, true);
+        for (size_t i = 0; v->kind == YNODE_SEQ && i < v->n; i++) {
+            const struct ynode *it = v->items[i];
+            const char *why;
+            if (it->kind == YNODE_SCALAR && !has_expr(it) &&
+                (why = dockeropts_volume_problem(it->str)) != NULL)
+                diag(c, it->pos, "%s[%zu]: volume '%s': %s", p, i, it->str, why);
+        }
         free(p);
     }
     if ((v = ynode_get(n, "options")) != NULL) {
         p = sub(path, "options");
         get_str(c, p, v, true, NULL);
+        check_options(c, p, v, is_service);
         free(p);
     }
     if ((v = ynode_get(n, "credentials")) != NULL) {
@@ -1286,7 +1364,7 @@ read_step(struct wctx *c, const char *path, struct ynode *n, struct wf_step *s)
     }
     if ((v = ynode_get(n, "timeout-minutes")) != NULL) {
         p = sub(path, "timeout-minutes");
-        check_number(c, p, v);
+        check_minutes(c, p, v);
         s->timeout_minutes = v;
         free(p);
     }
@@ -1509,7 +1587,7 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "timeout-minutes")) != NULL) {
         p = sub(path, "timeout-minutes");
-        check_number(c, p, v);
+        check_minutes(c, p, v);
         j->timeout_minutes = v;
         free(p);
     }
@@ -1988,4 +2066,53 @@ wf_job_find(const struct wf_workflow *w, const char *id)
         if (strcmp(w->jobs[i].id, id) == 0)
             return &w->jobs[i];
     return NULL;
+}
+
+/* Adds "file:line:col: path: message" for the capabilities literal options n adds that are
+ * not in allowed. */
+static void
+caps_of(const struct wf_workflow *w, const struct ynode *n, const char *path,
+        char *const *allowed, struct wf_diag *diag)
+{
+    struct dockeropts o;
+    struct err e = {0};
+
+    if (n == NULL || n->kind != YNODE_SCALAR || has_expr(n) || ynode_is_null(n))
+        return;
+    if (dockeropts_parse(n->str, path, DOCKEROPTS_SKIP_UNKNOWN, &o, &e) == 0 &&
+        dockeropts_check_caps(&o, allowed, path, &e) < 0) {
+        diag->msgs = xreallocarray(diag->msgs, diag->n + 1, sizeof *diag->msgs);
+        diag->msgs[diag->n++] = xasprintf("%s:%d:%d: %s", w->file, n->pos.line, n->pos.col,
+                                          e.msg);
+    }
+    dockeropts_free(&o);
+}
+
+int
+wf_check_caps(const struct wf_workflow *w, char *const *allowed, struct wf_diag *diag,
+              struct err *e)
+{
+    size_t before = diag->n;
+
+    for (size_t i = 0; i < w->n_jobs; i++) {
+        const struct wf_job *j = &w->jobs[i];
+        const struct ynode *sv = j->services;
+        char *p;
+
+        if (j->container && j->container->kind == YNODE_MAP) {
+            p = xasprintf("jobs.%s.container.options", j->id);
+            caps_of(w, ynode_get(j->container, "options"), p, allowed, diag);
+            free(p);
+        }
+        for (size_t k = 0; sv && sv->kind == YNODE_MAP && k < sv->n; k++) {
+            if (sv->items[k]->kind != YNODE_MAP)
+                continue;
+            p = xasprintf("jobs.%s.services.%s.options", j->id, sv->keys[k]->str);
+            caps_of(w, ynode_get(sv->items[k], "options"), p, allowed, diag);
+            free(p);
+        }
+    }
+    if (diag->n == before)
+        return 0;
+    return err_set(e, ERR_INVALID, "%s", diag->msgs[before]);
 }

@@ -111,6 +111,25 @@ int wf_load(const char *path, struct wf_workflow **out, struct wf_diag *diag, st
 
 void wf_free(struct wf_workflow *w);
 
+/* Checks the capabilities that w's literal container.options and services.*.options add
+ * (--cap-add) against allowed (NULL-terminated upper-case names without CAP_, "ALL": any;
+ * NULL: none may be added): the runner's check before any job of w runs, once it knows what
+ * its labels allow (options that are expressions are checked when the job starts). Returns 0,
+ * or ERR_INVALID with one "file:line:col: jobs.ID.container.options: --cap-add X is not
+ * allowed ..." per refusal appended to diag and e set to the first. */
+int wf_check_caps(const struct wf_workflow *w, char *const *allowed, struct wf_diag *diag,
+                  struct err *e);
+
+/* The largest timeout-minutes (job or step) accepted: 30 days. */
+#define WF_MAX_TIMEOUT_MINUTES 43200
+#define WF_STR_(x) #x
+#define WF_STR(x) WF_STR_(x)
+
+/* Why text (a timeout-minutes value, literal or evaluated) is not a positive number of minutes
+ * of at most WF_MAX_TIMEOUT_MINUTES ("expected a positive number of minutes", ...), or NULL
+ * with *minutes set (minutes may be NULL). */
+const char *wf_minutes_problem(const char *text, double *minutes);
+
 /* Parses a sequence of steps with exactly the keys and checks of a job's steps (run vs uses,
  * uses forms, ids and duplicates, expressions, types); eff_id defaults to the index. For
  * composite actions' runs.steps. file names the source in messages and data/len are its bytes

@@ -168,8 +168,8 @@ jobs:
                             "    container:\n      image: %s\n      options: -v /:/host\n"
                             "    steps:\n      - run: echo never\n" % IMAGE,
                             "-l", "builder=docker://" + IMAGE)
-    check("host volume in options refused", rc == 1 and
-          "container.options: volume '/:/host': host paths are not allowed for jobs" in out, out)
+    check("host volume in options refused", rc == 2 and
+          "container.options: -v /:/host: host paths are not allowed for jobs" in err, out + err)
 
     # The agent on Debian: bash exists, so the unspecified shell is bash -e.
     deb = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "debian")

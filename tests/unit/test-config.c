@@ -192,7 +192,7 @@ TEST(label_settings_errors)
         {"runnerd:\n  labels:\n    b:\n      docker: dind\n",
          "config.yaml:3:5: runnerd.labels.b: docker: dind needs dind_image"},
         {"runnerd:\n  labels:\n    b:\n      colour: blue\n",
-         "config.yaml:4:7: runnerd.labels.b: unknown key 'colour' (expected image, docker"},
+         "config.yaml:4:7: runnerd.labels.b: unknown key 'colour' (expected image, allow_job_image, docker"},
         {"runnerd:\n  labels:\n    'a b':\n      gpus: 1\n",
          "config.yaml:3:5: runnerd.labels: expected a label name"},
         {"runnerd:\n  labels:\n    b: docker\n",
@@ -207,6 +207,18 @@ TEST(label_settings_errors)
          "config.yaml:3:13: runnerd.limits.memory: expected a size"},
         {"runnerd:\n  limits:\n    disk: 1g\n",
          "config.yaml:3:5: runnerd.limits: unknown key 'disk'"},
+        {"runnerd:\n  labels:\n    b:\n      cap_add: [SYS_ADMIN, WARP_DRIVE]\n",
+         "config.yaml:4:28: runnerd.labels.b.cap_add: expected capability names such as"},
+        {"runnerd:\n  labels:\n    b:\n      cap_add: SYS_ADMIN\n",
+         "config.yaml:4:16: runnerd.labels.b.cap_add: expected a list of strings"},
+        {"runnerd:\n  labels:\n    b:\n      cap_drop: [net-raw]\n",
+         "config.yaml:4:18: runnerd.labels.b.cap_drop: expected capability names"},
+        {"runnerd:\n  limits:\n    cap_drop: [{a: b}]\n",
+         "config.yaml:3:16: runnerd.limits.cap_drop: expected a string"},
+        {"runnerd:\n  labels:\n    b:\n      persistent_volumes: [ok, /srv/x]\n",
+         "config.yaml:4:32: runnerd.labels.b.persistent_volumes: expected volume names"},
+        {"runnerd:\n  labels:\n    b:\n      allow_job_image: yes\n",
+         "config.yaml:4:24: runnerd.labels.b.allow_job_image: expected true or false"},
         {"runnerd:\n  http: 9464\n",
          "config.yaml:2:9: runnerd.http: expected HOST:PORT on loopback"},
     };
@@ -220,6 +232,41 @@ TEST(label_settings_errors)
                       e.msg, bad[i][1]);
         config_free(&c);
     }
+}
+
+/* Capabilities: cap_add per label (normalised names), the cap_drop floor per label over
+ * runnerd.limits over the default, allow_job_image. */
+TEST(capability_settings)
+{
+    struct config c;
+    struct err e = {0};
+
+    ASSERT_OK(load("runnerd:\n  limits:\n    cap_drop: [NET_RAW, cap_sys_chroot]\n  labels:\n"
+                   "    a:\n      cap_add: [cap_net_admin, SYS_PTRACE]\n      allow_job_image: true\n"
+                   "    b:\n      cap_drop: []\n    c:\n      cap_add: [all]\n"
+                   "      persistent_volumes: [cargo-cache, npm.v2]\n", &c, &e));
+    ASSERT_STR_EQ(config_profile_find(&c, "c")->persistent_volumes[1], "npm.v2");
+    ASSERT(config_profile_find(&c, "a")->persistent_volumes == NULL);
+    const struct config_profile *a = config_profile_find(&c, "a");
+    ASSERT_STR_EQ(a->cap_add[0], "NET_ADMIN");
+    ASSERT_STR_EQ(a->cap_add[1], "SYS_PTRACE");
+    ASSERT(a->cap_add[2] == NULL);
+    ASSERT(a->allow_job_image);
+    const char *const *drop = config_cap_drop_resolve(&c, a);
+    ASSERT_STR_EQ(drop[0], "NET_RAW");
+    ASSERT_STR_EQ(drop[1], "SYS_CHROOT");
+    ASSERT(drop[2] == NULL);
+    drop = config_cap_drop_resolve(&c, config_profile_find(&c, "b"));
+    ASSERT(drop[0] == NULL);
+    ASSERT(!config_profile_find(&c, "b")->allow_job_image);
+    ASSERT(config_profile_find(&c, "b")->cap_add == NULL);
+    ASSERT_STR_EQ(config_profile_find(&c, "c")->cap_add[0], "ALL");
+    config_free(&c);
+    drop = config_cap_drop_resolve(NULL, NULL);
+    ASSERT_STR_EQ(drop[0], "NET_RAW");
+    ASSERT_STR_EQ(drop[1], "MKNOD");
+    ASSERT_STR_EQ(drop[2], "AUDIT_WRITE");
+    ASSERT(drop[3] == NULL);
 }
 
 TEST(example_config_loads)

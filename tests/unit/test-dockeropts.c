@@ -280,6 +280,70 @@ TEST(refused_and_unknown)
     dockeropts_free(&o);
 }
 
+/* The policy flags: capabilities by name, no security-opt, no entrypoint in a job container, no
+ * switching the pids limit off; volume problems; the loader's mode that reads only those. */
+TEST(policy_flags)
+{
+    struct dockeropts o;
+    struct err e = {0};
+    char *allowed[] = {"NET_ADMIN", NULL}, *all[] = {"ALL", NULL};
+
+    ASSERT_STR_EQ(body_of("--cap-add cap_net_admin --cap-drop=all", 0),
+                  "{\"HostConfig\":{\"CapAdd\":[\"NET_ADMIN\"],\"CapDrop\":[\"ALL\"]}}");
+    ASSERT_STR_EQ(fail_of("--cap-add FLY", 0),
+                  "container.options: --cap-add: 'FLY' is not a capability name (such as NET_ADMIN "
+                  "or ALL)");
+    ASSERT_STR_EQ(fail_of("--security-opt seccomp=unconfined", 0),
+                  "container.options: option '--security-opt' is not allowed: the runner sets the "
+                  "container's confinement (seccomp, AppArmor, no-new-privileges)");
+    ASSERT_STR_EQ(fail_of("--entrypoint=/bin/sh", DOCKEROPTS_JOB),
+                  "container.options: option '--entrypoint' is not allowed in a job container: the "
+                  "runner's agent is its entrypoint (use a step's run: instead)");
+    ASSERT_STR_EQ(body_of("--entrypoint /x", 0), "{\"Entrypoint\":[\"/x\"]}");
+    ASSERT_STR_EQ(fail_of("-w /nonexistent", DOCKEROPTS_JOB),
+                  "container.options: option '-w' is not allowed in a job container: steps run in "
+                  "the workspace or their working-directory (use defaults.run.working-directory)");
+    ASSERT_STR_EQ(body_of("--workdir /srv", 0), "{\"WorkingDir\":\"/srv\"}"); /* a service */
+    ASSERT_STR_EQ(fail_of("--pids-limit -1", 0),
+                  "container.options: --pids-limit: expected a positive number of processes, got "
+                  "'-1' (a job cannot switch the runner's limit off)");
+    ASSERT_STR_EQ(fail_of("--pids-limit=0", 0),
+                  "container.options: --pids-limit: expected a positive number of processes, got "
+                  "'0' (a job cannot switch the runner's limit off)");
+
+    ASSERT_OK(dockeropts_parse("--cap-add NET_ADMIN --cap-add SYS_ADMIN", W, 0, &o, &e));
+    ASSERT_EQ(dockeropts_check_caps(&o, allowed, W, &e), ERR_INVALID);
+    ASSERT_STR_EQ(e.msg, "container.options: --cap-add SYS_ADMIN is not allowed: the runner's "
+                  "label does not list it in cap_add");
+    ASSERT_EQ(dockeropts_check_caps(&o, NULL, W, &e), ERR_INVALID);
+    ASSERT_OK(dockeropts_check_caps(&o, all, W, &e));
+    dockeropts_free(&o);
+    ASSERT_OK(dockeropts_parse("--cap-add ALL", W, 0, &o, &e));
+    ASSERT_EQ(dockeropts_check_caps(&o, allowed, W, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "--cap-add ALL is not allowed");
+    dockeropts_free(&o);
+
+    ASSERT(dockeropts_volume_problem("data:/d") == NULL);
+    ASSERT(dockeropts_volume_problem("/anon") == NULL);
+    ASSERT(dockeropts_volume_problem("/etc:/x") != NULL);
+    ASSERT(dockeropts_volume_problem("./x:/x") != NULL);
+    ASSERT(dockeropts_volume_problem("~/x:/x:ro") != NULL);
+    ASSERT(dockeropts_volume_problem("rel") != NULL);
+    ASSERT(dockeropts_volume_problem("") != NULL);
+
+    /* the loader's mode: unknown and harmless flags skipped, policy flags read */
+    ASSERT_OK(dockeropts_parse("--blkio-weight 10 --add-host bad --cap-add SYS_ADMIN --rm -v x:/x",
+                               W, DOCKEROPTS_SKIP_UNKNOWN, &o, &e));
+    char *js = json_dumps(o.body, JSON_COMPACT | JSON_SORT_KEYS);
+    ASSERT_STR_EQ(js, "{\"HostConfig\":{\"CapAdd\":[\"SYS_ADMIN\"]}}");
+    free(js);
+    ASSERT_EQ(o.nvolumes, 1);
+    dockeropts_free(&o);
+    ASSERT_EQ(dockeropts_parse("--foo --privileged", W, DOCKEROPTS_SKIP_UNKNOWN, &o, &e),
+              ERR_INVALID);
+    dockeropts_free(&o);
+}
+
 TEST(merge_into_body)
 {
     struct dockeropts o;

@@ -208,6 +208,98 @@ TEST(dind_settings_travel)
     config_free(&c);
 }
 
+/* Capabilities: a workflow adds only what the label's cap_add lists; every workflow container
+ * drops the floor, less what the label lets it add back. */
+TEST(capabilities_allow_list_and_floor)
+{
+    struct config c;
+    struct err e = {0};
+    struct dockeropts o;
+
+    load("runnerd:\n  labels:\n    net:\n      cap_add: [NET_ADMIN, NET_RAW]\n"
+         "    any:\n      cap_add: [ALL]\n    none: {}\n", &c);
+    json_t *net = profile_job(&c, config_profile_find(&c, "net"), 1ll << 30, NULL, NULL, -1);
+    json_t *any = profile_job(&c, config_profile_find(&c, "any"), 1ll << 30, NULL, NULL, -1);
+    json_t *none = profile_job(&c, config_profile_find(&c, "none"), 1ll << 30, NULL, NULL, -1);
+    json_t *bare = profile_job(NULL, NULL, 1ll << 30, NULL, NULL, -1); /* runnerctl without -c */
+    char *s = dump(json_object_get(net, "cap_drop"));
+    ASSERT_STR_EQ(s, "[\"MKNOD\",\"AUDIT_WRITE\"]"); /* NET_RAW added back by the label */
+    free(s);
+    s = dump(json_object_get(bare, "cap_drop"));
+    ASSERT_STR_EQ(s, "[\"NET_RAW\",\"MKNOD\",\"AUDIT_WRITE\"]");
+    free(s);
+    ASSERT_EQ(json_integer_value(json_object_get(bare, "pids")), 4096);
+
+    ASSERT_OK(profile_check_options(net, "--cap-add net_admin --cap-drop ALL", "container.options",
+                                    DOCKEROPTS_JOB, &e));
+    ASSERT_EQ(profile_check_options(net, "--cap-add SYS_ADMIN", "container.options",
+                                    DOCKEROPTS_JOB, &e), ERR_INVALID);
+    ASSERT_STR_EQ(e.msg, "container.options: --cap-add SYS_ADMIN is not allowed: the runner's "
+                  "label does not list it in cap_add");
+    ASSERT_EQ(profile_check_options(net, "--cap-add ALL", "x", 0, &e), ERR_INVALID);
+    ASSERT_OK(profile_check_options(any, "--cap-add ALL --cap-add DAC_READ_SEARCH", "x", 0, &e));
+    ASSERT_EQ(profile_check_options(none, "--cap-add CAP_DAC_READ_SEARCH", "x", 0, &e), ERR_INVALID);
+    ASSERT_STR_CONTAINS(e.msg, "--cap-add DAC_READ_SEARCH is not allowed");
+    ASSERT_EQ(profile_check_options(NULL, "--cap-add CHOWN", "x", 0, &e), ERR_INVALID);
+    ASSERT_EQ(profile_check_options(none, "-v /:/host", "x", 0, &e), ERR_INVALID);
+    ASSERT_STR_EQ(e.msg, "x: -v /:/host: host paths are not allowed for jobs (named volumes are)");
+    ASSERT_EQ(profile_check_options(none, "--entrypoint /bin/sh", "x", DOCKEROPTS_JOB, &e),
+              ERR_INVALID);
+    ASSERT_OK(profile_check_options(none, "--entrypoint /bin/sh", "x", 0, &e)); /* a service */
+
+    /* the floor joins what options drop, in the job container and the others */
+    json_t *body = json_object(), *env = json_object();
+    ASSERT_OK(dockeropts_parse("--cap-drop CHOWN --cap-drop NET_RAW", "o", 0, &o, &e));
+    dockeropts_merge(body, &o);
+    dockeropts_free(&o);
+    profile_apply(body, none, env);
+    s = dump(json_object_get(json_object_get(body, "HostConfig"), "CapDrop"));
+    ASSERT_STR_EQ(s, "[\"CHOWN\",\"NET_RAW\",\"MKNOD\",\"AUDIT_WRITE\"]");
+    free(s);
+    json_t *hc = json_object();
+    profile_apply_caps(net, hc);
+    s = dump(json_object_get(hc, "CapDrop"));
+    ASSERT_STR_EQ(s, "[\"MKNOD\",\"AUDIT_WRITE\"]");
+    free(s);
+    profile_apply_caps(NULL, hc); /* nothing without a profile */
+    json_decref(hc);
+    json_decref(body);
+    json_decref(env);
+    json_decref(net);
+    json_decref(any);
+    json_decref(none);
+    json_decref(bare);
+    config_free(&c);
+}
+
+/* A label that pins an image refuses a different container.image, naming where it was written,
+ * unless allow_job_image. */
+TEST(pinned_image_is_a_policy)
+{
+    struct config c;
+    struct err e = {0};
+    const char *id = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    char yaml[512];
+    struct ynode img = {.kind = YNODE_SCALAR, .str = (char *)"evil", .len = 4,
+                        .pos = {.line = 6, .col = 14}};
+    struct wf_job wj = {.container = &img};
+
+    snprintf(yaml, sizeof yaml, "runnerd:\n  labels:\n    pinned:\n      image: %s\n"
+             "    open:\n      image: %s\n      allow_job_image: true\n    free: {}\n", id, id);
+    load(yaml, &c);
+    const struct config_profile *pinned = config_profile_find(&c, "pinned");
+    ASSERT_EQ(profile_check_image(pinned, "evil", "w.yml", &wj, &e), ERR_INVALID);
+    ASSERT_STR_EQ(e.msg, "w.yml:6:14: container.image: label pinned runs only its pinned image "
+                  "(allow_job_image: false): evil is not "
+                  "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    ASSERT_OK(profile_check_image(pinned, id, "w.yml", &wj, &e));
+    ASSERT_OK(profile_check_image(pinned, NULL, "w.yml", &wj, &e));
+    ASSERT_OK(profile_check_image(config_profile_find(&c, "open"), "evil", "w.yml", &wj, &e));
+    ASSERT_OK(profile_check_image(config_profile_find(&c, "free"), "evil", "w.yml", &wj, &e));
+    ASSERT_OK(profile_check_image(NULL, "evil", "w.yml", &wj, &e));
+    config_free(&c);
+}
+
 TEST(gpu_refusal_recognised)
 {
     ASSERT(profile_gpu_refused("start container: could not select device driver \"\" with capabilities: [[gpu]]"));

@@ -291,6 +291,83 @@ TEST(hostile_inputs)
     ASSERT_STR_EQ(e.msg, "t.yml:1:1: workflow: expected a mapping, got a sequence");
 }
 
+/* Container policy at load: what no label setting allows is refused with file:line:col;
+ * flags the runner does not support are left to job start (GitHub's reader accepts them). */
+TEST(container_policy_at_load)
+{
+#define JOB "on: push\njobs:\n  a:\n    runs-on: x\n    container:\n      image: i\n"
+    ASSERT_STR_EQ(parse_bad(JOB "      options: --cpus 1 --entrypoint /bin/sh\n    steps: [{run: a}]\n"),
+                  "t.yml:7:16: jobs.a.container.options: option '--entrypoint' is not allowed in "
+                  "a job container: the runner's agent is its entrypoint (use a step's run: "
+                  "instead)");
+    ASSERT_STR_CONTAINS(parse_bad(JOB "      options: --security-opt seccomp=unconfined\n"
+                                  "    steps: [{run: a}]\n"),
+                        "t.yml:7:16: jobs.a.container.options: option '--security-opt' is not allowed");
+    ASSERT_STR_CONTAINS(parse_bad(JOB "      options: --privileged\n    steps: [{run: a}]\n"),
+                        "t.yml:7:16: jobs.a.container.options: option '--privileged' is not allowed");
+    ASSERT_STR_CONTAINS(parse_bad(JOB "      options: --pids-limit=-1\n    steps: [{run: a}]\n"),
+                        "t.yml:7:16: jobs.a.container.options: --pids-limit: expected a positive");
+    ASSERT_STR_CONTAINS(parse_bad(JOB "      options: --cap-add NOT_A_CAP\n    steps: [{run: a}]\n"),
+                        "t.yml:7:16: jobs.a.container.options: --cap-add: 'NOT_A_CAP' is not a "
+                        "capability name");
+    ASSERT_STR_CONTAINS(parse_bad(JOB "      options: -v /etc:/x\n    steps: [{run: a}]\n"),
+                        "t.yml:7:16: jobs.a.container.options: -v /etc:/x: host paths are not allowed");
+    ASSERT_STR_CONTAINS(parse_bad(JOB "      volumes: [data:/d, '~/x:/y']\n    steps: [{run: a}]\n"),
+                        "t.yml:7:26: jobs.a.container.volumes[1]: volume '~/x:/y': host paths");
+    /* services may set an entrypoint (they have no agent); not a security option */
+    ASSERT_STR_CONTAINS(parse_bad("on: push\njobs:\n  a:\n    runs-on: x\n    services:\n"
+                                  "      db:\n        image: i\n        options: --entrypoint /x "
+                                  "--security-opt=no-new-privileges:false\n    steps: [{run: a}]\n"),
+                        "t.yml:8:18: jobs.a.services.db.options: option '--security-opt'");
+    struct wf_workflow *w = parse_ok("t.yml", JOB "      options: --cap-add SYS_ADMIN --blkio-weight 10 "
+                                     "-v cache:/c -v /anon --pids-limit 50\n"
+                                     "    steps: [{run: a}]\n");
+    /* which capabilities: the runner's labels say (wf_check_caps) */
+    struct wf_diag d = {0};
+    struct err e = {0};
+    char *none[] = {NULL}, *admin[] = {"NET_ADMIN", "SYS_ADMIN", NULL}, *all[] = {"ALL", NULL};
+    ASSERT_OK(wf_check_caps(w, admin, &d, &e));
+    ASSERT_OK(wf_check_caps(w, all, &d, &e));
+    ASSERT_EQ(wf_check_caps(w, none, &d, &e), ERR_INVALID);
+    ASSERT_EQ(d.n, 1);
+    ASSERT_STR_CONTAINS(d.msgs[0], "t.yml:7:16: jobs.a.container.options: --cap-add SYS_ADMIN is "
+                        "not allowed");
+    wf_diag_free(&d);
+    wf_free(w);
+    w = parse_ok("t.yml", JOB "      options: --entrypoint=${{ matrix.e }}\n    steps: [{run: a}]\n");
+    wf_free(w);
+#undef JOB
+}
+
+/* timeout-minutes: a literal is a positive number of at most 30 days, checked at load. */
+TEST(timeout_minutes_at_load)
+{
+#define TJOB "on: push\njobs:\n  a:\n    runs-on: x\n    timeout-minutes: %s\n" \
+             "    steps:\n      - run: a\n        timeout-minutes: %s\n"
+    char src[512];
+    double d = 0;
+
+    snprintf(src, sizeof src, TJOB, "-1", "5");
+    ASSERT_STR_EQ(parse_bad(src), "t.yml:5:22: jobs.a.timeout-minutes: expected a positive number "
+                  "of minutes (0 and negative values are not limits), got '-1'");
+    snprintf(src, sizeof src, TJOB, "10", "1e9");
+    ASSERT_STR_EQ(parse_bad(src), "t.yml:8:26: jobs.a.steps[0].timeout-minutes: at most 43200 "
+                  "minutes (30 days), got '1e9'");
+    snprintf(src, sizeof src, TJOB, "0", "1");
+    ASSERT_STR_CONTAINS(parse_bad(src), "t.yml:5:22: jobs.a.timeout-minutes: expected a positive");
+    snprintf(src, sizeof src, TJOB, "0.5", "${{ 'abc' }}");
+    wf_free(parse_ok("t.yml", src));
+    ASSERT(wf_minutes_problem("abc", &d) != NULL);
+    ASSERT(wf_minutes_problem("nan", &d) != NULL);
+    ASSERT(wf_minutes_problem("inf", &d) != NULL);
+    ASSERT(wf_minutes_problem("", &d) != NULL);
+    ASSERT(wf_minutes_problem(NULL, &d) != NULL);
+    ASSERT(wf_minutes_problem("43201", &d) != NULL);
+    ASSERT(wf_minutes_problem("43200", &d) == NULL && d == 43200);
+    ASSERT(wf_minutes_problem("0.02", &d) == NULL && d > 0.019 && d < 0.021);
+#undef TJOB
+}
+
 TEST(messages)
 {
     ASSERT_STR_EQ(parse_bad(""), "t.yml:1:1: the workflow file is empty");
