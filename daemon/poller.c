@@ -190,16 +190,16 @@ disk_held(struct ident *id)
 
     if (daemon_disk_low(id->d, &avail)) {
         if (!id->disk_low)
-            log_warn("%s: not taking tasks: the state database's disk has %lld MiB free, "
-                     "runnerd.min_free_disk is %lld MiB", id->si.name, avail >> 20,
-                     c->runnerd.min_free_disk >> 20);
+            log_warn("%s: not taking tasks: the state database's disk has %lld KiB free, "
+                     "runnerd.min_free_disk is %lld KiB", id->si.name, avail >> 10,
+                     c->runnerd.min_free_disk >> 10);
         id->disk_low = true;
         wait_then(id, c->runnerd.fetch_interval_max_s > 0 ? c->runnerd.fetch_interval_max_s : 5.0);
         return true;
     }
     if (id->disk_low)
-        log_info("%s: the state database's disk has room again (%lld MiB free): taking tasks",
-                 id->si.name, avail >> 20);
+        log_info("%s: the state database's disk has room again (%lld KiB free): taking tasks",
+                 id->si.name, avail >> 10);
     id->disk_low = false;
     return false;
 }

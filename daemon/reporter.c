@@ -405,7 +405,8 @@ tick(struct rtask *rt)
         }
         return;
     }
-    if (task_flush(rt, &e) < 0)
+    bool failing = rt->spool_failed; /* said once, when it starts */
+    if (task_flush(rt, &e) < 0 && !failing)
         log_err("task %lld: saving state: %s", (long long)rt->tid, e.msg);
     int rc = 0;
     if (rt->row.log_acked < rows_end(rt))

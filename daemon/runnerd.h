@@ -109,6 +109,7 @@ struct rtask {
                                     pending rows are bounded, and the reporter sends them */
     int64_t lost;                /* rows dropped past those bounds, not said yet */
     int lost_step;               /* the step of the first of them */
+    bool cp_unsaved;             /* the last checkpoint is only in memory (a full disk) */
     int64_t rows;                /* rows produced, stored or pending (= next index) */
     int64_t skip;                /* rows to drop: produced again by a resumed job */
     bool dirty;                  /* row needs writing */

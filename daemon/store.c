@@ -117,6 +117,7 @@ enum {
     ST_GPU_RELEASE,
     ST_GPU_HELD,
     ST_TASK_SCRUB,
+    ST_SCRUB_DONE,
     ST_COUNT
 };
 
@@ -172,6 +173,11 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_GPU_RELEASE] = "DELETE FROM gpus WHERE task_id = ?1",
     [ST_GPU_HELD] = "SELECT uuid, task_id FROM gpus ORDER BY uuid",
     [ST_TASK_SCRUB] = "UPDATE tasks SET task = " SCRUB_TASK " WHERE id = ?1 AND task IS NOT NULL",
+    [ST_SCRUB_DONE] = "UPDATE tasks SET task = " SCRUB_TASK " WHERE state = 'done' AND task IS NOT "
+                      "NULL AND (NOT json_valid(task) OR json_type(task, '$.secrets') IS NOT NULL "
+                      "OR json_type(task, '$.context.token') IS NOT NULL "
+                      "OR json_type(task, '$.context.gitea_runtime_token') IS NOT NULL "
+                      "OR json_type(task, '$.context.runtime_token') IS NOT NULL)",
 };
 
 struct store {
@@ -180,6 +186,8 @@ struct store {
     int lock_fd;                /* the pid file while store_lock() holds it, else -1 */
     sqlite3_stmt *st[ST_COUNT]; /* prepared on first use, finalized by store_close() */
     bool wal_scrub;             /* the -wal file may hold scrubbed secrets: truncate it */
+    bool scrub_retry;           /* a scrub failed (a full disk): scrub every done task again */
+    bool settle_failing;        /* the last store_settle() failed (reported once) */
 };
 
 /* The daemon lock is held (store_lock()). A record lock belongs to the process, and closing any
@@ -1132,9 +1140,58 @@ store_task_scrub(struct store *s, int64_t id, struct err *e)
     sqlite3_bind_int64(st, 1, id);
     snprintf(what, sizeof what, "scrub task %" PRId64, id);
     rc = run(s, st, what, e);
-    if (rc == 0)
+    if (rc < 0)
+        s->scrub_retry = true; /* store_settle() tries again, for every done task */
+    else
         s->wal_scrub = true;
     return rc;
+}
+
+/* The body of store_settle(): SQLITE_BUSY/LOCKED (a reader, a writer elsewhere) and a full disk
+ * are 1 (later); other failures are reported. */
+static int
+settle(struct store *s, struct err *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (s->scrub_retry) {
+        rc = stmt(s, ST_SCRUB_DONE, &st, e);
+        if (rc == 0)
+            rc = run(s, st, "scrub done tasks", e);
+        if (rc == -EBUSY || rc == -ENOSPC)
+            return 1;
+        if (rc < 0)
+            return rc;
+        s->scrub_retry = false;
+        s->wal_scrub = true;
+    }
+    /* Never wait for a reader (runnerctl) on the loop: try again later instead. */
+    sqlite3_busy_timeout(s->db, 0);
+    rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(s->db, 5000);
+    if (rc != SQLITE_OK) {
+        rc = db_err(s, rc, "checkpoint the WAL", e);
+        return rc == -EBUSY || rc == -ENOSPC ? 1 : rc;
+    }
+    s->wal_scrub = false;
+    return 0;
+}
+
+int
+store_reclaim(struct store *s)
+{
+    int rc;
+
+    if (!sqlite3_get_autocommit(s->db))
+        return 1;
+    sqlite3_busy_timeout(s->db, 0);
+    rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(s->db, 5000);
+    if (rc != SQLITE_OK)
+        return 1;
+    s->wal_scrub = false; /* the same checkpoint */
+    return 0;
 }
 
 int
@@ -1142,20 +1199,15 @@ store_settle(struct store *s, struct err *e)
 {
     int rc;
 
-    if (!s->wal_scrub)
+    if (!s->wal_scrub && !s->scrub_retry)
         return 0;
     if (!sqlite3_get_autocommit(s->db))
         return 1; /* a transaction is open: later */
-    /* Never wait for a reader (runnerctl) on the loop: try again later instead. */
-    sqlite3_busy_timeout(s->db, 0);
-    rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    sqlite3_busy_timeout(s->db, 5000);
-    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
-        return 1;
-    if (rc != SQLITE_OK)
-        return db_err(s, rc, "checkpoint the WAL", e);
-    s->wal_scrub = false;
-    return 0;
+    rc = settle(s, e);
+    if (rc < 0 && s->settle_failing)
+        return 1; /* said already */
+    s->settle_failing = rc < 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------

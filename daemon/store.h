@@ -126,10 +126,16 @@ int store_task_gc(struct store *s, int64_t before_ns, int *deleted, struct err *
  * unknown. */
 int store_task_scrub(struct store *s, int64_t id, struct err *e);
 /* After a scrub: checkpoints the WAL into the database and truncates the -wal file to zero
- * bytes, so that no old frame keeps a scrubbed secret. Never waits: returns 1 while a reader
- * or an open transaction stands in the way (call it again later), 0 when done or nothing was
- * scrubbed, <0 on an error. */
+ * bytes, so that no old frame keeps a scrubbed secret; after a scrub that failed (a full
+ * disk), scrubs every done task first. Never waits: returns 1 while a reader, an open
+ * transaction or a full disk stands in the way (call it again later), 0 when done or nothing
+ * was scrubbed, <0 on another error (reported once while it lasts). */
 int store_settle(struct store *s, struct err *e);
+
+/* When a write failed for want of space: moves the WAL's pages into the database and truncates
+ * the -wal file, which frees the space of every older copy of a page the WAL held (it only
+ * shrinks on its own after 1000 pages). 0 when done, 1 when it could not be done now. */
+int store_reclaim(struct store *s);
 
 /* ---- log spool ---- */
 struct store_row {

@@ -78,6 +78,7 @@ result_of(const char *conclusion)
  * these bounds; the rows past them are lost, counted, and a row says how many (note_lost()). */
 #define PEND_MAX_ROWS 20000
 #define PEND_MAX_BYTES (8u << 20)
+#define FLUSH_CHUNK 1000
 
 /* One row of the task's log (already masked). keep: the runner's own row, kept even when the
  * spool is full (there are few of them). */
@@ -146,21 +147,19 @@ note_lost(struct rtask *rt)
              "could not store them (its disk is full)", (long long)n);
 }
 
-/* Writes pending rows and the task record in one transaction. */
+/* Writes up to n pending rows and the task record in one transaction; the rows written leave
+ * the pending list. */
 static int
-flush(struct rtask *rt, struct err *e)
+flush_some(struct rtask *rt, size_t n, struct err *e)
 {
     struct store *st = rt->d->st;
-    int rc;
-
-    if (rt->npend == 0 && !rt->dirty)
-        return 0;
     int64_t before = rt->row.log_rows;
-    rc = store_begin(st, e);
-    if (rc == 0 && rt->npend)
-        rc = store_log_append(st, rt->tid, rt->row.log_rows, rt->pend, rt->npend, e);
+    int rc = store_begin(st, e);
+
+    if (rc == 0 && n)
+        rc = store_log_append(st, rt->tid, rt->row.log_rows, rt->pend, n, e);
     if (rc == 0) {
-        rt->row.log_rows += (int64_t)rt->npend;
+        rt->row.log_rows += (int64_t)n;
         rc = store_task_update(st, &rt->row, e); /* the payload was written once, at start */
     }
     if (rc == 0)
@@ -168,15 +167,45 @@ flush(struct rtask *rt, struct err *e)
     if (rc < 0) {
         store_rollback(st);
         rt->row.log_rows = before; /* the rows stay pending for the next try */
+        return rc;
+    }
+    metric_add(rt->d->m.spooled, (double)n);
+    for (size_t i = 0; i < n; i++) {
+        rt->pend_bytes -= strlen(rt->pend[i].content);
+        free(rt->pend[i].content);
+    }
+    memmove(rt->pend, rt->pend + n, (rt->npend - n) * sizeof *rt->pend);
+    rt->npend -= n;
+    return 0;
+}
+
+/* Writes pending rows and the task record: all in one transaction, or once the store has
+ * failed (a full disk), FLUSH_CHUNK rows a transaction, so that whatever room there is (as
+ * space returns) takes rows, and a backlog bigger than the room does not block them all. */
+static int
+flush(struct rtask *rt, struct err *e)
+{
+    int rc = 0;
+
+    if (rt->npend == 0 && !rt->dirty)
+        return 0;
+    bool reclaimed = false;
+    do {
+        size_t n = rt->spool_failed && rt->npend > FLUSH_CHUNK ? FLUSH_CHUNK : rt->npend;
+        rc = flush_some(rt, n, e);
+        if (rc == -ENOSPC && !reclaimed) {
+            /* The WAL may hold the room: once a flush, fold it into the database and retry. */
+            reclaimed = true;
+            if (store_reclaim(rt->d->st) == 0)
+                rc = flush_some(rt, n, e);
+        }
+    } while (rc == 0 && rt->npend > 0);
+    if (rc < 0) {
         rt->spool_failed = true;
         return rc;
     }
-    metric_add(rt->d->m.spooled, (double)rt->npend);
-    for (size_t i = 0; i < rt->npend; i++)
-        free(rt->pend[i].content);
-    rt->npend = 0;
-    rt->pend_bytes = 0;
     rt->dirty = false;
+    rt->cp_unsaved = false;
     if (rt->spool_failed) {
         rt->spool_failed = false;
         log_info("task %lld: the state database takes its rows again", (long long)rt->tid);
@@ -240,6 +269,9 @@ sink_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const ch
     struct rtask *rt = arg;
     const char *pre = NULL;
     char *line;
+    /* The runner's own rows (setup, teardown, its messages) are few: kept when the spool is
+     * full; only what the steps print can be lost. */
+    bool keep = step < 0 || kind == JOBRUN_INFO;
 
     (void)jr;
     switch (kind) {
@@ -261,14 +293,14 @@ sink_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const ch
         pre = "::group::";
         break;
     case JOBRUN_ENDGROUP:
-        add_row(rt, step, "::endgroup::", 12, false);
+        add_row(rt, step, "::endgroup::", 12, keep);
         return;
     default:
-        add_row(rt, step, text, len, false);
+        add_row(rt, step, text, len, keep);
         return;
     }
     line = xasprintf("%s%.*s", pre, (int)len, text);
-    add_row(rt, step, line, strlen(line), false);
+    add_row(rt, step, line, strlen(line), keep);
     free(line);
 }
 
@@ -326,6 +358,17 @@ sink_checkpoint(void *arg, struct jobrun *jr, json_t *cp)
         rt->row.log_acked = acked;
         if (rc2 == 0)
             return 0;
+        if (rc2 == -ENOSPC) {
+            /* Not even that fits. Failing the step would make the job's result a lie about its
+             * steps: it goes on, and the checkpoint is written with the rows once there is
+             * room; until then a runnerd that stops cannot resume the job from here. */
+            if (!rt->cp_unsaved)
+                log_warn("task %lld: checkpoint: %s: the job goes on, but cannot be resumed "
+                         "from this step if runnerd stops before the disk has room",
+                         (long long)rt->tid, e2.msg);
+            rt->cp_unsaved = true;
+            return 0;
+        }
         log_err("task %lld: checkpoint: %s", (long long)rt->tid, e.msg);
         return e.code ? e.code : -EIO;
     }
