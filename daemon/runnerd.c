@@ -190,6 +190,9 @@ metrics_setup(struct daemon *d)
                                   NULL, 0);
     d->m.sent = metrics_family(d->metrics, "runnerd_log_rows_sent_total",
                                "Log rows acknowledged by Gitea.", METRIC_COUNTER, NULL, NULL, 0);
+    d->m.lost = metrics_family(d->metrics, "runnerd_log_rows_lost_total",
+                               "Log rows dropped because the state database could not store them "
+                               "(a full disk).", METRIC_COUNTER, NULL, NULL, 0);
     d->m.step_seconds = metrics_family(d->metrics, "runnerd_step_duration_seconds",
                                        "Step durations, by label.", METRIC_HISTOGRAM, label,
                                        step_buckets, sizeof step_buckets / sizeof step_buckets[0]);

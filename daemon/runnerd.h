@@ -68,8 +68,8 @@ struct daemon {
     long long host_memory;       /* bytes, for percentage limits */
     struct metrics *metrics;     /* /metrics (always kept; served when runnerd.http is set) */
     struct {
-        struct metric_family *jobs, *running, *poll_errors, *spooled, *sent, *step_seconds,
-            *gpu_allocated, *gpu_grants, *slots_free;
+        struct metric_family *jobs, *running, *poll_errors, *spooled, *sent, *lost,
+            *step_seconds, *gpu_allocated, *gpu_grants, *slots_free;
     } m;
     struct httpd *httpd;
     bool docker_ready;

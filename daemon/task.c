@@ -115,6 +115,18 @@ add_row(struct rtask *rt, int step, const char *text, size_t len, bool keep)
     rt->dirty = true;
 }
 
+/* A new copy of text with the task's secrets masked. The runner's own messages can carry them
+ * too: a workflow can put a secret where an error message quotes it (runs-on, an image name). */
+static char *
+masked(struct rtask *rt, const char *text)
+{
+    struct buf b = {0};
+
+    mask_apply(rt->mask, text, strlen(text), &b);
+    return b.len ? buf_steal(&b) : xstrdup("");
+}
+
+/* One row of the runner's own, masked like the steps' output. */
 static void __attribute__((format(printf, 3, 4)))
 add_rowf(struct rtask *rt, int step, const char *fmt, ...)
 {
@@ -127,7 +139,9 @@ add_rowf(struct rtask *rt, int step, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    add_row(rt, step, line, strlen(line), true);
+    char *m = masked(rt, line);
+    add_row(rt, step, m, strlen(m), true);
+    free(m);
 }
 
 /* Rows were lost while the spool was full: one row says how many, where the loss began (in the
@@ -140,6 +154,7 @@ note_lost(struct rtask *rt)
     if (n == 0)
         return;
     rt->lost = 0;
+    metric_add(rt->d->m.lost, (double)n);
     log_warn("task %lld: %lld log row(s) lost: the state database could not take them",
              (long long)rt->tid, (long long)n);
     add_rowf(rt, rt->lost_step,
@@ -564,6 +579,8 @@ finish(struct rtask *rt, int result, const char *why)
      * took another way): the stored rows stand, and these last ones are new. */
     rt->skip = 0;
     note_lost(rt);
+    char *why_m = why ? masked(rt, why) : NULL;
+    why = why_m;
     if (why) {
         add_rowf(rt, -1, "::error::%s", why);
         free(rt->row.reason);
@@ -608,6 +625,7 @@ finish(struct rtask *rt, int result, const char *why)
     log_info("task %lld: job finished: %s%s%s", (long long)rt->tid,
              rpc_result_name(result) ? rpc_result_name(result) : "?", why ? ": " : "",
              why ? why : "");
+    free(why_m);
     reporter_poke(rt);
 }
 
@@ -992,7 +1010,9 @@ static void
 gone(struct rtask *rt, const char *why)
 {
 
-    log_warn("task %lld: %s", (long long)rt->tid, why);
+    char *m = masked(rt, why);
+    log_warn("task %lld: %s", (long long)rt->tid, m);
+    free(m);
     sweep_job(rt);
     /* A step that was running when the job was lost failed. */
     size_t i;
