@@ -189,7 +189,8 @@ flush_some(struct rtask *rt, size_t n, struct err *e)
         rt->pend_bytes -= strlen(rt->pend[i].content);
         free(rt->pend[i].content);
     }
-    memmove(rt->pend, rt->pend + n, (rt->npend - n) * sizeof *rt->pend);
+    if (n > 0 && n < rt->npend) /* pend is NULL until the first row */
+        memmove(rt->pend, rt->pend + n, (rt->npend - n) * sizeof *rt->pend);
     rt->npend -= n;
     return 0;
 }
