@@ -172,7 +172,8 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_GPU_OWNER] = "SELECT task_id FROM gpus WHERE uuid = ?1",
     [ST_GPU_RELEASE] = "DELETE FROM gpus WHERE task_id = ?1",
     [ST_GPU_HELD] = "SELECT uuid, task_id FROM gpus ORDER BY uuid",
-    [ST_TASK_SCRUB] = "UPDATE tasks SET task = " SCRUB_TASK " WHERE id = ?1 AND task IS NOT NULL",
+    [ST_TASK_SCRUB] = "UPDATE tasks SET task = " SCRUB_TASK " WHERE id = ?1 AND state = 'done' "
+                      "AND task IS NOT NULL",
     [ST_SCRUB_DONE] = "UPDATE tasks SET task = " SCRUB_TASK " WHERE state = 'done' AND task IS NOT "
                       "NULL AND (NOT json_valid(task) OR json_type(task, '$.secrets') IS NOT NULL "
                       "OR json_type(task, '$.context.token') IS NOT NULL "
@@ -1140,7 +1141,7 @@ store_task_scrub(struct store *s, int64_t id, struct err *e)
     sqlite3_bind_int64(st, 1, id);
     snprintf(what, sizeof what, "scrub task %" PRId64, id);
     rc = run(s, st, what, e);
-    if (rc < 0)
+    if (rc < 0 || sqlite3_changes(s->db) == 0)
         s->scrub_retry = true; /* store_settle() tries again, for every done task */
     else
         s->wal_scrub = true;

@@ -122,8 +122,10 @@ int store_task_gc(struct store *s, int64_t before_ns, int *deleted, struct err *
 /* A task that can no longer run or resume (it is done) needs its secrets no more: removes the
  * task message's `secrets` and its context's tokens (`token`, `gitea_runtime_token`) from the
  * stored row. The connection zeroes what it deletes (PRAGMA secure_delete), and the WAL still
- * holds older copies of the pages until store_settle() truncates it. 0 when the task is
- * unknown. */
+ * holds older copies of the pages until store_settle() truncates it. Only a row stored as
+ * "done" is scrubbed (one that may still resume keeps its secrets): when the row is not done
+ * yet (its state could not be written) or the scrub fails, store_settle() scrubs every done
+ * task later. 0 also when the task is unknown. */
 int store_task_scrub(struct store *s, int64_t id, struct err *e);
 /* After a scrub: checkpoints the WAL into the database and truncates the -wal file to zero
  * bytes, so that no old frame keeps a scrubbed secret; after a scrub that failed (a full

@@ -423,6 +423,16 @@ def sc_diskback(d, tmp, image):
           "diskback: the spool holds the row saying rows were lost and the rows after it")
 
 
+def check_sanitizers(tmp, name):
+    """No runnerd of the scenario reported undefined behaviour, a memory error or a leak."""
+    for root, _, files in os.walk(tmp):
+        for f in files:
+            if f.startswith("runnerd.") and f.endswith(".log") and name in root:
+                text = open(os.path.join(root, f), errors="replace").read()
+                bad = [x for x in ("runtime error:", "AddressSanitizer", "LeakSanitizer") if x in text]
+                check(not bad, "%s: %s says %s" % (name, f, bad))
+
+
 SCENARIOS = [("secrets", sc_secrets), ("teardown", sc_teardown), ("diskfull", sc_diskfull),
              ("diskback", sc_diskback)]
 
@@ -452,6 +462,7 @@ def main():
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+            check_sanitizers(tmp, name)
             print("  %s in %.1fs" % ("ok" if len(base.failures) == before else "FAILED", time.monotonic() - t0),
                   flush=True)
             if len(base.failures) != before:

@@ -10,7 +10,8 @@
  * task scrubbed of its secrets and tokens, none of them left in the raw bytes of the database,
  * -wal or -shm (secure_delete, the WAL truncated), the truncation never waiting for a reader,
  * an unreadable task message dropped, and done tasks of an older database scrubbed by the
- * migration while running ones keep their secrets. */
+ * migration while running ones keep their secrets; a task not stored as done yet keeps them
+ * until it is. */
 #include "harness.h"
 
 #include "store.h"
@@ -1083,5 +1084,32 @@ TEST(migration_scrubs_done_tasks)
                                                     "MY_SECRET")),
                   SECRET);
     store_task_clear(&got);
+    store_close(s);
+}
+
+TEST(scrub_waits_for_done)
+{
+    struct store *s = open_db(DB);
+    struct store_task t = {.id = 4, .ident = "cpu", .state = "finishing", .job = "build"};
+    struct store_task got;
+    struct err e = {0};
+
+    t.task = task_msg();
+    ASSERT_OK(store_task_put(s, &t, &e));
+    /* Its "done" could not be written (say, a full disk): it may still be recovered, and keeps
+     * what it needs. */
+    ASSERT_OK(store_task_scrub(s, 4, &e));
+    ASSERT_OK(store_task_get(s, 4, &got, &e));
+    ASSERT(json_object_get(got.task, "secrets") != NULL);
+    store_task_clear(&got);
+    /* Once it is written, the next settle scrubs it. */
+    t.state = "done";
+    ASSERT_OK(store_task_update(s, &t, &e));
+    ASSERT_EQ(store_settle(s, &e), 0);
+    ASSERT_OK(store_task_get(s, 4, &got, &e));
+    ASSERT(json_object_get(got.task, "secrets") == NULL);
+    store_task_clear(&got);
+    ASSERT(!raw_has(DB, SECRET) && !raw_has(DB, TOKEN) && !raw_has(DB, RTOKEN));
+    json_decref(t.task);
     store_close(s);
 }
