@@ -197,8 +197,9 @@ on_log(const struct connect_result *r, void *arg)
     rt->row.log_acked = ack; /* the store keeps the rows; ack only moves where we send from */
     /* The stored ack never passes the stored rows: rows sent from memory are stored (and the
      * ack with them) by the flush that takes them. */
-    if (store_log_ack(rt->d->st, rt->tid, ack < rt->row.log_rows ? ack : rt->row.log_rows, &e) < 0 &&
-        e.code != -ERANGE && !rt->spool_failed)
+    int64_t stored_ack = ack < rt->row.log_rows ? ack : rt->row.log_rows;
+    if (store_log_ack(rt->d->st, rt->tid, stored_ack, &e) < 0 && e.code != -ERANGE &&
+        !rt->spool_failed)
         log_warn("task %lld: %s", (long long)rt->tid, e.msg);
     if (final && ack >= upto)
         rt->row.log_closed = true;
