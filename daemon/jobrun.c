@@ -1689,6 +1689,8 @@ finish_job(struct jobrun *jr)
     jr->result = jr->cancelled && !jr->timed_out ? PLAN_CANCELLED
                  : jr->job_failed || jr->timed_out ? PLAN_FAILURE
                                                    : PLAN_SUCCESS;
+    if (jr->sink->closing)
+        jr->sink->closing(jr->sink_arg, jr, jr->result);
     uv_timer_stop(&jr->timer);
     uv_close((uv_handle_t *)&jr->timer, on_timer_closed);
     uv_timer_stop(&jr->watch);

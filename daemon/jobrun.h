@@ -41,6 +41,10 @@ struct jobrun_sink {
      * restarted host side can resume from there with jobrun_resume(). The sink may add its own
      * members to cp (e.g. how many log rows it holds) before storing it. */
     int (*checkpoint)(void *arg, struct jobrun *jr, json_t *cp);
+    /* Optional (runnerd): the job's result and outputs are known (read them with jobrun_*()
+     * and the plan) and the executor is about to be closed. Called once, before the teardown
+     * that job_finished follows, so that the sink can record the result durably first. */
+    void (*closing)(void *arg, struct jobrun *jr, enum plan_result result);
     /* The job is over and the executor closed: read results with jobrun_*(), then free. */
     void (*job_finished)(void *arg, struct jobrun *jr, enum plan_result result);
 };

@@ -179,6 +179,31 @@ on_fetched(const struct connect_result *r, void *arg)
     wait_then(id, id->backoff_s);
 }
 
+/* No task is fetched while the state database's filesystem is under runnerd.min_free_disk:
+ * its log rows would have nowhere to go. Looks again after fetch_interval_max; says so when
+ * it starts and when it ends. */
+static bool
+disk_held(struct ident *id)
+{
+    const struct config *c = &id->d->cfg;
+    long long avail;
+
+    if (daemon_disk_low(id->d, &avail)) {
+        if (!id->disk_low)
+            log_warn("%s: not taking tasks: the state database's disk has %lld KiB free, "
+                     "runnerd.min_free_disk is %lld KiB", id->si.name, avail >> 10,
+                     c->runnerd.min_free_disk >> 10);
+        id->disk_low = true;
+        wait_then(id, c->runnerd.fetch_interval_max_s > 0 ? c->runnerd.fetch_interval_max_s : 5.0);
+        return true;
+    }
+    if (id->disk_low)
+        log_info("%s: the state database's disk has room again (%lld KiB free): taking tasks",
+                 id->si.name, avail >> 10);
+    id->disk_low = false;
+    return false;
+}
+
 static void
 poll_now(struct ident *id)
 {
@@ -189,6 +214,8 @@ poll_now(struct ident *id)
         return;
     if (!daemon_can_take(id))
         return; /* poller_kick() when a slot (or a GPU) frees */
+    if (disk_held(id))
+        return;
     struct rpc_fetch_task_request req = {.tasks_version = id->tasks_version};
     long to = c->runner.fetch_timeout_s > 0 ? (long)(c->runner.fetch_timeout_s * 1000.0) : 5000;
     if (connect_call(id->conn, RPC_PATH_FETCH_TASK, &rpc_fetch_task_request_type, &req,

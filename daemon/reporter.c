@@ -31,6 +31,15 @@
 
 static void tick(struct rtask *rt);
 
+/* The index after the last row there is to send: the stored rows, and while the store takes no
+ * rows (its disk is full) the ones waiting in memory after them, so that the log, the row that
+ * says rows were lost and the end of the job still reach Gitea. */
+static int64_t
+rows_end(const struct rtask *rt)
+{
+    return rt->row.log_rows + (rt->spool_failed ? (int64_t)rt->npend : 0);
+}
+
 static void
 on_timer(uv_timer_t *t)
 {
@@ -115,9 +124,9 @@ next(struct rtask *rt, bool ok)
         rt->errors = 0;
         rt->backoff_s = 0;
         /* More to do right away when the job is over or rows are waiting. */
-        bool more = rt->row.log_acked < rt->row.log_rows || rt->state_dirty ||
+        bool more = rt->row.log_acked < rows_end(rt) || rt->state_dirty ||
                     (rt->job_over && !rt->row.final_sent);
-        arm(rt, more && (rt->job_over || rt->row.log_rows - rt->row.log_acked >= BATCH_ROWS)
+        arm(rt, more && (rt->job_over || rows_end(rt) - rt->row.log_acked >= BATCH_ROWS)
                     ? 0 : TICK_MS);
         return;
     }
@@ -159,7 +168,7 @@ on_log(const struct connect_result *r, void *arg)
             /* Someone (the server's zombie cleanup, an earlier noMore) closed the log. */
             log_warn("task %lld: the server's log is already archived; %lld rows not delivered",
                      (long long)rt->tid, (long long)(rt->row.log_rows - rt->row.log_acked));
-            rt->row.log_acked = rt->row.log_rows;
+            rt->row.log_acked = rows_end(rt);
             rt->row.log_closed = true;
             rt->dirty = true;
             next(rt, true);
@@ -169,7 +178,7 @@ on_log(const struct connect_result *r, void *arg)
         if (rt->job_over && hopeless(rt, r)) {
             log_err("task %lld: giving up delivering its log", (long long)rt->tid);
             rt->row.log_closed = true;
-            rt->row.log_acked = rt->row.log_rows;
+            rt->row.log_acked = rows_end(rt);
             rt->dirty = true;
         }
         next(rt, false);
@@ -182,12 +191,16 @@ on_log(const struct connect_result *r, void *arg)
         log_warn("task %lld: the server now holds %lld log rows, fewer than the %lld it "
                  "acknowledged: submitted logs are lost; sending them again",
                  (long long)rt->tid, (long long)ack, (long long)rt->row.log_acked);
-    if (ack > rt->row.log_rows)
-        ack = rt->row.log_rows;
+    if (ack > rt->row.log_rows + (int64_t)rt->npend)
+        ack = rt->row.log_rows + (int64_t)rt->npend;
     if (ack > rt->row.log_acked)
         metric_add(rt->d->m.sent, (double)(ack - rt->row.log_acked));
     rt->row.log_acked = ack; /* the store keeps the rows; ack only moves where we send from */
-    if (store_log_ack(rt->d->st, rt->tid, ack, &e) < 0 && e.code != -ERANGE)
+    /* The stored ack never passes the stored rows: rows sent from memory are stored (and the
+     * ack with them) by the flush that takes them. */
+    int64_t stored_ack = ack < rt->row.log_rows ? ack : rt->row.log_rows;
+    if (store_log_ack(rt->d->st, rt->tid, stored_ack, &e) < 0 && e.code != -ERANGE &&
+        !rt->spool_failed)
         log_warn("task %lld: %s", (long long)rt->tid, e.msg);
     if (final && ack >= upto)
         rt->row.log_closed = true;
@@ -203,26 +216,41 @@ send_log(struct rtask *rt)
     struct err e = {0};
     int rc;
 
-    rc = store_log_read(rt->d->st, rt->tid, rt->row.log_acked, BATCH_ROWS, &rows, &n, &e);
-    if (rc < 0) {
-        log_err("task %lld: reading the spool: %s", (long long)rt->tid, e.msg);
-        return rc;
+    if (rt->row.log_acked < rt->row.log_rows) {
+        rc = store_log_read(rt->d->st, rt->tid, rt->row.log_acked, BATCH_ROWS, &rows, &n, &e);
+        if (rc < 0) {
+            log_err("task %lld: reading the spool: %s", (long long)rt->tid, e.msg);
+            return rc;
+        }
+    }
+    /* Then the rows waiting in memory, from the first one not sent. */
+    int64_t from = rt->row.log_acked + (int64_t)n - rt->row.log_rows;
+    size_t nmem = 0;
+    if (from >= 0 && rt->spool_failed && (size_t)from < rt->npend && n < BATCH_ROWS) {
+        nmem = rt->npend - (size_t)from;
+        if (nmem > BATCH_ROWS - n)
+            nmem = BATCH_ROWS - n;
     }
     struct rpc_update_log_request req = {.task_id = rt->tid, .index = rt->row.log_acked};
-    req.rows = xcalloc(n ? n : 1, sizeof *req.rows);
+    req.rows = xcalloc(n + nmem ? n + nmem : 1, sizeof *req.rows);
     for (size_t i = 0; i < n; i++) {
         req.rows[i].time = ts(rows[i].time_ns);
         req.rows[i].content = rows[i].content;
     }
+    for (size_t i = 0; i < nmem; i++) {
+        req.rows[n + i].time = ts(rt->pend[(size_t)from + i].time_ns);
+        req.rows[n + i].content = rt->pend[(size_t)from + i].content;
+    }
+    n += nmem;
     req.n_rows = n;
     int64_t upto = rt->row.log_acked + (int64_t)n;
-    req.no_more = rt->job_over && upto >= rt->row.log_rows && n > 0;
+    req.no_more = rt->job_over && upto >= rows_end(rt) && n > 0;
     rt->log_sent_upto = upto;
     rt->log_final = req.no_more;
     rc = connect_call(rt->id->conn, RPC_PATH_UPDATE_LOG, &rpc_update_log_request_type, &req,
                       &rpc_update_log_response_type, 0, on_log, rt, &rt->call, &e);
     free(req.rows);
-    store_rows_free(rows, n);
+    store_rows_free(rows, n - nmem);
     if (rc < 0)
         log_err("task %lld: UpdateLog: %s", (long long)rt->tid, e.msg);
     return rc;
@@ -396,10 +424,11 @@ tick(struct rtask *rt)
         }
         return;
     }
-    if (task_flush(rt, &e) < 0)
+    bool failing = rt->spool_failed; /* said once, when it starts */
+    if (task_flush(rt, &e) < 0 && !failing)
         log_err("task %lld: saving state: %s", (long long)rt->tid, e.msg);
     int rc = 0;
-    if (rt->row.log_acked < rt->row.log_rows)
+    if (rt->row.log_acked < rows_end(rt))
         rc = send_log(rt);
     else if (rt->job_over && !rt->row.log_closed) {
         /* Every row went out before the job ended; the server archives only with a new row,

@@ -190,6 +190,9 @@ metrics_setup(struct daemon *d)
                                   NULL, 0);
     d->m.sent = metrics_family(d->metrics, "runnerd_log_rows_sent_total",
                                "Log rows acknowledged by Gitea.", METRIC_COUNTER, NULL, NULL, 0);
+    d->m.lost = metrics_family(d->metrics, "runnerd_log_rows_lost_total",
+                               "Log rows dropped because the state database could not store them "
+                               "(a full disk).", METRIC_COUNTER, NULL, NULL, 0);
     d->m.step_seconds = metrics_family(d->metrics, "runnerd_step_duration_seconds",
                                        "Step durations, by label.", METRIC_HISTOGRAM, label,
                                        step_buckets, sizeof step_buckets / sizeof step_buckets[0]);
@@ -225,13 +228,30 @@ on_metrics(void *arg, struct buf *out)
     metrics_render(d->metrics, out);
 }
 
+bool
+daemon_disk_low(const struct daemon *d, long long *avail)
+{
+    struct statvfs vfs;
+    char *dir = xstrdup(store_path(d->st)), *slash = strrchr(dir, '/');
+    bool low = false;
+
+    *avail = -1;
+    if (slash)
+        *slash = '\0';
+    if (statvfs(slash ? (*dir ? dir : "/") : ".", &vfs) == 0) {
+        *avail = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+        low = *avail < d->cfg.runnerd.min_free_disk;
+    }
+    free(dir);
+    return low;
+}
+
 static bool
 on_ready(void *arg, struct buf *why)
 {
     struct daemon *d = arg;
     bool any_slot = false;
-    struct statvfs vfs;
-    char *dir = xstrdup(store_path(d->st)), *slash = strrchr(dir, '/');
+    long long avail;
 
     if (d->stopping)
         buf_puts(why, "shutting down\n");
@@ -253,15 +273,9 @@ on_ready(void *arg, struct buf *why)
     }
     if (!any_slot && d->n_idents > 0 && why->len == 0)
         buf_puts(why, "no runner identity takes jobs\n");
-    if (slash)
-        *slash = '\0';
-    if (statvfs(slash ? (*dir ? dir : "/") : ".", &vfs) == 0) {
-        long long avail = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
-        if (avail < d->cfg.runnerd.min_free_disk)
-            buf_printf(why, "low disk space for the state database: %lld MiB free, %lld MiB "
-                       "needed\n", avail >> 20, d->cfg.runnerd.min_free_disk >> 20);
-    }
-    free(dir);
+    if (daemon_disk_low(d, &avail))
+        buf_printf(why, "low disk space for the state database: %lld MiB free, %lld MiB "
+                   "needed\n", avail >> 20, d->cfg.runnerd.min_free_disk >> 20);
     if (needs_docker(d) && !d->docker_ready)
         buf_puts(why, "the Docker engine is not reachable\n");
     return any_slot && why->len == 0;

@@ -52,6 +52,7 @@ struct ident {
     int running;                 /* its tasks whose job still runs */
     int gpus_needed;             /* free GPUs needed before polling (the most a label asks) */
     bool parked;                 /* GPU identity on a host without GPUs: never polls */
+    bool disk_low;               /* the last poll was held back for low disk space */
     bool closing;
 };
 
@@ -67,8 +68,8 @@ struct daemon {
     long long host_memory;       /* bytes, for percentage limits */
     struct metrics *metrics;     /* /metrics (always kept; served when runnerd.http is set) */
     struct {
-        struct metric_family *jobs, *running, *poll_errors, *spooled, *sent, *step_seconds,
-            *gpu_allocated, *gpu_grants, *slots_free;
+        struct metric_family *jobs, *running, *poll_errors, *spooled, *sent, *lost,
+            *step_seconds, *gpu_allocated, *gpu_grants, *slots_free;
     } m;
     struct httpd *httpd;
     bool docker_ready;
@@ -103,6 +104,12 @@ struct rtask {
     /* Spool: rows not in the store yet. */
     struct store_row *pend;
     size_t npend, cappend;
+    size_t pend_bytes;           /* their contents' size */
+    bool spool_failed;           /* the last write to the store failed (its disk is full):
+                                    pending rows are bounded, and the reporter sends them */
+    int64_t lost;                /* rows dropped past those bounds, not said yet */
+    int lost_step;               /* the step of the first of them */
+    bool cp_unsaved;             /* the last checkpoint is only in memory (a full disk) */
     int64_t rows;                /* rows produced, stored or pending (= next index) */
     int64_t skip;                /* rows to drop: produced again by a resumed job */
     bool dirty;                  /* row needs writing */
@@ -130,6 +137,9 @@ struct rtask {
 void daemon_apply_profiles(struct daemon *d, struct ident *id);
 /* True when identity id may take one more task now (a slot, and GPUs for a GPU identity). */
 bool daemon_can_take(const struct ident *id);
+/* True when the state database's filesystem has less than runnerd.min_free_disk free (*avail:
+ * the bytes free, -1 when unknown). No task is taken then: its log would not fit. */
+bool daemon_disk_low(const struct daemon *d, long long *avail);
 /* A task released its GPUs: GPU identities may poll again. */
 void daemon_gpus_freed(struct daemon *d);
 

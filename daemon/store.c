@@ -20,6 +20,12 @@
  * Schema
  * ------------------------------------------------------------------------------------------ */
 
+/* What of a task message only a task that can still run or resume needs: its secrets and the
+ * tokens in its context (a message that is not JSON is dropped whole). */
+#define SCRUB_TASK                                                                                 \
+    "CASE WHEN json_valid(task) THEN json_remove(task, '$.secrets', '$.context.token', "          \
+    "'$.context.gitea_runtime_token', '$.context.runtime_token') END"
+
 /* migrations[i] takes the schema from version i to i+1; PRAGMA user_version holds the version.
  * Never edit a released migration: append a new one. JSON columns hold compact JSON text, NULL
  * when the field is unset; times are CLOCK_REALTIME nanoseconds, 0 when unset. */
@@ -71,6 +77,9 @@ static const char *const migrations[] = {
     "    task_id INTEGER NOT NULL\n"
     ");\n"
     "CREATE INDEX gpus_task ON gpus (task_id);\n",
+    /* 2: tasks that ended before runnerd scrubbed ended tasks lose their secrets and tokens
+     * (store_task_scrub()). */
+    "UPDATE tasks SET task = " SCRUB_TASK " WHERE state = 'done' AND task IS NOT NULL;\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -107,6 +116,8 @@ enum {
     ST_GPU_OWNER,
     ST_GPU_RELEASE,
     ST_GPU_HELD,
+    ST_TASK_SCRUB,
+    ST_SCRUB_DONE,
     ST_COUNT
 };
 
@@ -161,6 +172,13 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_GPU_OWNER] = "SELECT task_id FROM gpus WHERE uuid = ?1",
     [ST_GPU_RELEASE] = "DELETE FROM gpus WHERE task_id = ?1",
     [ST_GPU_HELD] = "SELECT uuid, task_id FROM gpus ORDER BY uuid",
+    [ST_TASK_SCRUB] = "UPDATE tasks SET task = " SCRUB_TASK " WHERE id = ?1 AND state = 'done' "
+                      "AND task IS NOT NULL",
+    [ST_SCRUB_DONE] = "UPDATE tasks SET task = " SCRUB_TASK " WHERE state = 'done' AND task IS NOT "
+                      "NULL AND (NOT json_valid(task) OR json_type(task, '$.secrets') IS NOT NULL "
+                      "OR json_type(task, '$.context.token') IS NOT NULL "
+                      "OR json_type(task, '$.context.gitea_runtime_token') IS NOT NULL "
+                      "OR json_type(task, '$.context.runtime_token') IS NOT NULL)",
 };
 
 struct store {
@@ -168,6 +186,9 @@ struct store {
     char *path;
     int lock_fd;                /* the pid file while store_lock() holds it, else -1 */
     sqlite3_stmt *st[ST_COUNT]; /* prepared on first use, finalized by store_close() */
+    bool wal_scrub;             /* the -wal file may hold scrubbed secrets: truncate it */
+    bool scrub_retry;           /* a scrub failed (a full disk): scrub every done task again */
+    bool settle_failing;        /* the last store_settle() failed (reported once) */
 };
 
 /* The daemon lock is held (store_lock()). A record lock belongs to the process, and closing any
@@ -554,7 +575,10 @@ configure(struct store *s, struct err *e)
                      (const char *)sqlite3_column_text(st, 0));
         goto out;
     }
-    rc = exec_sql(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL", "configure", e);
+    /* secure_delete: the bytes of deleted and overwritten rows (a scrubbed task's secrets, its
+     * old checkpoints) are zeroed in the pages, not left in free space. */
+    rc = exec_sql(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
+                  "PRAGMA secure_delete = ON", "configure", e);
 out:
     sqlite3_finalize(st);
     return rc;
@@ -1102,6 +1126,88 @@ store_task_gc(struct store *s, int64_t before_ns, int *deleted, struct err *e)
     rc = atomic_end(s, owned, task_gc(s, before_ns, &count, e), e);
     if (rc == 0 && deleted)
         *deleted = count;
+    return rc;
+}
+
+int
+store_task_scrub(struct store *s, int64_t id, struct err *e)
+{
+    sqlite3_stmt *st;
+    char what[64];
+    int rc = stmt(s, ST_TASK_SCRUB, &st, e);
+
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    snprintf(what, sizeof what, "scrub task %" PRId64, id);
+    rc = run(s, st, what, e);
+    if (rc < 0 || sqlite3_changes(s->db) == 0)
+        s->scrub_retry = true; /* store_settle() tries again, for every done task */
+    else
+        s->wal_scrub = true;
+    return rc;
+}
+
+/* The body of store_settle(): SQLITE_BUSY/LOCKED (a reader, a writer elsewhere) and a full disk
+ * are 1 (later); other failures are reported. */
+static int
+settle(struct store *s, struct err *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (s->scrub_retry) {
+        rc = stmt(s, ST_SCRUB_DONE, &st, e);
+        if (rc == 0)
+            rc = run(s, st, "scrub done tasks", e);
+        if (rc == -EBUSY || rc == -ENOSPC)
+            return 1;
+        if (rc < 0)
+            return rc;
+        s->scrub_retry = false;
+        s->wal_scrub = true;
+    }
+    /* Never wait for a reader (runnerctl) on the loop: try again later instead. */
+    sqlite3_busy_timeout(s->db, 0);
+    rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(s->db, 5000);
+    if (rc != SQLITE_OK) {
+        rc = db_err(s, rc, "checkpoint the WAL", e);
+        return rc == -EBUSY || rc == -ENOSPC ? 1 : rc;
+    }
+    s->wal_scrub = false;
+    return 0;
+}
+
+int
+store_reclaim(struct store *s)
+{
+    int rc;
+
+    if (!sqlite3_get_autocommit(s->db))
+        return 1;
+    sqlite3_busy_timeout(s->db, 0);
+    rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(s->db, 5000);
+    if (rc != SQLITE_OK)
+        return 1;
+    s->wal_scrub = false; /* the same checkpoint */
+    return 0;
+}
+
+int
+store_settle(struct store *s, struct err *e)
+{
+    int rc;
+
+    if (!s->wal_scrub && !s->scrub_retry)
+        return 0;
+    if (!sqlite3_get_autocommit(s->db))
+        return 1; /* a transaction is open: later */
+    rc = settle(s, e);
+    if (rc < 0 && s->settle_failing)
+        return 1; /* said already */
+    s->settle_failing = rc < 0;
     return rc;
 }
 

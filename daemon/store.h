@@ -83,7 +83,8 @@ struct store_task {
     int64_t id;             /* Gitea task id: key */
     char *ident;            /* identity class that fetched it */
     char *state;
-    int result;             /* enum rpc_result; 0 while running */
+    int result;             /* enum rpc_result; 0 while the job runs, set (state still
+                               "running") once its steps are over and teardown begins */
     json_t *task;           /* the Task message as received (Connect JSON, with secrets) */
     char *job;              /* display: job name */
     char *repo;             /* display: owner/repo */
@@ -117,6 +118,26 @@ void store_task_free(struct store_task *v, size_t n);
 /* Deletes "done" tasks stopped before before_ns, with their log rows; *deleted (may be NULL)
  * gets how many. */
 int store_task_gc(struct store *s, int64_t before_ns, int *deleted, struct err *e);
+
+/* A task that can no longer run or resume (it is done) needs its secrets no more: removes the
+ * task message's `secrets` and its context's tokens (`token`, `gitea_runtime_token`) from the
+ * stored row. The connection zeroes what it deletes (PRAGMA secure_delete), and the WAL still
+ * holds older copies of the pages until store_settle() truncates it. Only a row stored as
+ * "done" is scrubbed (one that may still resume keeps its secrets): when the row is not done
+ * yet (its state could not be written) or the scrub fails, store_settle() scrubs every done
+ * task later. 0 also when the task is unknown. */
+int store_task_scrub(struct store *s, int64_t id, struct err *e);
+/* After a scrub: checkpoints the WAL into the database and truncates the -wal file to zero
+ * bytes, so that no old frame keeps a scrubbed secret; after a scrub that failed (a full
+ * disk), scrubs every done task first. Never waits: returns 1 while a reader, an open
+ * transaction or a full disk stands in the way (call it again later), 0 when done or nothing
+ * was scrubbed, <0 on another error (reported once while it lasts). */
+int store_settle(struct store *s, struct err *e);
+
+/* When a write failed for want of space: moves the WAL's pages into the database and truncates
+ * the -wal file, which frees the space of every older copy of a page the WAL held (it only
+ * shrinks on its own after 1000 pages). 0 when done, 1 when it could not be done now. */
+int store_reclaim(struct store *s);
 
 /* ---- log spool ---- */
 struct store_row {

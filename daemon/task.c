@@ -74,23 +74,38 @@ result_of(const char *conclusion)
 
 /* ---------------------------------------------------------------- spool */
 
-/* One row of the task's log (already masked: the job run's lines are; add_rowf() masks). */
+/* While the state database takes no rows (its disk is full), a job's rows wait in memory up to
+ * these bounds; the rows past them are lost, counted, and a row says how many (note_lost()). */
+#define PEND_MAX_ROWS 20000
+#define PEND_MAX_BYTES (8u << 20)
+#define FLUSH_CHUNK 1000
+
+/* One row of the task's log (already masked: the job run's lines are; add_rowf() masks).
+ * keep: the runner's own row, kept even when the spool is full (there are few of them). */
 static void
-add_row(struct rtask *rt, int step, const char *text, size_t len)
+add_row(struct rtask *rt, int step, const char *text, size_t len, bool keep)
 {
     json_t *s = step_rec(rt, step);
 
-    rt->rows++;
     if (rt->skip > 0) { /* the resumed job says again what the store already holds */
+        rt->rows++;
         rt->skip--;
         return;
     }
+    if (!keep && rt->spool_failed &&
+        (rt->npend >= PEND_MAX_ROWS || rt->pend_bytes >= PEND_MAX_BYTES)) {
+        if (rt->lost++ == 0)
+            rt->lost_step = step;
+        return; /* not a row: no index, not in the step's length */
+    }
+    rt->rows++;
     if (rt->npend == rt->cappend) {
         rt->cappend = rt->cappend ? rt->cappend * 2 : 64;
         rt->pend = xreallocarray(rt->pend, rt->cappend, sizeof *rt->pend);
     }
     rt->pend[rt->npend].time_ns = clock_now_ns();
     rt->pend[rt->npend].content = xstrndup(text, len);
+    rt->pend_bytes += len;
     rt->npend++;
     if (s) {
         if (!json_object_get(s, "log_index"))
@@ -115,26 +130,42 @@ add_rowf(struct rtask *rt, int step, const char *fmt, ...)
     if (n < 0)
         return;
     safe = mask_str(rt->mask, line);
-    add_row(rt, step, safe, strlen(safe));
+    add_row(rt, step, safe, strlen(safe), true);
     free(safe);
     free(line);
 }
 
-/* Writes pending rows and the task record in one transaction. */
+/* Rows were lost while the spool was full: one row says how many, where the loss began (in the
+ * step that lost them), so that the log the user reads is not silently short. */
+static void
+note_lost(struct rtask *rt)
+{
+    int64_t n = rt->lost;
+
+    if (n == 0)
+        return;
+    rt->lost = 0;
+    metric_add(rt->d->m.lost, (double)n);
+    log_warn("task %lld: %lld log row(s) lost: the state database could not take them",
+             (long long)rt->tid, (long long)n);
+    add_rowf(rt, rt->lost_step,
+             "::warning::%lld log row(s) of this job were lost: the runner's state database "
+             "could not store them (its disk is full)", (long long)n);
+}
+
+/* Writes up to n pending rows and the task record in one transaction; the rows written leave
+ * the pending list. */
 static int
-flush(struct rtask *rt, struct err *e)
+flush_some(struct rtask *rt, size_t n, struct err *e)
 {
     struct store *st = rt->d->st;
-    int rc;
-
-    if (rt->npend == 0 && !rt->dirty)
-        return 0;
     int64_t before = rt->row.log_rows;
-    rc = store_begin(st, e);
-    if (rc == 0 && rt->npend)
-        rc = store_log_append(st, rt->tid, rt->row.log_rows, rt->pend, rt->npend, e);
+    int rc = store_begin(st, e);
+
+    if (rc == 0 && n)
+        rc = store_log_append(st, rt->tid, rt->row.log_rows, rt->pend, n, e);
     if (rc == 0) {
-        rt->row.log_rows += (int64_t)rt->npend;
+        rt->row.log_rows += (int64_t)n;
         rc = store_task_update(st, &rt->row, e); /* the payload was written once, at start */
     }
     if (rc == 0)
@@ -144,11 +175,49 @@ flush(struct rtask *rt, struct err *e)
         rt->row.log_rows = before; /* the rows stay pending for the next try */
         return rc;
     }
-    metric_add(rt->d->m.spooled, (double)rt->npend);
-    for (size_t i = 0; i < rt->npend; i++)
+    metric_add(rt->d->m.spooled, (double)n);
+    for (size_t i = 0; i < n; i++) {
+        rt->pend_bytes -= strlen(rt->pend[i].content);
         free(rt->pend[i].content);
-    rt->npend = 0;
+    }
+    if (n > 0 && n < rt->npend) /* pend is NULL until the first row */
+        memmove(rt->pend, rt->pend + n, (rt->npend - n) * sizeof *rt->pend);
+    rt->npend -= n;
+    return 0;
+}
+
+/* Writes pending rows and the task record: all in one transaction, or once the store has
+ * failed (a full disk), FLUSH_CHUNK rows a transaction, so that whatever room there is (as
+ * space returns) takes rows, and a backlog bigger than the room does not block them all. */
+static int
+flush(struct rtask *rt, struct err *e)
+{
+    int rc = 0;
+
+    if (rt->npend == 0 && !rt->dirty)
+        return 0;
+    bool reclaimed = false;
+    do {
+        size_t n = rt->spool_failed && rt->npend > FLUSH_CHUNK ? FLUSH_CHUNK : rt->npend;
+        rc = flush_some(rt, n, e);
+        if (rc == -ENOSPC && !reclaimed) {
+            /* The WAL may hold the room: once a flush, fold it into the database and retry. */
+            reclaimed = true;
+            if (store_reclaim(rt->d->st) == 0)
+                rc = flush_some(rt, n, e);
+        }
+    } while (rc == 0 && rt->npend > 0);
+    if (rc < 0) {
+        rt->spool_failed = true;
+        return rc;
+    }
     rt->dirty = false;
+    rt->cp_unsaved = false;
+    if (rt->spool_failed) {
+        rt->spool_failed = false;
+        log_info("task %lld: the state database takes its rows again", (long long)rt->tid);
+        note_lost(rt); /* written by the next flush */
+    }
     return 0;
 }
 
@@ -158,20 +227,27 @@ task_flush(struct rtask *rt, struct err *e)
     return flush(rt, e);
 }
 
+/* Flushes; a failure is logged when the spool starts failing, not at every retry. */
 static void
 flush_or_warn(struct rtask *rt)
 {
     struct err e = {0};
+    bool failing = rt->spool_failed;
 
-    if (flush(rt, &e) < 0)
-        log_err("task %lld: saving state: %s", (long long)rt->tid, e.msg);
+    if (flush(rt, &e) < 0 && !failing)
+        log_err("task %lld: saving state: %s (rows wait in memory, and are sent from there)",
+                (long long)rt->tid, e.msg);
 }
 
 void
 task_flush_all(struct daemon *d)
 {
+    struct err e = {0};
+
     for (struct rtask *rt = d->tasks; rt; rt = rt->next)
         flush_or_warn(rt);
+    if (store_settle(d->st, &e) < 0)
+        log_warn("%s", e.msg);
 }
 
 /* ---------------------------------------------------------------- the sink */
@@ -200,6 +276,9 @@ sink_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const ch
     struct rtask *rt = arg;
     const char *pre = NULL;
     char *line;
+    /* The runner's own rows (setup, teardown, its messages) are few: kept when the spool is
+     * full; only what the steps print can be lost. */
+    bool keep = step < 0 || kind == JOBRUN_INFO;
 
     (void)jr;
     switch (kind) {
@@ -221,14 +300,14 @@ sink_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const ch
         pre = "::group::";
         break;
     case JOBRUN_ENDGROUP:
-        add_row(rt, step, "::endgroup::", 12);
+        add_row(rt, step, "::endgroup::", 12, keep);
         return;
     default:
-        add_row(rt, step, text, len);
+        add_row(rt, step, text, len, keep);
         return;
     }
     line = xasprintf("%s%.*s", pre, (int)len, text);
-    add_row(rt, step, line, strlen(line));
+    add_row(rt, step, line, strlen(line), keep);
     free(line);
 }
 
@@ -276,6 +355,27 @@ sink_checkpoint(void *arg, struct jobrun *jr, json_t *cp)
     }
     rt->dirty = true;
     if (flush(rt, &e) < 0) {
+        /* The rows may be what does not fit (a full disk): the record alone is small, and
+         * with it the job can still resume; the rows stay pending. */
+        struct err e2 = {0};
+        int64_t acked = rt->row.log_acked; /* may count rows sent from memory */
+        if (acked > rt->row.log_rows)
+            rt->row.log_acked = rt->row.log_rows;
+        int rc2 = store_task_update(rt->d->st, &rt->row, &e2);
+        rt->row.log_acked = acked;
+        if (rc2 == 0)
+            return 0;
+        if (rc2 == -ENOSPC) {
+            /* Not even that fits. Failing the step would make the job's result a lie about its
+             * steps: it goes on, and the checkpoint is written with the rows once there is
+             * room; until then a runnerd that stops cannot resume the job from here. */
+            if (!rt->cp_unsaved)
+                log_warn("task %lld: checkpoint: %s: the job goes on, but cannot be resumed "
+                         "from this step if runnerd stops before the disk has room",
+                         (long long)rt->tid, e2.msg);
+            rt->cp_unsaved = true;
+            return 0;
+        }
         log_err("task %lld: checkpoint: %s", (long long)rt->tid, e.msg);
         return e.code ? e.code : -EIO;
     }
@@ -284,26 +384,56 @@ sink_checkpoint(void *arg, struct jobrun *jr, json_t *cp)
 
 static void finish(struct rtask *rt, int result, const char *why);
 
-static void
-sink_job_finished(void *arg, struct jobrun *jr, enum plan_result result)
+/* The RPC result of a job run's result. */
+static int
+job_result(enum plan_result result)
 {
-    struct rtask *rt = arg;
-    int r = result == PLAN_SUCCESS     ? RPC_RESULT_SUCCESS
-            : result == PLAN_CANCELLED ? RPC_RESULT_CANCELLED
-            : result == PLAN_SKIPPED   ? RPC_RESULT_SKIPPED
-                                       : RPC_RESULT_FAILURE;
+    return result == PLAN_SUCCESS     ? RPC_RESULT_SUCCESS
+           : result == PLAN_CANCELLED ? RPC_RESULT_CANCELLED
+           : result == PLAN_SKIPPED   ? RPC_RESULT_SKIPPED
+                                      : RPC_RESULT_FAILURE;
+}
+
+/* Copies the job's outputs (once the job run computed them) into the task record. */
+static void
+take_outputs(struct rtask *rt)
+{
     json_t *outs = NULL;
 
     if (rt->plan && rt->plan->n_jobs && rt->plan->jobs[0].runs)
         outs = rt->plan->jobs[0].runs[0].outputs;
-
     if (json_is_object(outs) && json_object_size(outs)) {
         json_decref(rt->row.outputs);
         rt->row.outputs = json_deep_copy(outs);
     }
+}
+
+/* Every step is over and the container is about to be torn down: the result and outputs go
+ * to the store now, with the job's last rows, so that a runnerd killed during the teardown
+ * finishes the report with them after a restart (task_recover) instead of failing a job whose
+ * steps all ran. The state stays "running" (the checkpoint and exec still name what to tear
+ * down); a nonzero result on a running task means "teardown began". */
+static void
+sink_closing(void *arg, struct jobrun *jr, enum plan_result result)
+{
+    struct rtask *rt = arg;
+
+    (void)jr;
+    take_outputs(rt);
+    rt->row.result = job_result(result);
+    rt->dirty = true;
+    flush_or_warn(rt);
+}
+
+static void
+sink_job_finished(void *arg, struct jobrun *jr, enum plan_result result)
+{
+    struct rtask *rt = arg;
+
+    take_outputs(rt);
     jobrun_free(jr);
     rt->jr = NULL;
-    finish(rt, r, NULL);
+    finish(rt, job_result(result), NULL);
 }
 
 static const struct jobrun_sink sink = {
@@ -311,6 +441,7 @@ static const struct jobrun_sink sink = {
     .log = sink_log,
     .step_finished = sink_step_finished,
     .checkpoint = sink_checkpoint,
+    .closing = sink_closing,
     .job_finished = sink_job_finished,
 };
 
@@ -355,6 +486,38 @@ after_reporter(struct rtask *rt)
     free_task(rt);
 }
 
+/* The outputs a done task keeps (for `runnerctl tasks`) with its secrets masked: Gitea has
+ * them already, and the stored copy outlives the task's secrets. */
+static void
+mask_outputs(struct rtask *rt)
+{
+    struct buf b = {0};
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(rt->row.outputs, k, v) {
+        if (!json_is_string(v))
+            continue;
+        buf_reset(&b);
+        mask_apply(rt->mask, json_string_value(v), json_string_length(v), &b);
+        json_string_setn(v, b.len ? buf_str(&b) : "", b.len);
+    }
+    buf_free(&b);
+}
+
+/* A task that can no longer run or resume: its secrets and tokens leave the store, and the WAL
+ * that still holds them is truncated (now, or by the next flush tick if a reader is in the
+ * way). */
+static void
+scrub(struct daemon *d, int64_t tid)
+{
+    struct err e = {0};
+
+    if (store_task_scrub(d->st, tid, &e) < 0 || store_settle(d->st, &e) < 0)
+        log_err("task %lld: removing its secrets from the state database: %s", (long long)tid,
+                e.msg);
+}
+
 void
 task_reported(struct rtask *rt)
 {
@@ -371,7 +534,9 @@ task_reported(struct rtask *rt)
     free(rt->row.state);
     rt->row.state = xstrdup("done");
     rt->dirty = true;
+    mask_outputs(rt);
     flush_or_warn(rt);
+    scrub(rt->d, rt->tid);
     log_info("task %lld: done (%s)", (long long)rt->tid,
              rpc_result_name(rt->row.result) ? rpc_result_name(rt->row.result) : "?");
     reporter_stop(rt, after_reporter);
@@ -408,6 +573,7 @@ finish(struct rtask *rt, int result, const char *why)
     /* A resumed job that ends before saying again all it had said (its resume failed, or it
      * took another way): the stored rows stand, and these last ones are new. */
     rt->skip = 0;
+    note_lost(rt);
     if (why) {
         add_rowf(rt, -1, "::error::%s", why);
         free(rt->row.reason);
@@ -824,19 +990,29 @@ on_job_swept(const struct docker_res *res, void *arg)
         log_warn("removing a lost job's leftovers: %s", res->err.msg);
 }
 
+/* Removes whatever is left of the job's containers, networks and volumes (by its job label). */
 static void
-gone(struct rtask *rt, const char *why)
+sweep_job(struct rtask *rt)
 {
     const char *name = json_string_value(json_object_get(rt->row.exec, "name"));
     struct err e = {0};
 
-    log_warn("task %lld: %s", (long long)rt->tid, why);
     if (name && rt->d->docker_ready) {
         char *label = xasprintf(DOCKER_LABEL_JOB "=%s", name);
         if (docker_sweep(rt->d->docker, label, on_job_swept, NULL, &e) < 0)
             log_warn("removing a lost job's leftovers: %s", e.msg);
         free(label);
     }
+}
+
+static void
+gone(struct rtask *rt, const char *why)
+{
+
+    char *m = mask_str(rt->mask, why);
+    log_warn("task %lld: %s", (long long)rt->tid, m);
+    free(m);
+    sweep_job(rt);
     /* A step that was running when the job was lost failed. */
     size_t i;
     json_t *s;
@@ -847,6 +1023,18 @@ gone(struct rtask *rt, const char *why)
         }
     }
     finish(rt, RPC_RESULT_FAILURE, why);
+}
+
+/* runnerd stopped after the job's result was recorded, while its container was being torn
+ * down: what is left of it is removed, and the task finishes with the recorded result. */
+static void
+torn_down(struct rtask *rt)
+{
+    log_info("task %lld: runnerd stopped during the job's teardown; finishing it as %s",
+             (long long)rt->tid,
+             rpc_result_name(rt->row.result) ? rpc_result_name(rt->row.result) : "?");
+    sweep_job(rt);
+    finish(rt, rt->row.result, NULL);
 }
 
 static void
@@ -926,6 +1114,7 @@ task_recover(struct daemon *d, struct store_task *row)
         row->state = xstrdup("done");
         if (store_task_put(d->st, row, &e) < 0)
             log_err("task %lld: %s", (long long)row->id, e.msg);
+        scrub(d, row->id);
         return;
     }
     struct rtask *rt = task_new(d, id, t);
@@ -943,6 +1132,10 @@ task_recover(struct daemon *d, struct store_task *row)
         rt->holds_slot = true;
     }
     reporter_start(rt);
+    if (rt->row.result != 0) {
+        torn_down(rt);
+        return;
+    }
     if (rt->row.checkpoint == NULL || rt->row.exec == NULL) {
         gone(rt, rt->row.checkpoint == NULL
                      ? "runnerd stopped before the job's first step started: the job cannot go on"

@@ -6,7 +6,12 @@
  * monotonicity; persistence across reopen; gc; GPU holds; a garbage file, a foreign sqlite
  * database and a newer schema refused; a locked database reported; 10k rows in one transaction;
  * the daemon lock: the pid file beside the database holds the holder's pid, another process
- * sees that holder and cannot take the lock, and a pid file left behind is not a holder. */
+ * sees that holder and cannot take the lock, and a pid file left behind is not a holder; a done
+ * task scrubbed of its secrets and tokens, none of them left in the raw bytes of the database,
+ * -wal or -shm (secure_delete, the WAL truncated), the truncation never waiting for a reader,
+ * an unreadable task message dropped, and done tasks of an older database scrubbed by the
+ * migration while running ones keep their secrets; a task not stored as done yet keeps them
+ * until it is. */
 #include "harness.h"
 
 #include "store.h"
@@ -905,5 +910,206 @@ TEST(ten_thousand_rows)
     ASSERT_EQ(n, 10);
     ASSERT_STR_EQ(rows[9].content, "big 9999");
     store_rows_free(rows, n);
+    store_close(s);
+}
+
+/* ---- scrubbing ended tasks (issue 13, item 12) ---- */
+
+#define SECRET "s3cr3t-unit-7f2c9a"
+#define TOKEN "task-token-0b1e55"
+#define RTOKEN "runtime-token-77aa01"
+
+/* Whether the bytes of the database, its -wal and its -shm contain needle. */
+static bool
+raw_has(const char *path, const char *needle)
+{
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    size_t nl = strlen(needle);
+
+    for (size_t i = 0; i < 3; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        FILE *f = fopen(p, "rb");
+        if (f == NULL)
+            continue;
+        char *data = NULL;
+        size_t len = 0, cap = 0, got;
+        for (;;) {
+            if (len + 65536 > cap) {
+                cap = cap ? cap * 2 : 1 << 20;
+                data = realloc(data, cap);
+                ASSERT(data != NULL);
+            }
+            got = fread(data + len, 1, 65536, f);
+            if (got == 0)
+                break;
+            len += got;
+        }
+        fclose(f);
+        bool found = false;
+        for (size_t k = 0; !found && len >= nl && k <= len - nl; k++)
+            found = memcmp(data + k, needle, nl) == 0;
+        free(data);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+/* A task message as Gitea sends it: secrets, and tokens in the context; padded past a page so
+ * that it lives in overflow pages too. */
+static json_t *
+task_msg(void)
+{
+    char pad[6000];
+
+    memset(pad, 'p', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    return json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}}", "id", "7",
+                     "workflowPayload", pad, "context", "repository", "acme/app", "token", TOKEN,
+                     "gitea_runtime_token", RTOKEN, "pad", pad, "secrets", "MY_SECRET", SECRET,
+                     "GITEA_TOKEN", TOKEN);
+}
+
+TEST(scrub_done_task)
+{
+    struct store *s = open_db(DB);
+    struct store_task t = {.id = 7, .ident = "cpu", .state = "running", .job = "build"};
+    struct store_task got;
+    struct err e = {0};
+
+    t.task = task_msg();
+    t.checkpoint = json_pack("{s:{s:s}}", "cur_env", "MY_SECRET", SECRET);
+    ASSERT_OK(store_task_put(s, &t, &e));
+    put_task(s, 8, "running", 0);
+    /* Checkpoints come and go while the job runs. */
+    for (int i = 0; i < 20; i++)
+        ASSERT_OK(store_task_update(s, &t, &e));
+    ASSERT(raw_has(DB, SECRET) && raw_has(DB, TOKEN) && raw_has(DB, RTOKEN));
+    /* The job ends (the checkpoint goes), then the task is done and scrubbed. */
+    json_decref(t.checkpoint);
+    t.checkpoint = NULL;
+    t.state = "done";
+    ASSERT_OK(store_task_update(s, &t, &e));
+    ASSERT_OK(store_task_scrub(s, 7, &e));
+    ASSERT_OK(store_task_scrub(s, 99, &e)); /* unknown: nothing to do */
+    ASSERT_EQ(store_settle(s, &e), 0);
+    ASSERT(!raw_has(DB, SECRET));
+    ASSERT(!raw_has(DB, TOKEN));
+    ASSERT(!raw_has(DB, RTOKEN));
+    ASSERT_OK(store_task_get(s, 7, &got, &e));
+    ASSERT(json_object_get(got.task, "secrets") == NULL);
+    json_t *ctx = json_object_get(got.task, "context");
+    ASSERT(json_object_get(ctx, "token") == NULL);
+    ASSERT(json_object_get(ctx, "gitea_runtime_token") == NULL);
+    ASSERT_STR_EQ(json_string_value(json_object_get(ctx, "repository")), "acme/app");
+    ASSERT_STR_EQ(json_string_value(json_object_get(got.task, "id")), "7");
+    store_task_clear(&got);
+    /* Nothing left to settle. */
+    ASSERT_EQ(store_settle(s, &e), 0);
+    json_decref(t.task);
+    store_close(s);
+    ASSERT(!raw_has(DB, SECRET));
+}
+
+TEST(scrub_unreadable_task)
+{
+    struct store *s = open_db(DB);
+    struct store_task got;
+    struct err e = {0};
+
+    put_task(s, 3, "done", 1);
+    store_close(s);
+    raw_exec(DB, "UPDATE tasks SET task = '{broken " SECRET "' WHERE id = 3");
+    s = open_db(DB);
+    ASSERT_OK(store_task_scrub(s, 3, &e));
+    ASSERT_EQ(store_settle(s, &e), 0);
+    ASSERT_OK(store_task_get(s, 3, &got, &e));
+    ASSERT(got.task == NULL);
+    store_task_clear(&got);
+    store_close(s);
+    ASSERT(!raw_has(DB, SECRET));
+}
+
+TEST(settle_never_waits_for_a_reader)
+{
+    struct store *s = open_db(DB);
+    struct store_task t = {.id = 5, .ident = "cpu", .state = "done", .job = "build"};
+    sqlite3 *reader = NULL;
+    sqlite3_stmt *st = NULL;
+    struct err e = {0};
+
+    t.task = task_msg();
+    ASSERT_OK(store_task_put(s, &t, &e));
+    ASSERT_EQ(sqlite3_open(DB, &reader), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(reader, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(reader, "SELECT count(*) FROM tasks", -1, &st, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW); /* holds a read snapshot of the WAL */
+    ASSERT_OK(store_task_scrub(s, 5, &e));
+    ASSERT_EQ(store_settle(s, &e), 1);
+    sqlite3_finalize(st);
+    sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(reader);
+    ASSERT_EQ(store_settle(s, &e), 0);
+    ASSERT(!raw_has(DB, SECRET) && !raw_has(DB, TOKEN));
+    json_decref(t.task);
+    store_close(s);
+}
+
+TEST(migration_scrubs_done_tasks)
+{
+    struct store *s = open_db(DB);
+    struct store_task t = {.id = 1, .ident = "cpu", .state = "done", .job = "build"};
+    struct store_task got;
+    struct err e = {0};
+
+    t.task = task_msg();
+    ASSERT_OK(store_task_put(s, &t, &e));
+    t.id = 2;
+    t.state = "running";
+    ASSERT_OK(store_task_put(s, &t, &e));
+    json_decref(t.task);
+    store_close(s);
+    /* As a runnerd from before the scrub left it. */
+    raw_exec(DB, "PRAGMA user_version = 1");
+    s = open_db(DB);
+    ASSERT_EQ(raw_int(DB, "PRAGMA user_version"), store_schema_version());
+    ASSERT_OK(store_task_get(s, 1, &got, &e));
+    ASSERT(json_object_get(got.task, "secrets") == NULL);
+    ASSERT(json_object_get(json_object_get(got.task, "context"), "token") == NULL);
+    store_task_clear(&got);
+    /* A task that may still resume keeps what it needs. */
+    ASSERT_OK(store_task_get(s, 2, &got, &e));
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(got.task, "secrets"),
+                                                    "MY_SECRET")),
+                  SECRET);
+    store_task_clear(&got);
+    store_close(s);
+}
+
+TEST(scrub_waits_for_done)
+{
+    struct store *s = open_db(DB);
+    struct store_task t = {.id = 4, .ident = "cpu", .state = "finishing", .job = "build"};
+    struct store_task got;
+    struct err e = {0};
+
+    t.task = task_msg();
+    ASSERT_OK(store_task_put(s, &t, &e));
+    /* Its "done" could not be written (say, a full disk): it may still be recovered, and keeps
+     * what it needs. */
+    ASSERT_OK(store_task_scrub(s, 4, &e));
+    ASSERT_OK(store_task_get(s, 4, &got, &e));
+    ASSERT(json_object_get(got.task, "secrets") != NULL);
+    store_task_clear(&got);
+    /* Once it is written, the next settle scrubs it. */
+    t.state = "done";
+    ASSERT_OK(store_task_update(s, &t, &e));
+    ASSERT_EQ(store_settle(s, &e), 0);
+    ASSERT_OK(store_task_get(s, 4, &got, &e));
+    ASSERT(json_object_get(got.task, "secrets") == NULL);
+    store_task_clear(&got);
+    ASSERT(!raw_has(DB, SECRET) && !raw_has(DB, TOKEN) && !raw_has(DB, RTOKEN));
+    json_decref(t.task);
     store_close(s);
 }
