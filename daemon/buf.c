@@ -98,22 +98,16 @@ buf_free(struct buf *b)
 }
 
 int
-buf_read_file(struct buf *b, const char *path, size_t max, const char *what, struct err *e)
+buf_read_fd(struct buf *b, int fd, const char *name, size_t max, const char *what, struct err *e)
 {
     struct stat st;
     size_t start = b->len;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+    int rc = 0;
 
-    if (fd < 0)
-        return err_set(e, -errno, "%s: %s", path, strerror(errno));
-    if (fstat(fd, &st) < 0) {
-        rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = err_set(e, ERR_INVALID, "%s: not a regular file", path);
-        goto out;
-    }
+    if (fstat(fd, &st) < 0)
+        return err_set(e, -errno, "%s: %s", name, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return err_set(e, ERR_INVALID, "%s: not a regular file", name);
     for (;;) {
         char chunk[65536];
         ssize_t r = read(fd, chunk, sizeof chunk);
@@ -121,24 +115,34 @@ buf_read_file(struct buf *b, const char *path, size_t max, const char *what, str
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            rc = err_set(e, -errno, "%s: %s", path, strerror(errno));
-            goto out;
+            rc = err_set(e, -errno, "%s: %s", name, strerror(errno));
+            break;
         }
         if (r == 0)
             break;
         if (b->len - start + (size_t)r > max) {
-            rc = err_set(e, ERR_INVALID, "%s: the %s is too large (limit %zu bytes)", path, what,
+            rc = err_set(e, ERR_INVALID, "%s: the %s is too large (limit %zu bytes)", name, what,
                          max);
-            goto out;
+            break;
         }
         buf_append(b, chunk, (size_t)r);
     }
-out:
-    close(fd);
     if (rc < 0) {
         b->len = start;
         if (b->data)
             b->data[start] = '\0';
     }
+    return rc;
+}
+
+int
+buf_read_file(struct buf *b, const char *path, size_t max, const char *what, struct err *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+    if (fd < 0)
+        return err_set(e, -errno, "%s: %s", path, strerror(errno));
+    rc = buf_read_fd(b, fd, path, max, what, e);
+    close(fd);
     return rc;
 }

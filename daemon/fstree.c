@@ -212,45 +212,6 @@ fstree_open_beneath(const char *root, const char *rel, int flags, struct err *e)
     return fd;
 }
 
-/* Reads the regular file open as fd into b (at most max bytes); name is for messages. */
-static int
-read_fd(int fd, const char *name, struct buf *b, size_t max, const char *what, struct err *e)
-{
-    struct stat st;
-    size_t start = b->len;
-    int rc = 0;
-
-    if (fstat(fd, &st) < 0)
-        return err_set(e, -errno, "%s: %s", name, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return err_set(e, ERR_INVALID, "%s: not a regular file", name);
-    for (;;) {
-        char chunk[65536];
-        ssize_t r = read(fd, chunk, sizeof chunk);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = err_set(e, -errno, "%s: %s", name, strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        if (b->len - start + (size_t)r > max) {
-            rc = err_set(e, ERR_INVALID, "%s: the %s is too large (limit %zu bytes)", name,
-                         what, max);
-            break;
-        }
-        buf_append(b, chunk, (size_t)r);
-    }
-    if (rc < 0) {
-        b->len = start;
-        if (b->data)
-            b->data[start] = '\0';
-    }
-    return rc;
-}
-
 int
 fstree_read_beneath(const char *root, const char *rel, struct buf *b, size_t max,
                     const char *what, struct err *e)
@@ -260,7 +221,7 @@ fstree_read_beneath(const char *root, const char *rel, struct buf *b, size_t max
     if (fd < 0)
         return fd;
     char *name = xasprintf("%s/%s", root, rel);
-    rc = read_fd(fd, name, b, max, what, e);
+    rc = buf_read_fd(b, fd, name, max, what, e);
     free(name);
     close(fd);
     return rc;
@@ -393,7 +354,7 @@ tar_entry(int dfd, const char *name, const char *rel, const char *abs, const str
         if (fd < 0)
             rc = err_set(e, -errno, "%s: %s", abs, strerror(errno));
         if (rc == 0)
-            rc = read_fd(fd, abs, &b, c->cap, "file to upload", e);
+            rc = buf_read_fd(&b, fd, abs, c->cap, "file to upload", e);
         if (fd >= 0)
             close(fd);
         if (rc == 0)

@@ -27,6 +27,9 @@ void buf_reset(struct buf *b);
  * ERR_INVALID for something that is not a regular file or holds more than max bytes; e then
  * reads "path: ..." (what names the file in the size message, e.g. "workflow file"). */
 int buf_read_file(struct buf *b, const char *path, size_t max, const char *what, struct err *e);
+/* The same for a file already open as fd (not closed); name is the path for messages. */
+int buf_read_fd(struct buf *b, int fd, const char *name, size_t max, const char *what,
+                struct err *e);
 void buf_free(struct buf *b);
 
 #endif
