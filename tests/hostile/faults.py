@@ -321,13 +321,13 @@ def fill_to(path, filler, free):
             pass
 
 
-def small_fs(tmp, name):
-    """A 2 MB tmpfs under tmp (unmounted at the end), or None."""
+def small_fs(tmp, name, size="2m"):
+    """A small tmpfs (2 MB unless size says) under tmp (unmounted at the end), or None."""
     small = os.path.join(tmp, name + "-fs")
     os.makedirs(small)
-    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", small],
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", small],
                        capture_output=True, text=True)
-    if not check(m.returncode == 0, "%s: mount a 2 MB tmpfs (needs root): %s" % (name, m.stderr.strip())):
+    if not check(m.returncode == 0, "%s: mount a %s tmpfs (needs root): %s" % (name, size, m.stderr.strip())):
         return None
     MOUNTS.append(small)
     return small
@@ -401,7 +401,10 @@ def sc_diskfull(d, tmp, image):
 
 
 def sc_diskback(d, tmp, image):
-    small = small_fs(tmp, "diskback")
+    # 8 MB: once the filler goes, the room must hold every row that waited in memory (how many
+    # did depends on how fast the flood ran before the first failed write) and their WAL copy;
+    # on 2 MB a slow run's backlog filled the disk again and the last rows stayed in memory.
+    small = small_fs(tmp, "diskback", "8m")
     if small is None:
         return
     r = Runner(d, tmp, "diskback", image, state_dir=small, runnerd="  min_free_disk: 102400\n")
