@@ -109,15 +109,16 @@ on_step_started(void *arg, struct jobrun *jr, int step, const char *name)
  * progress, curl's meter) starts the line over, so only the text after the last one is shown
  * (CRs ending the line are a CRLF's, not an overwrite); tabs stay tabs. Every other control
  * character, ESC first, is shown as \xNN: the terminal is not the step's. A backslash is
- * shown as itself (paths, regular expressions). */
+ * shown as itself (paths, regular expressions). Without overwrite (annotations and the
+ * runner's own messages, which can quote names) a CR is shown as \x0d: nothing is hidden. */
 static char *
-output_shown(const char *s, size_t n)
+output_shown(const char *s, size_t n, bool overwrite)
 {
     struct buf b = BUF_INIT;
 
-    while (n > 0 && s[n - 1] == '\r')
+    while (overwrite && n > 0 && s[n - 1] == '\r')
         n--;
-    for (size_t i = n; i-- > 0;) {
+    for (size_t i = n; overwrite && i-- > 0;) {
         if (s[i] == '\r') {
             s += i + 1;
             n -= i + 1;
@@ -140,7 +141,8 @@ on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char
     struct local_run *lr = arg;
     struct runlocal *rl = lr->rl;
     FILE *f = rl->o->out;
-    char *t = output_shown(text, len);
+    char *t = output_shown(text, len, kind == JOBRUN_OUT || kind == JOBRUN_ERR ||
+                                          kind == JOBRUN_COMMAND);
     const char *pre = "  | ", *c = "";
     static const char pad[] = "                ";
     int depth = lr->group_depth > 8 ? 8 : lr->group_depth;

@@ -153,6 +153,7 @@ jobs:
           printf 'esc\033[2Jx\\y\n'
           echo "::set-output name=x::1"
           echo "::add-matcher::m.json"
+          printf '::warning::hidden\rshown\tcol\n'
   sk:
     needs: o
     if: false
@@ -173,6 +174,8 @@ jobs:
     check("output: ESC still escaped, backslash as is", "  | esc\\x1b[2Jx\\y" in o, repr(o))
     check("output: no raw CR or ESC on the terminal", "\r" not in out and "\x1b" not in out,
           repr(out))
+    check("output: an annotation hides nothing behind a CR (shown \\x0d), tabs as tabs",
+          "  warning: hidden\\x0dshown\tcol" in o, repr(o))
     check("commands: set-output and add-matcher echoed as act_runner does",
           "  | ::set-output name=x::1" in o and "  | ::add-matcher::m.json" in o, repr(o))
     jobs = {j["id"]: j for j in rep["jobs"]} if rep else {}
