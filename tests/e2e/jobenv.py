@@ -10,7 +10,8 @@ through `runnerctl exec` and through runnerd with the Gitea double, on an image 
   - files in the workspace (a copy of -C DIR, or a checkout) have a real mtime, not 1970;
   - GITHUB_SERVER_URL, github.server_url and GITHUB_API_URL carry no trailing slash although
     Gitea sends `http://host:3000/`;
-  - the rows sent to Gitea do not echo `::add-mask::` (as act_runner).
+  - the rows sent to Gitea are what act_runner sends: no `::add-mask::` row, `::set-output::`
+    as it came, a `::debug::` message alone (with ACTIONS_STEP_DEBUG).
 
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some parts with `jobenv.py exec|daemon`."""
 import json
@@ -136,8 +137,11 @@ def part_daemon(tmp, images):
                 steps = [{"uses": "actions/checkout@v4"},
                          {"name": "probe", "shell": "sh", "run": PROBE},
                          {"name": "mask", "run": 'echo "::add-mask::hide-me-now"; echo "shown hide-me-now"; '
-                                                 'echo "::set-output name=o::1"'}]
-                t = actions.run_job(d, steps, actions.context(gs, shas[0]))
+                                                 'echo "::set-output name=o::1"; echo "::debug::debug-said"'}]
+                j = d.admin("enqueue", {"runsOn": ["matric-builder"], "steps": steps,
+                                        "context": actions.context(gs, shas[0]),
+                                        "secrets": {"ACTIONS_STEP_DEBUG": "true"}})["jobId"]
+                t = base.final_task(d, j, 120)
                 if t is None:
                     continue
                 check(t["status"] == "success", "daemon %s: the job succeeds:\n%s" % (name, "\n".join(rows_of(t))[-2000:]))
@@ -147,6 +151,9 @@ def part_daemon(tmp, images):
                       "daemon %s: ::add-mask:: is not echoed to Gitea: %s" % (name, masked))
                 check("::set-output name=o::1" in masked,
                       "daemon %s: ::set-output:: goes to Gitea as act_runner sends it: %s" % (name, masked))
+                check("debug-said" in masked and not any("::debug::" in x for x in masked),
+                      "daemon %s: with step debug on, ::debug:: sends the message alone (as act_runner): %s"
+                      % (name, masked))
                 check(not any("hide-me-now" in x for x in rows_of(t)), "daemon %s: the masked value never reaches Gitea" % name)
             finally:
                 check(r.stop() == 0, "daemon %s: runnerd exits 0" % name)
