@@ -418,6 +418,37 @@ close_from(int lo)
         close(fd);
 }
 
+/* Returns the step's env with HOME and PATH added from the agent's own environment where the
+ * step's names neither: Docker gives a container's first process HOME from its user's passwd
+ * entry and PATH from the image or its default, and `docker run` passes both on. Without them
+ * `git config --global` fails and bash keeps an unexported PATH of its own. In the child. */
+static char **
+child_env(const struct agentp_msg *m)
+{
+    static const char *const names[] = {"HOME", "PATH"};
+    static const char *const fallback[] = {
+        "/", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    char **env = calloc(m->envc + 3, sizeof(*env));
+    size_t n = m->envc;
+
+    if (env == NULL)
+        return m->env;
+    memcpy(env, m->env, m->envc * sizeof(*env));
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = getenv(names[i]);
+        if (env_lookup(m->env, m->envc, names[i]) != NULL)
+            continue;
+        if (v == NULL || v[0] == '\0')
+            v = fallback[i];
+        size_t len = strlen(names[i]) + strlen(v) + 2;
+        if ((env[n] = malloc(len)) == NULL)
+            return m->env;
+        snprintf(env[n++], len, "%s=%s", names[i], v);
+    }
+    env[n] = NULL;
+    return env;
+}
+
 /* In the child: never returns. */
 static void
 child_exec(const struct agentp_msg *m, int out_fd, int err_fd, pid_t parent)
@@ -453,7 +484,7 @@ child_exec(const struct agentp_msg *m, int out_fd, int err_fd, pid_t parent)
         write_all(STDERR_FILENO, msg, strlen(msg));
         _exit(126);
     }
-    environ = m->env; /* execvp searches the step's own PATH */
+    environ = child_env(m); /* execvp searches the step's own PATH */
     execvp(m->argv[0], m->argv);
     code = errno == ENOENT || errno == ENOTDIR ? 127 : 126;
     snprintf(msg, sizeof(msg), "runner-agent: %s: %s\n", m->argv[0], strerror(errno));

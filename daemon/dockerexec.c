@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #define AGENT_DIR "/.runner"
@@ -435,6 +436,8 @@ add_entry(const char *rel, const char *abs, const struct stat *st, void *arg, st
     char *path = xasprintf("." WORKSPACE "/%s", rel);
     int rc = 0;
 
+    /* Each entry keeps its file's mtime: zip and wheel builds refuse the 1970 of a 0. */
+    dx->tar.mtime = st->st_mtime > 0 ? (long long)st->st_mtime : (long long)time(NULL);
     if (S_ISDIR(st->st_mode)) {
         rc = tar_add_dir(&dx->tar, path, st->st_mode & 07777, e);
     } else if (S_ISREG(st->st_mode)) {
@@ -1034,6 +1037,10 @@ on_resolved(const struct docker_res *res, void *arg)
             dx->x.base_path = xstrdup(s + 5);
         }
     }
+    /* An image without ENV PATH (any `docker import`) gets Docker's default PATH in its
+     * container; steps get it too, exported, or programs started by programs find nothing. */
+    if (!json_is_string(json_object_get(dx->x.base_env, "PATH")))
+        json_object_set_new(dx->x.base_env, "PATH", json_string(DEFAULT_PATH));
     /* What the container is created with (below) is part of every step's env too. */
     json_object_set_new(dx->x.base_env, "RUNNER_TOOL_CACHE", json_string("/opt/hostedtoolcache"));
     json_object_set_new(dx->x.base_env, "RUNNER_OS", json_string("Linux"));

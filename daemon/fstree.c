@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* lstat()ed symlink abs: its target into target[PATH_MAX]. */
@@ -342,6 +343,9 @@ tar_entry(int dfd, const char *name, const char *rel, const char *abs, const str
     char *path = xasprintf("%s/%s", c->prefix, rel);
     int rc = 0;
 
+    /* Each entry keeps its file's mtime (a checkout's is its checkout time): zip and wheel
+     * builds refuse the 1970 that an archive's default 0 gives. */
+    c->t->mtime = st->st_mtime > 0 ? (long long)st->st_mtime : (long long)time(NULL);
     if (S_ISDIR(st->st_mode)) {
         rc = tar_add_dir(c->t, path, st->st_mode & 07777, e);
     } else if (S_ISREG(st->st_mode)) {

@@ -175,12 +175,20 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
         break;
     }
     const char *name = wfcmd_prop(&c, "name");
+    /* What is echoed is act_runner's choice, so that Gitea's log viewer shows what it shows
+     * for act_runner: add-mask and stop-commands (and the line resuming them) leave no row;
+     * the commands that change state (outputs, state, env, path, matchers, echo) are
+     * written as they came, and Gitea hides the matcher lines itself. */
+    if (strcmp(c.name, "set-output") == 0 || strcmp(c.name, "save-state") == 0 ||
+        strcmp(c.name, "set-env") == 0 || strcmp(c.name, "add-path") == 0 ||
+        strcmp(c.name, "echo") == 0 || strcmp(c.name, "add-matcher") == 0 ||
+        strcmp(c.name, "remove-matcher") == 0)
+        jr_emit(jr, step, JOBRUN_COMMAND, line, len);
     if (strcmp(c.name, "add-mask") == 0) {
         if (c.data[0]) {
             mask_add(jr->mask, c.data);
             json_array_append_new(jr->added_masks, jstring_or_empty(c.data));
         }
-        jr_emit(jr, step, JOBRUN_COMMAND, "::add-mask::" MASK_TEXT, strlen("::add-mask::" MASK_TEXT));
     } else if (strcmp(c.name, "set-output") == 0 && name) {
         json_object_set_new(jr->cur_outputs, name, jstring_or_empty(c.data));
     } else if (strcmp(c.name, "save-state") == 0 && name) {

@@ -105,13 +105,44 @@ on_step_started(void *arg, struct jobrun *jr, int step, const char *name)
     free(t);
 }
 
+/* A line of step output as GitHub's log viewer shows it: a carriage return (`docker build`
+ * progress, curl's meter) starts the line over, so only the text after the last one is shown
+ * (CRs ending the line are a CRLF's, not an overwrite); tabs stay tabs. Every other control
+ * character, ESC first, is shown as \xNN: the terminal is not the step's. A backslash is
+ * shown as itself (paths, regular expressions). Without overwrite (annotations and the
+ * runner's own messages, which can quote names) a CR is shown as \x0d: nothing is hidden. */
+static char *
+output_shown(const char *s, size_t n, bool overwrite)
+{
+    struct buf b = BUF_INIT;
+
+    while (overwrite && n > 0 && s[n - 1] == '\r')
+        n--;
+    for (size_t i = n; overwrite && i-- > 0;) {
+        if (s[i] == '\r') {
+            s += i + 1;
+            n -= i + 1;
+            break;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            buf_printf(&b, "\\x%02x", c);
+        else
+            buf_putc(&b, (char)c);
+    }
+    return buf_steal(&b);
+}
+
 static void
 on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char *text, size_t len)
 {
     struct local_run *lr = arg;
     struct runlocal *rl = lr->rl;
     FILE *f = rl->o->out;
-    char *t = log_escape(text, len);
+    char *t = output_shown(text, len, kind == JOBRUN_OUT || kind == JOBRUN_ERR ||
+                                          kind == JOBRUN_COMMAND);
     const char *pre = "  | ", *c = "";
     static const char pad[] = "                ";
     int depth = lr->group_depth > 8 ? 8 : lr->group_depth;
@@ -211,6 +242,35 @@ static const struct jobrun_sink terminal_sink = {
 };
 
 /* ---------------------------------------------------------------- scheduling */
+
+/* Adds a run that never started to the report (pr NULL: a job whose runs were never
+ * expanded, under its id): --report lists every job of the run, skipped ones too. */
+static void
+report_unrun(struct runlocal *rl, struct plan *p, size_t ji, const struct plan_run *pr,
+             const char *result)
+{
+    json_t *ent = json_object();
+
+    json_object_set_new(ent, "id", json_string(p->jobs[ji].wf->id));
+    json_object_set_new(ent, "name", json_string(pr ? pr->name : p->jobs[ji].wf->id));
+    json_object_set_new(ent, "matrix", pr && pr->matrix ? json_incref(pr->matrix) : json_object());
+    json_object_set_new(ent, "result", json_string(result));
+    json_object_set_new(ent, "outputs", json_object());
+    json_object_set_new(ent, "steps", json_array());
+    json_array_append_new(json_object_get(rl->report, "jobs"), ent);
+}
+
+/* report_unrun() for each run of job ji, or once for the job when it has none. */
+static void
+report_job_unrun(struct runlocal *rl, struct plan *p, size_t ji, const char *result)
+{
+    const struct plan_job *j = &p->jobs[ji];
+
+    if (j->n_runs == 0)
+        report_unrun(rl, p, ji, NULL, result);
+    for (size_t ri = 0; ri < j->n_runs; ri++)
+        report_unrun(rl, p, ji, &j->runs[ri], result);
+}
 
 /* Picks the executor for a run: the first runs-on label that is mapped. */
 static const char *
@@ -327,16 +387,7 @@ fail:
     }
     plan_run_finish(p, ji, ri, PLAN_FAILURE);
     lr->finished = true;
-    {
-        json_t *ent = json_object();
-        json_object_set_new(ent, "id", json_string(p->jobs[ji].wf->id));
-        json_object_set_new(ent, "name", json_string(pr->name));
-        json_object_set(ent, "matrix", pr->matrix);
-        json_object_set_new(ent, "result", json_string("failure"));
-        json_object_set_new(ent, "outputs", json_object());
-        json_object_set_new(ent, "steps", json_array());
-        json_array_append_new(json_object_get(rl->report, "jobs"), ent);
-    }
+    report_unrun(rl, p, ji, pr, "failure");
 }
 
 /* Number of runs of job ji currently running. */
@@ -380,10 +431,13 @@ schedule(struct runlocal *rl)
 
                 if (plan_job_ready(p, ji)) {
                     char *id = shown(rl, j->wf->id), *m = NULL;
-                    if (plan_job_start(p, ji, &run, &e) < 0)
+                    if (plan_job_start(p, ji, &run, &e) < 0) {
                         fprintf(rl->o->out, "[%s] error: %s\n", id, m = shown(rl, e.msg));
-                    else if (!run)
+                        report_job_unrun(rl, p, ji, "failure");
+                    } else if (!run) {
                         fprintf(rl->o->out, "[%s] job skipped\n", id);
+                        report_job_unrun(rl, p, ji, "skipped");
+                    }
                     free(id);
                     free(m);
                     progress = true;
@@ -396,6 +450,8 @@ schedule(struct runlocal *rl)
                     if (rl->active >= rl->capacity || running_of(rl, pi, ji) >= j->max_parallel)
                         break;
                     if (p->cancelled) {
+                        if (!j->runs[ri].finished)
+                            report_unrun(rl, p, ji, &j->runs[ri], "cancelled");
                         plan_run_finish(p, ji, ri, PLAN_CANCELLED);
                         progress = true;
                         continue;

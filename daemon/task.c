@@ -291,11 +291,11 @@ sink_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const ch
     case JOBRUN_NOTICE:
         pre = "::notice::";
         break;
-    case JOBRUN_DEBUG:
+    case JOBRUN_DEBUG: /* as act_runner: the message alone, and only when debugging */
         if (!rt->debug)
             return;
-        pre = "::debug::";
-        break;
+        add_row(rt, step, text, len, keep);
+        return;
     case JOBRUN_GROUP:
         pre = "::group::";
         break;
@@ -693,6 +693,24 @@ pick_label(struct rtask *rt, json_t *runs_on)
     return NULL;
 }
 
+/* Gitea sends its ROOT_URL with the trailing slash (`http://host:3000/`); GitHub, act and
+ * every action joining paths to github.server_url expect none. */
+static void
+strip_url_slashes(json_t *github)
+{
+    static const char *const keys[] = {"server_url", "api_url", "graphql_url"};
+
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = json_string_value(json_object_get(github, keys[i]));
+        size_t l = v ? strlen(v) : 0;
+        if (l == 0 || v[l - 1] != '/')
+            continue;
+        while (l > 0 && v[l - 1] == '/')
+            l--;
+        json_object_set_new(github, keys[i], json_stringn(v, l));
+    }
+}
+
 /* Plans the task's one job. Returns 0, or <0 with why (a new string) for the log. */
 static int
 plan_task(struct rtask *rt, bool *run, char **why)
@@ -726,6 +744,7 @@ plan_task(struct rtask *rt, bool *run, char **why)
         rt->row.steps = steps_new(rt->wf->jobs[0].n_steps);
     }
     json_t *github = rt->t->context ? json_deep_copy(rt->t->context) : json_object();
+    strip_url_slashes(github);
     json_t *vars = map_json(&rt->t->vars), *secrets = map_json(&rt->t->secrets);
     json_t *needs = json_object();
     for (size_t i = 0; i < rt->t->n_needs; i++) {

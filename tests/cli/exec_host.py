@@ -106,8 +106,9 @@ with tempfile.TemporaryDirectory() as tmp:
     check("annotation", "  warning: x.c:3: careful" in one, "\n".join(one))
     check("secret masked", "  | the secret is ***" in one, "\n".join(one))
     check("secret masked in a command", "  error: also ***" in one, "\n".join(one))
-    check("add-mask", "  | dynamic *** here" in one and "  | ::add-mask::***" in one,
-          "\n".join(one))
+    check("add-mask", "  | dynamic *** here" in one, "\n".join(one))
+    check("add-mask: the command line itself is not echoed (as act_runner)",
+          not any("add-mask" in l for l in one), "\n".join(one))
     # stdout and stderr are separate pipes: the stderr line may land inside the group (indented).
     check("stderr", any(l.strip() == "! to stderr" for l in one), "\n".join(one))
     check("groups: title, indented lines, then back",
@@ -135,6 +136,66 @@ with tempfile.TemporaryDirectory() as tmp:
         ("First", "success", "success"), ("Second", "success", "success"),
         ("Third", "failure", "success"), ("Never", "skipped", "skipped"),
         ("Subdir", "success", "success")], json.dumps(steps))
+
+    # Output users read: tabs stay tabs, a CR starts the line over (GitHub's log viewer),
+    # CRLF endings vanish, other control characters stay escaped; workflow commands echo as
+    # act_runner writes them; --report lists skipped jobs.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  o:
+    runs-on: local
+    steps:
+      - run: |
+          printf 'a\tb\n'
+          printf '10%%\r50%%\r100%% done\n'
+          printf 'crlf\r\n'
+          printf 'esc\033[2Jx\\y\n'
+          echo "::set-output name=x::1"
+          echo "::add-matcher::m.json"
+          printf '::warning::hidden\rshown\tcol\n'
+  sk:
+    needs: o
+    if: false
+    runs-on: local
+    steps:
+      - run: echo never
+  sk2:
+    needs: sk
+    runs-on: local
+    steps:
+      - run: echo never
+""")
+    o = lines(out, "o")
+    check("output: a tab is shown as a tab", "  | a\tb" in o, repr(o))
+    check("output: CR shows the text after the last one", "  | 100% done" in o and
+          not any("50%" in l for l in o), repr(o))
+    check("output: a CRLF ending is dropped", "  | crlf" in o, repr(o))
+    check("output: ESC still escaped, backslash as is", "  | esc\\x1b[2Jx\\y" in o, repr(o))
+    check("output: no raw CR or ESC on the terminal", "\r" not in out and "\x1b" not in out,
+          repr(out))
+    check("output: an annotation hides nothing behind a CR (shown \\x0d), tabs as tabs",
+          "  warning: hidden\\x0dshown\tcol" in o, repr(o))
+    check("commands: set-output and add-matcher echoed as act_runner does",
+          "  | ::set-output name=x::1" in o and "  | ::add-matcher::m.json" in o, repr(o))
+    jobs = {j["id"]: j for j in rep["jobs"]} if rep else {}
+    check("report lists skipped jobs", jobs.get("sk", {}).get("result") == "skipped" and
+          jobs.get("sk2", {}).get("result") == "skipped" and
+          jobs.get("o", {}).get("result") == "success" and len(rep["jobs"]) == 3, json.dumps(rep))
+
+    # HOME and PATH reach every step, exported, even when runnerctl itself has no PATH.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  h:
+    runs-on: local
+    steps:
+      - run: /bin/sh -c 'echo "home=[$HOME]"; /usr/bin/env | grep -c "^PATH=/"'
+        shell: /bin/sh -e {0}
+""", env={"HOME": "/tmp/envout-home"})
+    h = lines(out, "h")
+    check("host: HOME and PATH exported to a step's children",
+          "  | home=[/tmp/envout-home]" in h and "  | 1" in h, repr(h) + err)
 
     # A matrix, all green: exit 0.
     rc, out, err, rep = run(tmp, r"""

@@ -441,6 +441,28 @@ TEST(cwd_and_exact_env)
     finish(&t);
 }
 
+/* A step whose env names no HOME or PATH gets the agent's own (in a container: what Docker
+ * gave its first process, HOME from the user's passwd entry and PATH from the image or
+ * Docker's default), exported, as `docker run` passes them on; one that names them keeps its
+ * own (above). */
+TEST(home_and_path_from_the_agent_when_the_step_has_none)
+{
+    struct tctx t;
+    struct tstep *s;
+    const char *env[] = {"FOO=1", NULL};
+    const char *argv[] = {"/usr/bin/env", NULL};
+    char *want;
+
+    ASSERT_OK(setenv("HOME", "/agent-home", 1));
+    ASSERT_OK(setenv("PATH", "/usr/bin:/bin", 1));
+    start(&t, NULL);
+    s = run_full(&t, 1, argv, env, NULL, 0, 0);
+    want = xasprintf("FOO=1\nHOME=/agent-home\nPATH=/usr/bin:/bin\n");
+    ASSERT_STR_EQ(out(s), want);
+    free(want);
+    finish(&t);
+}
+
 /* A step holds its stdin, stdout and stderr and nothing else, even when the agent itself
  * inherited a descriptor without O_CLOEXEC (here fd 57, open across the agent's start): no
  * step can reach the agent's stream or journal through an inherited descriptor. */

@@ -78,6 +78,32 @@ TEST(tar_extracts_the_same_tree)
     check_copy("out");
 }
 
+/* Each entry carries its file's mtime (a checkout's is its checkout time), never 1970:
+ * zip and wheel builds refuse files older than 1980. */
+TEST(tar_keeps_each_files_mtime)
+{
+    struct tar t;
+    struct err e = {0};
+    struct stat st;
+    FILE *f;
+
+    make_tree();
+    ASSERT_EQ(system("touch -d '2021-03-04 05:06:07 UTC' src/a.txt"), 0);
+    tar_init(&t);
+    ASSERT_OK(fstree_tar("src", ".", &t, 1 << 20, &e));
+    tar_finish(&t);
+    f = fopen("t.tar", "wb");
+    ASSERT(f != NULL);
+    ASSERT_EQ(fwrite(t.out.data, 1, t.out.len, f), t.out.len);
+    ASSERT_EQ(fclose(f), 0);
+    tar_free(&t);
+    ASSERT_EQ(system("mkdir out && tar -C out -xf t.tar"), 0);
+    ASSERT_EQ(stat("out/a.txt", &st), 0);
+    ASSERT_EQ((long long)st.st_mtime, 1614834367LL);
+    ASSERT_EQ(stat("out/bin/run.sh", &st), 0);
+    ASSERT(st.st_mtime > 1600000000);
+}
+
 TEST(tar_cap_is_an_error)
 {
     struct tar t;
