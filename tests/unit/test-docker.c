@@ -535,11 +535,14 @@ TEST(image_build_from_context)
     setup(&f, "build");
     l = labels(&f);
     snprintf(tag, sizeof tag, "runnerd-test/built:%d", (int)getpid());
-    /* "part" and "ial" arrive in separate messages, the newline in a third */
+    /* "part" and "ial" arrive in separate messages, the newline in a third. The RUN names this
+     * run's label value, so that no cached layer (another run's, on the same engine) skips it
+     * and its output. */
     dockerfile = xasprintf("FROM %s\nCOPY hello.txt /hello.txt\n"
-                           "RUN echo -n part; echo -n ial; echo; echo two; test -f /hello.txt\n"
+                           "RUN echo -n part; echo -n ial; echo; echo two; test -f /hello.txt"
+                           " # %s\n"
                            "LABEL io.runnerd.test.from=dockerfile\n",
-                           f.image);
+                           f.image, f.label_val);
     context_tar(&tar, "Dockerfile", dockerfile, "hello.txt", "hello\n", NULL);
     ASSERT_OK(docker_image_build(f.d, tar.out.data, tar.out.len, tag, NULL, l, on_build_line,
                                  on_res, &t, &e));
