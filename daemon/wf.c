@@ -1229,8 +1229,14 @@ read_strategy(struct wctx *c, const char *path, struct ynode *n, struct wf_job *
             char *pk = subk(p, k);
             if (is_insert(k->str)) {
                 check_tree(c, pk, v);
-            } else if (check_no_expr(c, p, k)) {
-                /* reported */
+            } else if (has_expr(k)) {
+                /* A key from an expression (`${{ needs.prep.outputs.key }}: [..]`): act and
+                 * Gitea evaluate matrix keys like values, when the matrix is expanded. */
+                check_template(c, p, k);
+                if (v->kind == YNODE_SEQ || has_expr(v))
+                    check_tree(c, pk, v);
+                else
+                    diag_type(c, pk, v, "a sequence");
             } else if (strcmp(k->str, "include") == 0 || strcmp(k->str, "exclude") == 0) {
                 if (v->kind == YNODE_SEQ) {
                     for (size_t e = 0; e < v->n; e++) {

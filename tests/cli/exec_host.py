@@ -356,6 +356,30 @@ jobs:
     check("job env: github.job", any(l.startswith("  | dir=/") and l.endswith(" job=ws")
                                      for l in ws), "\n".join(ws))
 
+    # A matrix key written as an expression is evaluated (act and Gitea do), here from needs.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  prepare:
+    runs-on: local
+    outputs:
+      key: ${{ steps.k.outputs.key }}
+    steps:
+      - id: k
+        run: echo "key=flavour" >> "$GITHUB_OUTPUT"
+  build:
+    needs: prepare
+    runs-on: local
+    strategy:
+      matrix:
+        ${{ needs.prepare.outputs.key }}: [sweet, sour]
+    steps:
+      - run: echo "got ${{ matrix.flavour }}"
+""")
+    check("matrix key from an expression: accepted and evaluated",
+          rc == 0 and "[build (sweet)]   | got sweet" in out and "[build (sour)]   | got sour" in out,
+          out + err)
+
     # Ctrl-C inside a composite's nested step: it stops, the composite fails, always() runs.
     os.makedirs(os.path.join(acts, "slow"), exist_ok=True)
     with open(os.path.join(acts, "slow", "action.yml"), "w") as f:

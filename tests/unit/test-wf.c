@@ -212,6 +212,20 @@ TEST(on_forms_and_defaults)
                             "jobs:\n  a:\n    runs-on: x\n    steps: []\n"),
                   "t.yml:5:15: on.workflow_call.inputs.n.type: unexpected value 'date' (expected "
                   "one of: boolean, number, string)");
+    /* A matrix key may be an expression (evaluated when the matrix is expanded); a broken
+     * one is reported at its ${{. */
+    w = parse_ok("ci.yml", "on: push\njobs:\n  p:\n    runs-on: x\n    steps: []\n  a:\n"
+                           "    needs: p\n    runs-on: x\n    strategy:\n      matrix:\n"
+                           "        ${{ needs.p.outputs.k }}: [1, 2]\n        os: [l]\n"
+                           "    steps: []\n");
+    wf_free(w);
+    ASSERT_STR_CONTAINS(parse_bad("on: push\njobs:\n  a:\n    runs-on: x\n    strategy:\n"
+                                  "      matrix:\n        ${{ needs. }}: [1]\n    steps: []\n"),
+                        "t.yml:7:9: jobs.a.strategy.matrix: invalid expression: ");
+    ASSERT_STR_EQ(parse_bad("on: push\njobs:\n  a:\n    runs-on: x\n    strategy:\n"
+                            "      matrix:\n        ${{ github.sha }}: 1\n    steps: []\n"),
+                  "t.yml:7:28: jobs.a.strategy.matrix.${{ github.sha }}: expected a sequence, "
+                  "got a string");
     /* Permissions: the empty mapping and every known scope and level are fine. */
     w = parse_ok("ci.yml", "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: x\n"
                            "    permissions:\n      contents: read\n      id-token: write\n"
