@@ -321,8 +321,15 @@ jobs:
         env:
           X: "1"
       - run: echo "after out=${{ steps.e.outputs.seen }} x=${{ env.X }}/${X:-unset}"
+      - uses: ./.github/actions/inner
+        with:
+          n: ${{ env.FROM_STEP }}
+        env:
+          FROM_STEP: via-step-env
 """)
     ec = lines(out, "ec")
+    check("composite: with: sees the step's own env:",
+          any(l.startswith("  | inner n=via-step-env who=none") for l in ec), "\n".join(ec))
     check("composite env context: if: sees the caller's env", rc == 0 and
           "  | wrongly-ran" not in ec, "\n".join(ec) + err)
     check("composite env context: expressions see caller, job and workflow env",
