@@ -967,7 +967,7 @@ check_event_config(struct wctx *c, const char *path, const char *name, const str
             continue; /* reported by check_keys() */
         char *p = subk(path, k);
         if (strcmp(k->str, "inputs") == 0 && strcmp(name, "workflow_dispatch") == 0)
-            check_id_map(c, p, v, false, check_dispatch_input);
+            check_id_map(c, p, v, true, check_dispatch_input); /* null: a string input */
         else if (strcmp(k->str, "inputs") == 0 && strcmp(name, "workflow_call") == 0)
             check_id_map(c, p, v, false, check_call_input);
         else if (strcmp(k->str, "outputs") == 0 && strcmp(name, "workflow_call") == 0)
@@ -1253,6 +1253,11 @@ read_strategy(struct wctx *c, const char *path, struct ynode *n, struct wf_job *
                 } else {
                     diag_type(c, pk, v, "a sequence of mappings");
                 }
+            } else if (v->kind == YNODE_SEQ && v->n == 0) {
+                /* No values: no combinations, so the job would silently not run. */
+                char *kq = q(k);
+                diag(c, v->pos, "%s: the matrix vector '%s' does not contain any values", pk, kq);
+                free(kq);
             } else if (v->kind == YNODE_SEQ || has_expr(v)) {
                 check_tree(c, pk, v);
             } else {

@@ -226,6 +226,11 @@ TEST(on_forms_and_defaults)
                             "      matrix:\n        ${{ github.sha }}: 1\n    steps: []\n"),
                   "t.yml:7:28: jobs.a.strategy.matrix.${{ github.sha }}: expected a sequence, "
                   "got a string");
+    /* A workflow_dispatch input with no settings at all is a string input (GitHub). */
+    w = parse_ok("ci.yml", "on:\n  workflow_dispatch:\n    inputs:\n      plain:\n"
+                           "      level:\n        type: choice\n        options: [a, b]\n"
+                           "jobs:\n  a:\n    runs-on: x\n    steps: []\n");
+    wf_free(w);
     /* Permissions: the empty mapping and every known scope and level are fine. */
     w = parse_ok("ci.yml", "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: x\n"
                            "    permissions:\n      contents: read\n      id-token: write\n"
