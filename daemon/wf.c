@@ -617,9 +617,8 @@ check_permissions(struct wctx *c, const char *path, const struct ynode *n)
 {
     static const char *const all[] = {"read-all", "write-all", NULL};
     static const char *const scopes[] = {
-        "actions",  "attestations", "checks",        "contents",
-        "deployments", "discussions", "id-token",    "issues",
-        "models",   "packages",     "pages",         "pull-requests",
+        "actions", "attestations", "checks", "contents", "deployments", "discussions",
+        "id-token", "issues", "models", "packages", "pages", "pull-requests",
         "repository-projects", "security-events", "statuses", NULL};
     static const char *const levels[] = {"read", "write", "none", NULL};
     static const char *const write_none[] = {"write", "none", NULL};
