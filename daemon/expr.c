@@ -1005,7 +1005,16 @@ expr_template_check_ex(const char *s, const struct expr_parse_opts *opts, size_t
 
     while ((rc = template_next(s, off, &part, e)) > 0) {
         struct expr *x = NULL;
+        size_t k = part.start;
 
+        /* The expression language reads "" as null, but GitHub's workflow reader refuses an
+         * empty ${{ }}: it is almost always a mistake (a forgotten context name). */
+        while (k < part.end && s[k] != '\0' && strchr(" \t\r\n", s[k]) != NULL)
+            k++;
+        if (k == part.end) {
+            rc = err_set(e, ERR_INVALID, "an expression was expected inside ${{ }}");
+            break;
+        }
         rc = expr_parse_ex(s + part.start, part.end - part.start, opts, &x, e);
         expr_free(x);
         if (rc < 0)

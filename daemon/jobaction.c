@@ -1232,8 +1232,22 @@ action_ready(struct jobrun *jr)
         dockerfile_start(jr); /* back here once the image is built */
         goto out;
     }
-    if (yeval_node(jr_file(jr), s->env, &ee, &step_env, &e) < 0 ||
-        yeval_node(jr_file(jr), s->with, &ee, &with, &e) < 0 ||
+    if (yeval_node(jr_file(jr), s->env, &ee, &step_env, &e) < 0) {
+        act_fail(jr, e.msg);
+        goto out;
+    }
+    if (json_is_object(step_env)) {
+        /* with: (and what the action evaluates for this step) sees the step's own env: in
+         * `env`, as in act and GitHub: `with: {x: ${{ env.X }}}` next to `env: {X: ..}`. */
+        json_t *envc = json_copy(json_object_get(ctx, "env"));
+        if (!json_is_object(envc)) {
+            json_decref(envc);
+            envc = json_object();
+        }
+        json_object_update(envc, step_env);
+        json_object_set_new(ctx, "env", envc);
+    }
+    if (yeval_node(jr_file(jr), s->with, &ee, &with, &e) < 0 ||
         (inputs = action_inputs(jr, ctx, with, &e)) == NULL) {
         act_fail(jr, e.msg);
         goto out;

@@ -61,6 +61,7 @@ struct jobrun {
     json_t *base;        /* job-level contexts (github, inputs, vars, secrets, needs, ...) */
     json_t *runner;
     json_t *job_env;     /* env every step starts from; GITHUB_ENV updates land here */
+    json_t *config_env;  /* --env / config values over the job env, or NULL */
     json_t *container_env;
     json_t *steps;       /* steps context */
     json_t *step_list;   /* for reports */

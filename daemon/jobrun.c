@@ -325,7 +325,18 @@ jr_contexts(struct jobrun *jr, json_t *env)
     json_object_set_new(c, "job", job);
     json_object_set(c, "steps", jr->frame ? jr->frame->steps_ctx : jr->steps);
     json_object_set(c, "runner", jr->runner);
-    json_object_set(c, "env", env ? env : jr->job_env);
+    if (env) {
+        json_object_set(c, "env", env);
+    } else if (jr->frame) {
+        /* Inside a composite action, `env` is what its steps' processes get: the job env with
+         * the calling step's env: (and enclosing callers') over it, as in act and GitHub; also
+         * for if:, with: and the action's outputs. */
+        json_t *merged = json_copy(jr->job_env);
+        json_object_update(merged, jr->frame->env);
+        json_object_set_new(c, "env", merged);
+    } else {
+        json_object_set(c, "env", jr->job_env);
+    }
     json_object_set_new(gh, "workspace", json_string(jr->x->workspace ? jr->x->workspace : ""));
     if (jr->phase != PH_SETUP && jr->cur < jr->wj->n_steps)
         json_object_set_new(gh, "action", json_string(jr_cur_id(jr)));
@@ -1710,6 +1721,41 @@ finish_job(struct jobrun *jr)
     executor_close(jr->x);
 }
 
+/* Sets the job env from jr->base: workflow env < job env < config env, plus ACT. */
+static void
+set_job_env(struct jobrun *jr)
+{
+    json_t *env = json_object_get(jr->base, "env");
+
+    json_decref(jr->job_env);
+    jr->job_env = env ? json_copy(env) : json_object();
+    if (jr->config_env)
+        json_object_update(jr->job_env, jr->config_env);
+    if (!json_object_get(jr->job_env, "ACT"))
+        json_object_set_new(jr->job_env, "ACT", json_string("true"));
+}
+
+/* Evaluates the job-level contexts again now that the executor says where the workspace is,
+ * so that workflow and job env see a complete github context (`${{ github.workspace }}/build`
+ * is the workspace's build directory, not "/build"), as act's and GitHub's do. */
+static int
+complete_job_contexts(struct jobrun *jr, struct err *e)
+{
+    json_t *extra = json_object(), *base = NULL;
+    int rc;
+
+    json_object_set_new(extra, "workspace",
+                        json_string(jr->x->workspace ? jr->x->workspace : ""));
+    rc = plan_run_contexts_ex(jr->plan, jr->job, jr->run, extra, &base, e);
+    json_decref(extra);
+    if (rc < 0)
+        return rc;
+    json_decref(jr->base);
+    jr->base = base;
+    set_job_env(jr);
+    return 0;
+}
+
 static void
 on_ready(void *arg, int rc, const struct err *e)
 {
@@ -1737,6 +1783,13 @@ on_ready(void *arg, int rc, const struct err *e)
         return;
     }
     if (jr->cancelled) {
+        finish_job(jr);
+        return;
+    }
+    struct err ce = {0};
+    if (complete_job_contexts(jr, &ce) < 0) {
+        jr_emitf(jr, -1, JOBRUN_ERROR, "evaluating the job's env failed: %s", ce.msg);
+        jr->job_failed = true;
         finish_job(jr);
         return;
     }
@@ -2069,7 +2122,6 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
              struct jobrun **out, struct err *e)
 {
     struct jobrun *jr = xcalloc(1, sizeof *jr);
-    json_t *env;
     int rc;
 
     *out = NULL;
@@ -2117,13 +2169,8 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     rc = plan_run_contexts(o->plan, o->job, o->run, &jr->base, e);
     if (rc < 0)
         goto fail;
-    /* Job env: workflow env < job env < config env, plus ACT. */
-    env = json_object_get(jr->base, "env");
-    jr->job_env = env ? json_copy(env) : json_object();
-    if (o->config_env)
-        json_object_update(jr->job_env, o->config_env);
-    if (!json_object_get(jr->job_env, "ACT"))
-        json_object_set_new(jr->job_env, "ACT", json_string("true"));
+    jr->config_env = o->config_env ? json_incref(o->config_env) : NULL;
+    set_job_env(jr);
     /* The job container's env. */
     const struct ynode *c = jr->wj->container;
     if (c && c->kind == YNODE_MAP && ynode_get(c, "env")) {
@@ -2252,6 +2299,7 @@ jobrun_free(struct jobrun *jr)
     json_decref(jr->base);
     json_decref(jr->runner);
     json_decref(jr->job_env);
+    json_decref(jr->config_env);
     json_decref(jr->container_env);
     json_decref(jr->services);
     free(jr->options);

@@ -309,11 +309,23 @@ eval_env(const struct plan *p, const struct ynode *env, json_t *ctxs, json_t *ds
 int
 plan_run_contexts(const struct plan *p, size_t i, size_t r, json_t **out, struct err *e)
 {
+    return plan_run_contexts_ex(p, i, r, NULL, out, e);
+}
+
+/* As plan_run_contexts(), with github_extra's members set in `github` before the env is
+ * evaluated: the front end knows some of them (the workspace) only once the job's executor
+ * exists, and job env such as `${{ github.workspace }}/build` must see them. */
+int
+plan_run_contexts_ex(const struct plan *p, size_t i, size_t r, json_t *github_extra,
+                     json_t **out, struct err *e)
+{
     const struct plan_job *j = &p->jobs[i];
     json_t *c = base_contexts(p, j), *env = json_object(), *job = json_object();
     int rc;
 
     *out = NULL;
+    if (json_is_object(github_extra))
+        json_object_update(json_object_get(c, "github"), github_extra);
     json_object_set_new(job, "status", json_string(p->cancelled ? "cancelled" : "success"));
     json_object_set_new(c, "job", job);
     if (r < j->n_runs) {

@@ -104,6 +104,11 @@ int plan_job_start(struct plan *p, size_t i, bool *run, struct err *e);
  * inputs, vars, secrets, needs, strategy, matrix, env (workflow env then job env). */
 int plan_run_contexts(const struct plan *p, size_t i, size_t r, json_t **out, struct err *e);
 
+/* As plan_run_contexts(), with the members of github_extra (an object, or NULL) added to the
+ * github context before the env is evaluated (github.workspace, known once the job runs). */
+int plan_run_contexts_ex(const struct plan *p, size_t i, size_t r, json_t *github_extra,
+                         json_t **out, struct err *e);
+
 /* Evaluates job i's `outputs` for run r with the steps context of its finished steps
  * (borrowed) and stores them on the run. */
 int plan_run_outputs(struct plan *p, size_t i, size_t r, json_t *steps, struct err *e);

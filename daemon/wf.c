@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -607,12 +608,25 @@ check_concurrency(struct wctx *c, const char *path, const struct ynode *n)
     }
 }
 
-/* Checks permissions: a string (read-all, write-all, ...) or a mapping scope -> level. */
+/* Checks permissions as GitHub's reader does: read-all or write-all, or a mapping of known
+ * scopes to read, write or none (id-token has no read level, models no write level). A typo
+ * such as `contents: wirte` must fail here rather than run the job with a token it did not
+ * ask for. The empty mapping {} (no permissions at all) is allowed. */
 static void
 check_permissions(struct wctx *c, const char *path, const struct ynode *n)
 {
+    static const char *const all[] = {"read-all", "write-all", NULL};
+    static const char *const scopes[] = {
+        "actions", "attestations", "checks", "contents", "deployments", "discussions",
+        "id-token", "issues", "models", "packages", "pages", "pull-requests",
+        "repository-projects", "security-events", "statuses", NULL};
+    static const char *const levels[] = {"read", "write", "none", NULL};
+    static const char *const write_none[] = {"write", "none", NULL};
+    static const char *const read_none[] = {"read", "none", NULL};
+
     if (n->kind == YNODE_SCALAR) {
-        check_no_expr(c, path, n);
+        if (!ynode_is_null(n) && !check_no_expr(c, path, n))
+            check_enum(c, path, n, all);
         return;
     }
     if (n->kind != YNODE_MAP) {
@@ -620,14 +634,23 @@ check_permissions(struct wctx *c, const char *path, const struct ynode *n)
         return;
     }
     for (size_t i = 0; i < n->n; i++) {
-        const struct ynode *k = n->keys[i];
+        const struct ynode *k = n->keys[i], *v = n->items[i];
         if (k->kind != YNODE_SCALAR) {
             diag(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
             continue;
         }
-        check_no_expr(c, path, k);
+        if (check_no_expr(c, path, k))
+            continue;
         char *p = subk(path, k);
-        get_str(c, p, n->items[i], false, NULL);
+        check_enum(c, path, k, scopes);
+        if (!check_no_expr(c, p, v)) {
+            if (strcmp(k->str, "id-token") == 0)
+                check_enum(c, p, v, write_none);
+            else if (strcmp(k->str, "models") == 0)
+                check_enum(c, p, v, read_none);
+            else
+                check_enum(c, p, v, levels);
+        }
         free(p);
     }
 }
@@ -827,8 +850,6 @@ check_call_input(struct wctx *c, const char *path, const struct ynode *n)
         char *p = sub(path, "type");
         check_enum(c, p, v, types);
         free(p);
-    } else {
-        diag(c, n->pos, "%s: missing required key 'type'", path);
     }
     if ((v = ynode_get(n, "required")) != NULL) {
         char *p = sub(path, "required");
@@ -945,7 +966,7 @@ check_event_config(struct wctx *c, const char *path, const char *name, const str
             continue; /* reported by check_keys() */
         char *p = subk(path, k);
         if (strcmp(k->str, "inputs") == 0 && strcmp(name, "workflow_dispatch") == 0)
-            check_id_map(c, p, v, false, check_dispatch_input);
+            check_id_map(c, p, v, true, check_dispatch_input); /* null: a string input */
         else if (strcmp(k->str, "inputs") == 0 && strcmp(name, "workflow_call") == 0)
             check_id_map(c, p, v, false, check_call_input);
         else if (strcmp(k->str, "outputs") == 0 && strcmp(name, "workflow_call") == 0)
@@ -1090,6 +1111,10 @@ check_container(struct wctx *c, const char *path, const struct ynode *n, bool is
             diag(c, v->pos, "%s: expected an image name, got an empty value", p);
         else
             get_str(c, p, v, true, NULL);
+    } else {
+        /* Without an image there is nothing to run the job (or service) in; refuse it here
+         * rather than fail at the job's start with a Docker error. */
+        diag(c, n->pos, "%s: missing required key 'image'", path);
     }
     free(p);
     if ((v = ynode_get(n, "env")) != NULL) {
@@ -1203,8 +1228,14 @@ read_strategy(struct wctx *c, const char *path, struct ynode *n, struct wf_job *
             char *pk = subk(p, k);
             if (is_insert(k->str)) {
                 check_tree(c, pk, v);
-            } else if (check_no_expr(c, p, k)) {
-                /* reported */
+            } else if (has_expr(k)) {
+                /* A key from an expression (`${{ needs.prep.outputs.key }}: [..]`): act and
+                 * Gitea evaluate matrix keys like values, when the matrix is expanded. */
+                check_template(c, p, k);
+                if (v->kind == YNODE_SEQ || has_expr(v))
+                    check_tree(c, pk, v);
+                else
+                    diag_type(c, pk, v, "a sequence");
             } else if (strcmp(k->str, "include") == 0 || strcmp(k->str, "exclude") == 0) {
                 if (v->kind == YNODE_SEQ) {
                     for (size_t e = 0; e < v->n; e++) {
@@ -1221,6 +1252,11 @@ read_strategy(struct wctx *c, const char *path, struct ynode *n, struct wf_job *
                 } else {
                     diag_type(c, pk, v, "a sequence of mappings");
                 }
+            } else if (v->kind == YNODE_SEQ && v->n == 0) {
+                /* No values: no combinations, so the job would silently not run. */
+                char *kq = q(k);
+                diag(c, v->pos, "%s: the matrix vector '%s' does not contain any values", pk, kq);
+                free(kq);
             } else if (v->kind == YNODE_SEQ || has_expr(v)) {
                 check_tree(c, pk, v);
             } else {
@@ -1402,6 +1438,56 @@ id_ref_cmp(const void *a, const void *b)
     if (r != 0)
         return r;
     return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Orders ids ignoring case, then by index (for qsort). */
+static int
+id_ref_casecmp(const void *a, const void *b)
+{
+    const struct id_ref *x = a, *y = b;
+    int r = strcasecmp(x->id, y->id);
+
+    if (r != 0)
+        return r;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Reports job ids that differ from an earlier one only in case. Job ids are case-insensitive
+ * (needs: and the needs/jobs contexts match them so), so `build` and `BUILD` would name one
+ * job twice; GitHub's reader refuses it at the second key. Sorting keeps this linear-ish for
+ * hostile files with many jobs. */
+static void
+check_job_id_case(struct wctx *c, const struct ynode *jobs)
+{
+    struct id_ref *refs = xcalloc(jobs->n ? jobs->n : 1, sizeof *refs);
+    size_t nr = 0;
+
+    for (size_t i = 0; i < jobs->n; i++) {
+        const struct ynode *k = jobs->keys[i];
+        if (k->kind == YNODE_SCALAR && strlen(k->str) == k->len) {
+            refs[nr].id = k->str;
+            refs[nr].index = i;
+            nr++;
+        }
+    }
+    qsort(refs, nr, sizeof *refs, id_ref_casecmp);
+    for (size_t i = 1; i < nr; i++) {
+        if (strcasecmp(refs[i - 1].id, refs[i].id) != 0)
+            continue;
+        size_t first = i - 1;
+        while (first > 0 && strcasecmp(refs[first - 1].id, refs[i].id) == 0)
+            first--;
+        const struct ynode *k = jobs->keys[refs[i].index];
+        const struct ynode *o = jobs->keys[refs[first].index];
+        char *kq = q(k), *oq = q(o);
+        diag(c, k->pos,
+             "jobs: the job id '%s' is already defined as '%s' at line %d, column %d (job ids "
+             "are case-insensitive)",
+             kq, oq, o->pos.line, o->pos.col);
+        free(kq);
+        free(oq);
+    }
+    free(refs);
 }
 
 /* Reads steps into a new array (*out, *nout) and reports duplicate step ids; generates eff_id
@@ -1852,6 +1938,7 @@ read_workflow(struct wctx *c, struct wf_workflow *w, struct ynode *root)
         free(kq);
         read_job(c, k, v->items[i], &w->jobs[w->n_jobs++]);
     }
+    check_job_id_case(c, v);
     check_needs(c, w);
 }
 

@@ -357,6 +357,97 @@ jobs:
           any("composite actions nest deeper than 10 levels" in l for l in rr) and
           "  | not-reached" not in rr, "\n".join(rr) + err)
 
+    # Inside a composite, the env context holds the calling step's env: and the job and
+    # workflow env (in if:, expressions and the outputs' values), as the processes' env does;
+    # the caller's env still does not leak to later steps.
+    os.makedirs(os.path.join(acts, "envctx"), exist_ok=True)
+    with open(os.path.join(acts, "envctx", "action.yml"), "w") as f:
+        f.write("name: envctx\noutputs:\n  seen:\n    value: x=${{ env.X }} wf=${{ env.WFV }}\n"
+                "runs:\n  using: composite\n  steps:\n"
+                "    - if: env.X != '1'\n      shell: sh\n      run: echo wrongly-ran\n"
+                "    - if: env.X == '1' && env.JOBV == 'j'\n      shell: sh\n"
+                "      run: echo \"ctx x=${{ env.X }} job=${{ env.JOBV }} wf=${{ env.WFV }} proc=$X\"\n")
+    rc, out, err, rep = run(tmp, r"""
+on: push
+env:
+  WFV: w
+jobs:
+  ec:
+    runs-on: local
+    env:
+      JOBV: j
+    steps:
+      - id: e
+        uses: ./.github/actions/envctx
+        env:
+          X: "1"
+      - run: echo "after out=${{ steps.e.outputs.seen }} x=${{ env.X }}/${X:-unset}"
+      - uses: ./.github/actions/inner
+        with:
+          n: ${{ env.FROM_STEP }}
+        env:
+          FROM_STEP: via-step-env
+""")
+    ec = lines(out, "ec")
+    check("composite: with: sees the step's own env:",
+          any(l.startswith("  | inner n=via-step-env who=none") for l in ec), "\n".join(ec))
+    check("composite env context: if: sees the caller's env", rc == 0 and
+          "  | wrongly-ran" not in ec, "\n".join(ec) + err)
+    check("composite env context: expressions see caller, job and workflow env",
+          "  | ctx x=1 job=j wf=w proc=1" in ec, "\n".join(ec))
+    check("composite env context: outputs see it; no leak to later steps",
+          "  | after out=x=1 wf=w x=/unset" in ec, "\n".join(ec))
+
+    # github is complete when workflow and job env are evaluated: github.workspace is the
+    # job's workspace there too (not "", which gave "/build").
+    rc, out, err, rep = run(tmp, r"""
+on: push
+env:
+  WF_DIR: ${{ github.workspace }}/wf
+jobs:
+  ws:
+    runs-on: local
+    env:
+      BUILD_DIR: "${{ github.workspace }}/build"
+      JOB_ID: ${{ github.job }}
+    steps:
+      - run: |
+          [ "$BUILD_DIR" = "$GITHUB_WORKSPACE/build" ] && echo build-dir-ok
+          [ "${{ env.BUILD_DIR }}" = "$GITHUB_WORKSPACE/build" ] && echo build-ctx-ok
+          [ "$WF_DIR" = "$GITHUB_WORKSPACE/wf" ] && echo wf-dir-ok
+          echo "dir=$BUILD_DIR job=$JOB_ID"
+""")
+    ws = lines(out, "ws")
+    check("job env: github.workspace is set when job env is evaluated",
+          rc == 0 and "  | build-dir-ok" in ws and "  | build-ctx-ok" in ws, "\n".join(ws) + err)
+    check("workflow env: github.workspace is set", "  | wf-dir-ok" in ws, "\n".join(ws))
+    check("job env: github.job", any(l.startswith("  | dir=/") and l.endswith(" job=ws")
+                                     for l in ws), "\n".join(ws))
+
+    # A matrix key written as an expression is evaluated (act and Gitea do), here from needs.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  prepare:
+    runs-on: local
+    outputs:
+      key: ${{ steps.k.outputs.key }}
+    steps:
+      - id: k
+        run: echo "key=flavour" >> "$GITHUB_OUTPUT"
+  build:
+    needs: prepare
+    runs-on: local
+    strategy:
+      matrix:
+        ${{ needs.prepare.outputs.key }}: [sweet, sour]
+    steps:
+      - run: echo "got ${{ matrix.flavour }}"
+""")
+    check("matrix key from an expression: accepted and evaluated",
+          rc == 0 and "[build (sweet)]   | got sweet" in out and "[build (sour)]   | got sour" in out,
+          out + err)
+
     # Ctrl-C inside a composite's nested step: it stops, the composite fails, always() runs.
     os.makedirs(os.path.join(acts, "slow"), exist_ok=True)
     with open(os.path.join(acts, "slow", "action.yml"), "w") as f:

@@ -163,6 +163,12 @@ TEST(number_format)
         {"1e20", "1E+20", false},
         {"1e-4", "0.0001", false},
         {"1e-5", "1E-05", false},
+        /* act (and so act_runner) and GitHub's runner both format with 15 significant
+         * digits and an exponent below 1e-4: 1E-06, not the JavaScript evaluator's
+         * 0.000001. */
+        {"0.000001", "1E-06", false},
+        {"format('{0}', 0.000001)", "1E-06", false},
+        {"0.84551240822557006", "0.84551240822557", false},
         {"0.1 == 0.10000000000000001", "true", false},
         {"1/3", "Unexpected symbol", true},
         {"0x7fffffffffffffff", "9.22337203685478E+18", false},

@@ -201,6 +201,42 @@ TEST(on_forms_and_defaults)
     ASSERT_STR_EQ(w->events[2].name, "gitea_only_event");
     wf_free(w);
 
+    /* workflow_call inputs without `type:` are accepted (act and Gitea read them as strings);
+     * a wrong type is still refused. */
+    w = parse_ok("ci.yml", "on:\n  workflow_call:\n    inputs:\n      name:\n"
+                           "        required: false\n        default: x\n      bare: {}\n"
+                           "jobs:\n  a:\n    runs-on: x\n    steps: []\n");
+    ASSERT_EQ(w->n_events, 1);
+    wf_free(w);
+    ASSERT_STR_EQ(parse_bad("on:\n  workflow_call:\n    inputs:\n      n:\n        type: date\n"
+                            "jobs:\n  a:\n    runs-on: x\n    steps: []\n"),
+                  "t.yml:5:15: on.workflow_call.inputs.n.type: unexpected value 'date' (expected "
+                  "one of: boolean, number, string)");
+    /* A matrix key may be an expression (evaluated when the matrix is expanded); a broken
+     * one is reported at its ${{. */
+    w = parse_ok("ci.yml", "on: push\njobs:\n  p:\n    runs-on: x\n    steps: []\n  a:\n"
+                           "    needs: p\n    runs-on: x\n    strategy:\n      matrix:\n"
+                           "        ${{ needs.p.outputs.k }}: [1, 2]\n        os: [l]\n"
+                           "    steps: []\n");
+    wf_free(w);
+    ASSERT_STR_CONTAINS(parse_bad("on: push\njobs:\n  a:\n    runs-on: x\n    strategy:\n"
+                                  "      matrix:\n        ${{ needs. }}: [1]\n    steps: []\n"),
+                        "t.yml:7:9: jobs.a.strategy.matrix: invalid expression: ");
+    ASSERT_STR_EQ(parse_bad("on: push\njobs:\n  a:\n    runs-on: x\n    strategy:\n"
+                            "      matrix:\n        ${{ github.sha }}: 1\n    steps: []\n"),
+                  "t.yml:7:28: jobs.a.strategy.matrix.${{ github.sha }}: expected a sequence, "
+                  "got a string");
+    /* A workflow_dispatch input with no settings at all is a string input (GitHub). */
+    w = parse_ok("ci.yml", "on:\n  workflow_dispatch:\n    inputs:\n      plain:\n"
+                           "      level:\n        type: choice\n        options: [a, b]\n"
+                           "jobs:\n  a:\n    runs-on: x\n    steps: []\n");
+    wf_free(w);
+    /* Permissions: the empty mapping and every known scope and level are fine. */
+    w = parse_ok("ci.yml", "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: x\n"
+                           "    permissions:\n      contents: read\n      id-token: write\n"
+                           "      pull-requests: none\n      models: read\n    steps: []\n");
+    wf_free(w);
+
     /* No `on` is tolerated (act: the workflow matches no event). */
     w = parse_ok("ci.yml", "jobs:\n  a:\n    runs-on: x\n    steps: []\n");
     ASSERT_EQ(w->n_events, 0);
