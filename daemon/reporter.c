@@ -466,8 +466,11 @@ tick(struct rtask *rt)
         rc = send_state(rt);
     } else if (rt->job_over)
         rc = send_state(rt);
-    else
-        arm(rt, TICK_MS);
+    else {
+        /* Nothing waits: wake for the next state, or the next rows' second. */
+        int64_t left_ms = STATE_EVERY_MS - (clock_now_ns() - rt->last_state_ns) / 1000000;
+        arm(rt, left_ms > 0 && left_ms < TICK_MS ? (uint64_t)left_ms : TICK_MS);
+    }
     if (rc < 0)
         next(rt, false);
 }
