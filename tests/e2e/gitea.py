@@ -109,11 +109,12 @@ class Gitea:
         return self.api("GET", "/repos/ci/%s/actions/runs/%d/jobs" % (repo, run_id)).get("jobs") or []
 
     def job_log(self, repo, job_id):
-        """The job's stored log ("" while it has none: no task yet)."""
+        """The job's stored log ("" while it has none: Gitea 1.25 answers 404 before the job has
+        a task and 500 while the task has no log file yet; what a test checks is the content)."""
         try:
             return self.api("GET", "/repos/ci/%s/actions/jobs/%d/logs" % (repo, job_id), raw=True)
         except urllib.error.HTTPError as e:
-            if e.code == 404:
+            if e.code in (404, 500):
                 return ""
             raise
 
