@@ -449,9 +449,12 @@ tick(struct rtask *rt)
         log_err("task %lld: saving state: %s", (long long)rt->tid, e.msg);
     int rc = 0;
     bool rows = rt->row.log_acked < rows_end(rt);
-    /* While the job runs, rows never starve the state: after a log call, a due state goes
-     * first. Once it is over, every row goes before the final state. */
-    bool state_turn = !rt->job_over && state_due(rt) && (rt->log_turn_done || !rows);
+    /* While the job runs, rows never starve the state: a step that started or ended goes
+     * before the rows (Gitea places a row under the step its index falls in, and before the
+     * first step is running everything is "Set up job"), and after a log call a due state goes
+     * first. Once the job is over, every row goes before the final state. */
+    bool state_turn = !rt->job_over && state_due(rt) &&
+                      (rt->state_dirty || rt->log_turn_done || !rows);
     if (state_turn) {
         rt->log_turn_done = false;
         rc = send_state(rt);
