@@ -21,7 +21,7 @@
 #include <string.h>
 
 #define TICK_MS 1000           /* log latency and the state heartbeat's resolution */
-#define STATE_EVERY_S 5
+#define STATE_EVERY_MS 1000     /* state (and so cancel) latency while the job runs */
 #define POKE_MS 50             /* coalesce step transitions */
 #define BATCH_ROWS 1000
 #define BACKOFF_MAX_S 5.0
@@ -38,6 +38,18 @@ static int64_t
 rows_end(const struct rtask *rt)
 {
     return rt->row.log_rows + (rt->spool_failed ? (int64_t)rt->npend : 0);
+}
+
+/* Is an UpdateTask due while the job runs: a step changed, or the last one is STATE_EVERY_MS
+ * old (the server's keep-alive, each step's growing log length, and the only way a cancel is
+ * learnt)? */
+static bool
+state_due(const struct rtask *rt)
+{
+    /* The slack: a timer armed for STATE_EVERY_MS may fire a little early by the wall clock
+     * (the loop's time is cached), and missing it would double the interval. */
+    return rt->state_dirty ||
+           clock_now_ns() - rt->last_state_ns >= (int64_t)(STATE_EVERY_MS - 100) * 1000000;
 }
 
 static void
@@ -126,6 +138,14 @@ next(struct rtask *rt, bool ok)
         /* More to do right away when the job is over or rows are waiting. */
         bool more = rt->row.log_acked < rows_end(rt) || rt->state_dirty ||
                     (rt->job_over && !rt->row.final_sent);
+        if (!rt->job_over && rt->state_dirty) {
+            arm(rt, POKE_MS); /* a step changed while a call was out */
+            return;
+        }
+        if (!rt->job_over && rt->log_turn_done && state_due(rt)) {
+            arm(rt, 0); /* the state's turn after a log call */
+            return;
+        }
         arm(rt, more && (rt->job_over || rows_end(rt) - rt->row.log_acked >= BATCH_ROWS)
                     ? 0 : TICK_MS);
         return;
@@ -428,19 +448,32 @@ tick(struct rtask *rt)
     if (task_flush(rt, &e) < 0 && !failing)
         log_err("task %lld: saving state: %s", (long long)rt->tid, e.msg);
     int rc = 0;
-    if (rt->row.log_acked < rows_end(rt))
+    bool rows = rt->row.log_acked < rows_end(rt);
+    /* While the job runs, rows never starve the state: a step that started or ended goes
+     * before the rows (Gitea places a row under the step its index falls in, and before the
+     * first step is running everything is "Set up job"), and after a log call a due state goes
+     * first. Once the job is over, every row goes before the final state. */
+    bool state_turn = !rt->job_over && state_due(rt) &&
+                      (rt->state_dirty || rt->log_turn_done || !rows);
+    if (state_turn) {
+        rt->log_turn_done = false;
+        rc = send_state(rt);
+    } else if (rows) {
+        rt->log_turn_done = true;
         rc = send_log(rt);
-    else if (rt->job_over && !rt->row.log_closed) {
+    } else if (rt->job_over && !rt->row.log_closed) {
         /* Every row went out before the job ended; the server archives only with a new row,
          * and leaving the log in its database is harmless (spec §3.7). */
         rt->row.log_closed = true;
         rt->dirty = true;
         rc = send_state(rt);
-    } else if (rt->state_dirty || rt->job_over ||
-               clock_now_ns() - rt->last_state_ns >= (int64_t)STATE_EVERY_S * 1000000000)
+    } else if (rt->job_over)
         rc = send_state(rt);
-    else
-        arm(rt, TICK_MS);
+    else {
+        /* Nothing waits: wake for the next state, or the next rows' second. */
+        int64_t left_ms = STATE_EVERY_MS - (clock_now_ns() - rt->last_state_ns) / 1000000;
+        arm(rt, left_ms > 0 && left_ms < TICK_MS ? (uint64_t)left_ms : TICK_MS);
+    }
     if (rc < 0)
         next(rt, false);
 }

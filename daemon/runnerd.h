@@ -123,7 +123,8 @@ struct rtask {
     bool rtimer_open;
     struct connect_call *call;
     bool state_dirty;            /* steps changed since the last UpdateTask */
-    int64_t last_state_ns;
+    int64_t last_state_ns;       /* when the server last answered an UpdateTask */
+    bool log_turn_done;          /* an UpdateLog went since the last UpdateTask: the state's turn */
     int64_t log_sent_upto;       /* rows the UpdateLog in flight covers */
     bool log_final;              /* ... and it carries noMore */
     int errors;                  /* consecutive failed calls */

@@ -264,6 +264,10 @@ sink_step_started(void *arg, struct jobrun *jr, int step, const char *name)
         return;
     if (!rec_get(s, "started_ns")) /* a resumed job may announce a step again */
         rec_set(s, "started_ns", clock_now_ns());
+    /* Its log starts here: the state that says it runs may reach Gitea before its first row,
+     * and an index of 0 would put the whole log before it under the step. */
+    if (!json_object_get(s, "log_index"))
+        rec_set(s, "log_index", rt->rows);
     rt->dirty = true;
     rt->state_dirty = true;
     reporter_poke(rt);
