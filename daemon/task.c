@@ -148,7 +148,15 @@ note_lost(struct rtask *rt)
     metric_add(rt->d->m.lost, (double)n);
     log_warn("task %lld: %lld log row(s) lost: the state database could not take them",
              (long long)rt->tid, (long long)n);
-    add_rowf(rt, rt->lost_step,
+    /* A step's rows are one run of indexes: once a later step has started, the row goes to the
+     * step open now (the last one with a log), never back to the one that lost the rows. */
+    int step = rt->lost_step;
+    size_t i;
+    json_t *s;
+    json_array_foreach(rt->row.steps, i, s)
+        if ((int)i > step && json_object_get(s, "log_index"))
+            step = (int)i;
+    add_rowf(rt, step,
              "::warning::%lld log row(s) of this job were lost: the runner's state database "
              "could not store them (its disk is full)", (long long)n);
 }

@@ -421,7 +421,15 @@ def sc_diskback(d, tmp, image):
     if t is None:
         return
     check_flood("diskback", t, n)
-    check(step_rows(t, 1) == ["after-space"], "diskback: rows after space returned arrive: %s" % step_rows(t, 1))
+    # The row saying rows were lost goes to the step open when the store took rows again: the
+    # flood's, or (the flood over by then) this one's, before its own row; never elsewhere.
+    flood, later = step_rows(t, 0), step_rows(t, 1)
+    check([x for x in later if "were lost" not in x] == ["after-space"],
+          "diskback: rows after space returned arrive: %s" % later)
+    check(all(x.startswith("row-") or "were lost" in x for x in flood) and
+          sum(1 for x in flood + later if "were lost" in x) == 1,
+          "diskback: each step's log holds its own rows and the lost-rows row once: %s / %s"
+          % ([x for x in flood if not x.startswith("row-")], later))
     check("takes its rows again" in r.log_text(), "diskback: runnerd spools again once space returns")
     check(r.stop() == 0, "diskback: runnerd exits 0")
     stored = stored_rows(r, t["id"])
