@@ -4,7 +4,8 @@ Gitea server double (tests/gitea-double) and the real Docker engine, with an ima
 (tests/images/build.sh busybox).
 
 Scenarios: a task's rows arrive in order with masked secrets and outputs; cancellation from the
-server (always() steps still run); capacity 4 with 8 queued tasks; a graceful drain on SIGTERM;
+server (always() steps still run); a step printing without pause (its state and a cancel get
+through while it prints); capacity 4 with 8 queued tasks; a graceful drain on SIGTERM;
 the server down for 30 s mid-task; kill -9 of runnerd mid-step and a restart (the task resumes,
 every row exactly once, no step twice); the job container removed while runnerd is down; detach
 with SIGUSR2 and reattach; a runner deleted on the server (distinct exit status).
@@ -222,6 +223,38 @@ def sc_cancel(d, tmp, image):
     check(r.stop() == 0, "cancel: runnerd exits 0")
 
 
+def sc_chatty(d, tmp, image):
+    """A step that prints without pause: its state (with its growing log length) and a cancel
+    still get through while it prints (state goes between log calls, not only when no rows
+    wait)."""
+    r = Runner(d, tmp, "chatty", image)
+    r.start()
+    job = enqueue(d, [{"name": "chatty", "run": "i=0; while [ $i -lt 600 ]; do echo line-$i; i=$((i+1)); "
+                                              "sleep 0.05; done; echo chatty-done"},
+                      {"name": "after", "run": "echo should-not-run"}])
+
+    def live(t):
+        if not t or any("chatty-done" in x for x in rows_of(t)):
+            return None  # too late: the step is over
+        printed = sum(1 for x in rows_of(t) if x.startswith("line-"))
+        st = t.get("steps") or []
+        return t if printed >= 20 and st and st[0].get("logLength", 0) >= 10 else None
+    t = wait_until(lambda: live(d.task_of_job(job)), 25, "the printing step's state with its log length, while it prints")
+    check(t is not None, "chatty: the step's state reached the server while it printed")
+    if t is None:
+        t = d.task_of_job(job)
+    d.admin("cancel", {"taskId": t["id"]})
+    t = final_task(d, job, 60)
+    if t is None:
+        return
+    rows = rows_of(t)
+    check(t["status"] == "cancelled", "chatty: task %s" % t["status"])
+    check(not any("chatty-done" in x or "should-not-run" in x for x in rows),
+          "chatty: the cancel stopped the step while it printed: %s" % rows[-4:])
+    check_no_leftovers(r, "chatty")
+    check(r.stop() == 0, "chatty: runnerd exits 0")
+
+
 def sc_capacity(d, tmp, image):
     r = Runner(d, tmp, "capacity", image, capacity=4)
     jobs = [enqueue(d, [{"name": "work", "run": "echo job %d; sleep 3; echo done %d" % (i, i)}], runsOn=["matric-builder"])
@@ -411,7 +444,7 @@ def sc_badinput(d, tmp, image):
           "badinput: bad config: %s %r" % (p.returncode, p.stderr))
 
 
-SCENARIOS = [("basic", sc_basic), ("cancel", sc_cancel), ("capacity", sc_capacity), ("drain", sc_drain),
+SCENARIOS = [("basic", sc_basic), ("cancel", sc_cancel), ("chatty", sc_chatty), ("capacity", sc_capacity), ("drain", sc_drain),
              ("kill9", sc_kill9), ("gone", sc_gone), ("detach", sc_detach), ("unregistered", sc_unregistered), ("faults", sc_faults), ("badinput", sc_badinput),
              ("outage", sc_outage)]
 
