@@ -1015,7 +1015,12 @@ expr_template_check_ex(const char *s, const struct expr_parse_opts *opts, size_t
             rc = err_set(e, ERR_INVALID, "an expression was expected inside ${{ }}");
             break;
         }
-        rc = expr_parse_ex(s + part.start, part.end - part.start, opts, &x, e);
+        /* Parse the text without the blanks around it, as GitHub does, so that messages show
+         * the expression and positions within it as the user counts them. */
+        size_t end = part.end;
+        while (end > k && strchr(" \t\r\n", s[end - 1]) != NULL)
+            end--;
+        rc = expr_parse_ex(s + k, end - k, opts, &x, e);
         expr_free(x);
         if (rc < 0)
             break;

@@ -600,3 +600,61 @@ TEST(aliases_in_workflow)
     ASSERT_EQ(w->jobs[1].steps[0].pos.line, 6);
     wf_free(w);
 }
+
+/* Every context GitHub allows at a location stays allowed there (the per-location check must not
+ * refuse more than GitHub does), and a step's if may name secrets, as on Gitea. */
+TEST(contexts_allowed_per_location)
+{
+    struct wf_workflow *w = parse_ok(
+        "t.yml",
+        "run-name: ${{ github.actor }} ${{ inputs.x }} ${{ vars.v }}\n"
+        "on: push\n"
+        "env:\n"
+        "  T: ${{ secrets.t }} ${{ vars.v }} ${{ github.sha }}\n"
+        "concurrency: ${{ github.ref }}-${{ vars.v }}\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    outputs:\n"
+        "      o: ${{ steps.s.outputs.o }}\n"
+        "    steps: [{id: s, run: echo}]\n"
+        "  b:\n"
+        "    needs: a\n"
+        "    if: ${{ failure() || needs.a.outputs.o == 'x' || always() }}\n"
+        "    name: b ${{ matrix.os }} ${{ strategy.job-index }} ${{ needs.a.result }}\n"
+        "    runs-on: ${{ matrix.os }}\n"
+        "    concurrency: ${{ needs.a.outputs.o }}-${{ matrix.os }}\n"
+        "    timeout-minutes: ${{ fromJSON(needs.a.outputs.o) }}\n"
+        "    strategy:\n"
+        "      matrix:\n"
+        "        os: ${{ fromJSON(needs.a.outputs.o) }}\n"
+        "    env:\n"
+        "      E: ${{ secrets.e }} ${{ matrix.os }}\n"
+        "    defaults:\n"
+        "      run:\n"
+        "        working-directory: ${{ env.E }}\n"
+        "    environment:\n"
+        "      name: ${{ matrix.os }}\n"
+        "      url: ${{ steps.s.outputs.url }} ${{ runner.os }}\n"
+        "    container:\n"
+        "      image: ${{ matrix.os }}\n"
+        "      env:\n"
+        "        C: ${{ secrets.c }} ${{ env.E }} ${{ runner.temp }}\n"
+        "      credentials:\n"
+        "        username: ${{ env.E }}\n"
+        "        password: ${{ secrets.p }}\n"
+        "    outputs:\n"
+        "      r: ${{ steps.s.outputs.r }} ${{ job.status }} ${{ runner.os }} ${{ env.E }}\n"
+        "    steps:\n"
+        "      - id: s\n"
+        "        name: ${{ secrets.n }} ${{ steps.x.outcome }} ${{ job.status }}\n"
+        "        if: ${{ failure() && secrets.s != '' && hashFiles('a') != '' && env.E }}\n"
+        "        run: echo ${{ hashFiles('**/x') }} ${{ runner.os }} ${{ inputs.i }}\n"
+        "        env:\n"
+        "          S: ${{ secrets.s }} ${{ needs.a.outputs.o }} ${{ strategy.fail-fast }}\n"
+        "        timeout-minutes: ${{ fromJSON(env.T) }}\n"
+        "        continue-on-error: ${{ steps.x.outcome == 'failure' }}\n");
+
+    ASSERT_EQ(w->n_jobs, 2);
+    wf_free(w);
+}
