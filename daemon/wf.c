@@ -55,15 +55,18 @@ struct wctx {
 
 /* GitHub's reader refuses an expression naming a context that does not exist yet where it is
  * evaluated (secrets in a job's concurrency, env in a job's if, steps in runs-on...), with
- * "Unrecognized named-value". These are its lists, per key. Two deliberate differences, both
- * evaluated by act and so relied on by Gitea users: a step's if may name secrets, and a job's env
- * may name env (the workflow's env). */
+ * "Unrecognized named-value". These are its lists, per key. Deliberate differences, all
+ * evaluated by act and so accepted by Gitea: a step's if may name secrets, a job's env may name
+ * env (the workflow's env), and a job's name and runs-on may name secrets (the engine masks
+ * them wherever they are shown). */
 static const char *const ctx_wf[] = {"github", "inputs", "vars", NULL};
 static const char *const ctx_wf_env[] = {"github", "inputs", "vars", "secrets", NULL};
 static const char *const ctx_wf_output[] = {"github", "inputs", "vars", "jobs", NULL};
 static const char *const ctx_needs[] = {"github", "inputs", "vars", "needs", NULL};
 static const char *const ctx_job[] = {"github", "inputs", "vars", "needs", "strategy", "matrix",
                                       NULL};
+static const char *const ctx_job_secrets[] = {"github", "inputs", "vars", "needs", "strategy",
+                                              "matrix", "secrets", NULL};
 static const char *const ctx_job_env[] = {"github", "inputs", "vars", "needs", "strategy",
                                           "matrix", "secrets", "env", NULL};
 static const char *const ctx_job_defaults[] = {"github", "inputs", "vars", "needs", "strategy",
@@ -91,6 +94,8 @@ static const struct expr_parse_opts loc_strategy = {.contexts = ctx_needs, .no_s
 /* runs-on, name, concurrency, environment, container, services, timeouts, with. */
 static const struct expr_parse_opts loc_job = {.contexts = ctx_job, .no_status = true,
                                                .no_hash_files = true};
+static const struct expr_parse_opts loc_job_name = {.contexts = ctx_job_secrets,
+                                                    .no_status = true, .no_hash_files = true};
 static const struct expr_parse_opts loc_job_env = {.contexts = ctx_job_env, .no_status = true,
                                                    .no_hash_files = true};
 static const struct expr_parse_opts loc_job_defaults = {.contexts = ctx_job_defaults,
@@ -1670,10 +1675,11 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
         goto out;
     }
     check_keys(c, path, n, keys);
-    const struct expr_parse_opts *saved = set_loc(c, &loc_job);
+    const struct expr_parse_opts *saved = set_loc(c, &loc_job_name);
     p = sub(path, "name");
     get_str(c, p, ynode_get(n, "name"), true, &j->name);
     free(p);
+    set_loc(c, &loc_job);
     if ((v = ynode_get(n, "if")) != NULL) {
         p = sub(path, "if");
         set_loc(c, &loc_job_if);
@@ -1693,7 +1699,9 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "runs-on")) != NULL) {
         p = sub(path, "runs-on");
+        set_loc(c, &loc_job_name);
         check_runs_on(c, p, v);
+        set_loc(c, &loc_job);
         j->runs_on = v;
         free(p);
     } else if (j->uses.v == NULL && ynode_get(n, "uses") == NULL) {
