@@ -337,7 +337,7 @@ TEST(outputs_flow_into_needs_and_deferred_matrix)
     ASSERT(!p->jobs[1].expanded);
     ASSERT_OK(plan_job_start(p, 0, &run, &e));
     ASSERT(run);
-    ASSERT_OK(plan_run_outputs(p, 0, 0, steps, &e));
+    ASSERT_OK(plan_run_outputs(p, 0, 0, steps, NULL, &e));
     plan_run_finish(p, 0, 0, PLAN_SUCCESS);
     assert_json(p->jobs[0].runs[0].outputs,
                 "{\"m\": \"{\\\"os\\\": [\\\"l1\\\", \\\"l2\\\"]}\", \"fixed\": \"hello-gen\"}");
@@ -541,20 +541,18 @@ TEST(server_resolved_needs)
     wf_free(w);
 }
 
-/* The printed and JSON plans are masked with the secrets the plan was given (the reader refuses
- * secrets in a job's name or runs-on, but a variable or input may hold a secret's value), and
- * control characters in names are escaped. */
+/* The printed and JSON plans are masked with the secrets the plan was given (a run name or a
+ * runs-on label can be built from one), and control characters in names are escaped. */
 TEST(print_masks_secrets_and_escapes)
 {
     struct wf_workflow *w = load("on: push\n"
                                  "jobs:\n"
                                  "  a:\n"
-                                 "    name: \"n ${{ vars.S }} \\e[2J\\a\\r!\"\n"
-                                 "    runs-on: [x, \"l-${{ vars.S }}\"]\n"
+                                 "    name: \"n ${{ secrets.S }} \\e[2J\\a\\r!\"\n"
+                                 "    runs-on: [x, \"l-${{ secrets.S }}\"]\n"
                                  "    steps: [{run: echo}]\n");
     json_t *secrets = json_pack("{s:s}", "S", "hunter2");
-    json_t *vars = json_pack("{s:s}", "S", "hunter2");
-    struct plan_opts o = {.secrets = secrets, .vars = vars};
+    struct plan_opts o = {.secrets = secrets};
     struct plan *p = NULL;
     struct err e = {0};
     char *text = NULL;
@@ -577,6 +575,5 @@ TEST(print_masks_secrets_and_escapes)
     free(text);
     plan_free(p);
     json_decref(secrets);
-    json_decref(vars);
     wf_free(w);
 }
