@@ -1246,6 +1246,36 @@ check_container(struct wctx *c, const char *path, const struct ynode *n, bool is
     }
 }
 
+/* Checks a runs-on group name as GitHub does: a plain name, or one prefix naming where the
+ * group is defined ('organization/', 'enterprise/' or their short forms) and a non-empty name.
+ * Any other slash is a mistake that would never match a runner. */
+static void
+check_runner_group(struct wctx *c, const char *path, const struct ynode *n)
+{
+    static const char *const prefixes[] = {"org", "organization", "ent", "enterprise", NULL};
+    const char *slash;
+    bool known = false;
+
+    if (n->kind != YNODE_SCALAR || ynode_is_null(n) || has_expr(n) || strlen(n->str) != n->len)
+        return;
+    slash = strchr(n->str, '/');
+    if (slash == NULL)
+        return;
+    for (size_t i = 0; prefixes[i] && !known; i++)
+        known = strlen(prefixes[i]) == (size_t)(slash - n->str) &&
+                strncmp(n->str, prefixes[i], (size_t)(slash - n->str)) == 0;
+    char *gq = q(n);
+    if (!known || strchr(slash + 1, '/') != NULL)
+        diag(c, n->pos,
+             "%s: invalid runner group name '%s'; use the prefix 'organization/' or "
+             "'enterprise/' to target a single runner group",
+             path, gq);
+    else if (slash[1] == '\0')
+        diag(c, n->pos, "%s: invalid runner group name '%s'; the name after the prefix is empty",
+             path, gq);
+    free(gq);
+}
+
 /* Checks runs-on: a string, a sequence of strings or {group, labels}. */
 static void
 check_runs_on(struct wctx *c, const char *path, const struct ynode *n)
@@ -1265,6 +1295,7 @@ check_runs_on(struct wctx *c, const char *path, const struct ynode *n)
     if (g) {
         char *p = sub(path, "group");
         get_str(c, p, g, true, NULL);
+        check_runner_group(c, p, g);
         free(p);
     }
     if (l) {
