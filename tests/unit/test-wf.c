@@ -659,3 +659,20 @@ TEST(contexts_allowed_per_location)
     ASSERT_EQ(w->n_jobs, 2);
     wf_free(w);
 }
+
+/* The core schema's explicit tags stay accepted (GitHub's reader accepts them too). */
+TEST(core_yaml_tags_accepted)
+{
+    struct wf_workflow *w = parse_ok("t.yml", "on: !!str push\n"
+                                              "jobs: !!map\n"
+                                              "  a:\n"
+                                              "    runs-on: !!str 5\n"
+                                              "    timeout-minutes: !!int 10\n"
+                                              "    continue-on-error: !!bool true\n"
+                                              "    env: {A: !!float -1.5e3, B: !!null ~, C: !!int 0x1F}\n"
+                                              "    steps: !!seq\n"
+                                              "      - run: echo hi\n");
+
+    ASSERT_STR_EQ(sv(w->jobs[0].runs_on), "5");
+    wf_free(w);
+}
