@@ -676,3 +676,20 @@ TEST(core_yaml_tags_accepted)
     ASSERT_STR_EQ(sv(w->jobs[0].runs_on), "5");
     wf_free(w);
 }
+
+/* A no-break space after an expression (invisible in the web UI) is accepted, as GitHub does. */
+TEST(unicode_space_in_expression_accepted)
+{
+    struct wf_workflow *w = parse_ok("t.yml", "on: push\n"
+                                              "jobs:\n"
+                                              "  a:\n"
+                                              "    runs-on: linux\n"
+                                              "    steps:\n"
+                                              "      - uses: ./x\n"
+                                              "        with:\n"
+                                              "          token: ${{ secrets.API_TOKEN\xc2\xa0 }}\n"
+                                              "      - run: echo ${{\xe2\x80\x83github.sha }}\n");
+
+    ASSERT_EQ(w->jobs[0].n_steps, 2);
+    wf_free(w);
+}
