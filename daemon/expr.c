@@ -1046,10 +1046,20 @@ int
 expr_template_check_ex(const char *s, const struct expr_parse_opts *opts, size_t *offset,
                        struct err *e)
 {
-    struct tpl_part part;
+    struct tpl_part part = {0};
     size_t off = 0;
     int rc;
 
+    /* GitHub turns a string with ${{ }} into one expression (a format() of the text and the
+     * expressions), so the whole string counts towards the expression length limit. */
+    if (expr_template_has(s) && strlen(s) > EXPR_MAX_LENGTH) {
+        if (offset != NULL)
+            *offset = 0;
+        return err_set(e, ERR_INVALID,
+                       "Exceeded max expression length %d: a string with ${{ }} counts as one "
+                       "expression (%zu bytes)",
+                       EXPR_MAX_LENGTH, strlen(s));
+    }
     while ((rc = template_next(s, off, &part, e)) > 0) {
         struct expr *x = NULL;
 

@@ -693,3 +693,31 @@ TEST(unicode_space_in_expression_accepted)
     ASSERT_EQ(w->jobs[0].n_steps, 2);
     wf_free(w);
 }
+
+/* A string with ${{ }} is one expression for GitHub, so it may not exceed the expression length
+ * limit (21000); a longer script without expressions is plain text and stays accepted. */
+TEST(template_length_limit)
+{
+    char *body = xmalloc(21100);
+    memset(body, '#', 21099);
+    body[21099] = '\0';
+    char *bad = xasprintf("on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n"
+                          "      - run: |\n          echo ${{ github.sha }}\n          %s\n",
+                          body);
+    char *plain = xasprintf("on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n"
+                            "      - run: |\n          echo plain\n          %s\n",
+                            body);
+    char *near = xasprintf("on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n"
+                           "      - run: |\n          echo ${{ github.sha }}\n          %s\n",
+                           body + 1200);
+    const char *msg = parse_bad(bad);
+
+    ASSERT_STR_CONTAINS(msg, "t.yml:7:16: jobs.a.steps[0].run: invalid expression: Exceeded max "
+                             "expression length 21000");
+    wf_free(parse_ok("t.yml", plain));
+    wf_free(parse_ok("t.yml", near));
+    free(near);
+    free(plain);
+    free(bad);
+    free(body);
+}
