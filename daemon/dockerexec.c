@@ -1089,7 +1089,8 @@ dx_setup(struct executor *x, const struct executor_job *job, struct err *e)
         if (dx->source == NULL)
             return err_set(e, -errno, "%s: %s", job->source, strerror(errno));
     }
-    x->workspace = xstrdup(WORKSPACE);
+    if (x->workspace == NULL) /* set by executor_docker_new() */
+        x->workspace = xstrdup(WORKSPACE);
     x->file_dir = xstrdup(FILE_DIR);
     x->base_path = xstrdup(DEFAULT_PATH);
     x->agent_cmd = xstrdup(AGENT_DIR "/agent");
@@ -1515,6 +1516,9 @@ executor_docker_new(uv_loop_t *loop, struct docker *d, const char *agent_path,
     dx = xcalloc(1, sizeof *dx);
     dx->x.ops = &docker_ops;
     dx->x.loop = loop;
+    /* Known before setup, so that the job container's env, volumes and options (evaluated
+     * before it is created) can name github.workspace. */
+    dx->x.workspace = xstrdup(WORKSPACE);
     dx->d = d;
     dx->agent_path = xstrdup(agent_path);
     dx->runner_name = xstrdup(runner_name ? runner_name : "runnerctl");

@@ -959,6 +959,52 @@ struct tpl_part {
     size_t close;  /* one past "}}" */
 };
 
+/* Byte length of the white space character that starts at s[i] (0 when there is none): ASCII
+ * white space and the Unicode space separators (no-break space, en/em spaces, ideographic space,
+ * line and paragraph separators...), UTF-8 encoded. GitHub trims these around an expression. */
+static size_t
+tpl_space_at(const char *s, size_t i, size_t end)
+{
+    const unsigned char *u = (const unsigned char *)s + i;
+    size_t left = end - i;
+
+    if (left == 0)
+        return 0;
+    if (strchr(" \t\r\n\v\f", u[0]) != NULL && u[0] != '\0')
+        return 1;
+    if (left >= 2 && u[0] == 0xc2 && (u[1] == 0x85 || u[1] == 0xa0))
+        return 2; /* U+0085, U+00A0 */
+    if (left >= 3 && u[0] == 0xe1 && u[1] == 0x9a && u[2] == 0x80)
+        return 3; /* U+1680 */
+    if (left >= 3 && u[0] == 0xe2 && u[1] == 0x80 &&
+        (u[2] <= 0x8a || u[2] == 0xa8 || u[2] == 0xa9 || u[2] == 0xaf))
+        return 3; /* U+2000..U+200A, U+2028, U+2029, U+202F */
+    if (left >= 3 && u[0] == 0xe2 && u[1] == 0x81 && u[2] == 0x9f)
+        return 3; /* U+205F */
+    if (left >= 3 && u[0] == 0xe3 && u[1] == 0x80 && u[2] == 0x80)
+        return 3; /* U+3000 */
+    return 0;
+}
+
+/* Narrows [*start, *end) of s to the text without white space (tpl_space_at()) around it. */
+static void
+tpl_trim(const char *s, size_t *start, size_t *end)
+{
+    size_t n;
+
+    while (*start < *end && (n = tpl_space_at(s, *start, *end)) > 0)
+        *start += n;
+    while (*end > *start) {
+        size_t k = 0;
+        for (n = 1; n <= 3 && n <= *end - *start && k == 0; n++)
+            if (tpl_space_at(s, *end - n, *end) == n)
+                k = n;
+        if (k == 0)
+            break;
+        *end -= k;
+    }
+}
+
 /* Finds the next ${{ }} at or after off, skipping '...' literals when looking for the "}}".
  * Returns 1 when found, 0 when there is none, ERR_INVALID when one is not closed. */
 static int
@@ -984,6 +1030,7 @@ template_next(const char *s, size_t off, struct tpl_part *part, struct err *e)
                        part->open);
     part->end = i;
     part->close = i + 2;
+    tpl_trim(s, &part->start, &part->end);
     return 1;
 }
 
@@ -999,22 +1046,31 @@ int
 expr_template_check_ex(const char *s, const struct expr_parse_opts *opts, size_t *offset,
                        struct err *e)
 {
-    struct tpl_part part;
+    struct tpl_part part = {0};
     size_t off = 0;
     int rc;
 
+    /* GitHub turns a string with ${{ }} into one expression (a format() of the text and the
+     * expressions), so the whole string counts towards the expression length limit. */
+    if (expr_template_has(s) && strlen(s) > EXPR_MAX_LENGTH) {
+        if (offset != NULL)
+            *offset = 0;
+        return err_set(e, ERR_INVALID,
+                       "Exceeded max expression length %d: a string with ${{ }} counts as one "
+                       "expression (%zu bytes)",
+                       EXPR_MAX_LENGTH, strlen(s));
+    }
     while ((rc = template_next(s, off, &part, e)) > 0) {
         struct expr *x = NULL;
-        size_t k = part.start;
 
         /* The expression language reads "" as null, but GitHub's workflow reader refuses an
          * empty ${{ }}: it is almost always a mistake (a forgotten context name). */
-        while (k < part.end && s[k] != '\0' && strchr(" \t\r\n", s[k]) != NULL)
-            k++;
-        if (k == part.end) {
+        if (part.start == part.end) {
             rc = err_set(e, ERR_INVALID, "an expression was expected inside ${{ }}");
             break;
         }
+        /* part is the text without the blanks around it, as GitHub parses it, so that
+         * messages show the expression and positions within it as the user counts them. */
         rc = expr_parse_ex(s + part.start, part.end - part.start, opts, &x, e);
         expr_free(x);
         if (rc < 0)

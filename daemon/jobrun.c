@@ -1694,6 +1694,16 @@ drop_secret_outputs(struct jobrun *jr)
     }
 }
 
+/* Returns a new object: the github members the front end knows only through the executor
+ * (the workspace), for plan_run_contexts_ex() and plan_run_outputs(); NULL while unknown. */
+static json_t *
+github_extra(const struct jobrun *jr)
+{
+    if (jr->x == NULL || jr->x->workspace == NULL)
+        return NULL;
+    return json_pack("{s:s}", "workspace", jr->x->workspace);
+}
+
 static void
 finish_job(struct jobrun *jr)
 {
@@ -1702,8 +1712,10 @@ finish_job(struct jobrun *jr)
     if (jr->phase == PH_CLOSING || jr->phase == PH_DONE)
         return;
     jr->phase = PH_CLOSING;
-    if (plan_run_outputs(jr->plan, jr->job, jr->run, jr->steps, &e) < 0)
+    json_t *extra = github_extra(jr);
+    if (plan_run_outputs(jr->plan, jr->job, jr->run, jr->steps, extra, &e) < 0)
         jr_emitf(jr, -1, JOBRUN_ERROR, "job outputs: %s", e.msg);
+    json_decref(extra);
     drop_secret_outputs(jr);
     jr->result = jr->cancelled && !jr->timed_out ? PLAN_CANCELLED
                  : jr->job_failed || jr->timed_out ? PLAN_FAILURE
@@ -1741,11 +1753,11 @@ set_job_env(struct jobrun *jr)
 static int
 complete_job_contexts(struct jobrun *jr, struct err *e)
 {
-    json_t *extra = json_object(), *base = NULL;
+    json_t *extra = github_extra(jr), *base = NULL;
     int rc;
 
-    json_object_set_new(extra, "workspace",
-                        json_string(jr->x->workspace ? jr->x->workspace : ""));
+    if (extra == NULL)
+        extra = json_pack("{s:s}", "workspace", "");
     rc = plan_run_contexts_ex(jr->plan, jr->job, jr->run, extra, &base, e);
     json_decref(extra);
     if (rc < 0)
@@ -2166,7 +2178,12 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     jr->x->cbs = &exec_cbs;
     jr->x->arg = jr;
 
-    rc = plan_run_contexts(o->plan, o->job, o->run, &jr->base, e);
+    /* A container executor knows its workspace before setup (and a resumed job's executor
+     * knows it from its description): the job container's env, volumes and options may name
+     * github.workspace. */
+    json_t *extra = github_extra(jr);
+    rc = plan_run_contexts_ex(o->plan, o->job, o->run, extra, &jr->base, e);
+    json_decref(extra);
     if (rc < 0)
         goto fail;
     jr->config_env = o->config_env ? json_incref(o->config_env) : NULL;

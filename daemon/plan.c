@@ -825,7 +825,8 @@ plan_job_start(struct plan *p, size_t i, bool *run, struct err *e)
 }
 
 int
-plan_run_outputs(struct plan *p, size_t i, size_t r, json_t *steps, struct err *e)
+plan_run_outputs(struct plan *p, size_t i, size_t r, json_t *steps, json_t *github_extra,
+                 struct err *e)
 {
     struct plan_job *j = &p->jobs[i];
     const struct ynode *outs = j->wf->outputs;
@@ -834,7 +835,7 @@ plan_run_outputs(struct plan *p, size_t i, size_t r, json_t *steps, struct err *
 
     if (outs == NULL || outs->kind != YNODE_MAP || r >= j->n_runs)
         return 0;
-    rc = plan_run_contexts(p, i, r, &ctxs, e);
+    rc = plan_run_contexts_ex(p, i, r, github_extra, &ctxs, e);
     if (rc < 0)
         return rc;
     json_object_set(ctxs, "steps", steps);

@@ -110,8 +110,10 @@ int plan_run_contexts_ex(const struct plan *p, size_t i, size_t r, json_t *githu
                          json_t **out, struct err *e);
 
 /* Evaluates job i's `outputs` for run r with the steps context of its finished steps
- * (borrowed) and stores them on the run. */
-int plan_run_outputs(struct plan *p, size_t i, size_t r, json_t *steps, struct err *e);
+ * (borrowed) and stores them on the run. github_extra as for plan_run_contexts_ex() (the
+ * workspace: outputs may name github.workspace). */
+int plan_run_outputs(struct plan *p, size_t i, size_t r, json_t *steps, json_t *github_extra,
+                     struct err *e);
 
 /* Records run r of job i as finished; when every run is, the job is done: failure if any run
  * failed, else cancelled if any was, else success. */

@@ -45,7 +45,82 @@ struct wctx {
     size_t n, cap;
     size_t dropped;   /* problems past WF_MAX_DIAGS */
     size_t expr_pos_; /* expression positions looked up so far */
+    /* What expressions at the current location may name (contexts, status functions,
+     * hashFiles); NULL allows everything (action files, which have their own rules). */
+    const struct expr_parse_opts *loc;
 };
+
+/* ------------------------------------------------------------------------------------------ */
+/* Which contexts each location may name                                                      */
+
+/* GitHub's reader refuses an expression naming a context that does not exist yet where it is
+ * evaluated (secrets in a job's concurrency, env in a job's if, steps in runs-on...), with
+ * "Unrecognized named-value". These are its lists, per key. Deliberate differences, all
+ * evaluated by act and so accepted by Gitea: a step's if may name secrets, a job's env may name
+ * env (the workflow's env), and a job's name and runs-on may name secrets (the engine masks
+ * them wherever they are shown). */
+static const char *const ctx_wf[] = {"github", "inputs", "vars", NULL};
+static const char *const ctx_wf_env[] = {"github", "inputs", "vars", "secrets", NULL};
+static const char *const ctx_wf_output[] = {"github", "inputs", "vars", "jobs", NULL};
+static const char *const ctx_needs[] = {"github", "inputs", "vars", "needs", NULL};
+static const char *const ctx_job[] = {"github", "inputs", "vars", "needs", "strategy", "matrix",
+                                      NULL};
+static const char *const ctx_job_secrets[] = {"github", "inputs", "vars", "needs", "strategy",
+                                              "matrix", "secrets", NULL};
+static const char *const ctx_job_env[] = {"github", "inputs", "vars", "needs", "strategy",
+                                          "matrix", "secrets", "env", NULL};
+static const char *const ctx_job_defaults[] = {"github", "inputs", "vars", "needs", "strategy",
+                                               "matrix", "env", NULL};
+static const char *const ctx_creds[] = {"github", "inputs", "vars", "secrets", "env", NULL};
+static const char *const ctx_runner[] = {"github", "inputs", "vars", "needs", "strategy",
+                                         "matrix", "secrets", "steps", "job", "runner", "env",
+                                         NULL};
+static const char *const ctx_runner_no_secrets[] = {"github", "inputs", "vars", "needs",
+                                                    "strategy", "matrix", "steps", "job",
+                                                    "runner", "env", NULL};
+
+/* Workflow-level keys: run-name, concurrency, workflow_call input defaults. */
+static const struct expr_parse_opts loc_wf = {.contexts = ctx_wf, .no_status = true,
+                                              .no_hash_files = true};
+static const struct expr_parse_opts loc_wf_env = {.contexts = ctx_wf_env, .no_status = true,
+                                                  .no_hash_files = true};
+static const struct expr_parse_opts loc_wf_output = {.contexts = ctx_wf_output,
+                                                     .no_status = true, .no_hash_files = true};
+/* A job's if: needs and the status functions. */
+static const struct expr_parse_opts loc_job_if = {.contexts = ctx_needs, .no_hash_files = true};
+/* strategy (the matrix is not known yet). */
+static const struct expr_parse_opts loc_strategy = {.contexts = ctx_needs, .no_status = true,
+                                                    .no_hash_files = true};
+/* runs-on, name, concurrency, environment, container, services, timeouts, with. */
+static const struct expr_parse_opts loc_job = {.contexts = ctx_job, .no_status = true,
+                                               .no_hash_files = true};
+static const struct expr_parse_opts loc_job_name = {.contexts = ctx_job_secrets,
+                                                    .no_status = true, .no_hash_files = true};
+static const struct expr_parse_opts loc_job_env = {.contexts = ctx_job_env, .no_status = true,
+                                                   .no_hash_files = true};
+static const struct expr_parse_opts loc_job_defaults = {.contexts = ctx_job_defaults,
+                                                        .no_status = true,
+                                                        .no_hash_files = true};
+static const struct expr_parse_opts loc_creds = {.contexts = ctx_creds, .no_status = true,
+                                                 .no_hash_files = true};
+/* Job outputs, container and service env: evaluated on the runner, after the steps. */
+static const struct expr_parse_opts loc_runner = {.contexts = ctx_runner, .no_status = true,
+                                                  .no_hash_files = true};
+static const struct expr_parse_opts loc_env_url = {.contexts = ctx_runner_no_secrets,
+                                                   .no_status = true, .no_hash_files = true};
+/* A step's keys, and its if (which alone may call the status functions). */
+static const struct expr_parse_opts loc_step = {.contexts = ctx_runner, .no_status = true};
+static const struct expr_parse_opts loc_step_if = {.contexts = ctx_runner};
+
+/* Sets the location for the expressions checked next; returns the previous one. */
+static const struct expr_parse_opts *
+set_loc(struct wctx *c, const struct expr_parse_opts *loc)
+{
+    const struct expr_parse_opts *old = c->loc;
+
+    c->loc = loc;
+    return old;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Diagnostics                                                                                */
@@ -274,7 +349,7 @@ check_template(struct wctx *c, const char *path, const struct ynode *n)
              path);
         return;
     }
-    if (expr_template_check(n->str, &off, &e) < 0) {
+    if (expr_template_check_ex(n->str, c->loc, &off, &e) < 0) {
         if (off > n->len)
             off = 0;
         diag(c, expr_pos(c, n, off), "%s: invalid expression: %s", path, e.msg);
@@ -312,7 +387,7 @@ check_if(struct wctx *c, const char *path, const struct ynode *n)
         diag(c, n->pos, "%s: a NUL character is not allowed in a string", path);
         return;
     }
-    if (expr_parse(n->str, n->len, &x, &e) < 0)
+    if (expr_parse_ex(n->str, n->len, c->loc, &x, &e) < 0)
         diag(c, n->pos, "%s: invalid expression: %s", path, e.msg);
     expr_free(x);
 }
@@ -877,8 +952,10 @@ check_call_output(struct wctx *c, const char *path, const struct ynode *n)
 
     check_keys(c, path, n, keys);
     if ((v = ynode_get(n, "value")) != NULL) {
+        const struct expr_parse_opts *saved = set_loc(c, &loc_wf_output);
         char *p = sub(path, "value");
         get_str(c, p, v, true, NULL);
+        set_loc(c, saved);
         free(p);
     } else {
         diag(c, n->pos, "%s: missing required key 'value'", path);
@@ -1118,8 +1195,10 @@ check_container(struct wctx *c, const char *path, const struct ynode *n, bool is
     }
     free(p);
     if ((v = ynode_get(n, "env")) != NULL) {
+        const struct expr_parse_opts *saved = set_loc(c, c->loc ? &loc_runner : NULL);
         p = sub(path, "env");
         check_scalar_map(c, p, v, true);
+        set_loc(c, saved);
         free(p);
     }
     if ((v = ynode_get(n, "ports")) != NULL) {
@@ -1152,6 +1231,7 @@ check_container(struct wctx *c, const char *path, const struct ynode *n, bool is
         free(p);
     }
     if ((v = ynode_get(n, "credentials")) != NULL) {
+        const struct expr_parse_opts *saved = set_loc(c, c->loc ? &loc_creds : NULL);
         p = sub(path, "credentials");
         if (v->kind == YNODE_MAP) {
             check_keys(c, p, v, cred_keys);
@@ -1161,8 +1241,39 @@ check_container(struct wctx *c, const char *path, const struct ynode *n, bool is
         } else {
             check_template(c, p, v);
         }
+        set_loc(c, saved);
         free(p);
     }
+}
+
+/* Checks a runs-on group name as GitHub does: a plain name, or one prefix naming where the
+ * group is defined ('organization/', 'enterprise/' or their short forms) and a non-empty name.
+ * Any other slash is a mistake that would never match a runner. */
+static void
+check_runner_group(struct wctx *c, const char *path, const struct ynode *n)
+{
+    static const char *const prefixes[] = {"org", "organization", "ent", "enterprise", NULL};
+    const char *slash;
+    bool known = false;
+
+    if (n->kind != YNODE_SCALAR || ynode_is_null(n) || has_expr(n) || strlen(n->str) != n->len)
+        return;
+    slash = strchr(n->str, '/');
+    if (slash == NULL)
+        return;
+    for (size_t i = 0; prefixes[i] && !known; i++)
+        known = strlen(prefixes[i]) == (size_t)(slash - n->str) &&
+                strncmp(n->str, prefixes[i], (size_t)(slash - n->str)) == 0;
+    char *gq = q(n);
+    if (!known || strchr(slash + 1, '/') != NULL)
+        diag(c, n->pos,
+             "%s: invalid runner group name '%s'; use the prefix 'organization/' or "
+             "'enterprise/' to target a single runner group",
+             path, gq);
+    else if (slash[1] == '\0')
+        diag(c, n->pos, "%s: invalid runner group name '%s'; the name after the prefix is empty",
+             path, gq);
+    free(gq);
 }
 
 /* Checks runs-on: a string, a sequence of strings or {group, labels}. */
@@ -1184,6 +1295,7 @@ check_runs_on(struct wctx *c, const char *path, const struct ynode *n)
     if (g) {
         char *p = sub(path, "group");
         get_str(c, p, g, true, NULL);
+        check_runner_group(c, p, g);
         free(p);
     }
     if (l) {
@@ -1362,8 +1474,13 @@ read_step(struct wctx *c, const char *path, struct ynode *n, struct wf_step *s)
     STEP_STR("uses", uses, true);
 #undef STEP_STR
     if ((v = ynode_get(n, "if")) != NULL) {
+        /* Inside a workflow job the if may call the status functions; in an action file (no
+         * location) everything stays allowed. */
+        const struct expr_parse_opts *saved = c->loc == &loc_step ? set_loc(c, &loc_step_if)
+                                                                  : c->loc;
         p = sub(path, "if");
         check_if(c, p, v);
+        set_loc(c, saved);
         if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
             s->if_.v = xstrdup(v->str);
             s->if_.pos = v->pos;
@@ -1589,12 +1706,16 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
         goto out;
     }
     check_keys(c, path, n, keys);
+    const struct expr_parse_opts *saved = set_loc(c, &loc_job_name);
     p = sub(path, "name");
     get_str(c, p, ynode_get(n, "name"), true, &j->name);
     free(p);
+    set_loc(c, &loc_job);
     if ((v = ynode_get(n, "if")) != NULL) {
         p = sub(path, "if");
+        set_loc(c, &loc_job_if);
         check_if(c, p, v);
+        set_loc(c, &loc_job);
         if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
             j->if_.v = xstrdup(v->str);
             j->if_.pos = v->pos;
@@ -1609,7 +1730,9 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "runs-on")) != NULL) {
         p = sub(path, "runs-on");
+        set_loc(c, &loc_job_name);
         check_runs_on(c, p, v);
+        set_loc(c, &loc_job);
         j->runs_on = v;
         free(p);
     } else if (j->uses.v == NULL && ynode_get(n, "uses") == NULL) {
@@ -1622,14 +1745,18 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "env")) != NULL) {
         p = sub(path, "env");
+        set_loc(c, &loc_job_env);
         check_scalar_map(c, p, v, true);
+        set_loc(c, &loc_job);
         if (!ynode_is_null(v))
             j->env = v;
         free(p);
     }
     if ((v = ynode_get(n, "defaults")) != NULL) {
         p = sub(path, "defaults");
+        set_loc(c, &loc_job_defaults);
         read_defaults(c, p, v, true, &j->defaults_shell, &j->defaults_working_directory);
+        set_loc(c, &loc_job);
         free(p);
     }
     if ((v = ynode_get(n, "container")) != NULL) {
@@ -1661,12 +1788,16 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "steps")) != NULL) {
         p = sub(path, "steps");
+        set_loc(c, &loc_step);
         read_steps(c, p, v, &j->steps, &j->n_steps);
+        set_loc(c, &loc_job);
         free(p);
     }
     if ((v = ynode_get(n, "outputs")) != NULL) {
         p = sub(path, "outputs");
+        set_loc(c, &loc_runner);
         check_scalar_map(c, p, v, false);
+        set_loc(c, &loc_job);
         if (v->kind == YNODE_MAP)
             j->outputs = v;
         free(p);
@@ -1690,14 +1821,35 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "strategy")) != NULL) {
         p = sub(path, "strategy");
+        set_loc(c, &loc_strategy);
         read_strategy(c, p, v, j);
+        set_loc(c, &loc_job);
         free(p);
     }
     if ((v = ynode_get(n, "environment")) != NULL) {
         p = sub(path, "environment");
         if (v->kind == YNODE_MAP) {
+            const struct ynode *url = ynode_get(v, "url"), *name = ynode_get(v, "name");
             check_keys(c, p, v, env_keys);
-            check_tree(c, p, v);
+            if (name) {
+                char *pn = sub(p, "name");
+                check_tree(c, pn, name);
+                free(pn);
+            }
+            if (url) {
+                char *pu = sub(p, "url");
+                set_loc(c, &loc_env_url);
+                check_tree(c, pu, url);
+                set_loc(c, &loc_job);
+                free(pu);
+            }
+            /* deployment: a boolean, no expressions */
+            const struct ynode *dep = ynode_get(v, "deployment");
+            if (dep) {
+                char *pd = sub(p, "deployment");
+                check_tree(c, pd, dep);
+                free(pd);
+            }
         } else if (v->kind == YNODE_SCALAR) {
             check_template(c, p, v);
         } else {
@@ -1725,6 +1877,7 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
     }
     if ((v = ynode_get(n, "secrets")) != NULL) {
         p = sub(path, "secrets");
+        set_loc(c, &loc_job_env);
         if (v->kind == YNODE_SCALAR && strcmp(v->str, "inherit") != 0) {
             char *vq = q(v);
             diag(c, v->pos, "%s: unexpected value '%s' (expected 'inherit' or a mapping)", p,
@@ -1735,11 +1888,13 @@ read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_job
         }
         free(p);
     }
+    set_loc(c, &loc_job);
     if ((v = ynode_get(n, "snapshot")) != NULL) {
         p = sub(path, "snapshot");
         check_tree(c, p, v);
         free(p);
     }
+    set_loc(c, saved);
 out:
     free(path);
 }
@@ -1885,12 +2040,15 @@ read_workflow(struct wctx *c, struct wf_workflow *w, struct ynode *root)
 
     check_keys(c, "workflow", root, keys);
     get_str(c, "name", ynode_get(root, "name"), false, &w->name);
+    set_loc(c, &loc_wf);
     get_str(c, "run-name", ynode_get(root, "run-name"), true, &w->run_name);
     get_str(c, "description", ynode_get(root, "description"), false, NULL);
     if ((v = ynode_get(root, "on")) != NULL)
         read_on(c, w, v);
     if ((v = ynode_get(root, "env")) != NULL) {
+        set_loc(c, &loc_wf_env);
         check_scalar_map(c, "env", v, true);
+        set_loc(c, &loc_wf);
         if (!ynode_is_null(v))
             w->env = v;
     }
@@ -1905,6 +2063,7 @@ read_workflow(struct wctx *c, struct wf_workflow *w, struct ynode *root)
         check_concurrency(c, "concurrency", v);
         w->concurrency = v;
     }
+    set_loc(c, NULL);
     v = ynode_get(root, "jobs");
     if (v == NULL) {
         diag(c, root->pos, "missing required key 'jobs'");

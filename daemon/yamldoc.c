@@ -466,6 +466,110 @@ out:
     return rc;
 }
 
+/* True when s (a scalar's text) is a valid value of the YAML core schema type `type` (the last
+ * part of a tag:yaml.org,2002: tag): what an explicit !!bool, !!int, !!float or !!null needs. */
+static bool
+core_value_ok(const char *type, const char *s, size_t len)
+{
+    static const char *const bools[] = {"true", "True", "TRUE", "false", "False", "FALSE", NULL};
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
+    static const char *const specials[] = {".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN", NULL};
+    const char *const *words = strcmp(type, "bool") == 0 ? bools
+                               : strcmp(type, "null") == 0 ? nulls
+                                                           : NULL;
+    size_t i = 0, digits = 0;
+
+    if (strlen(s) != len)
+        return false;
+    if (words) {
+        for (size_t k = 0; words[k]; k++)
+            if (strcmp(s, words[k]) == 0)
+                return true;
+        return false;
+    }
+    if (strcmp(type, "int") == 0) {
+        if (strncmp(s, "0x", 2) == 0)
+            return len > 2 && strspn(s + 2, "0123456789abcdefABCDEF") == len - 2;
+        if (strncmp(s, "0o", 2) == 0)
+            return len > 2 && strspn(s + 2, "01234567") == len - 2;
+        if (s[0] == '-' || s[0] == '+')
+            i++;
+        return len > i && strspn(s + i, "0123456789") == len - i;
+    }
+    /* float */
+    if (s[0] == '-' || s[0] == '+')
+        i++;
+    for (size_t k = 0; specials[k]; k++)
+        if (strcmp(s + i, specials[k]) == 0)
+            return k < 3 || i == 0; /* no sign before .nan */
+    digits = strspn(s + i, "0123456789");
+    i += digits;
+    if (s[i] == '.') {
+        size_t frac = strspn(s + i + 1, "0123456789");
+        i += 1 + frac;
+        digits += frac;
+    }
+    if (digits == 0)
+        return false;
+    if (s[i] == 'e' || s[i] == 'E') {
+        i++;
+        if (s[i] == '-' || s[i] == '+')
+            i++;
+        size_t exp = strspn(s + i, "0123456789");
+        if (exp == 0)
+            return false;
+        i += exp;
+    }
+    return i == len;
+}
+
+/* Refuses explicit tags other than the core schema's (str, bool, int, float, null, seq, map),
+ * and a core scalar tag on a value that is not of its type: GitHub's reader does, and a tag
+ * such as !!timestamp or !custom would otherwise be dropped without a word. */
+static int
+check_tag(struct yparser *p, const yaml_event_t *ev)
+{
+    static const char prefix[] = "tag:yaml.org,2002:";
+    const char *tag = (const char *)(ev->type == YAML_SCALAR_EVENT ? ev->data.scalar.tag
+                                     : ev->type == YAML_MAPPING_START_EVENT
+                                         ? ev->data.mapping_start.tag
+                                         : ev->data.sequence_start.tag);
+    struct ypos pos = mark_pos(ev->start_mark);
+    const char *type;
+    int rc;
+
+    if (tag == NULL || strcmp(tag, "!") == 0)
+        return 0;
+    type = strncmp(tag, prefix, sizeof prefix - 1) == 0 ? tag + sizeof prefix - 1 : NULL;
+    if (type && ev->type == YAML_SCALAR_EVENT) {
+        if (strcmp(type, "str") == 0)
+            return 0;
+        if (strcmp(type, "bool") == 0 || strcmp(type, "int") == 0 ||
+            strcmp(type, "float") == 0 || strcmp(type, "null") == 0) {
+            const char *v = (const char *)ev->data.scalar.value;
+            size_t len = ev->data.scalar.length;
+            if (core_value_ok(type, v, len))
+                return 0;
+            char *vq = ydoc_quote(v, len > 80 ? 80 : len);
+            rc = err_set(p->e, ERR_INVALID, "%s:%d:%d: the value '%s' is not valid for the tag "
+                                            "'%s'", p->file, pos.line, pos.col, vq, tag);
+            free(vq);
+            return rc;
+        }
+    } else if (type && ev->type == YAML_MAPPING_START_EVENT && strcmp(type, "map") == 0) {
+        return 0;
+    } else if (type && ev->type == YAML_SEQUENCE_START_EVENT && strcmp(type, "seq") == 0) {
+        return 0;
+    }
+    char *tq = ydoc_quote(tag, strlen(tag) > 80 ? 80 : strlen(tag));
+    rc = err_set(p->e, ERR_INVALID,
+                 "%s:%d:%d: unexpected tag '%s' (only !!str, !!bool, !!int, !!float, !!null, "
+                 "!!seq and !!map are supported)",
+                 p->file, pos.line, pos.col, tq);
+    free(tq);
+    return rc;
+}
+
 /* Builds the node that starts with ev (which the caller deletes). */
 static int
 parse_node(struct yparser *p, yaml_event_t *ev, int depth, struct ynode **out)
@@ -473,6 +577,12 @@ parse_node(struct yparser *p, yaml_event_t *ev, int depth, struct ynode **out)
     struct ypos pos = mark_pos(ev->start_mark);
 
     *out = NULL;
+    if (ev->type == YAML_SCALAR_EVENT || ev->type == YAML_SEQUENCE_START_EVENT ||
+        ev->type == YAML_MAPPING_START_EVENT) {
+        int rc = check_tag(p, ev);
+        if (rc < 0)
+            return rc;
+    }
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
         *out = scalar_node(ev);

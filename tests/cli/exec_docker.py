@@ -171,6 +171,32 @@ jobs:
     check("host volume in options refused", rc == 2 and
           "container.options: -v /:/host: host paths are not allowed for jobs" in err, out + err)
 
+    # github.workspace where the job container's env and options and the job's outputs are
+    # evaluated (before the container exists, after the steps): a container job's is /workspace.
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  ws:
+    runs-on: builder
+    container:
+      image: IMAGE
+      env:
+        WS_ENV: ${{ github.workspace }}/env
+      options: -e WS_OPT=${{ github.workspace }}/opt
+    outputs:
+      dir: ${{ github.workspace }}/out
+    steps:
+      - run: echo "ws env=$WS_ENV opt=$WS_OPT"
+  after:
+    needs: ws
+    runs-on: builder
+    steps:
+      - run: echo "ws output=${{ needs.ws.outputs.dir }}"
+""".replace("IMAGE", IMAGE), "-l", "builder=docker://" + IMAGE)
+    check("github.workspace in container env and options",
+          rc == 0 and "[ws]   | ws env=/workspace/env opt=/workspace/opt" in out, out + err)
+    check("github.workspace in job outputs", "[after]   | ws output=/workspace/out" in out, out + err)
+
     # The agent on Debian: bash exists, so the unspecified shell is bash -e.
     deb = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "debian")
     check("debian image built", deb.returncode == 0, deb.stderr[-500:])

@@ -523,5 +523,25 @@ jobs:
           any(l.startswith("job cancelled") for l in c), seen)
     check("cancel: exit 1", proc.returncode == 1, str(proc.returncode))
 
+# github.workspace in job outputs (evaluated after the steps): on the host it is the run's
+# directory, the one the steps see as GITHUB_WORKSPACE.
+with tempfile.TemporaryDirectory() as tmp:
+    rc, out, err, rep = run(tmp, r"""
+on: push
+jobs:
+  w:
+    runs-on: local
+    outputs:
+      dir: ${{ github.workspace }}/out
+    steps:
+      - run: echo "ws=$GITHUB_WORKSPACE"
+""")
+    ws = [l[len("  | ws="):] for l in lines(out, "w") if l.startswith("  | ws=")]
+    jobs = {j["id"]: j for j in rep["jobs"]} if rep else {}
+    got = jobs.get("w", {}).get("outputs", {}).get("dir")
+    check("github.workspace in job outputs (host)",
+          rc == 0 and len(ws) == 1 and ws[0].startswith("/") and got == ws[0] + "/out",
+          "%r %r %s" % (ws, got, out + err))
+
 print("%d failed" % failures if failures else "exec-host: all checks passed")
 sys.exit(1 if failures else 0)

@@ -850,3 +850,26 @@ TEST(errors_do_not_quote_values)
     ASSERT(s == NULL);
     json_decref(ctx);
 }
+
+/* Unicode white space around an expression (a no-break space pasted from a web page) is trimmed
+ * as GitHub trims it, in checks and evaluation alike; inside the expression it stays an error. */
+TEST(unicode_space_around_expression)
+{
+    json_t *ctx = json_pack("{s:{s:s}}", "secrets", "API_TOKEN", "tok");
+    struct expr_env env = {.contexts = ctx};
+    struct err e = {0};
+    char *s = NULL;
+    json_t *v = NULL;
+
+    ASSERT_OK(expr_template_check("${{ secrets.API_TOKEN\xc2\xa0 }}", NULL, &e));
+    ASSERT_OK(expr_template_check("${{\xe3\x80\x80secrets.API_TOKEN\xe2\x80\x89}}", NULL, &e));
+    ASSERT_OK(expr_interpolate("t=${{ secrets.API_TOKEN\xc2\xa0 }}.", &env, &s, &e));
+    ASSERT_STR_EQ(s, "t=tok.");
+    free(s);
+    ASSERT_OK(expr_eval_scalar("${{\xc2\xa0secrets.API_TOKEN }}", &env, &v, &e));
+    ASSERT_STR_EQ(json_string_value(v), "tok");
+    json_decref(v);
+    ASSERT(expr_template_check("${{ \xc2\xa0 }}", NULL, &e) < 0);
+    ASSERT(expr_template_check("${{ secrets.\xc2\xa0X }}", NULL, &e) < 0);
+    json_decref(ctx);
+}

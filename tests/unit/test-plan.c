@@ -337,7 +337,7 @@ TEST(outputs_flow_into_needs_and_deferred_matrix)
     ASSERT(!p->jobs[1].expanded);
     ASSERT_OK(plan_job_start(p, 0, &run, &e));
     ASSERT(run);
-    ASSERT_OK(plan_run_outputs(p, 0, 0, steps, &e));
+    ASSERT_OK(plan_run_outputs(p, 0, 0, steps, NULL, &e));
     plan_run_finish(p, 0, 0, PLAN_SUCCESS);
     assert_json(p->jobs[0].runs[0].outputs,
                 "{\"m\": \"{\\\"os\\\": [\\\"l1\\\", \\\"l2\\\"]}\", \"fixed\": \"hello-gen\"}");

@@ -600,3 +600,124 @@ TEST(aliases_in_workflow)
     ASSERT_EQ(w->jobs[1].steps[0].pos.line, 6);
     wf_free(w);
 }
+
+/* Every context GitHub allows at a location stays allowed there (the per-location check must not
+ * refuse more than GitHub does), and a step's if may name secrets, as on Gitea. */
+TEST(contexts_allowed_per_location)
+{
+    struct wf_workflow *w = parse_ok(
+        "t.yml",
+        "run-name: ${{ github.actor }} ${{ inputs.x }} ${{ vars.v }}\n"
+        "on: push\n"
+        "env:\n"
+        "  T: ${{ secrets.t }} ${{ vars.v }} ${{ github.sha }}\n"
+        "concurrency: ${{ github.ref }}-${{ vars.v }}\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    outputs:\n"
+        "      o: ${{ steps.s.outputs.o }}\n"
+        "    steps: [{id: s, run: echo}]\n"
+        "  b:\n"
+        "    needs: a\n"
+        "    if: ${{ failure() || needs.a.outputs.o == 'x' || always() }}\n"
+        "    name: b ${{ matrix.os }} ${{ strategy.job-index }} ${{ needs.a.result }}"
+        " ${{ secrets.n }}\n"
+        "    runs-on: ${{ matrix.os }}\n"
+        "    concurrency: ${{ needs.a.outputs.o }}-${{ matrix.os }}\n"
+        "    timeout-minutes: ${{ fromJSON(needs.a.outputs.o) }}\n"
+        "    strategy:\n"
+        "      matrix:\n"
+        "        os: ${{ fromJSON(needs.a.outputs.o) }}\n"
+        "    env:\n"
+        "      E: ${{ secrets.e }} ${{ matrix.os }}\n"
+        "    defaults:\n"
+        "      run:\n"
+        "        working-directory: ${{ env.E }}\n"
+        "    environment:\n"
+        "      name: ${{ matrix.os }}\n"
+        "      url: ${{ steps.s.outputs.url }} ${{ runner.os }}\n"
+        "    container:\n"
+        "      image: ${{ matrix.os }}\n"
+        "      env:\n"
+        "        C: ${{ secrets.c }} ${{ env.E }} ${{ runner.temp }}\n"
+        "      credentials:\n"
+        "        username: ${{ env.E }}\n"
+        "        password: ${{ secrets.p }}\n"
+        "    outputs:\n"
+        "      r: ${{ steps.s.outputs.r }} ${{ job.status }} ${{ runner.os }} ${{ env.E }}\n"
+        "    steps:\n"
+        "      - id: s\n"
+        "        name: ${{ secrets.n }} ${{ steps.x.outcome }} ${{ job.status }}\n"
+        "        if: ${{ failure() && secrets.s != '' && hashFiles('a') != '' && env.E }}\n"
+        "        run: echo ${{ hashFiles('**/x') }} ${{ runner.os }} ${{ inputs.i }}\n"
+        "        env:\n"
+        "          S: ${{ secrets.s }} ${{ needs.a.outputs.o }} ${{ strategy.fail-fast }}\n"
+        "        timeout-minutes: ${{ fromJSON(env.T) }}\n"
+        "        continue-on-error: ${{ steps.x.outcome == 'failure' }}\n");
+
+    ASSERT_EQ(w->n_jobs, 2);
+    wf_free(w);
+}
+
+/* The core schema's explicit tags stay accepted (GitHub's reader accepts them too). */
+TEST(core_yaml_tags_accepted)
+{
+    struct wf_workflow *w = parse_ok("t.yml", "on: !!str push\n"
+                                              "jobs: !!map\n"
+                                              "  a:\n"
+                                              "    runs-on: !!str 5\n"
+                                              "    timeout-minutes: !!int 10\n"
+                                              "    continue-on-error: !!bool true\n"
+                                              "    env: {A: !!float -1.5e3, B: !!null ~, C: !!int 0x1F}\n"
+                                              "    steps: !!seq\n"
+                                              "      - run: echo hi\n");
+
+    ASSERT_STR_EQ(sv(w->jobs[0].runs_on), "5");
+    wf_free(w);
+}
+
+/* A no-break space after an expression (invisible in the web UI) is accepted, as GitHub does. */
+TEST(unicode_space_in_expression_accepted)
+{
+    struct wf_workflow *w = parse_ok("t.yml", "on: push\n"
+                                              "jobs:\n"
+                                              "  a:\n"
+                                              "    runs-on: linux\n"
+                                              "    steps:\n"
+                                              "      - uses: ./x\n"
+                                              "        with:\n"
+                                              "          token: ${{ secrets.API_TOKEN\xc2\xa0 }}\n"
+                                              "      - run: echo ${{\xe2\x80\x83github.sha }}\n");
+
+    ASSERT_EQ(w->jobs[0].n_steps, 2);
+    wf_free(w);
+}
+
+/* A string with ${{ }} is one expression for GitHub, so it may not exceed the expression length
+ * limit (21000); a longer script without expressions is plain text and stays accepted. */
+TEST(template_length_limit)
+{
+    char *body = xmalloc(21100);
+    memset(body, '#', 21099);
+    body[21099] = '\0';
+    char *bad = xasprintf("on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n"
+                          "      - run: |\n          echo ${{ github.sha }}\n          %s\n",
+                          body);
+    char *plain = xasprintf("on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n"
+                            "      - run: |\n          echo plain\n          %s\n",
+                            body);
+    char *near = xasprintf("on: push\njobs:\n  a:\n    runs-on: linux\n    steps:\n"
+                           "      - run: |\n          echo ${{ github.sha }}\n          %s\n",
+                           body + 1200);
+    const char *msg = parse_bad(bad);
+
+    ASSERT_STR_CONTAINS(msg, "t.yml:7:16: jobs.a.steps[0].run: invalid expression: Exceeded max "
+                             "expression length 21000");
+    wf_free(parse_ok("t.yml", plain));
+    wf_free(parse_ok("t.yml", near));
+    free(near);
+    free(plain);
+    free(bad);
+    free(body);
+}
