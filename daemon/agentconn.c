@@ -168,7 +168,7 @@ send_msg(struct agentconn *c, const struct agentp_msg *m, struct err *e)
     c->out.len = 0;
     rc = agentp_encode(&c->out, m);
     if (rc == -ENOMEM)
-        abort(); /* STYLE.md §3: out of memory ends the process */
+        abort(); /* doc/style.md §3: out of memory ends the process */
     if (rc < 0)
         return err_set(e, rc, "cannot encode %s: invalid or too large", agentp_type_name(m->type));
     rc = c->cbs.write(c->arg, c->out.p, c->out.len);

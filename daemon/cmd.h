@@ -1,4 +1,4 @@
-/* cmd.h: runnerctl's command table (STYLE.md §1). */
+/* cmd.h: runnerctl's command table (doc/style.md §1). */
 #ifndef CMD_H
 #define CMD_H
 

@@ -1,5 +1,5 @@
 /* executor.h: where a job's steps run. Executors differ only in how they start the agent and
- * reach it (ARCHITECTURE.md): `host` runs runner-agent as a child process in a per-job
+ * reach it (doc/architecture.md): `host` runs runner-agent as a child process in a per-job
  * directory; `docker` runs it as the entrypoint of the job container. Either way the job run
  * talks to the agent through x->conn once on_ready reported success. */
 #ifndef EXECUTOR_H

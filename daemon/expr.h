@@ -1,4 +1,4 @@
-/* expr.h: the `${{ }}` expression language (spec: shared/spec/workflow-semantics.md §5).
+/* expr.h: the `${{ }}` expression language.
  * Values are jansson json_t. Numbers are JSON reals or integers; the non-finite numbers
  * (NaN, Infinity, -Infinity), which JSON cannot hold, are represented as described at
  * expr_number_new().

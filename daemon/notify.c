@@ -1,4 +1,4 @@
-/* notify.c: systemd's notify protocol, spoken directly (STYLE.md §9): one datagram per
+/* notify.c: systemd's notify protocol, spoken directly (doc/style.md §9): one datagram per
  * message to $NOTIFY_SOCKET (a path, or an abstract name when it starts with '@'), and
  * WATCHDOG=1 every half of $WATCHDOG_USEC when systemd asks for a watchdog. Without
  * $NOTIFY_SOCKET every call does nothing. */

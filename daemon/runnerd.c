@@ -778,7 +778,7 @@ main(int argc, char **argv)
     D.detach = D.cfg.runnerd.detach;
     D.capacity = D.cfg.runner.capacity > 0 ? D.cfg.runner.capacity : 1;
     /* libuv's thread pool (checkouts, action fetches, uploads, hashing) is sized once, at its
-     * first use: a slot per job plus a few (STYLE.md §5), unless the operator set it. */
+     * first use: a slot per job plus a few (doc/style.md §5), unless the operator set it. */
     if (getenv("UV_THREADPOOL_SIZE") == NULL) {
         char n[16];
         snprintf(n, sizeof n, "%d", D.capacity + 4 > 128 ? 128 : D.capacity + 4);

@@ -1,4 +1,4 @@
-/* runnerd.h: the daemon's parts and what they share (ARCHITECTURE.md "service"):
+/* runnerd.h: the daemon's parts and what they share (doc/architecture.md, "Sinks"):
  *
  *   runnerd.c  main: configuration, state, identities, signals, shutdown, recovery
  *   poller.c   per identity: Declare, then FetchTask while a slot is free, with backoff

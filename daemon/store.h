@@ -1,5 +1,5 @@
 /* store.h: runnerd's durable state in sqlite (WAL): runner identities, tasks with their steps,
- * outputs and resources, and the log spool (ARCHITECTURE.md "State").
+ * outputs and resources, and the log spool (doc/architecture.md, "State").
  *
  * One struct store per process, used from the loop thread only. Every function runs its
  * statements synchronously; batch writes with store_begin()/store_commit() on the caller's

@@ -1,6 +1,6 @@
 /* wf.h: the workflow model. A workflow file parsed into typed structs; every field keeps its
  * source position. Values that are evaluated later (env, with, matrix, runs-on, container, ...)
- * stay YAML nodes, owned by the workflow. Spec: shared/spec/workflow-semantics.md §2. */
+ * stay YAML nodes, owned by the workflow. */
 #ifndef WF_H
 #define WF_H
 

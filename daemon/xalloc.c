@@ -1,4 +1,4 @@
-/* xalloc.c: allocation wrappers that abort with the size on failure (STYLE.md §3). */
+/* xalloc.c: allocation wrappers that abort with the size on failure (doc/style.md §3). */
 #include "runner/xalloc.h"
 
 #include <stdarg.h>

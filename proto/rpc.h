@@ -1,5 +1,5 @@
 /* rpc.h: the Gitea runner protocol messages (runner.v1, ping.v1) and their Connect JSON form
- * (../shared/spec/gitea-runner-protocol.md §1.5, §2; proto/runner.proto, proto/ping.proto).
+ * (Gitea's runner protocol: proto/runner.proto, proto/ping.proto).
  *
  * Pure encode/decode, no I/O. Every message is a plain C struct described by a const
  * struct rpc_type; the generic functions below take the type and a pointer to the struct:

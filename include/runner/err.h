@@ -1,4 +1,4 @@
-/* err.h: a code for the program, a message for the human (STYLE.md §3). */
+/* err.h: a code for the program, a message for the human (doc/style.md §3). */
 #ifndef RUNNER_ERR_H
 #define RUNNER_ERR_H
 

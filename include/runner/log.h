@@ -1,4 +1,4 @@
-/* log.h: leveled logging with syslog priorities (STYLE.md §7). */
+/* log.h: leveled logging with syslog priorities (doc/style.md §7). */
 #ifndef RUNNER_LOG_H
 #define RUNNER_LOG_H
 
