@@ -9,8 +9,8 @@
  * can replay any range the host has not acknowledged. libc and proto/agentp.c only.
  *
  * `runner-agent --hash-files ROOT [--follow-symbolic-links] PATTERN...` is a separate one-shot
- * mode: hashFiles() computed inside the container exactly as the host's daemon/hashfiles.c does
- * (proto/globmatch.c for the patterns, proto/sha256.c for the digests); no journal, no
+ * mode: hashFiles() computed inside the container exactly as the host's daemon/job/hashfiles.c does
+ * (lib/globmatch.c for the patterns, lib/sha256.c for the digests); no journal, no
  * protocol. */
 #include "agentp.h"
 #include "hashwalk.h"

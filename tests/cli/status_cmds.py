@@ -2,7 +2,7 @@
 """runnerctl status, tasks and logs against a state database built without runnerd: a missing
 database is reported and not created; runnerctl itself lays the schema down in an empty file
 (store_open migrates it), then python's sqlite3 fills in rows through that very schema, so any
-drift between this test and daemon/store.c fails loudly on the INSERTs. Checks: identities shown
+drift between this test and daemon/state/store.c fails loudly on the INSERTs. Checks: identities shown
 and the token never printed (nor task secrets); counts and running tasks; tasks newest first
 with results, -n, --only and column alignment; --json documents; logs in order, -t; unknown
 task (exit 1); bad usage (exit 2); a newer schema and a non-database file refused."""

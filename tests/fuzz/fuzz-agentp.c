@@ -1,5 +1,5 @@
 /* fuzz-agentp.c: libFuzzer target for the agent protocol decoder (proto/agentp.c) and the
- * host-side state machine (daemon/agentconn.c). The first 4 input bytes seed the chunk sizes
+ * host-side state machine (daemon/exec/agentconn.c). The first 4 input bytes seed the chunk sizes
  * (1..4096) in which the rest is fed, so frames split at arbitrary places. Every frame that
  * decodes is re-encoded and decoded again, and must round-trip to the same encoding. The same
  * bytes then go through an agentconn. Everything is freed, so LeakSanitizer catches leaks. */

@@ -1,4 +1,4 @@
-/* test-sha256.c: proto/sha256.c (the agent's libc-only SHA-256) against the FIPS 180-2/NIST
+/* test-sha256.c: lib/sha256.c (the agent's libc-only SHA-256) against the FIPS 180-2/NIST
  * example vectors ("", "abc", the 448-bit and 896-bit messages, one million 'a'), updates split
  * at every offset, and OpenSSL for every length across the padding boundaries. */
 #include "harness.h"
