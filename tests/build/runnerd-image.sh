@@ -48,7 +48,7 @@ deb=$("$SRCDIR/tests/images/build.sh" debian | tail -n 1) || { no "no debian tes
 # The context: what the Dockerfile COPYs (a checkout's _build directories stay out).
 ctx=$tmp/ctx
 mkdir "$ctx"
-for p in CMakeLists.txt cmake include proto agent daemon tests; do
+for p in CMakeLists.txt cmake include lib proto agent daemon tests; do
     cp -R "$SRCDIR/$p" "$ctx/$p"
 done
 rm -rf "$ctx/tests/fuzz/corpus-"* 2>/dev/null
