@@ -137,59 +137,81 @@ static const char masked_wf[] =
     "        run: |\n"
     "          echo \"secret=" SECRET " token=" TOKEN " runner=${{ runner.name }}\"\n";
 
+/* One launch: its loop, plan and mask, what the sink heard, and the launcher's options (no
+ * settings and no engine: set lo.cfg and lo.docker for them). */
+struct fix {
+    uv_loop_t loop;
+    struct wf_workflow *w;
+    struct plan *p;
+    struct mask *mask;
+    struct heard h;
+    struct launch_opts lo;
+};
+
+static void
+fix_init(struct fix *f, enum launch_mode m, const char *wf, struct mask *mask,
+         const struct config_label *labels, size_t n)
+{
+    memset(f, 0, sizeof *f);
+    uv_loop_init(&f->loop);
+    f->p = plan_of(wf, &f->w);
+    f->mask = mask;
+    f->lo = (struct launch_opts){
+        .mode = m,
+        .loop = &f->loop,
+        .labels = labels,
+        .n_labels = n,
+        .agent_path = RUNNER_AGENT_PATH,
+        .runner_name = "tester",
+        .job = {.plan = f->p, .xjob = {.name = "launch-1"}, .mask = mask, .sink = &sink,
+                .sink_arg = &f->h},
+        .chosen = on_chosen,
+        .arg = &f->h,
+    };
+}
+
+static void
+fix_free(struct fix *f)
+{
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    ASSERT_EQ(uv_loop_close(&f->loop), 0);
+    buf_free(&f->h.names);
+    buf_free(&f->h.log);
+    free(f->h.label);
+    mask_free(f->mask);
+    plan_free(f->p);
+    wf_free(f->w);
+}
+
 /* Runs masked_wf to its end with the launcher in mode m on a host label. */
 static void
 run_masked(enum launch_mode m)
 {
-    uv_loop_t loop;
-    struct wf_workflow *w = NULL;
-    struct plan *p = plan_of(masked_wf, &w);
     json_t *secrets = json_pack("{s:s, s:s}", "S", SECRET, "EMPTY", "");
     const char *tokens[] = {TOKEN, "", NULL};
-    struct mask *mask = launch_mask(secrets, tokens);
     struct config_label labels[] = {{.name = (char *)"other", .exec = CONFIG_EXEC_HOST},
                                     {.name = (char *)"self", .exec = CONFIG_EXEC_HOST}};
-    struct heard h = {.names = BUF_INIT, .log = BUF_INIT};
+    struct fix f;
     struct jobrun *jr = NULL;
     char *why = NULL;
 
-    ASSERT_EQ(mask_count(mask), 2);
-    uv_loop_init(&loop);
-    struct launch_opts lo = {
-        .mode = m,
-        .loop = &loop,
-        .labels = labels,
-        .n_labels = 2,
-        .agent_path = RUNNER_AGENT_PATH,
-        .runner_name = "tester",
-        .job = {.plan = p, .xjob = {.name = "launch-1"}, .mask = mask, .sink = &sink,
-                .sink_arg = &h},
-        .chosen = on_chosen,
-        .arg = &h,
-    };
-    if (launch_start(&lo, &jr, &why) < 0)
+    fix_init(&f, m, masked_wf, launch_mask(secrets, tokens), labels, 2);
+    ASSERT_EQ(mask_count(f.mask), 2);
+    if (launch_start(&f.lo, &jr, &why) < 0)
         test_fail(__FILE__, __LINE__, "launch_start: %s", why);
     ASSERT(jr != NULL);
-    ASSERT_EQ(h.chosen, 1);
-    ASSERT_STR_EQ(h.label, "self");
-    while (!h.finished)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ASSERT_EQ(uv_loop_close(&loop), 0);
-
-    ASSERT_EQ(h.result, PLAN_SUCCESS);
-    ASSERT_STR_CONTAINS(buf_str(&h.names), "greet ***\n");
-    ASSERT_STR_CONTAINS(buf_str(&h.log), "secret=*** token=*** runner=tester\n");
-    ASSERT(strstr(buf_str(&h.names), SECRET) == NULL);
-    ASSERT(strstr(buf_str(&h.log), SECRET) == NULL);
-    ASSERT(strstr(buf_str(&h.log), TOKEN) == NULL);
-    buf_free(&h.names);
-    buf_free(&h.log);
-    free(h.label);
-    mask_free(mask);
+    ASSERT_EQ(f.h.chosen, 1);
+    ASSERT_STR_EQ(f.h.label, "self");
+    while (!f.h.finished)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    ASSERT_EQ(f.h.result, PLAN_SUCCESS);
+    ASSERT_STR_CONTAINS(buf_str(&f.h.names), "greet ***\n");
+    ASSERT_STR_CONTAINS(buf_str(&f.h.log), "secret=*** token=*** runner=tester\n");
+    ASSERT(strstr(buf_str(&f.h.names), SECRET) == NULL);
+    ASSERT(strstr(buf_str(&f.h.log), SECRET) == NULL);
+    ASSERT(strstr(buf_str(&f.h.log), TOKEN) == NULL);
+    fix_free(&f);
     json_decref(secrets);
-    plan_free(p);
-    wf_free(w);
 }
 
 /* runnerd's way: the secret in the step's name and output, and the task token, are masked. */
@@ -222,47 +244,27 @@ TEST(mask_from_secrets_and_tokens)
     json_decref(secrets);
 }
 
-/* Starts wf with the launcher in mode m and returns its error (a new string), or NULL. */
+/* Starts wf with the launcher in mode m and returns its error (a new string); *chosen: how
+ * many times a label was said to be chosen. */
 static char *
 launch_error(enum launch_mode m, const char *wf, const struct config_label *labels, size_t n,
              const struct config *cfg, struct docker *docker, int *chosen)
 {
-    uv_loop_t loop;
-    struct wf_workflow *w = NULL;
-    struct plan *p = plan_of(wf, &w);
-    struct mask *mask = launch_mask(NULL, NULL);
-    struct heard h = {.names = BUF_INIT, .log = BUF_INIT};
+    struct fix f;
     struct jobrun *jr = NULL;
     char *why = NULL;
 
-    uv_loop_init(&loop);
-    struct launch_opts lo = {
-        .mode = m,
-        .loop = &loop,
-        .labels = labels,
-        .n_labels = n,
-        .cfg = cfg,
-        .docker = docker,
-        .agent_path = RUNNER_AGENT_PATH,
-        .runner_name = "tester",
-        .job = {.plan = p, .xjob = {.name = "launch-1"}, .mask = mask, .sink = &sink,
-                .sink_arg = &h},
-        .chosen = on_chosen,
-        .arg = &h,
-    };
-    int rc = launch_start(&lo, &jr, &why);
-    if (rc == 0)
+    fix_init(&f, m, wf, launch_mask(NULL, NULL), labels, n);
+    f.lo.cfg = cfg;
+    f.lo.docker = docker;
+    if (launch_start(&f.lo, &jr, &why) == 0)
         test_fail(__FILE__, __LINE__, "the job started");
     ASSERT(why != NULL);
     ASSERT(jr == NULL);
-    ASSERT(!h.finished);
-    ASSERT_EQ(h.log.len, 0);
-    *chosen = h.chosen;
-    free(h.label);
-    ASSERT_EQ(uv_loop_close(&loop), 0);
-    mask_free(mask);
-    plan_free(p);
-    wf_free(w);
+    ASSERT(!f.h.finished);
+    ASSERT_EQ(f.h.log.len, 0);
+    *chosen = f.h.chosen;
+    fix_free(&f);
     return why;
 }
 
