@@ -3,6 +3,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "ctx.h"
+#include "launch.h"
 #include "plan.h"
 #include "runlocal.h"
 #include "executor.h"
@@ -155,8 +156,7 @@ plan_one(const struct exec_opts *o, const struct wf_workflow *w, json_t *event,
     if (rc < 0) {
         /* The message may quote a value built from a secret given with -s (a job name, a
          * runs-on label): masked and escaped like everything runnerctl exec prints. */
-        struct mask *m = mask_new();
-        mask_add_values(m, o->secrets);
+        struct mask *m = launch_mask(o->secrets, NULL);
         char *msg = mask_shown(m, e.msg);
         fprintf(stderr, "%s\n", msg);
         free(msg);

@@ -3,20 +3,17 @@
 
 #include "docker.h"
 #include "dockerexec.h"
-#include "executor.h"
 #include "httpc.h"
 #include "jobrun.h"
+#include "launch.h"
 #include "mask.h"
 #include "profile.h"
 #include "runner/buf.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
-#include "ctx.h"
 
 #include <signal.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -44,7 +41,8 @@ struct runlocal {
     struct plan *const *plans;
     size_t n_plans;
     struct mask *mask;
-    json_t *runner;
+    struct config_label *labels; /* o->labels as the launcher takes them */
+    size_t n_labels;
     json_t *report;         /* {"jobs": [...]} */
     struct local_run **runs;
     size_t n_runs;
@@ -272,21 +270,20 @@ report_job_unrun(struct runlocal *rl, struct plan *p, size_t ji, const char *res
         report_unrun(rl, p, ji, &j->runs[ri], result);
 }
 
-/* Picks the executor for a run: the first runs-on label that is mapped. */
-static const char *
-pick_label(struct runlocal *rl, const struct plan_run *pr, const char **how)
+/* runnerctl exec grants no GPUs (that is runnerd's inventory): a label whose settings ask for
+ * them gets a note, and the job none. */
+static int
+no_gpus(void *arg, const struct config_profile *p, char ***gpus, char **why)
 {
-    size_t i;
-    json_t *l;
+    struct local_run *lr = arg;
+    char *l = shown(lr->rl, p->name);
 
-    json_array_foreach(pr->runs_on, i, l) {
-        json_t *m = json_object_get(rl->o->labels, json_string_value(l));
-        if (json_is_string(m)) {
-            *how = json_string_value(m);
-            return json_string_value(l);
-        }
-    }
-    return NULL;
+    (void)why;
+    *gpus = NULL;
+    fprintf(lr->rl->o->out, "[%s] note: runnerctl exec grants no GPUs (label %s asks for "
+            "them; runnerd does)\n", lr->shown, l);
+    free(l);
+    return 0;
 }
 
 static void
@@ -295,10 +292,7 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
     struct plan *p = rl->plans[pi];
     const struct plan_run *pr = &p->jobs[ji].runs[ri];
     struct local_run *lr = xcalloc(1, sizeof *lr);
-    const char *how = NULL, *label = pick_label(rl, pr, &how);
-    struct executor *x = NULL;
-    struct err e = {0};
-    char *image = NULL, *name = NULL;
+    char *name = NULL, *why = NULL;
 
     lr->rl = rl;
     lr->plan = pi;
@@ -311,80 +305,49 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
     rl->runs[rl->n_runs++] = lr;
     fprintf(rl->o->out, "[%s] job started\n", lr->shown);
 
-    if (jobrun_container_image(p, ji, ri, &image, &e) < 0)
-        goto fail;
-    /* A label that pins an image runs only that image, unless it allows the job's own. */
-    if (rl->o->cfg && profile_check_image(config_profile_find(rl->o->cfg, label), image,
-                                          p->wf->file, p->jobs[ji].wf, &e) < 0)
-        goto fail;
-    if (image == NULL && how && strncmp(how, "docker://", 9) == 0)
-        image = xstrdup(how + 9);
-    if (image) {
-        if (executor_docker_new(&rl->loop, rl->docker, rl->o->agent_path, "runnerctl", &x, &e) < 0)
-            goto fail;
-    } else if (how && strcmp(how, "host") == 0) {
-        if (executor_host_new(&rl->loop, rl->o->agent_path, NULL, NULL, NULL, &x, &e) < 0)
-            goto fail;
-    } else {
-        char *labels = json_dumps(pr->runs_on, JSON_COMPACT);
-        err_set(&e, ERR_INVALID, "no executor for runs-on %s (use -l LABEL=host)", labels);
-        free(labels);
-        goto fail;
-    }
     name = xasprintf("%s-%zu", p->jobs[ji].wf->id, ri + 1);
-    json_t *profile = NULL;
-    if (image) {
-        /* The label's settings from -c (limits, binds, docker socket or dind; runnerctl exec
-         * grants no GPUs: that is runnerd's inventory); without -c the default limits and
-         * capability floor, so that no workflow option lifts them here either. */
-        const struct config_profile *cp = rl->o->cfg ? config_profile_find(rl->o->cfg, label)
-                                                     : NULL;
-        const char *host = docker_host(rl->docker);
-        const char *sock = host && strncmp(host, "unix://", 7) == 0 ? host + 7 : NULL;
-        struct stat st;
-        int gid = sock && stat(sock, &st) == 0 ? (int)st.st_gid : -1;
-        if (cp && cp->gpus != 0) {
-            char *l = shown(rl, label);
-            fprintf(rl->o->out, "[%s] note: runnerctl exec grants no GPUs (label %s asks for "
-                    "them; runnerd does)\n", lr->shown, l);
-            free(l);
-        }
-        profile = profile_job(rl->o->cfg, cp, profile_host_memory(), NULL, sock, gid);
-    }
-    struct jobrun_opts jo = {
-        .plan = p,
-        .job = ji,
-        .run = ri,
-        .exec = x,
-        .xjob = {.name = name, .image = image, .source = rl->o->workdir, .bind = rl->o->bind,
-                 .profile = profile},
-        .mask = rl->mask,
-        .config_env = rl->o->config_env,
-        .runner = rl->runner,
-        .label = label,
-        .container_options = rl->o->container_options,
-        .cache_dir = rl->o->cache_dir,
-        .git_ca_file = rl->o->git_ca_file,
-        .actions_url = rl->o->actions_url,
-        .node_image = rl->o->node_image,
-        .github_mirror = rl->o->github_mirror,
-        .sink = &terminal_sink,
-        .sink_arg = lr,
+    /* The label's settings from -c (limits, binds, docker socket or dind); without -c the
+     * default limits and capability floor, so that no workflow option lifts them here either. */
+    struct launch_opts lo = {
+        .mode = LAUNCH_CONTAINER_FIRST,
+        .loop = &rl->loop,
+        .labels = rl->labels,
+        .n_labels = rl->n_labels,
+        .cfg = rl->o->cfg,
+        .host_memory = profile_host_memory(),
+        .docker = rl->docker,
+        .agent_path = rl->o->agent_path,
+        .runner_name = "runnerctl",
+        .job = {
+            .plan = p,
+            .job = ji,
+            .run = ri,
+            .xjob = {.name = name, .source = rl->o->workdir, .bind = rl->o->bind},
+            .mask = rl->mask,
+            .config_env = rl->o->config_env,
+            .container_options = rl->o->container_options,
+            .cache_dir = rl->o->cache_dir,
+            .git_ca_file = rl->o->git_ca_file,
+            .actions_url = rl->o->actions_url,
+            .node_image = rl->o->node_image,
+            .github_mirror = rl->o->github_mirror,
+            .sink = &terminal_sink,
+            .sink_arg = lr,
+        },
+        .grant_gpus = no_gpus,
+        .arg = lr,
     };
-    rl->active++;
-    lr->started = true;
-    jobrun_start(&rl->loop, &jo, &lr->jr, &e);
-    json_decref(profile);
+    int rc = launch_start(&lo, &lr->jr, &why);
     free(name);
-    free(image);
-    return;
-fail:
-    free(image);
-    {
-        char *m = shown(rl, e.msg);
-        fprintf(rl->o->out, "[%s] error: %s\n", lr->shown, m);
-        free(m);
+    if (rc == 0) {
+        rl->active++;
+        lr->started = true;
+        return;
     }
+    char *m = shown(rl, why);
+    fprintf(rl->o->out, "[%s] error: %s\n", lr->shown, m);
+    free(m);
+    free(why);
     plan_run_finish(p, ji, ri, PLAN_FAILURE);
     lr->finished = true;
     report_unrun(rl, p, ji, pr, "failure");
@@ -517,8 +480,23 @@ on_signal(uv_signal_t *s, int signum)
         }
 }
 
-/* Checks every already-expanded run has an executor before anything runs; *docker is set
- * when some run needs the Docker engine. */
+/* Adds label name, run as how ("host" or "docker://IMAGE"), to rl->labels. A label with any
+ * other value stays (as host) only so that no run of it is also said to have no executor:
+ * labels_ok() refuses it, and nothing runs. */
+static void
+add_label(struct runlocal *rl, const char *name, const char *how)
+{
+    struct config_label *l;
+
+    rl->labels = xreallocarray(rl->labels, rl->n_labels + 1, sizeof *rl->labels);
+    l = &rl->labels[rl->n_labels++];
+    l->name = xstrdup(name);
+    l->exec = strncmp(how, "docker://", 9) == 0 ? CONFIG_EXEC_DOCKER : CONFIG_EXEC_HOST;
+    l->image = l->exec == CONFIG_EXEC_DOCKER ? xstrdup(how + 9) : NULL;
+}
+
+/* Takes o->labels into rl->labels and checks every already-expanded run has an executor
+ * before anything runs; *docker is set when some run needs the Docker engine. */
 static bool
 labels_ok(struct runlocal *rl, bool *docker)
 {
@@ -528,6 +506,8 @@ labels_ok(struct runlocal *rl, bool *docker)
 
     json_object_foreach(rl->o->labels, k, v) {
         const char *how = json_string_value(v);
+        if (how)
+            add_label(rl, k, how);
         if (how && strncmp(how, "docker://", 9) == 0)
             *docker = true;
         else if (how == NULL || strcmp(how, "host") != 0) {
@@ -544,7 +524,6 @@ labels_ok(struct runlocal *rl, bool *docker)
         for (size_t ji = 0; ji < p->n_jobs; ji++) {
             for (size_t ri = 0; ri < p->jobs[ji].n_runs; ri++) {
                 const struct plan_run *pr = &p->jobs[ji].runs[ri];
-                const char *how = NULL;
                 char *image = NULL;
                 struct err e = {0};
 
@@ -553,7 +532,7 @@ labels_ok(struct runlocal *rl, bool *docker)
                     *docker = true;
                     continue;
                 }
-                if (pick_label(rl, pr, &how) == NULL) {
+                if (launch_pick_label(rl->labels, rl->n_labels, pr->runs_on) == NULL) {
                     char *labels = json_dumps(pr->runs_on, JSON_COMPACT);
                     char *sl = shown(rl, labels), *sf = shown(rl, p->wf->file);
                     char *sj = shown(rl, p->jobs[ji].wf->id);
@@ -621,9 +600,6 @@ int
 runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
 {
     struct runlocal rl = {.o = o, .plans = plans, .n_plans = n};
-    struct utsname un;
-    const char *k;
-    json_t *v;
     int status = 0;
 
     bool need_docker = false;
@@ -631,17 +607,11 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
     rl.capacity = o->capacity > 0 ? o->capacity : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (rl.capacity < 1)
         rl.capacity = 1;
-    rl.mask = mask_new();
-    json_object_foreach(o->secrets, k, v) {
-        if (json_is_string(v))
-            mask_add(rl.mask, json_string_value(v));
-    }
+    rl.mask = launch_mask(o->secrets, NULL);
     if (!labels_ok(&rl, &need_docker)) {
-        mask_free(rl.mask);
-        return 2;
+        status = 2;
+        goto out;
     }
-    uname(&un);
-    rl.runner = ctx_runner_new("runnerctl", un.machine, NULL, NULL);
     rl.report = json_pack("{s:[]}", "jobs");
     uv_loop_init(&rl.loop);
     uv_signal_init(&rl.loop, &rl.sigint);
@@ -717,7 +687,9 @@ out:
     }
     free(rl.runs);
     json_decref(rl.report);
-    json_decref(rl.runner);
+    for (size_t i = 0; i < rl.n_labels; i++)
+        config_label_free(&rl.labels[i]);
+    free(rl.labels);
     mask_free(rl.mask);
     return status;
 }

@@ -5,13 +5,12 @@
  * resumed from its last checkpoint; one whose container is gone is finalized as failed. */
 #include "runnerd.h"
 
-#include "ctx.h"
 #include "docker.h"
 #include "dockerexec.h"
 #include "executor.h"
 #include "gpu.h"
-#include "profile.h"
 #include "jobrun.h"
+#include "launch.h"
 #include "mask.h"
 #include "plan.h"
 #include "rpc.h"
@@ -24,8 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/utsname.h>
 #include <time.h>
 
 /* ---------------------------------------------------------------- step records */
@@ -691,18 +688,12 @@ job_env(struct rtask *rt)
     return env;
 }
 
+/* The first of the job's runs-on labels that is one of the identity's, or NULL. */
 static const struct config_label *
 pick_label(struct rtask *rt, json_t *runs_on)
 {
-    size_t i;
-    json_t *v;
-
-    json_array_foreach(runs_on, i, v) {
-        for (size_t k = 0; rt->id && k < rt->id->n_labels; k++)
-            if (json_string_value(v) && strcmp(rt->id->labels[k].name, json_string_value(v)) == 0)
-                return &rt->id->labels[k];
-    }
-    return NULL;
+    return launch_pick_label(rt->id ? rt->id->labels : NULL, rt->id ? rt->id->n_labels : 0,
+                             runs_on);
 }
 
 /* Gitea sends its ROOT_URL with the trailing slash (`http://host:3000/`); GitHub, act and
@@ -788,56 +779,91 @@ plan_task(struct rtask *rt, bool *run, char **why)
     return 0;
 }
 
-/* Starts (cp == NULL) or resumes the job on executor x (taken). */
-static int
-run_job(struct rtask *rt, struct executor *x, const char *image, const json_t *profile,
-        const json_t *cp, char **why)
+/* The label chosen: the task records it (runnerd's metrics name it) and says so. */
+static void
+label_chosen(void *arg, const struct config_label *lb)
 {
+    struct rtask *rt = arg;
+
+    rt->label = xstrdup(lb->name);
+    add_rowf(rt, -1, "workflow prepared");
+}
+
+/* The GPUs the label's settings p ask for, granted from runnerd's pool (persisted before
+ * anything is created). */
+static int
+grant_gpus(void *arg, const struct config_profile *p, char ***gpus, char **why)
+{
+    struct rtask *rt = arg;
     struct daemon *d = rt->d;
     struct err e = {0};
-    struct utsname un;
+    char *list = NULL;
+
+    if (gpu_pool_take(d->gpus, rt->tid, p->gpus, gpus, &e) < 0) {
+        *why = xasprintf("label %s: no GPU for this job: %s", p->name, e.msg);
+        return -1;
+    }
+    for (size_t i = 0; (*gpus)[i]; i++)
+        metric_add(d->m.gpu_grants, 1, (*gpus)[i]);
+    for (size_t i = 0; (*gpus)[i]; i++) {
+        char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", (*gpus)[i]);
+        free(list);
+        list = n;
+    }
+    add_rowf(rt, -1, "GPU(s) for this job: %s", list ? list : "");
+    log_info("task %lld: GPU(s) %s", (long long)rt->tid, list ? list : "");
+    free(list);
+    return 0;
+}
+
+/* Starts the job (x NULL: on the executor of the label the launcher picks) or resumes it on
+ * executor x (taken) from checkpoint cp. */
+static int
+run_job(struct rtask *rt, struct executor *x, const json_t *cp, char **why)
+{
+    struct daemon *d = rt->d;
     json_t *env = job_env(rt);
-    json_t *runner;
     char name[64];
     int rc;
 
-    uname(&un);
-    runner = ctx_runner_new(rt->id ? rt->id->si.name : "runnerd", un.machine, NULL, NULL);
     snprintf(name, sizeof name, "task-%lld", (long long)rt->tid);
     char *cache = config_cache_dir(&d->cfg, true);
-    struct jobrun_opts o = {
-        .plan = rt->plan, .job = 0, .run = 0, .exec = x,
-        .xjob = {.name = name, .image = image, .profile = profile},
-        .mask = rt->mask, .config_env = env, .runner = runner, .label = rt->label,
-        .container_options = d->cfg.container.options, .gitea = true,
-        .durable = x->container, .hold = cp != NULL, .sink = &sink, .sink_arg = rt,
-        .cache_dir = cache, .git_ca_file = d->cfg.runnerd.git_ca_file,
-        .git_insecure = d->cfg.runner.insecure, .actions_url = d->cfg.runnerd.actions_url,
-        .github_mirror = d->cfg.runner.github_mirror, .node_image = d->cfg.runnerd.node_image,
+    struct launch_opts lo = {
+        .mode = LAUNCH_BY_LABEL, .loop = d->loop,
+        .labels = rt->id ? rt->id->labels : NULL, .n_labels = rt->id ? rt->id->n_labels : 0,
+        .cfg = &d->cfg, .host_memory = d->host_memory,
+        .docker = d->docker_ready ? d->docker : NULL, .agent_path = d->agent_path,
+        .runner_name = rt->id ? rt->id->si.name : "runnerd",
+        .job = {
+            .plan = rt->plan, .job = 0, .run = 0, .xjob = {.name = name},
+            .mask = rt->mask, .config_env = env, .label = rt->label,
+            .container_options = d->cfg.container.options, .gitea = true, .durable = true,
+            .sink = &sink, .sink_arg = rt, .cache_dir = cache,
+            .git_ca_file = d->cfg.runnerd.git_ca_file, .git_insecure = d->cfg.runner.insecure,
+            .actions_url = d->cfg.runnerd.actions_url,
+            .github_mirror = d->cfg.runner.github_mirror, .node_image = d->cfg.runnerd.node_image,
+        },
+        .chosen = label_chosen, .grant_gpus = grant_gpus, .arg = rt,
     };
-    rc = cp ? jobrun_resume(d->loop, &o, cp, &rt->jr, &e) : jobrun_start(d->loop, &o, &rt->jr, &e);
+    rc = x ? launch_resume(&lo, x, cp, &rt->jr, why) : launch_start(&lo, &rt->jr, why);
     if (rc == 0 && !rt->counted_running) {
         metric_add(d->m.running, 1, daemon_metric_label(rt->label));
         rt->counted_running = true;
     }
     json_decref(env);
-    json_decref(runner);
     free(cache);
-    if (rc < 0)
-        *why = xstrdup(e.msg);
     return rc;
 }
 
+/* The task's mask: its secrets, its token and its runtime token. */
 static struct mask *
 task_mask(struct rtask *rt)
 {
-    struct mask *m = mask_new();
+    json_t *secrets = map_json(&rt->t->secrets);
+    const char *tokens[] = {ctx_str(rt, "token"), ctx_str(rt, "gitea_runtime_token"), NULL};
+    struct mask *m = launch_mask(secrets, tokens);
 
-    for (size_t i = 0; i < rt->t->secrets.n; i++)
-        if (rt->t->secrets.v[i].value && *rt->t->secrets.v[i].value)
-            mask_add(m, rt->t->secrets.v[i].value);
-    mask_add(m, ctx_str(rt, "token"));
-    mask_add(m, ctx_str(rt, "gitea_runtime_token"));
+    json_decref(secrets);
     return m;
 }
 
@@ -858,60 +884,11 @@ task_new(struct daemon *d, struct ident *id, struct rpc_task *t)
     return rt;
 }
 
-/* The label's settings for this job: limits, binds, the engine socket or a dind sidecar, and
- * its own GPUs, granted here (persisted before anything is created). */
-static int
-make_profile(struct rtask *rt, const struct config_label *lb, json_t **out, char **why)
-{
-    struct daemon *d = rt->d;
-    const struct config_profile *p = config_profile_find(&d->cfg, lb->name);
-    char **gpus = NULL;
-    const char *host = d->docker ? docker_host(d->docker) : NULL;
-    const char *sock = host && strncmp(host, "unix://", 7) == 0 ? host + 7 : NULL;
-    int gid = -1;
-    struct stat st;
-
-    if (p && p->docker == CONFIG_DOCKER_SOCKET) {
-        if (sock == NULL) {
-            *why = xasprintf("label %s has docker: socket, but the engine is not on a unix socket "
-                             "(%s)", lb->name, host ? host : "?");
-            return -1;
-        }
-        if (stat(sock, &st) == 0)
-            gid = (int)st.st_gid;
-    }
-    if (p && p->gpus != 0) {
-        struct err e = {0};
-        if (gpu_pool_take(d->gpus, rt->tid, p->gpus, &gpus, &e) < 0) {
-            *why = xasprintf("label %s: no GPU for this job: %s", lb->name, e.msg);
-            return -1;
-        }
-        char *list = NULL;
-        for (size_t i = 0; gpus[i]; i++)
-            metric_add(d->m.gpu_grants, 1, gpus[i]);
-        for (size_t i = 0; gpus[i]; i++) {
-            char *n = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", gpus[i]);
-            free(list);
-            list = n;
-        }
-        add_rowf(rt, -1, "GPU(s) for this job: %s", list ? list : "");
-        log_info("task %lld: GPU(s) %s", (long long)rt->tid, list ? list : "");
-        free(list);
-    }
-    *out = profile_job(&d->cfg, p, d->host_memory, gpus, sock, gid);
-    xstrv_free(gpus);
-    return 0;
-}
-
 /* Sets the job up and starts it; on any failure the task finishes as failed with the reason. */
 static void
 begin(struct rtask *rt)
 {
-    struct daemon *d = rt->d;
-    struct err e = {0};
-    struct executor *x = NULL;
-    char *why = NULL, *image = NULL;
-    json_t *profile = NULL;
+    char *why = NULL;
     bool run = false;
 
     add_rowf(rt, -1, "%s(version:%s) received task %lld of job %s, be triggered by event: %s",
@@ -924,52 +901,11 @@ begin(struct rtask *rt)
         finish(rt, RPC_RESULT_SKIPPED, NULL);
         return;
     }
-    const struct config_label *lb = pick_label(rt, rt->plan->jobs[0].runs[0].runs_on);
-    if (lb == NULL) {
-        char *ro = json_dumps(rt->plan->jobs[0].runs[0].runs_on, JSON_COMPACT);
-        why = xasprintf("none of the job's runs-on labels %s is a label of this runner", ro ? ro : "");
-        free(ro);
+    if (run_job(rt, NULL, NULL, &why) < 0)
         goto fail;
-    }
-    rt->label = xstrdup(lb->name);
-    add_rowf(rt, -1, "workflow prepared");
-    if (lb->exec == CONFIG_EXEC_DOCKER) {
-        if (!d->docker_ready) {
-            why = xstrdup("the Docker engine is not reachable; this runner cannot run docker jobs now");
-            goto fail;
-        }
-        if (jobrun_container_image(rt->plan, 0, 0, &image, &e) < 0) {
-            why = xstrdup(e.msg);
-            goto fail;
-        }
-        /* A label that pins an image runs only that image, unless it allows the job's own. */
-        if (profile_check_image(config_profile_find(&d->cfg, lb->name), image, rt->plan->wf->file,
-                                rt->plan->jobs[0].wf, &e) < 0) {
-            why = xstrdup(e.msg);
-            goto fail;
-        }
-        if (image == NULL)
-            image = xstrdup(lb->image);
-        if (make_profile(rt, lb, &profile, &why) < 0)
-            goto fail;
-        if (executor_docker_new(d->loop, d->docker, d->agent_path, rt->id ? rt->id->si.name : "runnerd",
-                                &x, &e) < 0) {
-            why = xstrdup(e.msg);
-            goto fail;
-        }
-    } else if (executor_host_new(d->loop, d->agent_path, NULL, NULL, NULL, &x, &e) < 0) {
-        why = xstrdup(e.msg);
-        goto fail;
-    }
-    if (run_job(rt, x, image, profile, NULL, &why) < 0)
-        goto fail;
-    free(image);
-    json_decref(profile);
     flush_or_warn(rt);
     return;
 fail:
-    free(image);
-    json_decref(profile);
     finish(rt, RPC_RESULT_FAILURE, why ? why : "the job could not be started");
     free(why);
 }
@@ -1098,7 +1034,7 @@ resume(struct rtask *rt)
         rt->rows = rt->row.log_rows;
     log_info("task %lld: resuming at step %lld (%lld log rows to skip)", (long long)rt->tid,
              (long long)json_integer_value(json_object_get(cp, "cur")), (long long)skip);
-    if (run_job(rt, x, NULL, NULL, cp, &why) < 0) {
+    if (run_job(rt, x, cp, &why) < 0) {
         gone(rt, why ? why : "resuming failed");
         free(why);
         return;
