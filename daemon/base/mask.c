@@ -278,3 +278,14 @@ mask_cut(const struct mask *m, const char *p, size_t n, size_t limit)
     }
     return limit;
 }
+
+struct mask *
+mask_for_job(json_t *secrets, const char *const *tokens)
+{
+    struct mask *m = mask_new();
+
+    mask_add_values(m, secrets);
+    for (size_t i = 0; tokens && tokens[i]; i++)
+        mask_add(m, tokens[i]);
+    return m;
+}

@@ -26,6 +26,11 @@ void mask_add(struct mask *m, const char *value);
 /* Adds every string member of obj (an object such as the secrets context; NULL: none). */
 void mask_add_values(struct mask *m, json_t *obj);
 
+/* The one way a job's mask is built, for every front end (runnerd's task, runnerctl exec, the
+ * plan's output): every string member of secrets (NULL: none) and each of the NULL-terminated
+ * tokens (NULL: none), e.g. a task's token and runtime token. */
+struct mask *mask_for_job(json_t *secrets, const char *const *tokens);
+
 /* Number of distinct values (for tests and diagnostics). */
 size_t mask_count(const struct mask *m);
 

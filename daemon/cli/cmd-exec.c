@@ -156,7 +156,7 @@ plan_one(const struct exec_opts *o, const struct wf_workflow *w, json_t *event,
     if (rc < 0) {
         /* The message may quote a value built from a secret given with -s (a job name, a
          * runs-on label): masked and escaped like everything runnerctl exec prints. */
-        struct mask *m = launch_mask(o->secrets, NULL);
+        struct mask *m = mask_for_job(o->secrets, NULL);
         char *msg = mask_shown(m, e.msg);
         fprintf(stderr, "%s\n", msg);
         free(msg);

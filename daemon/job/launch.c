@@ -14,17 +14,6 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
-struct mask *
-launch_mask(json_t *secrets, const char *const *tokens)
-{
-    struct mask *m = mask_new();
-
-    mask_add_values(m, secrets);
-    for (size_t i = 0; tokens && tokens[i]; i++)
-        mask_add(m, tokens[i]);
-    return m;
-}
-
 const struct config_label *
 launch_pick_label(const struct config_label *labels, size_t n, const json_t *runs_on)
 {

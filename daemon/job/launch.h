@@ -43,7 +43,7 @@ struct launch_opts {
     const char *agent_path;     /* runner-agent */
     const char *runner_name;    /* runner.name, and the owner of the job's Docker objects */
     /* The front end's part of the job run: plan, job, run, xjob.name (and source, bind), mask
-     * (launch_mask()), config_env, container_options, gitea, durable (taken only when the
+     * (mask_for_job()), config_env, container_options, gitea, durable (taken only when the
      * executor is a container), the uses: settings, the sink. launch_resume() also takes its
      * label. The launcher sets exec, xjob.image, xjob.profile, label, runner and hold. */
     struct jobrun_opts job;
@@ -57,10 +57,6 @@ struct launch_opts {
     void *arg;
 };
 
-/* The mask of a job: every string member of secrets (an object, or NULL), and the values of
- * tokens (NULL-terminated, or NULL: runnerd's task token and runtime token). Empty values
- * hide nothing. Free with mask_free(). */
-struct mask *launch_mask(json_t *secrets, const char *const *tokens);
 
 /* The first of runs_on (an array of strings) that is a name in labels[0..n), or NULL. */
 const struct config_label *launch_pick_label(const struct config_label *labels, size_t n,

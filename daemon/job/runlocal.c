@@ -607,7 +607,7 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
     rl.capacity = o->capacity > 0 ? o->capacity : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (rl.capacity < 1)
         rl.capacity = 1;
-    rl.mask = launch_mask(o->secrets, NULL);
+    rl.mask = mask_for_job(o->secrets, NULL);
     if (!labels_ok(&rl, &need_docker)) {
         status = 2;
         goto out;

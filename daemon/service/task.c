@@ -861,7 +861,7 @@ task_mask(struct rtask *rt)
 {
     json_t *secrets = map_json(&rt->t->secrets);
     const char *tokens[] = {ctx_str(rt, "token"), ctx_str(rt, "gitea_runtime_token"), NULL};
-    struct mask *m = launch_mask(secrets, tokens);
+    struct mask *m = mask_for_job(secrets, tokens);
 
     json_decref(secrets);
     return m;

@@ -951,7 +951,7 @@ print_plain(const struct plan *p, FILE *f)
 void
 plan_print(const struct plan *p, FILE *f)
 {
-    struct mask *m = mask_new();
+    struct mask *m = mask_for_job(p->secrets, NULL);
     char *text = NULL;
     size_t len = 0;
     FILE *mf = open_memstream(&text, &len);
@@ -962,7 +962,6 @@ plan_print(const struct plan *p, FILE *f)
     }
     print_plain(p, mf);
     fclose(mf);
-    mask_add_values(m, p->secrets);
     for (char *line = text; line < text + len;) {
         char *nl = memchr(line, '\n', (size_t)(text + len - line)), *shown;
         if (nl)
@@ -1012,8 +1011,7 @@ plan_to_json(const struct plan *p)
     }
     json_object_set_new(root, "jobs", jobs);
     /* Masked like the printed plan: names and labels can be built from secrets. */
-    struct mask *m = mask_new();
-    mask_add_values(m, p->secrets);
+    struct mask *m = mask_for_job(p->secrets, NULL);
     json_t *masked = mask_json(m, root);
     mask_free(m);
     json_decref(root);

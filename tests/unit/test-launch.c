@@ -1,5 +1,5 @@
 /* test-launch.c: the one job launcher (launch.h) both front ends use, driven with the host
- * executor and the real runner-agent: the job's mask (launch_mask()) hides a secret in what the
+ * executor and the real runner-agent: the job's mask (mask_for_job()) hides a secret in what the
  * sink gets (a step's output and its name) and the token given to mask; the runner context
  * names the runner; and the errors of a label that does not fit, of an image a label refuses
  * and of an engine that is not there are those runnerd (LAUNCH_BY_LABEL) and runnerctl exec
@@ -195,7 +195,7 @@ run_masked(enum launch_mode m)
     struct jobrun *jr = NULL;
     char *why = NULL;
 
-    fix_init(&f, m, masked_wf, launch_mask(secrets, tokens), labels, 2);
+    fix_init(&f, m, masked_wf, mask_for_job(secrets, tokens), labels, 2);
     ASSERT_EQ(mask_count(f.mask), 2);
     if (launch_start(&f.lo, &jr, &why) < 0)
         test_fail(__FILE__, __LINE__, "launch_start: %s", why);
@@ -226,19 +226,19 @@ TEST(container_first_masks_secret_and_token)
     run_masked(LAUNCH_CONTAINER_FIRST);
 }
 
-/* launch_mask(): secrets' string members and the tokens; empty values and others hide nothing. */
+/* mask_for_job(): secrets' string members and the tokens; empty values and others hide nothing. */
 TEST(mask_from_secrets_and_tokens)
 {
     json_t *secrets = json_pack("{s:s, s:s, s:i}", "A", "alpha-1", "B", "", "N", 42);
     const char *tokens[] = {"tok-a", "", "alpha-1", NULL};
-    struct mask *m = launch_mask(secrets, tokens);
+    struct mask *m = mask_for_job(secrets, tokens);
     char *s = mask_str(m, "alpha-1 tok-a 42");
 
     ASSERT_EQ(mask_count(m), 2);
     ASSERT_STR_EQ(s, "*** *** 42");
     free(s);
     mask_free(m);
-    m = launch_mask(NULL, NULL);
+    m = mask_for_job(NULL, NULL);
     ASSERT_EQ(mask_count(m), 0);
     mask_free(m);
     json_decref(secrets);
@@ -254,7 +254,7 @@ launch_error(enum launch_mode m, const char *wf, const struct config_label *labe
     struct jobrun *jr = NULL;
     char *why = NULL;
 
-    fix_init(&f, m, wf, launch_mask(NULL, NULL), labels, n);
+    fix_init(&f, m, wf, mask_for_job(NULL, NULL), labels, n);
     f.lo.cfg = cfg;
     f.lo.docker = docker;
     if (launch_start(&f.lo, &jr, &why) == 0)
