@@ -77,11 +77,10 @@ struct daemon {
     struct rtask *tasks;         /* live tasks (list) */
     struct daemon_hooks hooks;
     int capacity;
-    bool stopping, draining, forced, detach;
+    bool stopping, forced, detach;
     int exit_code;
     uv_signal_t sig[5];
     uv_timer_t shutdown_timer, flush_timer, gc_timer;
-    bool flush_armed;
 };
 
 #endif

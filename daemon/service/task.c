@@ -1066,10 +1066,6 @@ task_start(struct ident *id, struct rpc_task *t)
 
 /* ---------------------------------------------------------------- recovery */
 
-struct recover {
-    struct rtask *rt;
-};
-
 static void
 on_job_swept(const struct docker_res *res, void *arg)
 {
