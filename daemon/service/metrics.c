@@ -269,16 +269,24 @@ metric_add_n(int n, struct metric_family *f, double v, ...)
     s->value += v;
 }
 
+/* The series of f for the n label values in ap, when f is of type want (fn: the call, for the
+ * message when it is not). */
+static struct metric_series *
+series_of_type(struct metric_family *f, enum metric_type want, const char *fn, int n, va_list ap)
+{
+    if (f->type != want)
+        misuse("%s: %s() on a %s", f->name, fn, type_names[f->type]);
+    return series_get(f, n, ap);
+}
+
 void
 metric_set_n(int n, struct metric_family *f, double v, ...)
 {
     struct metric_series *s;
     va_list ap;
 
-    if (f->type != METRIC_GAUGE)
-        misuse("%s: metric_set() on a %s", f->name, type_names[f->type]);
     va_start(ap, v);
-    s = series_get(f, n, ap);
+    s = series_of_type(f, METRIC_GAUGE, "metric_set", n, ap);
     va_end(ap);
     s->value = v;
 }
@@ -290,10 +298,8 @@ metric_observe_n(int n, struct metric_family *f, double v, ...)
     size_t i = 0;
     va_list ap;
 
-    if (f->type != METRIC_HISTOGRAM)
-        misuse("%s: metric_observe() on a %s", f->name, type_names[f->type]);
     va_start(ap, v);
-    s = series_get(f, n, ap);
+    s = series_of_type(f, METRIC_HISTOGRAM, "metric_observe", n, ap);
     va_end(ap);
     /* NaN compares false everywhere and lands in +Inf only, as in the Go client. */
     while (i < f->n_buckets && !(v <= f->buckets[i]))

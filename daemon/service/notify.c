@@ -2,7 +2,7 @@
  * message to $NOTIFY_SOCKET (a path, or an abstract name when it starts with '@'), and
  * WATCHDOG=1 every half of $WATCHDOG_USEC when systemd asks for a watchdog. Without
  * $NOTIFY_SOCKET every call does nothing. */
-#include "runnerd.h"
+#include "notify.h"
 
 #include "runner/log.h"
 

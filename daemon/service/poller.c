@@ -7,18 +7,50 @@
  * back off the same way; every wait is jittered down by up to 20% so that many runners do not poll
  * in step. A task resets the wait and the tasksVersion (more jobs may be waiting). A server that
  * no longer knows the runner ends the daemon with RUNNERD_EXIT_UNREGISTERED. */
-#include "runnerd.h"
+#include "poller.h"
 
+#include "gpu.h"
 #include "rpc.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
+#include "task.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define UNAUTH_LIMIT 3
 
 static void poll_now(struct ident *id);
+
+/* True when identity id may take one more task now (a slot, and GPUs for a GPU identity). */
+static bool
+can_take(const struct ident *id)
+{
+    if (id->parked || id->running >= id->slots)
+        return false;
+    if (id->gpus_needed > 0 && gpu_pool_free_count(id->d->gpus) < (size_t)id->gpus_needed)
+        return false;
+    return true;
+}
+
+bool
+poller_disk_low(const struct daemon *d, long long *avail)
+{
+    struct statvfs vfs;
+    char *dir = xstrdup(store_path(d->st)), *slash = strrchr(dir, '/');
+    bool low = false;
+
+    *avail = -1;
+    if (slash)
+        *slash = '\0';
+    if (statvfs(slash ? (*dir ? dir : "/") : ".", &vfs) == 0) {
+        *avail = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+        low = *avail < d->cfg.runnerd.min_free_disk;
+    }
+    free(dir);
+    return low;
+}
 
 static void
 on_timer(uv_timer_t *t)
@@ -188,7 +220,7 @@ disk_held(struct ident *id)
     const struct config *c = &id->d->cfg;
     long long avail;
 
-    if (daemon_disk_low(id->d, &avail)) {
+    if (poller_disk_low(id->d, &avail)) {
         if (!id->disk_low)
             log_warn("%s: not taking tasks: the state database's disk has %lld KiB free, "
                      "runnerd.min_free_disk is %lld KiB", id->si.name, avail >> 10,
@@ -212,7 +244,7 @@ poll_now(struct ident *id)
 
     if (id->closing || id->d->stopping || id->call || !id->declared)
         return;
-    if (!daemon_can_take(id))
+    if (!can_take(id))
         return; /* poller_kick() when a slot (or a GPU) frees */
     if (disk_held(id))
         return;
@@ -231,12 +263,20 @@ poller_kick(struct ident *id)
 {
     if (id->closing || id->d->stopping || id->call || !id->declared)
         return;
-    if (!daemon_can_take(id))
+    if (!can_take(id))
         return;
     /* Keep the spacing of fetch_interval after a task: restart the wait at its start. */
     uv_timer_stop(&id->timer);
     id->backoff_s = 0;
     wait_then(id, 0);
+}
+
+void
+poller_gpus_freed(struct daemon *d)
+{
+    for (size_t i = 0; i < d->n_idents; i++)
+        if (d->idents[i].gpus_needed > 0)
+            poller_kick(&d->idents[i]);
 }
 
 void

@@ -1,4 +1,4 @@
-/* runnerd.c: the daemon's main (see runnerd.h): configuration, the state database, the runner
+/* runnerd.c: the daemon's main (see daemon.h): configuration, the state database, the runner
  * identities and their pollers, recovery of the tasks a previous run left, signals and
  * shutdown.
  *
@@ -15,20 +15,24 @@
  * The pid file "<state database>.pid" holds our pid, under a lock held for our whole life
  * (store.h, "the daemon lock"): a second runnerd on the same database is refused (exit status
  * 2), and `runnerctl restart` finds us through it. */
-#include "runnerd.h"
+#include "daemon.h"
 
 #include "docker.h"
 #include "dockerexec.h"
 #include "executor.h"
 #include "gpu.h"
 #include "httpd.h"
+#include "ident.h"
 #include "metrics.h"
+#include "notify.h"
+#include "poller.h"
 #include "profile.h"
 #include "httpc.h"
 #include "rpc.h"
 #include "runner/clock.h"
 #include "runner/log.h"
 #include "runner/xalloc.h"
+#include "task.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -56,7 +60,7 @@ usage(FILE *f)
                "      --log-level L   trace, debug, info, warn, error\n");
 }
 
-struct ident *
+static struct ident *
 daemon_ident(struct daemon *d, const char *cls)
 {
     for (size_t i = 0; i < d->n_idents; i++)
@@ -80,6 +84,28 @@ level_of(const char *s)
 }
 
 /* ---------------------------------------------------------------- identities */
+
+/* Applies runnerd.labels to an identity's labels and computes what it needs to poll. */
+static void
+daemon_apply_profiles(struct daemon *d, struct ident *id)
+{
+    id->gpus_needed = 0;
+    for (size_t k = 0; k < id->n_labels; k++) {
+        struct config_label *l = &id->labels[k];
+        const struct config_profile *p = config_profile_find(&d->cfg, l->name);
+        if (p == NULL)
+            continue;
+        /* The settings say how the label runs: docker, with their image if they name one. */
+        l->exec = CONFIG_EXEC_DOCKER;
+        if (p->image) {
+            free(l->image);
+            l->image = xstrdup(p->image);
+        }
+        int want = p->gpus < 0 ? (int)gpu_pool_size(d->gpus) : p->gpus;
+        if (want > id->gpus_needed)
+            id->gpus_needed = want;
+    }
+}
 
 static void
 ident_labels(struct daemon *d, struct ident *id)
@@ -118,54 +144,9 @@ ident_labels(struct daemon *d, struct ident *id)
     daemon_apply_profiles(d, id);
 }
 
-void
-daemon_apply_profiles(struct daemon *d, struct ident *id)
-{
-    id->gpus_needed = 0;
-    for (size_t k = 0; k < id->n_labels; k++) {
-        struct config_label *l = &id->labels[k];
-        const struct config_profile *p = config_profile_find(&d->cfg, l->name);
-        if (p == NULL)
-            continue;
-        /* The settings say how the label runs: docker, with their image if they name one. */
-        l->exec = CONFIG_EXEC_DOCKER;
-        if (p->image) {
-            free(l->image);
-            l->image = xstrdup(p->image);
-        }
-        int want = p->gpus < 0 ? (int)gpu_pool_size(d->gpus) : p->gpus;
-        if (want > id->gpus_needed)
-            id->gpus_needed = want;
-    }
-}
-
-bool
-daemon_can_take(const struct ident *id)
-{
-    if (id->parked || id->running >= id->slots)
-        return false;
-    if (id->gpus_needed > 0 && gpu_pool_free_count(id->d->gpus) < (size_t)id->gpus_needed)
-        return false;
-    return true;
-}
-
-void
-daemon_gpus_freed(struct daemon *d)
-{
-    for (size_t i = 0; i < d->n_idents; i++)
-        if (d->idents[i].gpus_needed > 0)
-            poller_kick(&d->idents[i]);
-}
-
 /* ---------------------------------------------------------------- status endpoint */
 
 static bool needs_docker(const struct daemon *d);
-
-const char *
-daemon_metric_label(const char *label)
-{
-    return label && *label ? label : "none";
-}
 
 static void
 metrics_setup(struct daemon *d)
@@ -228,24 +209,6 @@ on_metrics(void *arg, struct buf *out)
     metrics_render(d->metrics, out);
 }
 
-bool
-daemon_disk_low(const struct daemon *d, long long *avail)
-{
-    struct statvfs vfs;
-    char *dir = xstrdup(store_path(d->st)), *slash = strrchr(dir, '/');
-    bool low = false;
-
-    *avail = -1;
-    if (slash)
-        *slash = '\0';
-    if (statvfs(slash ? (*dir ? dir : "/") : ".", &vfs) == 0) {
-        *avail = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
-        low = *avail < d->cfg.runnerd.min_free_disk;
-    }
-    free(dir);
-    return low;
-}
-
 static bool
 on_ready(void *arg, struct buf *why)
 {
@@ -273,7 +236,7 @@ on_ready(void *arg, struct buf *why)
     }
     if (!any_slot && d->n_idents > 0 && why->len == 0)
         buf_puts(why, "no runner identity takes jobs\n");
-    if (daemon_disk_low(d, &avail))
+    if (poller_disk_low(d, &avail))
         buf_printf(why, "low disk space for the state database: %lld MiB free, %lld MiB "
                    "needed\n", avail >> 20, d->cfg.runnerd.min_free_disk >> 20);
     if (needs_docker(d) && !d->docker_ready)
@@ -481,7 +444,8 @@ all_done(void)
     uv_stop(D.loop);
 }
 
-void
+/* A task ended (daemon_hooks.task_gone). */
+static void
 daemon_task_gone(struct daemon *d)
 {
     notify_status("%zu job(s) running", task_running(d));
@@ -658,7 +622,7 @@ recover(void)
             continue;
         }
         for (size_t i = 0; i < n; i++)
-            task_recover(&D, &v[i]);
+            task_recover(&D, daemon_ident(&D, v[i].ident ? v[i].ident : "cpu"), &v[i]);
         store_task_free(v, n);
         v = NULL;
         n = 0;
@@ -798,6 +762,8 @@ main(int argc, char **argv)
         return RUNNERD_EXIT_CONFIG;
     }
     D.loop = uv_default_loop();
+    D.hooks = (struct daemon_hooks){.slot_freed = poller_kick, .gpus_freed = poller_gpus_freed,
+                                    .task_gone = daemon_task_gone};
     D.http = httpc_new(D.loop);
     if (load_identities(&D, &e) < 0) {
         fprintf(stderr, "runnerd: %s\n", e.msg);

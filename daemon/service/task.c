@@ -1,9 +1,9 @@
-/* task.c: one Gitea task in runnerd (see runnerd.h). The task's workflow payload is planned and
+/* task.c: one Gitea task in runnerd (see task.h). The task's workflow payload is planned and
  * run by the same engine as `runnerctl exec`; what the job says goes through this file's sink
  * into the state database first (log rows, step states, checkpoints, outputs), and the
  * reporter sends it from there. After a restart a task whose job container still runs is
  * resumed from its last checkpoint; one whose container is gone is finalized as failed. */
-#include "runnerd.h"
+#include "task.h"
 
 #include "docker.h"
 #include "dockerexec.h"
@@ -12,6 +12,7 @@
 #include "jobrun.h"
 #include "launch.h"
 #include "mask.h"
+#include "metrics.h"
 #include "plan.h"
 #include "rpc.h"
 #include "runner/clock.h"
@@ -55,6 +56,13 @@ steps_new(size_t n)
     for (size_t i = 0; i < n; i++)
         json_array_append_new(a, json_pack("{s:I}", "id", (json_int_t)i));
     return a;
+}
+
+/* The label value for metrics ("none" when empty). */
+static const char *
+daemon_metric_label(const char *label)
+{
+    return label && *label ? label : "none";
 }
 
 static int
@@ -226,12 +234,6 @@ flush(struct rtask *rt, struct err *e)
     return 0;
 }
 
-int
-task_flush(struct rtask *rt, struct err *e)
-{
-    return flush(rt, e);
-}
-
 /* Flushes; a failure is logged when the spool starts failing, not at every retry. */
 static void
 flush_or_warn(struct rtask *rt)
@@ -274,8 +276,7 @@ sink_step_started(void *arg, struct jobrun *jr, int step, const char *name)
     if (!json_object_get(s, "log_index"))
         rec_set(s, "log_index", rt->rows);
     rt->dirty = true;
-    rt->state_dirty = true;
-    reporter_poke(rt);
+    reporter_poke(&rt->rep);
 }
 
 static void
@@ -341,9 +342,8 @@ sink_step_finished(void *arg, struct jobrun *jr, int step, const char *outcome,
     if (!json_object_get(s, "log_index"))
         rec_set(s, "log_index", rt->rows);
     rt->dirty = true;
-    rt->state_dirty = true;
     flush_or_warn(rt);
-    reporter_poke(rt);
+    reporter_poke(&rt->rep);
 }
 
 static int
@@ -486,13 +486,13 @@ free_task(struct rtask *rt)
     mask_free(rt->mask);
     free(rt->label);
     free(rt);
-    daemon_task_gone(d);
+    d->hooks.task_gone(d);
 }
 
 static void
-after_reporter(struct rtask *rt)
+after_reporter(void *arg)
 {
-    free_task(rt);
+    free_task(arg);
 }
 
 /* The outputs a done task keeps (for `runnerctl tasks`) with its secrets masked: Gitea has
@@ -527,9 +527,12 @@ scrub(struct daemon *d, int64_t tid)
                 e.msg);
 }
 
-void
-task_reported(struct rtask *rt)
+/* The reporter delivered everything (or gave up): the task is done and freed. */
+static void
+task_reported(void *arg)
 {
+    struct rtask *rt = arg;
+
     if (rt->freeing)
         return;
     rt->freeing = true;
@@ -539,7 +542,7 @@ task_reported(struct rtask *rt)
         rt->id->running--;
     rt->holds_slot = false;
     if (rt->id)
-        poller_kick(rt->id);
+        rt->d->hooks.slot_freed(rt->id);
     free(rt->row.state);
     rt->row.state = xstrdup("done");
     rt->dirty = true;
@@ -548,7 +551,7 @@ task_reported(struct rtask *rt)
     scrub(rt->d, rt->tid);
     log_info("task %lld: done (%s)", (long long)rt->tid,
              rpc_result_name(rt->row.result) ? rpc_result_name(rt->row.result) : "?");
-    reporter_stop(rt, after_reporter);
+    reporter_stop(&rt->rep, after_reporter);
 }
 
 /* The job's container is gone: its GPUs go back to the pool (and GPU runners may poll). */
@@ -562,7 +565,7 @@ release_gpus(struct rtask *rt)
         log_err("task %lld: releasing its GPUs: %s", (long long)rt->tid, e.msg);
     } else if (n > 0) {
         log_info("task %lld: released %d GPU(s)", (long long)rt->tid, n);
-        daemon_gpus_freed(rt->d);
+        rt->d->hooks.gpus_freed(rt->d);
     }
 }
 
@@ -622,13 +625,12 @@ finish(struct rtask *rt, int result, const char *why)
     json_decref(rt->row.exec);
     rt->row.exec = NULL;
     rt->dirty = true;
-    rt->state_dirty = true;
     flush_or_warn(rt);
     log_info("task %lld: job finished: %s%s%s", (long long)rt->tid,
              rpc_result_name(result) ? rpc_result_name(result) : "?", why ? ": " : "",
              why ? why : "");
     free(safe);
-    reporter_poke(rt);
+    reporter_poke(&rt->rep);
 }
 
 /* ---------------------------------------------------------------- setting up the job */
@@ -910,6 +912,61 @@ fail:
     free(why);
 }
 
+/* ---------------------------------------------------------------- reporting */
+
+static int
+report_flush(void *arg, struct err *e)
+{
+    return flush(arg, e);
+}
+
+static const struct store_row *
+report_pending(void *arg, size_t *n, bool *store_fails)
+{
+    struct rtask *rt = arg;
+
+    *n = rt->npend;
+    *store_fails = rt->spool_failed;
+    return rt->pend;
+}
+
+static bool
+report_job_over(void *arg)
+{
+    return ((struct rtask *)arg)->job_over;
+}
+
+static void
+report_changed(void *arg)
+{
+    ((struct rtask *)arg)->dirty = true;
+}
+
+static void task_server_final(void *arg, int result);
+static void task_server_answered(void *arg);
+
+static const struct reporter_ops report_ops = {
+    .flush = report_flush,
+    .pending = report_pending,
+    .job_over = report_job_over,
+    .changed = report_changed,
+    .server_final = task_server_final,
+    .server_answered = task_server_answered,
+    .reported = task_reported,
+};
+
+/* Starts the task's reporter on its record (timer, first UpdateTask soon). */
+static void
+start_reporting(struct rtask *rt)
+{
+    rt->rep = (struct reporter){
+        .loop = rt->d->loop, .st = rt->d->st, .conn = rt->id ? rt->id->conn : NULL,
+        .sent = rt->d->m.sent, .mask = rt->mask, .tid = rt->tid, .row = &rt->row,
+        .ops = &report_ops, .arg = rt,
+    };
+    reporter_start(&rt->rep);
+}
+
 void
 task_start(struct ident *id, struct rpc_task *t)
 {
@@ -939,15 +996,11 @@ task_start(struct ident *id, struct rpc_task *t)
     /* The task exists durably before anything runs. */
     if (store_task_put(d->st, &rt->row, &e) < 0)
         log_err("task %lld: saving it: %s", (long long)rt->tid, e.msg);
-    reporter_start(rt);
+    start_reporting(rt);
     begin(rt);
 }
 
 /* ---------------------------------------------------------------- recovery */
-
-struct recover {
-    struct rtask *rt;
-};
 
 static void
 on_job_swept(const struct docker_res *res, void *arg)
@@ -1067,11 +1120,10 @@ on_inspected(const struct docker_res *res, void *arg)
 }
 
 void
-task_recover(struct daemon *d, struct store_task *row)
+task_recover(struct daemon *d, struct ident *id, struct store_task *row)
 {
     struct rpc_task *t = xcalloc(1, sizeof *t);
     struct err e = {0};
-    struct ident *id = daemon_ident(d, row->ident ? row->ident : "cpu");
 
     if (row->task == NULL || rpc_decode(&rpc_task_type, row->task, t, &e) < 0) {
         log_err("task %lld: its stored record cannot be read (%s); marking it done",
@@ -1091,14 +1143,14 @@ task_recover(struct daemon *d, struct store_task *row)
     if (strcmp(rt->row.state, "finishing") == 0) {
         rt->job_over = true;
         log_info("task %lld: delivering its final reports", (long long)rt->tid);
-        reporter_start(rt);
+        start_reporting(rt);
         return;
     }
     if (id) {
         id->running++;
         rt->holds_slot = true;
     }
-    reporter_start(rt);
+    start_reporting(rt);
     if (rt->row.result != 0) {
         torn_down(rt);
         return;
@@ -1151,31 +1203,24 @@ task_cancel_all(struct daemon *d, bool forced)
     }
 }
 
-json_t *
-task_live_jobs(const struct daemon *d)
+/* The server answered a state update (a resumed job may start its next step now). */
+static void
+task_server_answered(void *arg)
 {
-    json_t *o = json_object();
+    struct rtask *rt = arg;
 
-    for (const struct rtask *rt = d->tasks; rt; rt = rt->next) {
-        const char *n = json_string_value(json_object_get(rt->row.exec, "name"));
-        if (n)
-            json_object_set_new(o, n, json_true());
-    }
-    return o;
-}
-
-void
-task_server_answered(struct rtask *rt)
-{
     /* A resumed job waits for this before its next step: a cancel the server took while no
      * runnerd ran the job has reached jobrun_cancel() (task_server_final) by now. */
     if (rt->jr)
         jobrun_release(rt->jr);
 }
 
-void
-task_server_final(struct rtask *rt, int result)
+/* The server says the task is final (cancelled, or failed as a zombie): stop the job. */
+static void
+task_server_final(void *arg, int result)
 {
+    struct rtask *rt = arg;
+
     if (rt->cancel_seen)
         return;
     rt->cancel_seen = true;
