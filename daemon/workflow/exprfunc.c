@@ -131,12 +131,25 @@ json_put(struct buf *b, const json_t *v, int level, size_t limit)
 /* Functions                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
+/* Returns a new string: v coerced to string and upper-cased, for the case-insensitive string
+ * functions; *len receives its length. */
+static char *
+folded(const json_t *v, size_t *len)
+{
+    size_t slen;
+    char *s = expr_to_strn(v, &slen);
+    char *f = expr_fold(s, slen, len);
+
+    free(s);
+    return f;
+}
+
 /* contains(search, item): substring for primitives, loose membership for arrays. */
 static bool
 fn_contains(const json_t *search, const json_t *item)
 {
-    char *s, *t, *fs, *ft;
-    size_t slen, tlen, fslen, ftlen;
+    char *fs, *ft;
+    size_t fslen, ftlen;
     bool found;
 
     if (expr_kind_of(search) == K_ARR) {
@@ -147,13 +160,9 @@ fn_contains(const json_t *search, const json_t *item)
     }
     if (!expr_is_primitive(search))
         return false;
-    s = expr_to_strn(search, &slen);
-    t = expr_to_strn(item, &tlen);
-    fs = expr_fold(s, slen, &fslen);
-    ft = expr_fold(t, tlen, &ftlen);
+    fs = folded(search, &fslen);
+    ft = folded(item, &ftlen);
     found = ftlen == 0 || (ftlen <= fslen && memmem(fs, fslen, ft, ftlen) != NULL);
-    free(s);
-    free(t);
     free(fs);
     free(ft);
     return found;
@@ -163,20 +172,16 @@ fn_contains(const json_t *search, const json_t *item)
 static bool
 fn_affix(const json_t *str, const json_t *affix, bool end)
 {
-    char *s, *t, *fs, *ft;
-    size_t slen, tlen, fslen, ftlen;
+    char *fs, *ft;
+    size_t fslen, ftlen;
     bool found = false;
 
     if (!expr_is_primitive(str) || !expr_is_primitive(affix))
         return false;
-    s = expr_to_strn(str, &slen);
-    t = expr_to_strn(affix, &tlen);
-    fs = expr_fold(s, slen, &fslen);
-    ft = expr_fold(t, tlen, &ftlen);
+    fs = folded(str, &fslen);
+    ft = folded(affix, &ftlen);
     if (ftlen <= fslen)
         found = memcmp(end ? fs + fslen - ftlen : fs, ft, ftlen) == 0;
-    free(s);
-    free(t);
     free(fs);
     free(ft);
     return found;

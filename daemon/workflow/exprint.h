@@ -131,10 +131,6 @@ int expr_fn_call(struct evalst *st, const struct expr_node *n, const struct val 
 
 /* --- Strings (exprstr.c) --- */
 
-/* Simple Unicode upper-case mapping of one code point, as GitHub's case-insensitive comparisons
- * use it (except that dotless i keeps its case). */
-uint32_t expr_upper(uint32_t cp);
-
 /* Returns a new string: s[0..len) with every code point upper-cased (invalid UTF-8 bytes kept);
  * *outlen receives its length. */
 char *expr_fold(const char *s, size_t len, size_t *outlen);

@@ -164,6 +164,28 @@ wf_problem_key(struct wctx *c, const char *path, const struct ynode *k)
     wf_problem(c, k->pos, "%s: expected a string key, got %s", path, ynode_kind_name(k));
 }
 
+/* Calls fn(c, PATH.KEY, k, v, arg) for each entry k: v of mapping n whose key is a string
+ * without an expression, in order; reports the other keys. */
+void
+wf_each_entry(struct wctx *c, const char *path, const struct ynode *n,
+              void (*fn)(struct wctx *c, const char *path, const struct ynode *k,
+                         const struct ynode *v, const void *arg),
+              const void *arg)
+{
+    for (size_t i = 0; i < n->n; i++) {
+        const struct ynode *k = n->keys[i];
+        if (k->kind != YNODE_SCALAR) {
+            wf_problem_key(c, path, k);
+            continue;
+        }
+        if (wf_check_no_expr(c, path, k))
+            continue;
+        char *p = wf_path_key(path, k);
+        fn(c, p, k, n->items[i], arg);
+        free(p);
+    }
+}
+
 /* Reports that n has the wrong type. */
 void
 wf_problem_type(struct wctx *c, const char *path, const struct ynode *n, const char *expected)
@@ -522,21 +544,30 @@ wf_check_scalar_map(struct wctx *c, const char *path, const struct ynode *n, boo
     }
 }
 
+/* Begins the check of a typed scalar: reports n when it is not a scalar (expected names the
+ * type) and checks it when it holds an expression. Returns true when n is a literal, not null,
+ * whose text the caller checks. */
+static bool
+typed_literal(struct wctx *c, const char *path, const struct ynode *n, const char *expected)
+{
+    if (n->kind != YNODE_SCALAR) {
+        wf_problem_type(c, path, n, expected);
+        return false;
+    }
+    if (wf_has_expr(n)) {
+        wf_check_template(c, path, n);
+        return false;
+    }
+    return !ynode_is_null(n);
+}
+
 /* Checks a scalar that must be a number, or an expression. */
 void
 wf_check_number(struct wctx *c, const char *path, const struct ynode *n)
 {
     char *end;
 
-    if (n->kind != YNODE_SCALAR) {
-        wf_problem_type(c, path, n, "a number");
-        return;
-    }
-    if (wf_has_expr(n)) {
-        wf_check_template(c, path, n);
-        return;
-    }
-    if (ynode_is_null(n))
+    if (!typed_literal(c, path, n, "a number"))
         return;
     errno = 0;
     (void)strtod(n->str, &end);
@@ -597,15 +628,7 @@ wf_check_bool(struct wctx *c, const char *path, const struct ynode *n)
 {
     static const char *const ok[] = {"true", "True", "TRUE", "false", "False", "FALSE", NULL};
 
-    if (n->kind != YNODE_SCALAR) {
-        wf_problem_type(c, path, n, "a boolean");
-        return;
-    }
-    if (wf_has_expr(n)) {
-        wf_check_template(c, path, n);
-        return;
-    }
-    if (ynode_is_null(n))
+    if (!typed_literal(c, path, n, "a boolean"))
         return;
     for (size_t i = 0; ok[i]; i++)
         if (strcmp(n->str, ok[i]) == 0)
@@ -716,6 +739,31 @@ wf_check_concurrency(struct wctx *c, const char *path, const struct ynode *n)
     }
 }
 
+/* One scope of a permissions mapping: k must be a known scope (reported at parent, the
+ * mapping's path) and v one of its levels. */
+static void
+check_permission(struct wctx *c, const char *path, const struct ynode *k, const struct ynode *v,
+                 const void *parent)
+{
+    static const char *const scopes[] = {
+        "actions", "attestations", "checks", "contents", "deployments", "discussions",
+        "id-token", "issues", "models", "packages", "pages", "pull-requests",
+        "repository-projects", "security-events", "statuses", NULL};
+    static const char *const levels[] = {"read", "write", "none", NULL};
+    static const char *const write_none[] = {"write", "none", NULL};
+    static const char *const read_none[] = {"read", "none", NULL};
+
+    wf_check_enum(c, parent, k, scopes);
+    if (!wf_check_no_expr(c, path, v)) {
+        if (strcmp(k->str, "id-token") == 0)
+            wf_check_enum(c, path, v, write_none);
+        else if (strcmp(k->str, "models") == 0)
+            wf_check_enum(c, path, v, read_none);
+        else
+            wf_check_enum(c, path, v, levels);
+    }
+}
+
 /* Checks permissions as GitHub's reader does: read-all or write-all, or a mapping of known
  * scopes to read, write or none (id-token has no read level, models no write level). A typo
  * such as `contents: wirte` must fail here rather than run the job with a token it did not
@@ -724,13 +772,6 @@ void
 wf_check_permissions(struct wctx *c, const char *path, const struct ynode *n)
 {
     static const char *const all[] = {"read-all", "write-all", NULL};
-    static const char *const scopes[] = {
-        "actions", "attestations", "checks", "contents", "deployments", "discussions",
-        "id-token", "issues", "models", "packages", "pages", "pull-requests",
-        "repository-projects", "security-events", "statuses", NULL};
-    static const char *const levels[] = {"read", "write", "none", NULL};
-    static const char *const write_none[] = {"write", "none", NULL};
-    static const char *const read_none[] = {"read", "none", NULL};
 
     if (n->kind == YNODE_SCALAR) {
         if (!ynode_is_null(n) && !wf_check_no_expr(c, path, n))
@@ -741,26 +782,7 @@ wf_check_permissions(struct wctx *c, const char *path, const struct ynode *n)
         wf_problem_type(c, path, n, "a string or a mapping");
         return;
     }
-    for (size_t i = 0; i < n->n; i++) {
-        const struct ynode *k = n->keys[i], *v = n->items[i];
-        if (k->kind != YNODE_SCALAR) {
-            wf_problem_key(c, path, k);
-            continue;
-        }
-        if (wf_check_no_expr(c, path, k))
-            continue;
-        char *p = wf_path_key(path, k);
-        wf_check_enum(c, path, k, scopes);
-        if (!wf_check_no_expr(c, p, v)) {
-            if (strcmp(k->str, "id-token") == 0)
-                wf_check_enum(c, p, v, write_none);
-            else if (strcmp(k->str, "models") == 0)
-                wf_check_enum(c, p, v, read_none);
-            else
-                wf_check_enum(c, p, v, levels);
-        }
-        free(p);
-    }
+    wf_each_entry(c, path, n, check_permission, path);
 }
 
 /* Checks defaults: {run: {shell, working-directory}} and reads the two strings. */

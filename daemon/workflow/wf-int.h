@@ -60,6 +60,14 @@ void wf_problem_type(struct wctx *c, const char *path, const struct ynode *n,
 /* Reports a mapping key k that is not a string: "path: expected a string key, got KIND". */
 void wf_problem_key(struct wctx *c, const char *path, const struct ynode *k);
 
+/* Calls fn(c, PATH.KEY, k, v, arg) for each entry k: v of mapping n whose key is a string
+ * without an expression, in order; reports the other keys (wf_problem_key(), or an expression
+ * where none is allowed). */
+void wf_each_entry(struct wctx *c, const char *path, const struct ynode *n,
+                   void (*fn)(struct wctx *c, const char *path, const struct ynode *k,
+                              const struct ynode *v, const void *arg),
+                   const void *arg);
+
 /* Ends a read: sorts the problems into file order and hands them to diag_out (or frees them).
  * Returns 0 when there were none, else ERR_INVALID with e set to the first. */
 int wf_problems_end(struct wctx *c, struct wf_diag *diag_out, struct err *e);

@@ -135,6 +135,16 @@ check_container(struct wctx *c, const char *path, const struct ynode *n, bool is
     }
 }
 
+/* Checks one of a job's services (for wf_each_entry()). */
+static void
+check_service(struct wctx *c, const char *path, const struct ynode *k, const struct ynode *v,
+              const void *arg)
+{
+    (void)k;
+    (void)arg;
+    check_container(c, path, v, true);
+}
+
 /* Checks a runs-on group name as GitHub does: a plain name, or one prefix naming where the
  * group is defined ('organization/', 'enterprise/' or their short forms) and a non-empty name.
  * Any other slash is a mistake that would never match a runner. */
@@ -434,18 +444,7 @@ wf_read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_
     if ((v = ynode_get(n, "services")) != NULL) {
         p = wf_path(path, "services");
         if (v->kind == YNODE_MAP) {
-            for (size_t i = 0; i < v->n; i++) {
-                const struct ynode *k = v->keys[i];
-                if (k->kind != YNODE_SCALAR) {
-                    wf_problem_key(c, p, k);
-                    continue;
-                }
-                if (wf_check_no_expr(c, p, k))
-                    continue;
-                char *ps = wf_path_key(p, k);
-                check_container(c, ps, v->items[i], true);
-                free(ps);
-            }
+            wf_each_entry(c, p, v, check_service, NULL);
             j->services = v;
         } else if (!ynode_is_null(v)) {
             wf_problem_type(c, p, v, "a mapping");

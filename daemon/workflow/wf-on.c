@@ -22,6 +22,7 @@ struct decl {
     const char *const *keys;        /* allowed keys, in the order messages list them */
     const struct key_check *checks; /* the checks, in the order they run; {NULL} ends */
     const char *required;           /* a key that must be there, or NULL */
+    bool null_ok;                   /* may be null (a string input, a secret) */
 };
 
 /* A string without expressions; a string that may hold them. */
@@ -80,28 +81,28 @@ static const char *const dispatch_input_keys[] = {"description", "required", "de
 static const struct key_check dispatch_input_checks[] = {
     {"type", check_dispatch_type}, {"required", wf_check_bool}, {"description", check_text},
     {"default", check_text},       {"options", check_choices},  {NULL, NULL}};
-static const struct decl dispatch_input = {dispatch_input_keys, dispatch_input_checks, NULL};
+static const struct decl dispatch_input = {dispatch_input_keys, dispatch_input_checks, NULL, true};
 
 static const char *const call_input_keys[] = {"description", "required", "default", "type",
                                               NULL};
 static const struct key_check call_input_checks[] = {
     {"type", check_call_type}, {"required", wf_check_bool}, {"description", check_text},
     {"default", check_expr_text}, {NULL, NULL}};
-static const struct decl call_input = {call_input_keys, call_input_checks, NULL};
+static const struct decl call_input = {call_input_keys, call_input_checks, NULL, false};
 
 static const char *const call_output_keys[] = {"description", "value", NULL};
 static const struct key_check call_output_checks[] = {
     {"value", check_output_value}, {"description", check_text}, {NULL, NULL}};
-static const struct decl call_output = {call_output_keys, call_output_checks, "value"};
+static const struct decl call_output = {call_output_keys, call_output_checks, "value", false};
 
 static const char *const call_secret_keys[] = {"description", "required", NULL};
 static const struct key_check call_secret_checks[] = {
     {"required", wf_check_bool}, {"description", check_text}, {NULL, NULL}};
-static const struct decl call_secret = {call_secret_keys, call_secret_checks, NULL};
+static const struct decl call_secret = {call_secret_keys, call_secret_checks, NULL, true};
 
 static const char *const schedule_keys[] = {"cron", "timezone", NULL};
 static const struct key_check schedule_checks[] = {{"cron", check_text}, {NULL, NULL}};
-static const struct decl schedule = {schedule_keys, schedule_checks, "cron"};
+static const struct decl schedule = {schedule_keys, schedule_checks, "cron", false};
 
 /* Checks one declaration (a mapping) against d. */
 static void
@@ -121,43 +122,41 @@ check_decl(struct wctx *c, const char *path, const struct ynode *n, const struct
     }
 }
 
-/* Checks a mapping id -> declaration (or null, with null_ok). */
+/* Checks one entry id: declaration of a mapping (for wf_each_entry()). */
 static void
-check_id_map(struct wctx *c, const char *path, const struct ynode *n, bool null_ok,
-             const struct decl *d)
+check_decl_entry(struct wctx *c, const char *path, const struct ynode *k, const struct ynode *v,
+                 const void *arg)
+{
+    const struct decl *d = arg;
+
+    (void)k;
+    if (v->kind == YNODE_MAP)
+        check_decl(c, path, v, d);
+    else if (!(d->null_ok && ynode_is_null(v)))
+        wf_problem_type(c, path, v, "a mapping");
+}
+
+/* Checks a mapping id -> declaration. */
+static void
+check_id_map(struct wctx *c, const char *path, const struct ynode *n, const struct decl *d)
 {
     if (n->kind != YNODE_MAP) {
         if (!ynode_is_null(n))
             wf_problem_type(c, path, n, "a mapping");
         return;
     }
-    for (size_t i = 0; i < n->n; i++) {
-        const struct ynode *k = n->keys[i], *v = n->items[i];
-        if (k->kind != YNODE_SCALAR) {
-            wf_problem_key(c, path, k);
-            continue;
-        }
-        if (wf_check_no_expr(c, path, k))
-            continue;
-        char *p = wf_path_key(path, k);
-        if (v->kind == YNODE_MAP)
-            check_decl(c, p, v, d);
-        else if (!(null_ok && ynode_is_null(v)))
-            wf_problem_type(c, p, v, "a mapping");
-        free(p);
-    }
+    wf_each_entry(c, path, n, check_decl_entry, d);
 }
 
 /* The keys of an event's configuration that hold declarations. */
 static const struct {
     const char *event, *key;
-    bool null_ok; /* a null declaration is allowed (a string input, a secret) */
     const struct decl *decl;
 } decl_keys[] = {
-    {"workflow_dispatch", "inputs", true, &dispatch_input},
-    {"workflow_call", "inputs", false, &call_input},
-    {"workflow_call", "outputs", false, &call_output},
-    {"workflow_call", "secrets", true, &call_secret},
+    {"workflow_dispatch", "inputs", &dispatch_input},
+    {"workflow_call", "inputs", &call_input},
+    {"workflow_call", "outputs", &call_output},
+    {"workflow_call", "secrets", &call_secret},
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -271,7 +270,7 @@ check_event_config(struct wctx *c, const char *path, const char *name, const str
                           strcmp(decl_keys[d].event, name) != 0))
             d++;
         if (d < nd)
-            check_id_map(c, p, v, decl_keys[d].null_ok, decl_keys[d].decl);
+            check_id_map(c, p, v, decl_keys[d].decl);
         else if (!ynode_is_null(v))
             wf_check_str_or_seq(c, p, v, false);
         free(p);
