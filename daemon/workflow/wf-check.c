@@ -402,8 +402,8 @@ wf_check_no_expr(struct wctx *c, const char *path, const struct ynode *n)
 }
 
 /* Checks an `if:` value: an expression with or without ${{ }}. */
-void
-wf_check_if(struct wctx *c, const char *path, const struct ynode *n)
+static void
+check_if(struct wctx *c, const char *path, const struct ynode *n)
 {
     struct expr *x = NULL;
     struct err e = {0};
@@ -425,6 +425,17 @@ wf_check_if(struct wctx *c, const char *path, const struct ynode *n)
     if (expr_parse_ex(n->str, n->len, c->loc, &x, &e) < 0)
         wf_problem(c, n->pos, "%s: invalid expression: %s", path, e.msg);
     expr_free(x);
+}
+
+/* Checks an `if:` value and keeps its text in *out (unless it is null or not a scalar). */
+void
+wf_read_if(struct wctx *c, const char *path, const struct ynode *n, struct wf_str *out)
+{
+    check_if(c, path, n);
+    if (n->kind == YNODE_SCALAR && !ynode_is_null(n)) {
+        out->v = xstrdup(n->str);
+        out->pos = n->pos;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -91,8 +91,9 @@ void wf_check_template(struct wctx *c, const char *path, const struct ynode *n);
 /* Reports an expression where none is allowed; returns true if there was one. */
 bool wf_check_no_expr(struct wctx *c, const char *path, const struct ynode *n);
 
-/* Checks an `if:` value: an expression with or without ${{ }}. */
-void wf_check_if(struct wctx *c, const char *path, const struct ynode *n);
+/* Checks an `if:` value (an expression with or without ${{ }}) and keeps its text in *out
+ * unless it is null or not a scalar. */
+void wf_read_if(struct wctx *c, const char *path, const struct ynode *n, struct wf_str *out);
 
 /* --- Shapes (wf-check.c) --- */
 

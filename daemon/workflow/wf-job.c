@@ -390,12 +390,8 @@ wf_read_job(struct wctx *c, const struct ynode *key, struct ynode *n, struct wf_
     if ((v = ynode_get(n, "if")) != NULL) {
         p = wf_path(path, "if");
         wf_set_loc(c, &wf_loc_job_if);
-        wf_check_if(c, p, v);
+        wf_read_if(c, p, v, &j->if_);
         wf_set_loc(c, &wf_loc_job);
-        if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
-            j->if_.v = xstrdup(v->str);
-            j->if_.pos = v->pos;
-        }
         free(p);
     }
     if ((v = ynode_get(n, "uses")) != NULL) {

@@ -92,12 +92,8 @@ read_step(struct wctx *c, const char *path, struct ynode *n, struct wf_step *s)
         const struct expr_parse_opts *saved =
             c->loc == &wf_loc_step ? wf_set_loc(c, &wf_loc_step_if) : c->loc;
         p = wf_path(path, "if");
-        wf_check_if(c, p, v);
+        wf_read_if(c, p, v, &s->if_);
         wf_set_loc(c, saved);
-        if (v->kind == YNODE_SCALAR && !ynode_is_null(v)) {
-            s->if_.v = xstrdup(v->str);
-            s->if_.pos = v->pos;
-        }
         free(p);
     }
     if (s->id.v && !wf_has_expr(ynode_get(n, "id")) && !wf_valid_id(s->id.v, strlen(s->id.v))) {
