@@ -328,39 +328,40 @@ wf_has_expr(const struct ynode *n)
     return n && n->kind == YNODE_SCALAR && memmem(n->str, n->len, "${{", 3) != NULL;
 }
 
-/* True when s is exactly "${{ insert }}" (whitespace allowed around insert). */
-bool
-wf_is_insert(const char *s)
+/* When s starts with "${{ insert }}" (white space allowed around insert), returns the text
+ * after it; else NULL. */
+static const char *
+insert_at(const char *s)
 {
     if (strncmp(s, "${{", 3) != 0)
-        return false;
+        return NULL;
     s += 3;
     while (isspace((unsigned char)*s))
         s++;
     if (strncmp(s, "insert", 6) != 0)
-        return false;
+        return NULL;
     s += 6;
     while (isspace((unsigned char)*s))
         s++;
-    return strcmp(s, "}}") == 0;
+    return strncmp(s, "}}", 2) == 0 ? s + 2 : NULL;
+}
+
+/* True when s is exactly "${{ insert }}" (whitespace allowed around insert). */
+bool
+wf_is_insert(const char *s)
+{
+    const char *end = insert_at(s);
+
+    return end != NULL && *end == '\0';
 }
 
 /* True when s embeds ${{ insert }} among other text. */
 static bool
 embeds_insert(const char *s)
 {
-    for (const char *p = strstr(s, "${{"); p; p = strstr(p + 3, "${{")) {
-        const char *t = p + 3;
-        while (isspace((unsigned char)*t))
-            t++;
-        if (strncmp(t, "insert", 6) != 0)
-            continue;
-        t += 6;
-        while (isspace((unsigned char)*t))
-            t++;
-        if (strncmp(t, "}}", 2) == 0)
+    for (const char *p = strstr(s, "${{"); p; p = strstr(p + 3, "${{"))
+        if (insert_at(p) != NULL)
             return true;
-    }
     return false;
 }
 
