@@ -22,7 +22,6 @@
 #include "runner/xalloc.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>

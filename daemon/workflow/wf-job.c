@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* Checks literal docker run options now (what no label setting allows: --privileged,
  * --security-opt, --network, --entrypoint in a job container, limits switched off, bad

@@ -11,7 +11,6 @@
 #include "runner/buf.h"
 #include "runner/xalloc.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
