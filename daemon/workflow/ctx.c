@@ -243,14 +243,3 @@ ctx_strategy_new(bool fail_fast, int max_parallel, int job_index, int job_total)
     json_object_set_new(s, "job-total", json_integer(job_total));
     return s;
 }
-
-json_t *
-ctx_merge(json_t *const *objs, size_t n)
-{
-    json_t *res = json_object();
-
-    for (size_t i = 0; i < n; i++)
-        if (json_is_object(objs[i]))
-            json_object_update(res, objs[i]);
-    return res;
-}

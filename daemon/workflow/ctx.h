@@ -41,7 +41,4 @@ const char *ctx_arch_name(const char *machine);
 /* Returns a new `strategy` context. */
 json_t *ctx_strategy_new(bool fail_fast, int max_parallel, int job_index, int job_total);
 
-/* Returns a new object with every member of each non-NULL object in objs[0..n) (later wins). */
-json_t *ctx_merge(json_t *const *objs, size_t n);
-
 #endif

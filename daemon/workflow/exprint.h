@@ -1,5 +1,14 @@
-/* exprint.h: internals shared by the expression module's files (expr.c parses, expreval.c
- * evaluates, exprcase.c folds case). Not for other modules: they use expr.h. */
+/* exprint.h: internals shared by the expression module's files. Not for other modules: they
+ * use expr.h. Calls go one way, from the top down:
+ *
+ *     exprtpl.c   templates: find, check and evaluate the ${{ }} in a string
+ *     expreval.c  evaluation of a parsed tree (and expr_eval_str, which parses first)
+ *     exprfunc.c  the built-in functions, on evaluated arguments
+ *     expr.c      lexer and parser
+ *     exprval.c   values: kinds, coercions, comparisons, the evaluation's memory budget
+ *     exprstr.c   text: case folding, string to number, number to string
+ *
+ * (expr.c uses only exprstr.c; exprval.c only exprstr.c.) */
 #ifndef EXPRINT_H
 #define EXPRINT_H
 
@@ -79,14 +88,48 @@ struct expr {
 /* Canonical (lower-case) name of a function. */
 const char *expr_fn_name(enum expr_fn fn);
 
-/* Evaluates one node tree (root may be NULL). */
-int expr_eval_root(const struct expr *x, const struct expr_env *env, json_t **out, struct err *e);
+/* --- Values (exprval.c) --- */
 
-/* --- Strings (exprcase.c) --- */
+/* The kind of a value; a NULL pointer is null, the non-finite number objects are numbers. */
+enum kind { K_NULL, K_BOOL, K_NUM, K_STR, K_ARR, K_OBJ };
 
-/* Simple Unicode upper-case mapping of one code point, as GitHub's case-insensitive comparisons
- * use it (except that dotless i keeps its case). */
-uint32_t expr_upper(uint32_t cp);
+/* A value during evaluation. */
+struct val {
+    json_t *j;     /* owned reference, never NULL */
+    bool filtered; /* an array made by '*', whose later accesses apply to each element */
+    size_t cost;   /* memory charged for it (released when it is dropped) */
+};
+
+/* One evaluation: where it runs, and the memory its live values hold. */
+struct evalst {
+    const struct expr_env *env;
+    const struct expr *x;
+    size_t mem; /* bytes charged for values alive now */
+    struct err *e;
+};
+
+json_t *expr_jchk(json_t *v);
+json_t *expr_jstr(const char *s, size_t len);
+enum kind expr_kind_of(const json_t *v);
+bool expr_is_primitive(const json_t *v);
+double expr_to_number(const json_t *v);
+char *expr_to_strn(const json_t *v, size_t *len);
+json_t *expr_object_get_ci(const json_t *obj, const char *key, size_t klen);
+bool expr_loose_equals(const json_t *lv, const json_t *rv);
+bool expr_loose_order(const json_t *lv, const json_t *rv, bool greater);
+void expr_val_drop(struct evalst *st, struct val *v);
+int expr_charge(struct evalst *st, struct val *v, size_t bytes);
+size_t expr_room(const struct evalst *st);
+void expr_val_set(struct val *out, json_t *j);
+
+/* --- Functions (exprfunc.c) --- */
+
+/* Calls n's function (any but case()) with its nargs evaluated arguments; sets *out. Returns 0
+ * or a negative code with st->e set. */
+int expr_fn_call(struct evalst *st, const struct expr_node *n, const struct val *args,
+                 size_t nargs, struct val *out);
+
+/* --- Strings (exprstr.c) --- */
 
 /* Returns a new string: s[0..len) with every code point upper-cased (invalid UTF-8 bytes kept);
  * *outlen receives its length. */

@@ -213,8 +213,9 @@ static const struct {
     {0x1E922, 0x1E943, 1, -34},
 };
 
-/* Upper-cases one code point. */
-uint32_t
+/* Simple Unicode upper-case mapping of one code point, as GitHub's case-insensitive comparisons
+ * use it (except that dotless i keeps its case). */
+static uint32_t
 expr_upper(uint32_t cp)
 {
     size_t lo = 0, hi = sizeof upper_runs / sizeof upper_runs[0];

@@ -599,6 +599,19 @@ parse_node(struct yparser *p, yaml_event_t *ev, int depth, struct ynode **out)
     }
 }
 
+/* Drops the event *ev holds (when *have) and reads the next; *have tells whether it holds one. */
+static int
+advance(struct yparser *p, yaml_event_t *ev, bool *have)
+{
+    int rc;
+
+    if (*have)
+        yaml_event_delete(ev);
+    rc = next_event(p, ev);
+    *have = rc >= 0;
+    return rc;
+}
+
 /* Drives libyaml: STREAM-START, then per document DOCUMENT-START, a node, DOCUMENT-END. */
 int
 ydoc_parse_all(const char *file, const char *data, size_t len, struct ynode ***docs,
@@ -618,38 +631,28 @@ ydoc_parse_all(const char *file, const char *data, size_t len, struct ynode ***d
         abort();
     }
     yaml_parser_set_input_string(&p.y, (const unsigned char *)data, len);
-    rc = next_event(&p, &ev);
+    rc = advance(&p, &ev, &have_ev); /* STREAM-START */
     if (rc < 0)
         goto out;
-    have_ev = true;
     for (;;) {
-        yaml_event_delete(&ev);
-        have_ev = false;
-        rc = next_event(&p, &ev);
+        rc = advance(&p, &ev, &have_ev);
         if (rc < 0)
             goto out;
-        have_ev = true;
         if (ev.type == YAML_STREAM_END_EVENT)
             break;
         if (ev.type != YAML_DOCUMENT_START_EVENT) {
             rc = err_set(e, ERR_INVALID, "%s: unexpected YAML event", p.file);
             goto out;
         }
-        yaml_event_delete(&ev);
-        have_ev = false;
-        rc = next_event(&p, &ev);
+        rc = advance(&p, &ev, &have_ev);
         if (rc < 0)
             goto out;
-        have_ev = true;
         rc = parse_node(&p, &ev, 0, &root);
         if (rc < 0)
             goto out;
-        yaml_event_delete(&ev);
-        have_ev = false;
-        rc = next_event(&p, &ev); /* DOCUMENT-END */
+        rc = advance(&p, &ev, &have_ev); /* DOCUMENT-END */
         if (rc < 0)
             goto out;
-        have_ev = true;
         anchors_clear(&p);
         if (n == cap) {
             cap = cap ? cap * 2 : 4;

@@ -156,22 +156,6 @@ yeval_string(const char *file, const struct ynode *n, const struct expr_env *env
     return 0;
 }
 
-bool
-yeval_has_expr(const struct ynode *n)
-{
-    if (n == NULL)
-        return false;
-    if (n->kind == YNODE_SCALAR)
-        return has_expr(n->str);
-    for (size_t i = 0; i < n->n; i++) {
-        if (n->kind == YNODE_MAP && yeval_has_expr(n->keys[i]))
-            return true;
-        if (yeval_has_expr(n->items[i]))
-            return true;
-    }
-    return false;
-}
-
 /* True when the word ctx occurs in s inside a ${{ }} (not preceded by an identifier char or '.'). */
 static bool
 text_mentions(const char *s, const char *ctx)

@@ -20,9 +20,6 @@ int yeval_node(const char *file, const struct ynode *n, const struct expr_env *e
 int yeval_string(const char *file, const struct ynode *n, const struct expr_env *env, char **out,
                  struct err *e);
 
-/* True when any scalar (or key) under n contains "${{". */
-bool yeval_has_expr(const struct ynode *n);
-
 /* True when any expression under n mentions the context name ctx (case-insensitive word). */
 bool yeval_mentions(const struct ynode *n, const char *ctx);
 
