@@ -30,7 +30,7 @@ config_defaults(struct config *c)
     c->cache.dir = xasprintf("%s/.cache/actcache", home);
     c->container.workdir_parent = xstrdup("workspace");
     c->host.workdir_parent = xasprintf("%s/.cache/act", home);
-    c->runnerd.state_file = xstrdup("/var/lib/runnerd/runnerd.db");
+    c->runnerd.state_file = xstrdup(CONFIG_STATE_FILE_DEFAULT);
     c->runnerd.fetch_interval_max_s = 5;
     c->runnerd.log_format = xstrdup("text");
     c->runnerd.min_free_disk = 1ll << 30;
@@ -927,6 +927,20 @@ config_load(const char *path, struct config *c, struct err *e)
     rc = root ? read_map(&r, c, root, "the configuration", top_key) : 0;
     ynode_free(root);
     return rc;
+}
+
+char *
+config_state_path(const struct config *c, const char *override)
+{
+    const char *v = getenv("RUNNERD_STATE");
+
+    if (override)
+        return xstrdup(override);
+    if (v && *v)
+        return xstrdup(v);
+    if (c && c->runnerd.state_file && *c->runnerd.state_file)
+        return xstrdup(c->runnerd.state_file);
+    return xstrdup(CONFIG_STATE_FILE_DEFAULT);
 }
 
 char *

@@ -151,6 +151,15 @@ extern const char *const config_default_cap_drop[];
  * config_default_cap_drop); c and p may be NULL. Borrowed, NULL-terminated. */
 const char *const *config_cap_drop_resolve(const struct config *c, const struct config_profile *p);
 
+/* The state database when nothing names one (runnerd.state_file's default). */
+#define CONFIG_STATE_FILE_DEFAULT "/var/lib/runnerd/runnerd.db"
+
+/* The state database, by the one rule runnerd and every runnerctl command follow (a new
+ * string): override (their --state) when not NULL, else $RUNNERD_STATE when set and not empty,
+ * else runnerd.state_file of c (its default when the file does not set it), else
+ * CONFIG_STATE_FILE_DEFAULT. c may be NULL (no -c CONFIG). */
+char *config_state_path(const struct config *c, const char *override);
+
 /* Where git mirrors and fetched actions live (a new string): runnerd.cache_dir, else
  * $RUNNERD_CACHE_DIR, else systemd's $CACHE_DIRECTORY (the first of its list); then for the
  * daemon "cache" beside the state database, for the CLI $XDG_CACHE_HOME/runnerd, else
