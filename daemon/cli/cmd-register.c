@@ -153,15 +153,6 @@ join(char *const *v, size_t n)
 }
 
 
-static double
-mono_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static bool
 is_http_url(const char *s)
 {
@@ -332,7 +323,7 @@ save_ident(struct store *s, const struct store_ident *id, const char *what)
 static int
 ping(const struct reg *r, const struct connect_opts *base)
 {
-    double deadline = mono_s() + r->ping_timeout_s;
+    double deadline = cli_mono_s() + r->ping_timeout_s;
     struct rpc_ping_request q = {.data = (char *)(uintptr_t)r->name};
     bool warned = false;
 
@@ -341,7 +332,7 @@ ping(const struct reg *r, const struct connect_opts *base)
         struct rpc_ping_response *resp = NULL;
         enum rpc_errclass cls = RPC_ERR_OTHER;
         struct err e = {0};
-        double left = deadline - mono_s();
+        double left = deadline - cli_mono_s();
         long ms = left > 10.0 ? 10000 : left > 1.0 ? (long)(left * 1000) : 1000;
 
         o.connect_timeout_ms = ms;
@@ -360,7 +351,7 @@ ping(const struct reg *r, const struct connect_opts *base)
                         : "");
             return CLI_EXIT_FAIL;
         }
-        if (mono_s() + 1.0 > deadline) {
+        if (cli_mono_s() + 1.0 > deadline) {
             fprintf(stderr, "runnerctl register: giving up after %.0f s: cannot reach %s: %s\n",
                     r->ping_timeout_s, r->instance, e.msg);
             return CLI_EXIT_FAIL;

@@ -60,15 +60,6 @@ help(void)
     return CLI_EXIT_OK;
 }
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 nap(void)
 {
@@ -159,7 +150,7 @@ wait_holder(const char *state, pid_t old, bool want_new, double deadline, pid_t 
             return rc;
         if (*now != old && (!want_new || *now != 0))
             return 0;
-        if (now_s() >= deadline)
+        if (cli_mono_s() >= deadline)
             return ERR_TIMEOUT;
         nap();
     }
@@ -246,7 +237,7 @@ restart_main(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error("restart", restart_usage, "unexpected argument '%s'",
                                argv[optind]);
-    deadline = now_s() + wait_s;
+    deadline = cli_mono_s() + wait_s;
 
     /* The state database, as runnerd picks it. */
     state = cli_state_path("restart", config_path, state_opt);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 const struct cli_cmd *const cli_cmds[] = {
     &cli_cmd_exec,
@@ -73,4 +74,13 @@ cli_state_path(const char *cmd, const char *config_path, const char *state_opt)
     path = config_state_path(&cfg, state_opt);
     config_free(&cfg);
     return path;
+}
+
+double
+cli_mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

@@ -37,6 +37,9 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
  * CLI_EXIT_USAGE. */
 int cli_bad_option(const char *cmd, const char *usage, int c, char **argv);
 
+/* The monotonic clock in seconds, for deadlines. */
+double cli_mono_s(void);
+
 /* The state database (a new string), found as runnerd finds it (config_state_path(), config.h):
  * state_opt, else $RUNNERD_STATE, else runnerd.state_file of the file config_path (when not
  * NULL), else the default. NULL when that file does not load ("runnerctl CMD: ..." printed). */
