@@ -90,9 +90,11 @@ config_limits_resolve(const struct config *c, const struct config_profile *p,
     *pids = l.pids;
 }
 
-/* Raw sockets (packet forgery on the job network), device nodes, the kernel's audit log: what
- * build jobs do not need and an attacker uses first. */
-const char *const config_default_cap_drop[] = {"NET_RAW", "MKNOD", "AUDIT_WRITE", NULL};
+/* The default capability drop floor: what a job container drops unless runnerd.limits.cap_drop
+ * or the label's cap_drop says otherwise. Raw sockets (packet forgery on the job network),
+ * device nodes, the kernel's audit log: what build jobs do not need and an attacker uses
+ * first. */
+static const char *const config_default_cap_drop[] = {"NET_RAW", "MKNOD", "AUDIT_WRITE", NULL};
 
 const char *const *
 config_cap_drop_resolve(const struct config *c, const struct config_profile *p)

@@ -143,12 +143,8 @@ void config_limits_resolve(const struct config *c, const struct config_profile *
                            long long host_memory, long long *memory, long long *nano_cpus,
                            long long *pids);
 
-/* The default capability drop floor (NULL-terminated): what a job container drops unless
- * runnerd.limits.cap_drop or the label's cap_drop says otherwise. */
-extern const char *const config_default_cap_drop[];
-
-/* A label's capability drop floor (the label's cap_drop over runnerd.limits.cap_drop over
- * config_default_cap_drop); c and p may be NULL. Borrowed, NULL-terminated. */
+/* A label's capability drop floor (the label's cap_drop over runnerd.limits.cap_drop over the
+ * default: NET_RAW, MKNOD, AUDIT_WRITE); c and p may be NULL. Borrowed, NULL-terminated. */
 const char *const *config_cap_drop_resolve(const struct config *c, const struct config_profile *p);
 
 /* The state database when nothing names one (runnerd.state_file's default). */
