@@ -1,8 +1,6 @@
 /* store-ident.c: the identities table: one registered runner per resource class (store.h). */
 #include "store-int.h"
 
-#include "runner/xalloc.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +27,9 @@ store_ident_put(struct store *s, const struct store_ident *id, struct err *e)
 
 /* Fills out from a row of IDENT_COLS. */
 static int
-read_ident(struct store *s, sqlite3_stmt *st, struct store_ident *out, struct err *e)
+read_ident(struct store *s, sqlite3_stmt *st, void *row, struct err *e)
 {
+    struct store_ident *out = row;
     char what[64];
 
     memset(out, 0, sizeof *out);
@@ -46,6 +45,12 @@ read_ident(struct store *s, sqlite3_stmt *st, struct store_ident *out, struct er
     return db_col_json(s, st, 6, what, &out->labels, e);
 }
 
+static void
+clear_ident(void *row)
+{
+    store_ident_clear(row);
+}
+
 int
 store_ident_get(struct store *s, const char *cls, struct store_ident *out, struct err *e)
 {
@@ -56,45 +61,30 @@ store_ident_get(struct store *s, const char *cls, struct store_ident *out, struc
     if (rc < 0)
         return rc;
     db_bind_str(st, 1, cls);
-    rc = db_next_row(s, st, "read identity", e);
-    if (rc < 0)
-        return rc;
+    rc = db_read_one(s, st, "read identity", read_ident, out, e);
     if (rc == 0)
         rc = err_set(e, ERR_NOTFOUND, "%s: no identity '%s'", s->path, cls);
-    else
-        rc = read_ident(s, st, out, e);
-    db_stmt_done(st);
-    if (rc < 0)
+    if (rc < 0) {
         store_ident_clear(out);
-    return rc;
+        return rc;
+    }
+    return 0;
 }
 
 int
 store_ident_list(struct store *s, struct store_ident **out, size_t *n, struct err *e)
 {
     sqlite3_stmt *st;
-    struct store_ident *v = NULL;
-    size_t len = 0;
+    void *v = NULL;
     int rc = db_stmt(s, ST_IDENT_LIST, &st, e);
 
     *out = NULL;
     *n = 0;
     if (rc < 0)
         return rc;
-    while ((rc = db_next_row(s, st, "list identities", e)) == 1) {
-        v = xreallocarray(v, len + 1, sizeof *v);
-        rc = read_ident(s, st, &v[len++], e);
-        if (rc < 0)
-            break;
-    }
-    db_stmt_done(st);
-    if (rc < 0) {
-        store_ident_free(v, len);
-        return rc;
-    }
+    rc = db_read_all(s, st, "list identities", sizeof **out, read_ident, clear_ident, &v, n, e);
     *out = v;
-    *n = len;
-    return 0;
+    return rc;
 }
 
 int

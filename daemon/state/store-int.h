@@ -66,6 +66,14 @@ char *db_col_str(sqlite3_stmt *st, int i);
 int db_col_json(struct store *s, sqlite3_stmt *st, int i, const char *what, json_t **out,
                 struct err *e);
 int64_t db_limit(size_t n);
+/* Reads the row a statement is on into out (a struct store_ident, a struct store_task...). */
+typedef int (*db_read_fn)(struct store *s, sqlite3_stmt *st, void *out, struct err *e);
+/* Frees what a db_read_fn filled in. */
+typedef void (*db_clear_fn)(void *row);
+int db_read_one(struct store *s, sqlite3_stmt *st, const char *what, db_read_fn read, void *out,
+                struct err *e);
+int db_read_all(struct store *s, sqlite3_stmt *st, const char *what, size_t size,
+                db_read_fn read, db_clear_fn clear, void **out, size_t *n, struct err *e);
 int db_atomic_begin(struct store *s, struct err *e);
 int db_atomic_end(struct store *s, bool owned, int rc, struct err *e);
 

@@ -2,8 +2,6 @@
  * ones, scrubbing the secrets of ended ones and settling the WAL after a scrub. */
 #include "store-int.h"
 
-#include "runner/xalloc.h"
-
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -74,9 +72,10 @@ store_task_update(struct store *s, const struct store_task *t, struct err *e)
 
 /* Fills out from a row of TASK_COLS. */
 static int
-read_task(struct store *s, sqlite3_stmt *st, struct store_task *out, struct err *e)
+read_task(struct store *s, sqlite3_stmt *st, void *row, struct err *e)
 {
     static const int json_cols[] = {4, 14, 15, 16, 17, 18};
+    struct store_task *out = row;
     json_t **json_fields[] = {&out->task,         &out->steps,      &out->outputs,
                               &out->sent_outputs, &out->checkpoint, &out->exec};
     char what[64];
@@ -103,6 +102,12 @@ read_task(struct store *s, sqlite3_stmt *st, struct store_task *out, struct err 
     return rc;
 }
 
+static void
+clear_task(void *row)
+{
+    store_task_clear(row);
+}
+
 int
 store_task_get(struct store *s, int64_t id, struct store_task *out, struct err *e)
 {
@@ -113,17 +118,14 @@ store_task_get(struct store *s, int64_t id, struct store_task *out, struct err *
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(st, 1, id);
-    rc = db_next_row(s, st, "read task", e);
-    if (rc < 0)
-        return rc;
+    rc = db_read_one(s, st, "read task", read_task, out, e);
     if (rc == 0)
         rc = err_set(e, ERR_NOTFOUND, "%s: no task %" PRId64, s->path, id);
-    else
-        rc = read_task(s, st, out, e);
-    db_stmt_done(st);
-    if (rc < 0)
+    if (rc < 0) {
         store_task_clear(out);
-    return rc;
+        return rc;
+    }
+    return 0;
 }
 
 int
@@ -131,8 +133,7 @@ store_task_list(struct store *s, const char *state, size_t limit, struct store_t
                 size_t *n, struct err *e)
 {
     sqlite3_stmt *st;
-    struct store_task *v = NULL;
-    size_t len = 0;
+    void *v = NULL;
     int rc = db_stmt(s, ST_TASK_LIST, &st, e);
 
     *out = NULL;
@@ -141,20 +142,9 @@ store_task_list(struct store *s, const char *state, size_t limit, struct store_t
         return rc;
     db_bind_str(st, 1, state);
     sqlite3_bind_int64(st, 2, db_limit(limit));
-    while ((rc = db_next_row(s, st, "list tasks", e)) == 1) {
-        v = xreallocarray(v, len + 1, sizeof *v);
-        rc = read_task(s, st, &v[len++], e);
-        if (rc < 0)
-            break;
-    }
-    db_stmt_done(st);
-    if (rc < 0) {
-        store_task_free(v, len);
-        return rc;
-    }
+    rc = db_read_all(s, st, "list tasks", sizeof **out, read_task, clear_task, &v, n, e);
     *out = v;
-    *n = len;
-    return 0;
+    return rc;
 }
 
 void

@@ -257,6 +257,52 @@ db_limit(size_t n)
     return n == 0 || n > (size_t)INT64_MAX ? -1 : (int64_t)n;
 }
 
+/* Reads the row of st (bound, not yet stepped) into out with read: 1, or 0 when there is no
+ * row, or a reported error (out may then hold part of the row: the caller clears it). Ends the
+ * use of st. */
+int
+db_read_one(struct store *s, sqlite3_stmt *st, const char *what, db_read_fn read, void *out,
+            struct err *e)
+{
+    int rc = db_next_row(s, st, what, e);
+
+    if (rc < 0)
+        return rc;
+    if (rc == 1 && (rc = read(s, st, out, e)) == 0)
+        rc = 1;
+    db_stmt_done(st);
+    return rc;
+}
+
+/* Reads every row of st (bound, not yet stepped) with read into a new array of elements of size
+ * bytes: *out (NULL when there is none) and *n, left alone on failure (what was read is
+ * cleared and freed). Ends the use of st. */
+int
+db_read_all(struct store *s, sqlite3_stmt *st, const char *what, size_t size, db_read_fn read,
+            db_clear_fn clear, void **out, size_t *n, struct err *e)
+{
+    char *v = NULL;
+    size_t len = 0;
+    int rc;
+
+    while ((rc = db_next_row(s, st, what, e)) == 1) {
+        v = xreallocarray(v, len + 1, size);
+        rc = read(s, st, v + len++ * size, e);
+        if (rc < 0)
+            break;
+    }
+    db_stmt_done(st);
+    if (rc < 0) {
+        for (size_t i = 0; i < len; i++)
+            clear(v + i * size);
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
 /* Starts an atomic section: a savepoint inside the caller's transaction, else an IMMEDIATE
  * transaction of its own (taking the write lock up front, so a read-then-write section cannot
  * fail half-way with SQLITE_BUSY). */
