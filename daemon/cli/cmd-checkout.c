@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,22 +18,6 @@
 static const char checkout_usage[] =
     "URL DEST [--cache DIR] [--ref REF] [--sha SHA] [--token-env VAR] [--ca-file F] "
     "[--insecure] [--depth N] [--submodules] [--recursive] [--clean] [--persist-credentials]";
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Prints "runnerctl checkout: <message>" and the usage; returns the exit code for bad usage. */
-static int
-usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "runnerctl checkout: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: runnerctl checkout %s\n", checkout_usage);
-    return CLI_EXIT_USAGE;
-}
 
 static void
 on_progress(void *arg, const char *line)
@@ -96,8 +79,9 @@ checkout_exec(int argc, char **argv)
             errno = 0;
             depth = strtol(optarg, &end, 10);
             if (errno || end == optarg || *end != '\0' || depth < 0 || depth > INT_MAX)
-                return usage_error("--depth expects a number of commits (0: all), got '%s'",
-                                   optarg);
+                return cli_usage_error("checkout", checkout_usage,
+                                       "--depth expects a number of commits (0: all), got '%s'",
+                                       optarg);
             req.fetch_depth = (int)depth;
             break;
         case O_SUB:
@@ -120,24 +104,31 @@ checkout_exec(int argc, char **argv)
                    checkout_usage);
             return CLI_EXIT_OK;
         case ':':
-            return usage_error("%s needs an argument", argv[optind - 1]);
+            return cli_usage_error("checkout", checkout_usage, "%s needs an argument",
+                                   argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return cli_usage_error("checkout", checkout_usage, "unknown option '%s'",
+                                   argv[optind - 1]);
         }
     }
     if (argc - optind < 2)
-        return usage_error("%s", argc - optind == 0 ? "missing URL and DEST" : "missing DEST");
+        return cli_usage_error("checkout", checkout_usage, "%s",
+                               argc - optind == 0 ? "missing URL and DEST" : "missing DEST");
     if (argc - optind > 2)
-        return usage_error("unexpected argument '%s'", argv[optind + 2]);
+        return cli_usage_error("checkout", checkout_usage, "unexpected argument '%s'",
+                               argv[optind + 2]);
     if (req.sha != NULL &&
         (strlen(req.sha) != 40 || strspn(req.sha, "0123456789abcdefABCDEF") != 40))
-        return usage_error("--sha expects a full commit id (40 hex digits), got '%s'", req.sha);
+        return cli_usage_error("checkout", checkout_usage,
+                               "--sha expects a full commit id (40 hex digits), got '%s'",
+                               req.sha);
     req.remote.url = argv[optind];
     req.dest = argv[optind + 1];
     if (token_env != NULL) {
         req.remote.token = getenv(token_env);
         if (req.remote.token == NULL || *req.remote.token == '\0')
-            return usage_error("--token-env %s: the variable is not set", token_env);
+            return cli_usage_error("checkout", checkout_usage,
+                                   "--token-env %s: the variable is not set", token_env);
     }
     cache = cache_opt ? xstrdup(cache_opt) : config_cache_dir(NULL, false);
     req.cache_dir = cache;

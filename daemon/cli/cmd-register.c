@@ -18,7 +18,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REGISTER_DEFAULT_STATE "/var/lib/runnerd/runnerd.db"
 #define REGISTER_PING_TIMEOUT_S 30.0
 #define REGISTER_MAX_RUNNER_FILE (1024 * 1024)
 
@@ -39,7 +37,8 @@ static const char register_usage[] =
     "   or: runnerctl register --import RUNNER_FILE [--instance URL] [--gpu] [--replace]\n"
     "       [-c CONFIG] [--state FILE]\n"
     "  Labels in CONFIG (runner.labels) win over --label/--labels. The state database is\n"
-    "  --state, else $RUNNERD_STATE, else " REGISTER_DEFAULT_STATE ".";
+    "  --state, else $RUNNERD_STATE, else runnerd.state_file of CONFIG, else\n"
+    "  " CONFIG_STATE_FILE_DEFAULT ".";
 
 struct reg {
     const char *instance, *token, *name;
@@ -51,6 +50,7 @@ struct reg {
     double ping_timeout_s;
     /* owned copies of what prompts or defaults filled in */
     char *own_instance, *own_token, *own_name;
+    char *db; /* the state database: cli_state_path() */
     struct config cfg;
     bool have_cfg;
 };
@@ -66,24 +66,9 @@ reg_free(struct reg *r)
     free(r->own_instance);
     free(r->own_token);
     free(r->own_name);
+    free(r->db);
     if (r->have_cfg)
         config_free(&r->cfg);
-}
-
-/* Prints "runnerctl register: <message>" and the usage; returns the exit code for bad usage. */
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "runnerctl register: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: runnerctl register %s\n", register_usage);
-    return CLI_EXIT_USAGE;
 }
 
 static void
@@ -168,15 +153,6 @@ join(char *const *v, size_t n)
 }
 
 
-static double
-mono_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static bool
 is_http_url(const char *s)
 {
@@ -240,7 +216,8 @@ complete(struct reg *r, const char *hostname)
         if (r->n_labels == 0)
             buf_printf(&miss, "%s--label (or runner.labels in -c CONFIG)", miss.len ? ", " : "");
         if (miss.len) {
-            int rc = usage_error("missing %s", buf_str(&miss));
+            int rc =
+                cli_usage_error("register", register_usage, "missing %s", buf_str(&miss));
 
             buf_free(&miss);
             return rc;
@@ -251,20 +228,20 @@ complete(struct reg *r, const char *hostname)
         r->own_instance = prompt("Gitea instance URL (e.g. https://gitea.example.com)", NULL,
                                  false);
         if (!r->own_instance)
-            return usage_error("%s", "missing --instance");
+            return cli_usage_error("register", register_usage, "%s", "missing --instance");
         r->instance = r->own_instance;
     }
     while (!r->token || !*r->token) {
         free(r->own_token);
         r->own_token = prompt("Runner registration token", NULL, true);
         if (!r->own_token)
-            return usage_error("%s", "missing --token");
+            return cli_usage_error("register", register_usage, "%s", "missing --token");
         r->token = r->own_token;
     }
     if (interactive && (!r->name || !*r->name)) {
         r->own_name = prompt("Runner name", hostname, false);
         if (!r->own_name)
-            return usage_error("%s", "missing --name");
+            return cli_usage_error("register", register_usage, "%s", "missing --name");
         r->name = r->own_name;
     }
     while (r->n_labels == 0) {
@@ -273,7 +250,7 @@ complete(struct reg *r, const char *hostname)
                            NULL, false);
 
         if (!ans)
-            return usage_error("%s", "missing --label");
+            return cli_usage_error("register", register_usage, "%s", "missing --label");
         add_label_list(r, ans);
         free(ans);
         r->label_flags = true;
@@ -288,16 +265,6 @@ complete(struct reg *r, const char *hostname)
 
 /* ---- the state database ------------------------------------------------------------------ */
 
-static const char *
-state_path(const struct reg *r)
-{
-    const char *env = getenv("RUNNERD_STATE");
-
-    if (r->state && *r->state)
-        return r->state;
-    return env && *env ? env : REGISTER_DEFAULT_STATE;
-}
-
 /* Opens the database and refuses to overwrite an identity of the class without --replace.
  * Returns 0, or an exit code (printed). */
 static int
@@ -309,7 +276,7 @@ open_state(const struct reg *r, const char *cls, struct store **out, int64_t *re
     int rc;
 
     *replaced_id = 0;
-    if (store_open(state_path(r), &s, &e) < 0) {
+    if (store_open(r->db, &s, &e) < 0) {
         fprintf(stderr, "runnerctl register: %s\n", e.msg);
         return CLI_EXIT_FAIL;
     }
@@ -319,7 +286,7 @@ open_state(const struct reg *r, const char *cls, struct store **out, int64_t *re
             fprintf(stderr,
                     "runnerctl register: a %s runner is already registered in %s: %s (id %" PRId64
                     ", uuid %s) at %s; pass --replace to register a new one\n",
-                    cls, state_path(r), old.name ? old.name : "?", old.id,
+                    cls, r->db, old.name ? old.name : "?", old.id,
                     old.uuid ? old.uuid : "?", old.instance ? old.instance : "?");
             store_ident_clear(&old);
             store_close(s);
@@ -356,7 +323,7 @@ save_ident(struct store *s, const struct store_ident *id, const char *what)
 static int
 ping(const struct reg *r, const struct connect_opts *base)
 {
-    double deadline = mono_s() + r->ping_timeout_s;
+    double deadline = cli_mono_s() + r->ping_timeout_s;
     struct rpc_ping_request q = {.data = (char *)(uintptr_t)r->name};
     bool warned = false;
 
@@ -365,7 +332,7 @@ ping(const struct reg *r, const struct connect_opts *base)
         struct rpc_ping_response *resp = NULL;
         enum rpc_errclass cls = RPC_ERR_OTHER;
         struct err e = {0};
-        double left = deadline - mono_s();
+        double left = deadline - cli_mono_s();
         long ms = left > 10.0 ? 10000 : left > 1.0 ? (long)(left * 1000) : 1000;
 
         o.connect_timeout_ms = ms;
@@ -384,7 +351,7 @@ ping(const struct reg *r, const struct connect_opts *base)
                         : "");
             return CLI_EXIT_FAIL;
         }
-        if (mono_s() + 1.0 > deadline) {
+        if (cli_mono_s() + 1.0 > deadline) {
             fprintf(stderr, "runnerctl register: giving up after %.0f s: cannot reach %s: %s\n",
                     r->ping_timeout_s, r->instance, e.msg);
             return CLI_EXIT_FAIL;
@@ -414,7 +381,9 @@ do_register(struct reg *r, const char *cls)
     int rc;
 
     if (!is_http_url(r->instance)) {
-        rc = usage_error("--instance must be an http:// or https:// URL, got '%s'", r->instance);
+        rc = cli_usage_error("register", register_usage,
+                             "--instance must be an http:// or https:// URL, got '%s'",
+                             r->instance);
         goto out;
     }
     if (check_labels(r->labels, r->n_labels, &names, NULL) < 0) {
@@ -483,9 +452,9 @@ do_register(struct reg *r, const char *cls)
     printf("registered runner %s (id %" PRId64 ", uuid %s) with labels %s\n", id.name, run->id,
            run->uuid, list);
     if (strcmp(cls, "cpu") != 0)
-        printf("stored as the %s identity in %s\n", cls, state_path(r));
+        printf("stored as the %s identity in %s\n", cls, r->db);
     else
-        printf("stored in %s\n", state_path(r));
+        printf("stored in %s\n", r->db);
     if (replaced)
         printf("note: this replaced runner id %" PRId64 " in the state database; remove that one "
                "in Gitea if it is no longer used\n",
@@ -671,7 +640,7 @@ do_import(struct reg *r, const char *cls)
     printf("imported runner %s (id %" PRId64 ", uuid %s) from %s with labels %s\n", name, rid,
            uuid, r->import, n ? list : "(none)");
     printf("stored%s%s in %s\n", strcmp(cls, "cpu") ? " as the identity of class " : "",
-           strcmp(cls, "cpu") ? cls : "", state_path(r));
+           strcmp(cls, "cpu") ? cls : "", r->db);
     if (r->have_cfg && r->cfg.runner.n_labels > 0) {
         char **cl = xcalloc(r->cfg.runner.n_labels, sizeof *cl);
         char *clist;
@@ -792,7 +761,9 @@ run_register(int argc, char **argv)
             r.ping_timeout_s = strtod(optarg, &end);
             if (end == optarg || *end != '\0' || r.ping_timeout_s < 0 ||
                 r.ping_timeout_s > 86400) {
-                rc = usage_error("--ping-timeout expects seconds (0 to 86400), got '%s'", optarg);
+                rc = cli_usage_error("register", register_usage,
+                                     "--ping-timeout expects seconds (0 to 86400), got '%s'",
+                                     optarg);
                 goto out;
             }
             break;
@@ -805,15 +776,18 @@ run_register(int argc, char **argv)
             rc = CLI_EXIT_OK;
             goto out;
         case ':':
-            rc = usage_error("%s needs an argument", argv[optind - 1]);
+            rc = cli_usage_error("register", register_usage, "%s needs an argument",
+                                 argv[optind - 1]);
             goto out;
         default:
-            rc = usage_error("unknown option '%s'", argv[optind - 1]);
+            rc = cli_usage_error("register", register_usage, "unknown option '%s'",
+                                 argv[optind - 1]);
             goto out;
         }
     }
     if (optind < argc) {
-        rc = usage_error("unexpected argument '%s'", argv[optind]);
+        rc = cli_usage_error("register", register_usage, "unexpected argument '%s'",
+                             argv[optind]);
         goto out;
     }
     if (r.verbose)
@@ -830,12 +804,14 @@ run_register(int argc, char **argv)
             goto out;
         }
     }
+    r.db = config_state_path(r.have_cfg ? &r.cfg : NULL, r.state);
 
     if (r.import) {
         if (r.token || r.name || r.label_flags || r.ephemeral) {
-            rc = usage_error("%s", "--import takes the name, token, labels and ephemeral flag "
-                                   "from the runner file; drop --token, --name, --label(s) and "
-                                   "--ephemeral (use runner.labels in -c CONFIG for labels)");
+            rc = cli_usage_error("register", register_usage, "%s",
+                                 "--import takes the name, token, labels and ephemeral flag "
+                                 "from the runner file; drop --token, --name, --label(s) and "
+                                 "--ephemeral (use runner.labels in -c CONFIG for labels)");
             goto out;
         }
         rc = do_import(&r, cls);

@@ -55,25 +55,9 @@ help(void)
            "  with SIGTERM instead (running jobs finish first); under systemd use `systemctl\n"
            "  restart runnerd` for that. --wait bounds the wait (default 30 s).\n"
            "  FILE defaults to $RUNNERD_STATE, else runnerd.state_file of CONFIG, else\n"
-           "  /var/lib/runnerd/runnerd.db.\n",
+           "  " CONFIG_STATE_FILE_DEFAULT ".\n",
            restart_usage);
     return CLI_EXIT_OK;
-}
-
-static int
-usage_error(const char *what)
-{
-    fprintf(stderr, "runnerctl restart: %s\nusage: runnerctl restart %s\n", what, restart_usage);
-    return CLI_EXIT_USAGE;
-}
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void
@@ -166,7 +150,7 @@ wait_holder(const char *state, pid_t old, bool want_new, double deadline, pid_t 
             return rc;
         if (*now != old && (!want_new || *now != 0))
             return 0;
-        if (now_s() >= deadline)
+        if (cli_mono_s() >= deadline)
             return ERR_TIMEOUT;
         nap();
     }
@@ -209,12 +193,11 @@ restart_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *state_opt = NULL, *env = getenv("RUNNERD_STATE");
+    const char *config_path = NULL, *state_opt = NULL;
     bool drain = false;
     double wait_s = WAIT_DEFAULT_S, deadline;
-    struct config cfg;
     struct err e = {0};
-    char *state = NULL, *unit = NULL, *pidfile = NULL, jobs[64] = "", msg[160];
+    char *state = NULL, *unit = NULL, *pidfile = NULL, jobs[64] = "";
     enum managed managed;
     pid_t pid = 0, now = 0;
     int c, rc;
@@ -236,38 +219,30 @@ restart_main(int argc, char **argv)
             char *end;
             errno = 0;
             wait_s = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !isfinite(wait_s) || wait_s < 0) {
-                snprintf(msg, sizeof msg, "--wait: expected a number of seconds, got '%s'",
-                         optarg);
-                return usage_error(msg);
-            }
+            if (errno || end == optarg || *end || !isfinite(wait_s) || wait_s < 0)
+                return cli_usage_error("restart", restart_usage,
+                                       "--wait: expected a number of seconds, got '%s'", optarg);
             break;
         }
         case 'h':
             return help();
         case ':':
-            snprintf(msg, sizeof msg, "option %s needs a value", argv[optind - 1]);
-            return usage_error(msg);
+            return cli_usage_error("restart", restart_usage, "option %s needs a value",
+                                   argv[optind - 1]);
         default:
-            snprintf(msg, sizeof msg, "unknown option %s", argv[optind - 1]);
-            return usage_error(msg);
+            return cli_usage_error("restart", restart_usage, "unknown option %s",
+                                   argv[optind - 1]);
         }
     }
-    if (optind < argc) {
-        snprintf(msg, sizeof msg, "unexpected argument '%s'", argv[optind]);
-        return usage_error(msg);
-    }
-    deadline = now_s() + wait_s;
+    if (optind < argc)
+        return cli_usage_error("restart", restart_usage, "unexpected argument '%s'",
+                               argv[optind]);
+    deadline = cli_mono_s() + wait_s;
 
     /* The state database, as runnerd picks it. */
-    config_defaults(&cfg);
-    if (config_path && config_load(config_path, &cfg, &e) < 0) {
-        fprintf(stderr, "runnerctl restart: %s\n", e.msg);
-        config_free(&cfg);
+    state = cli_state_path("restart", config_path, state_opt);
+    if (state == NULL)
         return CLI_EXIT_USAGE;
-    }
-    state = xstrdup(state_opt ? state_opt : env && *env ? env : cfg.runnerd.state_file);
-    config_free(&cfg);
     pidfile = store_pidfile(state);
 
     if ((rc = store_lock_holder(state, &pid, &e)) < 0) {

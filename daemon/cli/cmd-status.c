@@ -3,6 +3,7 @@
  * These commands only read: a missing database is reported, never created. Runner tokens and
  * task payloads (which carry secrets) are never printed. */
 #include "cmd.h"
+#include "config.h"
 #include "rpc.h"
 #include "store.h"
 
@@ -21,53 +22,25 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define STATE_DEFAULT "/var/lib/runnerd/runnerd.db"
-#define STATE_HELP "  FILE defaults to $RUNNERD_STATE, else " STATE_DEFAULT
+#define STATE_HELP                                                                                 \
+    "  FILE defaults to $RUNNERD_STATE, else runnerd.state_file of CONFIG, else "                 \
+    CONFIG_STATE_FILE_DEFAULT
 
-static const char status_usage[] = "[--state FILE] [--json]";
-static const char tasks_usage[] = "[--state FILE] [--json] [-n N] [--only running|finishing|done]";
-static const char logs_usage[] = "[--state FILE] [-t] TASK";
+static const char status_usage[] = "[-c CONFIG] [--state FILE] [--json]";
+static const char tasks_usage[] =
+    "[-c CONFIG] [--state FILE] [--json] [-n N] [--only running|finishing|done]";
+static const char logs_usage[] = "[-c CONFIG] [--state FILE] [-t] TASK";
 
 /* ------------------------------------------------------------------------------------------
  * Shared: options, opening the database, formatting
  * ------------------------------------------------------------------------------------------ */
 
-/* Reports a getopt failure (opterr is off, the optstring starts with ':') and the usage. */
-static int
-bad_option(const char *cmd, const char *usage, int c, char **argv)
-{
-    const char *arg = argv[optind - 1];
-    char name[64];
-
-    if (strncmp(arg, "--", 2) == 0)
-        snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
-    else
-        snprintf(name, sizeof name, "-%c", optopt ? optopt : '?');
-    if (c == ':')
-        fprintf(stderr, "runnerctl %s: option %s needs a value\n", cmd, name);
-    else
-        fprintf(stderr, "runnerctl %s: unknown option %s\n", cmd, name);
-    fprintf(stderr, "usage: runnerctl %s %s\n", cmd, usage);
-    return CLI_EXIT_USAGE;
-}
-
-static int
-usage_error(const char *cmd, const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Reports bad usage in the command's name, then the usage line. */
-static int
-usage_error(const char *cmd, const char *usage, const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "runnerctl %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nusage: runnerctl %s %s\n", cmd, usage);
-    return CLI_EXIT_USAGE;
-}
+/* The options of status, tasks and logs; each command takes those in its own tables. */
+struct opts {
+    const char *config, *state, *only;
+    bool json, stamps;
+    unsigned long limit;
+};
 
 static int
 help(const char *cmd, const char *usage)
@@ -76,27 +49,62 @@ help(const char *cmd, const char *usage)
     return CLI_EXIT_OK;
 }
 
-/* The database: --state, else $RUNNERD_STATE, else the default path. */
-static const char *
-state_path(const char *opt)
+/* Parses the options that optstring and longopts allow into o. Returns -1 to go on, else the
+ * exit code to return (--help, or bad usage: printed). */
+static int
+parse_opts(const char *cmd, const char *usage, const char *optstring,
+           const struct option *longopts, int argc, char **argv, struct opts *o)
 {
-    const char *env = getenv("RUNNERD_STATE");
+    char *end;
+    int c;
 
-    if (opt != NULL)
-        return opt;
-    if (env != NULL && *env != '\0')
-        return env;
-    return STATE_DEFAULT;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'S':
+            o->state = optarg;
+            break;
+        case 'J':
+            o->json = true;
+            break;
+        case 't':
+            o->stamps = true;
+            break;
+        case 'o':
+            if (strcmp(optarg, "running") != 0 && strcmp(optarg, "finishing") != 0 &&
+                strcmp(optarg, "done") != 0)
+                return cli_usage_error(cmd, usage,
+                                       "--only expects running, finishing or done, got '%s'",
+                                       optarg);
+            o->only = optarg;
+            break;
+        case 'n':
+            errno = 0;
+            o->limit = strtoul(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-')
+                return cli_usage_error(cmd, usage, "-n expects a number (0: all), got '%s'",
+                                       optarg);
+            break;
+        case 'h':
+            return help(cmd, usage);
+        default:
+            return cli_bad_option(cmd, usage, c, argv);
+        }
+    }
+    return -1;
 }
 
 /* Opens the database at path, refusing to create it. Returns a CLI exit code. */
 static int
-open_state(const char *path, struct store **out)
+open_path(const char *path, struct store **out)
 {
     struct stat st;
     struct err e = {0};
 
-    *out = NULL;
     if (stat(path, &st) != 0) {
         if (errno == ENOENT)
             fprintf(stderr,
@@ -114,6 +122,21 @@ open_state(const char *path, struct store **out)
     return CLI_EXIT_OK;
 }
 
+/* Opens the database o names (cli_state_path()), refusing to create it. Returns a CLI exit
+ * code. */
+static int
+open_state(const char *cmd, const struct opts *o, struct store **out)
+{
+    char *path = cli_state_path(cmd, o->config, o->state);
+    int rc;
+
+    *out = NULL;
+    if (path == NULL)
+        return CLI_EXIT_USAGE;
+    rc = open_path(path, out);
+    free(path);
+    return rc;
+}
 
 /* RFC 3339 UTC ("2024-05-01T10:00:00Z", with millis ".123Z"); "-" when ns is 0 (unset). */
 static const char *
@@ -434,39 +457,26 @@ static int
 status_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
         {"state", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *state = NULL;
-    bool json = false;
+    struct opts o = {0};
     struct store *s = NULL;
     struct store_ident *ids = NULL;
     struct store_task *running = NULL, *fin = NULL;
     size_t n_ids = 0, n_running = 0, n_fin = 0;
     struct err e = {0};
-    int c, rc;
+    int rc;
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'S':
-            state = optarg;
-            break;
-        case 'J':
-            json = true;
-            break;
-        case 'h':
-            return help("status", status_usage);
-        default:
-            return bad_option("status", status_usage, c, argv);
-        }
-    }
+    rc = parse_opts("status", status_usage, ":c:h", longopts, argc, argv, &o);
+    if (rc >= 0)
+        return rc;
     if (optind < argc)
-        return usage_error("status", status_usage, "unexpected argument '%s'", argv[optind]);
-    rc = open_state(state_path(state), &s);
+        return cli_usage_error("status", status_usage, "unexpected argument '%s'", argv[optind]);
+    rc = open_state("status", &o, &s);
     if (rc != CLI_EXIT_OK)
         return rc;
     if (store_ident_list(s, &ids, &n_ids, &e) < 0 ||
@@ -476,7 +486,7 @@ status_main(int argc, char **argv)
         rc = CLI_EXIT_FAIL;
         goto out;
     }
-    if (json) {
+    if (o.json) {
         json_t *doc = status_json(s, ids, n_ids, running, n_running, fin, n_fin, clock_now_ns());
         print_json(doc);
         json_decref(doc);
@@ -506,6 +516,7 @@ static int
 tasks_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
         {"state", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'J'},
         {"only", required_argument, NULL, 'o'},
@@ -513,58 +524,28 @@ tasks_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *state = NULL, *only = NULL;
-    bool json = false;
-    unsigned long limit = 20;
+    struct opts o = {.limit = 20};
     struct store *s = NULL;
     struct store_task *v = NULL;
     size_t n = 0;
     struct err e = {0};
     int64_t now = clock_now_ns();
-    char *end;
-    int c, rc;
+    int rc;
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'S':
-            state = optarg;
-            break;
-        case 'J':
-            json = true;
-            break;
-        case 'o':
-            if (strcmp(optarg, "running") != 0 && strcmp(optarg, "finishing") != 0 &&
-                strcmp(optarg, "done") != 0)
-                return usage_error("tasks", tasks_usage,
-                                   "--only expects running, finishing or done, got '%s'", optarg);
-            only = optarg;
-            break;
-        case 'n':
-            errno = 0;
-            limit = strtoul(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-')
-                return usage_error("tasks", tasks_usage,
-                                   "-n expects a number (0: all), got '%s'", optarg);
-            break;
-        case 'h':
-            return help("tasks", tasks_usage);
-        default:
-            return bad_option("tasks", tasks_usage, c, argv);
-        }
-    }
+    rc = parse_opts("tasks", tasks_usage, ":c:n:h", longopts, argc, argv, &o);
+    if (rc >= 0)
+        return rc;
     if (optind < argc)
-        return usage_error("tasks", tasks_usage, "unexpected argument '%s'", argv[optind]);
-    rc = open_state(state_path(state), &s);
+        return cli_usage_error("tasks", tasks_usage, "unexpected argument '%s'", argv[optind]);
+    rc = open_state("tasks", &o, &s);
     if (rc != CLI_EXIT_OK)
         return rc;
-    if (store_task_list(s, only, limit, &v, &n, &e) < 0) {
+    if (store_task_list(s, o.only, o.limit, &v, &n, &e) < 0) {
         fprintf(stderr, "runnerctl: %s\n", e.msg);
         rc = CLI_EXIT_FAIL;
         goto out;
     }
-    if (json) {
+    if (o.json) {
         json_t *tasks = json_array(), *doc;
 
         for (size_t i = 0; i < n; i++)
@@ -573,7 +554,7 @@ tasks_main(int argc, char **argv)
         print_json(doc);
         json_decref(doc);
     } else if (n == 0) {
-        printf("no %s%stasks in %s\n", only ? only : "", only ? " " : "", store_path(s));
+        printf("no %s%stasks in %s\n", o.only ? o.only : "", o.only ? " " : "", store_path(s));
     } else {
         struct table t = {.ncols = 9};
 
@@ -604,14 +585,14 @@ static int
 logs_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
         {"state", required_argument, NULL, 'S'},
         {"timestamps", no_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     enum { BATCH = 1000 };
-    const char *state = NULL;
-    bool stamps = false;
+    struct opts o = {0};
     struct store *s = NULL;
     struct store_task task;
     struct store_row *rows = NULL;
@@ -619,33 +600,21 @@ logs_main(int argc, char **argv)
     struct err e = {0};
     long long id;
     char *end;
-    int c, rc;
+    int rc;
 
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":th", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'S':
-            state = optarg;
-            break;
-        case 't':
-            stamps = true;
-            break;
-        case 'h':
-            return help("logs", logs_usage);
-        default:
-            return bad_option("logs", logs_usage, c, argv);
-        }
-    }
+    rc = parse_opts("logs", logs_usage, ":c:th", longopts, argc, argv, &o);
+    if (rc >= 0)
+        return rc;
     if (optind >= argc)
-        return usage_error("logs", logs_usage, "missing TASK");
+        return cli_usage_error("logs", logs_usage, "missing TASK");
     if (optind + 1 < argc)
-        return usage_error("logs", logs_usage, "unexpected argument '%s'", argv[optind + 1]);
+        return cli_usage_error("logs", logs_usage, "unexpected argument '%s'", argv[optind + 1]);
     errno = 0;
     id = strtoll(argv[optind], &end, 10);
     if (errno != 0 || end == argv[optind] || *end != '\0' || id <= 0)
-        return usage_error("logs", logs_usage, "TASK must be a task id, got '%s'", argv[optind]);
-    rc = open_state(state_path(state), &s);
+        return cli_usage_error("logs", logs_usage, "TASK must be a task id, got '%s'",
+                               argv[optind]);
+    rc = open_state("logs", &o, &s);
     if (rc != CLI_EXIT_OK)
         return rc;
     rc = store_task_get(s, id, &task, &e);
@@ -663,7 +632,7 @@ logs_main(int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
             char buf[64];
 
-            if (stamps)
+            if (o.stamps)
                 printf("%s ", fmt_time(rows[i].time_ns, true, buf, sizeof buf));
             puts(rows[i].content);
         }

@@ -729,13 +729,10 @@ main(int argc, char **argv)
         config_free(&D.cfg);
         return RUNNERD_EXIT_CONFIG;
     }
-    if (state) {
-        free(D.cfg.runnerd.state_file);
-        D.cfg.runnerd.state_file = xstrdup(state);
-    } else if (getenv("RUNNERD_STATE")) {
-        free(D.cfg.runnerd.state_file);
-        D.cfg.runnerd.state_file = xstrdup(getenv("RUNNERD_STATE"));
-    }
+    /* --state, else $RUNNERD_STATE, else runnerd.state_file: the rule runnerctl follows too. */
+    char *state_path = config_state_path(&D.cfg, state);
+    free(D.cfg.runnerd.state_file);
+    D.cfg.runnerd.state_file = state_path;
     log_level = level_of(level ? level : D.cfg.log_level);
     /* runnerd.log_format: json gives one JSON object a line from here on. */
     log_set_json(D.cfg.runnerd.log_format && strcmp(D.cfg.runnerd.log_format, "json") == 0);

@@ -30,7 +30,7 @@ config_defaults(struct config *c)
     c->cache.dir = xasprintf("%s/.cache/actcache", home);
     c->container.workdir_parent = xstrdup("workspace");
     c->host.workdir_parent = xasprintf("%s/.cache/act", home);
-    c->runnerd.state_file = xstrdup("/var/lib/runnerd/runnerd.db");
+    c->runnerd.state_file = xstrdup(CONFIG_STATE_FILE_DEFAULT);
     c->runnerd.fetch_interval_max_s = 5;
     c->runnerd.log_format = xstrdup("text");
     c->runnerd.min_free_disk = 1ll << 30;
@@ -90,9 +90,11 @@ config_limits_resolve(const struct config *c, const struct config_profile *p,
     *pids = l.pids;
 }
 
-/* Raw sockets (packet forgery on the job network), device nodes, the kernel's audit log: what
- * build jobs do not need and an attacker uses first. */
-const char *const config_default_cap_drop[] = {"NET_RAW", "MKNOD", "AUDIT_WRITE", NULL};
+/* The default capability drop floor: what a job container drops unless runnerd.limits.cap_drop
+ * or the label's cap_drop says otherwise. Raw sockets (packet forgery on the job network),
+ * device nodes, the kernel's audit log: what build jobs do not need and an attacker uses
+ * first. */
+static const char *const config_default_cap_drop[] = {"NET_RAW", "MKNOD", "AUDIT_WRITE", NULL};
 
 const char *const *
 config_cap_drop_resolve(const struct config *c, const struct config_profile *p)
@@ -927,6 +929,20 @@ config_load(const char *path, struct config *c, struct err *e)
     rc = root ? read_map(&r, c, root, "the configuration", top_key) : 0;
     ynode_free(root);
     return rc;
+}
+
+char *
+config_state_path(const struct config *c, const char *override)
+{
+    const char *v = getenv("RUNNERD_STATE");
+
+    if (override)
+        return xstrdup(override);
+    if (v && *v)
+        return xstrdup(v);
+    if (c && c->runnerd.state_file && *c->runnerd.state_file)
+        return xstrdup(c->runnerd.state_file);
+    return xstrdup(CONFIG_STATE_FILE_DEFAULT);
 }
 
 char *

@@ -143,13 +143,18 @@ void config_limits_resolve(const struct config *c, const struct config_profile *
                            long long host_memory, long long *memory, long long *nano_cpus,
                            long long *pids);
 
-/* The default capability drop floor (NULL-terminated): what a job container drops unless
- * runnerd.limits.cap_drop or the label's cap_drop says otherwise. */
-extern const char *const config_default_cap_drop[];
-
-/* A label's capability drop floor (the label's cap_drop over runnerd.limits.cap_drop over
- * config_default_cap_drop); c and p may be NULL. Borrowed, NULL-terminated. */
+/* A label's capability drop floor (the label's cap_drop over runnerd.limits.cap_drop over the
+ * default: NET_RAW, MKNOD, AUDIT_WRITE); c and p may be NULL. Borrowed, NULL-terminated. */
 const char *const *config_cap_drop_resolve(const struct config *c, const struct config_profile *p);
+
+/* The state database when nothing names one (runnerd.state_file's default). */
+#define CONFIG_STATE_FILE_DEFAULT "/var/lib/runnerd/runnerd.db"
+
+/* The state database, by the one rule runnerd and every runnerctl command follow (a new
+ * string): override (their --state) when not NULL, else $RUNNERD_STATE when set and not empty,
+ * else runnerd.state_file of c (its default when the file does not set it), else
+ * CONFIG_STATE_FILE_DEFAULT. c may be NULL (no -c CONFIG). */
+char *config_state_path(const struct config *c, const char *override);
 
 /* Where git mirrors and fetched actions live (a new string): runnerd.cache_dir, else
  * $RUNNERD_CACHE_DIR, else systemd's $CACHE_DIRECTORY (the first of its list); then for the

@@ -300,3 +300,42 @@ TEST(runnerd_action_settings)
     ASSERT(strstr(e.msg, "config.yaml:2:") != NULL && strstr(e.msg, "node_image") != NULL);
     config_free(&c);
 }
+
+/* Where runnerd and every runnerctl command find the state database: --state, else
+ * $RUNNERD_STATE (unless empty), else runnerd.state_file, else the default. */
+TEST(state_path_precedence)
+{
+    struct config c;
+    struct err e = {0};
+    char *p;
+
+    unsetenv("RUNNERD_STATE");
+    ASSERT_OK(load("runnerd:\n  state_file: /srv/r/state.db\n", &c, &e));
+    p = config_state_path(&c, NULL);
+    ASSERT_STR_EQ(p, "/srv/r/state.db");
+    free(p);
+    p = config_state_path(&c, "/tmp/flag.db");
+    ASSERT_STR_EQ(p, "/tmp/flag.db");
+    free(p);
+    setenv("RUNNERD_STATE", "/tmp/env.db", 1);
+    p = config_state_path(&c, NULL);
+    ASSERT_STR_EQ(p, "/tmp/env.db");
+    free(p);
+    p = config_state_path(&c, "/tmp/flag.db");
+    ASSERT_STR_EQ(p, "/tmp/flag.db");
+    free(p);
+    setenv("RUNNERD_STATE", "", 1);
+    p = config_state_path(&c, NULL);
+    ASSERT_STR_EQ(p, "/srv/r/state.db");
+    free(p);
+    config_free(&c);
+    p = config_state_path(NULL, NULL);
+    ASSERT_STR_EQ(p, CONFIG_STATE_FILE_DEFAULT);
+    free(p);
+    config_defaults(&c);
+    p = config_state_path(&c, NULL);
+    ASSERT_STR_EQ(p, "/var/lib/runnerd/runnerd.db");
+    free(p);
+    config_free(&c);
+    unsetenv("RUNNERD_STATE");
+}
