@@ -621,7 +621,6 @@ dockerfile_start(struct jobrun *jr)
     }
 }
 
-
 /* The action is read (and its files are where the steps run): a docker action's image is
  * built first when it has to be, then its stage runs (jobaction-run.c). */
 static void

@@ -9,7 +9,6 @@
 #include "jobaction.h"
 #include "runner/buf.h"
 
-
 enum act_stage {
     ST_NONE,
     ST_FETCH,    /* scm: the action or the checkout */

@@ -615,12 +615,7 @@ jr_stage_end(struct jobrun *jr, bool ok)
         jr->job_failed = true;
     if (!jr->pre_done && !ok)
         jr->pre_failed = true; /* no main stage runs; post stages and cleanup still do */
-    json_decref(jr->cur_env);
-    jr->cur_env = NULL;
-    json_decref(jr->cur_outputs);
-    jr->cur_outputs = NULL;
-    shell_argv_free(jr->argv);
-    jr->argv = NULL;
+    jr_clear_run(jr);
     jr->in_post = false;
     if (jr->pre_done)
         jr->cur = jr->wj->n_steps; /* a docker post stage ran as its step */

@@ -128,7 +128,6 @@ jr_checkpoint(struct jobrun *jr, const char *kind, struct err *e)
     return rc;
 }
 
-
 int
 jr_restore(struct jobrun *jr, const json_t *cp, struct err *e)
 {

@@ -87,7 +87,8 @@ dstep_done(int rc, long long code, const struct err *e, void *arg)
         jr->core->end_step(jr, false);
     } else {
         if (code != 0)
-            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %lld.", code);
+            jr_emitf(jr, (int)jr->cur, JOBRUN_ERROR, "Process completed with exit code %lld.",
+                     code);
         jr->dok = code == 0;
         read_docker_files(jr);
     }

@@ -41,7 +41,6 @@ jr_file(struct jobrun *jr)
     return jr->frame ? jr->frame->act->file : jr->file;
 }
 
-
 const char *
 jr_job_status(struct jobrun *jr)
 {
@@ -97,18 +96,11 @@ jr_contexts(struct jobrun *jr, json_t *env)
     return c;
 }
 
-struct expr_env
-jr_expr_env(struct jobrun *jr, json_t *ctx)
-{
-    return (struct expr_env){.contexts = ctx, .job_status = jr_job_status(jr),
-                             .hash_files = jr_hash_files, .arg = jr};
-}
-
 /* hashFiles(): evaluation is synchronous, hashing is not. A step that mentions hashFiles is
  * first evaluated in collect mode, which records every pattern list asked for; the agent then
  * hashes them where the workspace is (next to the steps), and the step is evaluated for real
  * with the results. */
-int
+static int
 jr_hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct err *e)
 {
     struct jobrun *jr = arg;
@@ -134,11 +126,18 @@ jr_hash_files(void *arg, const char *const *patterns, size_t n, char **out, stru
     return *out ? 0 : ERR_INVALID;
 }
 
+struct expr_env
+jr_expr_env(struct jobrun *jr, json_t *ctx)
+{
+    return (struct expr_env){.contexts = ctx, .job_status = jr_job_status(jr),
+                             .hash_files = jr_hash_files, .arg = jr};
+}
+
 /* Evaluates a string node; NULL when absent. */
 int
 jr_eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out, struct err *e)
 {
-    struct expr_env ee = {.contexts = ctx, .job_status = jr_job_status(jr), .hash_files = jr_hash_files, .arg = jr};
+    struct expr_env ee = jr_expr_env(jr, ctx);
 
     *out = NULL;
     if (s->v == NULL)

@@ -1,4 +1,4 @@
-/* jobrun-frame.c: composite actions while their nested steps run (§12.6; jobrun-int.h): a
+/* jobrun-frame.c: composite actions while their nested steps run (jobrun-int.h): a
  * frame per composite, innermost first, with its own steps context, inputs and env; the
  * calling step is put aside meanwhile and comes back, with the composite's outputs, at its
  * end. */

@@ -149,8 +149,6 @@ struct jobrun {
     json_t *fetched;        /* uses -> {dir, sha, copied}: remote actions fetched for this job */
 };
 
-
-
 /* ---------------------------------------------------------------- jobrun.c: the core */
 
 /* How the parts below the core go on with the job (jobrun.c fills it in): they never call
@@ -180,9 +178,9 @@ const char *jr_cur_id(struct jobrun *jr);
 const char *jr_job_status(struct jobrun *jr);
 /* A new contexts object for the current point of the job (env: the `env` context, or NULL). */
 json_t *jr_contexts(struct jobrun *jr, json_t *env);
-/* What expressions of the current step are evaluated with: ctx, the job status, hashFiles(). */
+/* What expressions of the current step are evaluated with: ctx, the job status, and the
+ * hashFiles() answers (in collect mode, the patterns asked for are recorded: jobrun-hash.c). */
 struct expr_env jr_expr_env(struct jobrun *jr, json_t *ctx);
-int jr_hash_files(void *arg, const char *const *patterns, size_t n, char **out, struct err *e);
 int jr_eval_str(struct jobrun *jr, const struct wf_str *s, json_t *ctx, char **out,
                 struct err *e);
 char *jr_display_name(struct jobrun *jr, const struct wf_step *s, json_t *ctx);
@@ -218,6 +216,8 @@ int jr_agent_run(struct jobrun *jr, uint32_t step, char *const *argv, size_t arg
 /* Records the current step's result (outcome, conclusion) in the steps context, or the
  * composite's, and for a job step in the step list and to the sink. */
 void jr_set_step_result(struct jobrun *jr, const char *outcome, const char *conclusion);
+/* Drops the env, outputs and argv of what ran (a step, or a pre or post stage). */
+void jr_clear_run(struct jobrun *jr);
 /* Drops what the current step held (env, outputs, script, a container step's settings). */
 void jr_clear_step(struct jobrun *jr);
 /* Moves to the next step: of the innermost composite, or of the job. */

@@ -60,7 +60,8 @@ jr_announce_step(struct jobrun *jr, const char *name)
 static bool
 unsecure_allowed(struct jobrun *jr)
 {
-    const char *v = json_string_value(json_object_get(jr->cur_env, "ACTIONS_ALLOW_UNSECURE_COMMANDS"));
+    const char *v =
+        json_string_value(json_object_get(jr->cur_env, "ACTIONS_ALLOW_UNSECURE_COMMANDS"));
 
     return v && strcmp(v, "true") == 0;
 }

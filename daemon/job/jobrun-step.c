@@ -17,7 +17,8 @@ jr_set_step_result(struct jobrun *jr, const char *outcome, const char *conclusio
     const struct wf_step *s = jr_step(jr);
     json_t *ent = json_object();
 
-    json_object_set_new(ent, "outputs", jr->cur_outputs ? json_incref(jr->cur_outputs) : json_object());
+    json_object_set_new(ent, "outputs",
+                        jr->cur_outputs ? json_incref(jr->cur_outputs) : json_object());
     json_object_set_new(ent, "outcome", json_string(outcome));
     json_object_set_new(ent, "conclusion", json_string(conclusion));
     if (jr->frame) {
@@ -43,19 +44,25 @@ jr_set_step_result(struct jobrun *jr, const char *outcome, const char *conclusio
 }
 
 void
-jr_clear_step(struct jobrun *jr)
+jr_clear_run(struct jobrun *jr)
 {
-    jr->step_serial++;
     json_decref(jr->cur_env);
     json_decref(jr->cur_outputs);
     jr->cur_env = jr->cur_outputs = NULL;
+    shell_argv_free(jr->argv);
+    jr->argv = NULL;
+}
+
+void
+jr_clear_step(struct jobrun *jr)
+{
+    jr->step_serial++;
+    jr_clear_run(jr);
     free(jr->script_path);
     free(jr->script);
     free(jr->cwd);
     free(jr->cur_name);
     jr->script_path = jr->script = jr->cwd = jr->cur_name = NULL;
-    shell_argv_free(jr->argv);
-    jr->argv = NULL;
     if (jr->denvp) {
         for (char **p = jr->denvp; *p; p++)
             free(*p);

@@ -666,8 +666,9 @@ on_job_timeout(uv_timer_t *t)
 {
     struct jobrun *jr = t->data;
 
-    jr_emitf(jr, -1, JOBRUN_ERROR, "The job has exceeded the maximum execution time of %g minute%s.",
-          jr->timeout_minutes, jr->timeout_minutes == 1 ? "" : "s");
+    jr_emitf(jr, -1, JOBRUN_ERROR,
+             "The job has exceeded the maximum execution time of %g minute%s.",
+             jr->timeout_minutes, jr->timeout_minutes == 1 ? "" : "s");
     jr->timed_out = true;
     jr->cancelled = true;
     stop_running_step(jr, CANCEL_GRACE_MS);
@@ -814,7 +815,8 @@ start_common(uv_loop_t *loop, const struct jobrun_opts *o, const json_t *cp,
     }
     if (jr->timeout_minutes > 0) {
         /* A resumed job keeps the deadline it started with. */
-        double left = jr->timeout_minutes * 60000.0 - (double)(clock_now_ns() - jr->started_ns) / 1e6;
+        double left = jr->timeout_minutes * 60000.0 -
+                      (double)(clock_now_ns() - jr->started_ns) / 1e6;
         uv_timer_start(&jr->timer, on_job_timeout, left > 1 ? (uint64_t)left : 1, 0);
     }
     rc = executor_setup(jr->x, &jr->xjob, e);
