@@ -508,6 +508,7 @@ jr_action_start(struct jobrun *jr, json_t *ctx)
                                fetched, jr, &a->scm, &e) < 0)
         act_failf(jr, "uses: %s: %s", uses, e.msg);
 }
+
 /* ---------------------------------------------------------------- docker actions */
 
 static void

@@ -34,8 +34,6 @@ dstep_log(const char *line, void *arg)
     jr_emit(jr, (int)jr->cur, JOBRUN_INFO, line, strlen(line));
 }
 
-#define DFILE_ID 0x80000000u
-
 /* Reads the file-command files a docker step wrote (in the shared /var/run/act volume) back
  * through the agent: copies are made by a small RUN whose own env files name the copies. */
 static void

@@ -55,7 +55,7 @@ enum phase {
     PH_DPREP,     /* docker step: emptying the file-command files */
     PH_DREAD,     /* docker step: reading the file-command files back through the agent */
     PH_HASHING,   /* computing the step's hashFiles() through the agent */
-    PH_ACTION,    /* an action step is being fetched, read or staged (jobaction.c) */
+    PH_ACTION,    /* an action step is being fetched, read or staged (jobaction*.c) */
     PH_CLOSING,
     PH_DONE,
 };
@@ -132,7 +132,7 @@ struct jobrun {
     /* Held (jobrun_opts.hold): no new step starts until jobrun_release(); what was to start
      * meanwhile waits here. */
     bool held, held_next, held_run;
-    /* Actions (jobaction.c). */
+    /* Actions (jobaction*.c). */
     char *cache_dir;        /* git mirrors and fetched actions (jobrun_opts, copied) */
     char *git_ca_file;
     bool git_insecure;
@@ -162,7 +162,9 @@ struct jr_core {
     void (*run_script)(struct jobrun *jr);
 };
 
-#define CANCEL_GRACE_MS 7500
+/* The ids of agent runs and written files: the current step's are its index + 1; these are
+ * the machinery's own. */
+#define DFILE_ID 0x80000000u    /* + 0..4: a container step's file-command files */
 #define HASH_STEP 0xfffff100u   /* the agent runs of hashFiles() */
 #define JR_ACT_STEP 0xfffff200u /* agent runs of the action machinery */
 

@@ -3,7 +3,6 @@
  * dropped once it is over. */
 #include "jobrun-int.h"
 
-#include "dockeropts.h"
 #include "runner/xalloc.h"
 #include "shell.h"
 #include "yeval.h"
@@ -63,17 +62,13 @@ jr_clear_step(struct jobrun *jr)
     free(jr->cwd);
     free(jr->cur_name);
     jr->script_path = jr->script = jr->cwd = jr->cur_name = NULL;
-    if (jr->denvp) {
-        for (char **p = jr->denvp; *p; p++)
-            free(*p);
-        free(jr->denvp);
-        jr->denvp = NULL;
-    }
-    dockeropts_words_free(jr->dargs);
+    xstrv_free(jr->denvp);
+    jr->denvp = NULL;
+    xstrv_free(jr->dargs);
     jr->dargs = NULL;
     free(jr->dimage);
     jr->dimage = NULL;
-    dockeropts_words_free(jr->dentryv);
+    xstrv_free(jr->dentryv);
     jr->dentryv = NULL;
     json_decref(jr->dlabels);
     jr->dlabels = NULL;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CANCEL_GRACE_MS 7500
 /* How long past a step's timeout plus grace, or a stop's grace, the agent's answer is awaited
  * before the job gives up on it; and how long a forced stop waits at all. */
 #define STOP_SLACK_MS 10000
@@ -269,6 +270,7 @@ next_step(struct jobrun *jr)
     if (jr->phase == PH_STEPS && !jr_post_next(jr))
         finish_job(jr);
 }
+
 /* ---------------------------------------------------------------- events */
 
 static void
