@@ -836,27 +836,9 @@ fail:
 }
 
 json_t *
-jobrun_steps(const struct jobrun *jr)
-{
-    return jr->steps;
-}
-
-json_t *
 jobrun_step_list(const struct jobrun *jr)
 {
     return jr->step_list;
-}
-
-size_t
-jobrun_job(const struct jobrun *jr)
-{
-    return jr->job;
-}
-
-size_t
-jobrun_run(const struct jobrun *jr)
-{
-    return jr->run;
 }
 
 void
