@@ -28,6 +28,16 @@
 static void action_ready(struct jobrun *jr);
 static void dockerfile_start(struct jobrun *jr);
 
+/* True (and the step ended as cancelled) when the step was cancelled while it waited. */
+static bool
+stopped(struct jobrun *jr)
+{
+    if (!jr->act->cancelled)
+        return false;
+    act_fail(jr, "The step was cancelled.");
+    return true;
+}
+
 /* Runs a small shell command through the agent as part of the action step. */
 static int
 agent_sh(struct jobrun *jr, const char *script, const char *a1, const char *a2, struct err *e)
@@ -64,10 +74,8 @@ put_done(void *arg, int rc, const struct err *e)
                   e ? e->msg : "");
         return;
     }
-    if (a->cancelled) {
-        act_fail(jr, "The step was cancelled.");
+    if (stopped(jr))
         return;
-    }
     if (a->checkout) {
         json_object_set_new(jr->cur_outputs, "commit", json_string(a->sha ? a->sha : ""));
         json_object_set_new(jr->cur_outputs, "ref", json_string(a->ref_name ? a->ref_name : ""));
@@ -108,10 +116,8 @@ prep_exited(struct jobrun *jr, const struct agentp_msg *m)
     struct jr_action *a = jr->act;
     struct err e = {0};
 
-    if (a->cancelled) {
-        act_fail(jr, "The step was cancelled.");
+    if (stopped(jr))
         return;
-    }
     if (m->exit_code != 0) {
         act_failf(jr, "uses: %s: cannot %s %s where the steps run (exit %d)", a->uses,
                   a->clean ? "empty" : "make", a->dest, m->exit_code);
@@ -387,10 +393,8 @@ read_exited(struct jobrun *jr, const struct agentp_msg *m)
     struct jr_action *a = jr->act;
     struct err e = {0};
 
-    if (a->cancelled) {
-        act_fail(jr, "The step was cancelled.");
+    if (stopped(jr))
         return;
-    }
     if (m->exit_code == 4) {
         act_failf(jr, "uses: %s: %s does not exist where the steps run (check the repository "
                       "out first)", a->uses, a->dir);
@@ -583,10 +587,8 @@ got_context(void *arg, int rc, const struct err *e, const void *tar, size_t len)
     a->stage = ST_NONE;
     if (act_landed_closing(jr))
         return;
-    if (a->cancelled) {
-        act_fail(jr, "The step was cancelled.");
+    if (stopped(jr))
         return;
-    }
     if (rc < 0) {
         act_failf(jr, "uses: %s: cannot read %s from the job container: %s", a->uses, a->dir,
                   e ? e->msg : "");
@@ -630,10 +632,8 @@ action_ready(struct jobrun *jr)
     struct jr_action *a = jr->act;
 
     a->stage = ST_NONE;
-    if (a->cancelled) {
-        act_fail(jr, "The step was cancelled.");
+    if (stopped(jr))
         return;
-    }
     if (a->act->using == ACTION_DOCKER && strncmp(a->act->image, "docker://", 9) != 0 &&
         a->image_id == NULL && (!a->pre || a->act->pre_entrypoint)) {
         dockerfile_start(jr); /* back here once the image is built */
