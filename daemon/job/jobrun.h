@@ -97,12 +97,8 @@ void jobrun_cancel(struct jobrun *jr);
  * and any cancellation it knew of has been passed to jobrun_cancel(). Idempotent. */
 void jobrun_release(struct jobrun *jr);
 
-/* After job_finished: the steps context ({id: {outcome, conclusion, outputs}}), borrowed. */
-json_t *jobrun_steps(const struct jobrun *jr);
 /* After job_finished: [{id, name, outcome, conclusion}] in step order, borrowed. */
 json_t *jobrun_step_list(const struct jobrun *jr);
-size_t jobrun_job(const struct jobrun *jr);
-size_t jobrun_run(const struct jobrun *jr);
 void jobrun_free(struct jobrun *jr);
 
 /* Returns the job's container image (container: string or container.image, evaluated) as a

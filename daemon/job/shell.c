@@ -168,9 +168,5 @@ unterminated:
 void
 shell_argv_free(char **argv)
 {
-    if (argv == NULL)
-        return;
-    for (char **p = argv; *p; p++)
-        free(*p);
-    free(argv);
+    xstrv_free(argv);
 }

@@ -80,6 +80,26 @@ lower_dup(const char *s, size_t n)
     return r;
 }
 
+/* Fills cmd from a command's parts, either form: its name (up to a space) and properties
+ * (separated by sep) in [name, name_end), its data in [data, end). False when the name is
+ * empty. */
+static bool
+fill_cmd(struct wfcmd *cmd, const char *name, const char *name_end, char sep, const char *data,
+         const char *end)
+{
+    const char *sp = memchr(name, ' ', (size_t)(name_end - name));
+    size_t nlen = sp ? (size_t)(sp - name) : (size_t)(name_end - name);
+
+    if (nlen == 0)
+        return false;
+    memset(cmd, 0, sizeof *cmd);
+    cmd->name = lower_dup(name, nlen);
+    if (sp)
+        parse_props(sp + 1, (size_t)(name_end - sp - 1), sep, cmd);
+    cmd->data = unescape(data, (size_t)(end - data), false);
+    return true;
+}
+
 bool
 wfcmd_parse(const char *line, size_t len, struct wfcmd *cmd)
 {
@@ -97,31 +117,13 @@ wfcmd_parse(const char *line, size_t len, struct wfcmd *cmd)
             }
         if (sep == NULL || sep == name)
             return false;
-        const char *sp = memchr(name, ' ', (size_t)(sep - name));
-        size_t nlen = sp ? (size_t)(sp - name) : (size_t)(sep - name);
-        if (nlen == 0)
-            return false;
-        memset(cmd, 0, sizeof *cmd);
-        cmd->name = lower_dup(name, nlen);
-        if (sp)
-            parse_props(sp + 1, (size_t)(sep - sp - 1), ',', cmd);
-        cmd->data = unescape(sep + 2, (size_t)(end - sep - 2), false);
-        return true;
+        return fill_cmd(cmd, name, sep, ',', sep + 2, end);
     }
     if (end - p >= 3 && p[0] == '#' && p[1] == '#' && p[2] == '[') {
         const char *name = p + 3, *close = memchr(name, ']', (size_t)(end - name));
         if (close == NULL || close == name)
             return false;
-        const char *sp = memchr(name, ' ', (size_t)(close - name));
-        size_t nlen = sp ? (size_t)(sp - name) : (size_t)(close - name);
-        if (nlen == 0)
-            return false;
-        memset(cmd, 0, sizeof *cmd);
-        cmd->name = lower_dup(name, nlen);
-        if (sp)
-            parse_props(sp + 1, (size_t)(close - sp - 1), ';', cmd);
-        cmd->data = unescape(close + 1, (size_t)(end - close - 1), false);
-        return true;
+        return fill_cmd(cmd, name, close, ';', close + 1, end);
     }
     return false;
 }
