@@ -110,7 +110,8 @@ open_root(const char *root, struct err *e)
     return fd;
 }
 
-int
+/* Calls fn for each entry below root, parents first (symlinks are not followed). */
+static int
 fstree_walk(const char *root, fstree_fn fn, void *arg, struct err *e)
 {
     struct walk_path w = {.fn = fn, .arg = arg};

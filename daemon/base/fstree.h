@@ -14,11 +14,10 @@
 
 #define FSTREE_MAX_DEPTH 128
 
-/* Called for each entry below root, parents first; rel is '/'-separated and relative to root,
+/* An entry of a walk below root, parents first; rel is '/'-separated and relative to root,
  * abs the full path, st from lstat(). Return 0 to go on or <0 (with e set) to stop. */
 typedef int (*fstree_fn)(const char *rel, const char *abs, const struct stat *st, void *arg,
                          struct err *e);
-int fstree_walk(const char *root, fstree_fn fn, void *arg, struct err *e);
 
 /* Copies root's entries into dst (created when missing): directories, regular files with
  * their modes, symlinks as symlinks; other kinds are skipped. */
