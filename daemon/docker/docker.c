@@ -556,7 +556,6 @@ docker_connect(struct docker *d, docker_cb cb, void *arg, struct err *e)
     return rc;
 }
 
-
 /* ---- added for dind.c: the client's loop and container logs ------------------------------ */
 
 uv_loop_t *
