@@ -3,6 +3,7 @@
  * (an id, a repo digest or a tag, pulling when allowed). */
 #include "docker-int.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,31 @@ docker_image_remove(struct docker *d, const char *ref, bool force, docker_cb cb,
                     struct err *e)
 {
     return image_call(d, "DELETE", ref, force ? "?force=1" : "?force=0", "remove", cb, arg, e);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void
+docker_auth_copy(struct docker_auth *dst, const struct docker_auth *src)
+{
+    dst->username = dup_or_null(src->username);
+    dst->password = dup_or_null(src->password);
+    dst->serveraddress = dup_or_null(src->serveraddress);
+    dst->identitytoken = dup_or_null(src->identitytoken);
+}
+
+void
+docker_auth_free(struct docker_auth *a)
+{
+    free((char *)(uintptr_t)a->username);
+    free((char *)(uintptr_t)a->password);
+    free((char *)(uintptr_t)a->serveraddress);
+    free((char *)(uintptr_t)a->identitytoken);
+    memset(a, 0, sizeof *a);
 }
 
 /* base64url (RFC 4648 §5) with padding, as dockerd's base64.URLEncoding expects. */
@@ -267,7 +293,6 @@ struct resolve {
     bool pulled;
     struct docker_auth auth;
     bool has_auth;
-    char *auth_strs[4];
     docker_cb cb;
     void *arg;
 };
@@ -277,8 +302,7 @@ resolve_free(struct resolve *r)
 {
     free(r->ref);
     free(r->expect_id);
-    for (int i = 0; i < 4; i++)
-        free(r->auth_strs[i]);
+    docker_auth_free(&r->auth);
     free(r);
 }
 
@@ -497,15 +521,7 @@ docker_image_resolve(struct docker *d, const char *ref, const char *expect_id, b
     r->cb = cb;
     r->arg = arg;
     if (auth != NULL) {
-        const char *src[4] = {auth->username, auth->password, auth->serveraddress,
-                              auth->identitytoken};
-
-        for (int i = 0; i < 4; i++)
-            r->auth_strs[i] = src[i] ? xstrdup(src[i]) : NULL;
-        r->auth.username = r->auth_strs[0];
-        r->auth.password = r->auth_strs[1];
-        r->auth.serveraddress = r->auth_strs[2];
-        r->auth.identitytoken = r->auth_strs[3];
+        docker_auth_copy(&r->auth, auth);
         r->has_auth = true;
     }
     if (docker_image_inspect(d, ref, on_resolve_inspect, r, &ie) < 0) {

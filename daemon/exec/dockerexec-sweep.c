@@ -142,34 +142,37 @@ sweep_next(struct sweep *sw)
     }
 }
 
-int
-dockerexec_sweep_orphans(struct docker *d, void (*done)(int removed, void *arg), void *arg,
-                         struct err *e)
+/* Starts a sweep: of dead owners on this host (owner NULL), or of owner's jobs not in keep. */
+static int
+sweep_start(struct docker *d, const char *owner, const json_t *keep,
+            void (*done)(int removed, void *arg), void *arg)
 {
     struct sweep *sw = xcalloc(1, sizeof *sw);
 
-    (void)e;
     sw->d = d;
     sw->done = done;
     sw->arg = arg;
     sw->owners = json_object();
+    if (owner != NULL) {
+        sw->owner = xstrdup(owner);
+        sw->keep = keep ? json_deep_copy(keep) : json_object();
+    }
     sweep_next(sw);
     return 0;
+}
+
+int
+dockerexec_sweep_orphans(struct docker *d, void (*done)(int removed, void *arg), void *arg,
+                         struct err *e)
+{
+    (void)e;
+    return sweep_start(d, NULL, NULL, done, arg);
 }
 
 int
 dockerexec_sweep_owner(struct docker *d, const char *owner, const json_t *keep,
                        void (*done)(int removed, void *arg), void *arg, struct err *e)
 {
-    struct sweep *sw = xcalloc(1, sizeof *sw);
-
     (void)e;
-    sw->d = d;
-    sw->done = done;
-    sw->arg = arg;
-    sw->owners = json_object();
-    sw->owner = xstrdup(owner);
-    sw->keep = keep ? json_deep_copy(keep) : json_object();
-    sweep_next(sw);
-    return 0;
+    return sweep_start(d, owner, keep, done, arg);
 }
