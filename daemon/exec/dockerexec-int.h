@@ -73,9 +73,6 @@ void dockerexec_fail(struct docker_exec *dx, const struct err *e);
 /* A line of the job's log (the executor's on_log). */
 void dockerexec_say(struct docker_exec *dx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Every docker callback starts here: one call fewer in flight. True when the executor is
- * closing (the callback then only records what it created) and the close may go on. */
-bool dockerexec_landed(struct docker_exec *dx);
 /* Counts a started docker call (rc from the call); returns rc. */
 int dockerexec_flying(struct docker_exec *dx, int rc);
 /* The common start of a docker callback: false when it must stop here (closing, which then

@@ -72,8 +72,8 @@ dockerexec_say(struct docker_exec *dx, const char *fmt, ...)
 
 /* Every docker callback starts here: one call fewer in flight. True when the executor is
  * closing (the callback then only records what it created) and the close may go on. */
-bool
-dockerexec_landed(struct docker_exec *dx)
+static bool
+landed(struct docker_exec *dx)
 {
     dx->pending--;
     return dx->closing;
@@ -93,7 +93,7 @@ dockerexec_flying(struct docker_exec *dx, int rc)
 bool
 dockerexec_proceed(struct docker_exec *dx, const struct docker_res *res)
 {
-    if (dockerexec_landed(dx)) {
+    if (landed(dx)) {
         dockerexec_close(&dx->x);
         return false;
     }
@@ -271,7 +271,7 @@ on_started(const struct docker_res *res, void *arg)
     dx->starting = false;
     if (res->rc < 0 && !dx->closing && profile_gpu_refused(res->err.msg) &&
         json_array_size(json_object_get(dx->profile, "gpus")) > 0) {
-        dockerexec_landed(dx);
+        landed(dx);
         const char *why = strstr(res->err.msg, "could not select");
         log_warn("job %s: the engine refused its GPUs: %s", dx->name, res->err.msg);
         err_set(&e, -ENODEV, "the Docker engine cannot provide the GPUs this job was given: "
@@ -396,7 +396,7 @@ on_put(const struct docker_res *res, void *arg)
 {
     struct put_req *p = arg;
     struct docker_exec *dx = p->dx;
-    bool closing = dockerexec_landed(dx);
+    bool closing = landed(dx);
 
     p->done(p->arg, res->rc, &res->err);
     free(p);
@@ -433,7 +433,7 @@ on_get(const struct docker_res *res, void *arg)
 {
     struct get_req *g = arg;
     struct docker_exec *dx = g->dx;
-    bool closing = dockerexec_landed(dx);
+    bool closing = landed(dx);
 
     g->done(g->arg, res->rc, &res->err, res->body, res->body_len);
     free(g);
