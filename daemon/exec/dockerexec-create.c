@@ -238,7 +238,8 @@ start_dind(struct docker_exec *dx)
         .args = strv_of(json_object_get(dj, "args"), &args),
         .limits = dx->profile,
     };
-    dockerexec_say(dx, "starting the job's Docker daemon (dind sidecar from %s)", o.image ? o.image : "?");
+    dockerexec_say(dx, "starting the job's Docker daemon (dind sidecar from %s)",
+                   o.image ? o.image : "?");
     dx->used_dind = true;
     if (dockerexec_flying(dx, dind_start(dx->d, &o, on_dind, dx, &dx->dind, &e)) < 0)
         dockerexec_fail(dx, &e);
@@ -307,7 +308,8 @@ start_services(struct docker_exec *dx)
         .arg = dx,
         .limits = dx->profile,
     };
-    if (dockerexec_flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx, &dx->svc, &e)) < 0)
+    if (dockerexec_flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx,
+                                             &dx->svc, &e)) < 0)
         dockerexec_fail(dx, &e);
     json_decref(labels);
 out:
@@ -348,8 +350,8 @@ create_volumes(struct docker_exec *dx)
         return;
     }
     json_t *labels = dockerexec_job_labels(dx);
-    if (dockerexec_flying(dx, docker_volume_create(dx->d, dx->vols[dx->vol_next], labels, on_volume, dx,
-                                        &e)) < 0)
+    if (dockerexec_flying(dx, docker_volume_create(dx->d, dx->vols[dx->vol_next], labels,
+                                                   on_volume, dx, &e)) < 0)
         dockerexec_fail(dx, &e);
     json_decref(labels);
 }
@@ -493,7 +495,8 @@ create_container(struct docker_exec *dx)
         }
         json_decref(penv);
     }
-    if (dockerexec_flying(dx, docker_container_create(dx->d, dx->name, body, on_created, dx, &e)) < 0)
+    if (dockerexec_flying(dx, docker_container_create(dx->d, dx->name, body, on_created, dx,
+                                                      &e)) < 0)
         dockerexec_fail(dx, &e);
 out:
     free(bind);
@@ -544,7 +547,8 @@ on_resolved(const struct docker_res *res, void *arg)
     json_object_set_new(dx->x.base_env, "LANG", json_string("C.UTF-8"));
     json_object_update(dx->x.base_env, dx->env);
     json_t *labels = dockerexec_job_labels(dx);
-    if (dockerexec_flying(dx, docker_network_create(dx->d, dx->net_name, labels, on_network, dx, &e)) < 0)
+    if (dockerexec_flying(dx, docker_network_create(dx->d, dx->net_name, labels, on_network, dx,
+                                                    &e)) < 0)
         dockerexec_fail(dx, &e);
     json_decref(labels);
 }
@@ -593,5 +597,6 @@ dockerexec_setup(struct executor *x, const struct executor_job *job, struct err 
     x->docker = dx->d;
     x->limits = dx->profile;
     x->container = true;
-    return dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL, on_resolved, dx, e));
+    return dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL,
+                                                      on_resolved, dx, e));
 }

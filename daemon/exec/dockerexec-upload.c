@@ -126,8 +126,8 @@ build_after(uv_work_t *w, int status)
         dockerexec_fail(dx, &dx->tar_err);
         return;
     }
-    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", dx->tar.out.data, dx->tar.out.len,
-                                      on_uploaded, dx, &e)) < 0) {
+    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", dx->tar.out.data,
+                                                 dx->tar.out.len, on_uploaded, dx, &e)) < 0) {
         tar_free(&dx->tar);
         dockerexec_fail(dx, &e);
     }

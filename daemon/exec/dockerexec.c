@@ -328,7 +328,7 @@ on_att_ready(struct docker_attach *a, void *arg)
             dx->x.cbs->on_event(dx->x.arg, &ev);
         } else {
             dockerexec_say(dx, "reattached to container %.12s at offset %llu", dx->ctr_id,
-                (unsigned long long)dx->resume_from);
+                           (unsigned long long)dx->resume_from);
         }
         return;
     }
@@ -415,7 +415,8 @@ dx_put_archive(struct executor *x, const char *dest, const void *tar, size_t len
         return err_set(e, -ECANCELED, "the job container is gone");
     p = xcalloc(1, sizeof *p);
     *p = (struct put_req){.dx = dx, .done = done, .arg = arg};
-    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, dest, tar, len, on_put, p, e)) < 0) {
+    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, dest, tar, len, on_put, p,
+                                                 e)) < 0) {
         free(p);
         return e->code ? e->code : -EIO;
     }

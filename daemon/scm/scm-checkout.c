@@ -714,10 +714,10 @@ scm_checkout(const struct scm_checkout_req *req, scm_progress_fn progress, void 
     if (req->fetch_depth > 0)
 #if LIBGIT2_VER_MAJOR > 1 || (LIBGIT2_VER_MAJOR == 1 && LIBGIT2_VER_MINOR >= 7)
         scm_say(&r, "fetch-depth %d: the mirror cache keeps the full history; checking out from it",
-            req->fetch_depth);
+                req->fetch_depth);
 #else
         scm_say(&r, "fetch-depth %d: libgit2 %s cannot fetch shallow; fetching the full history",
-            req->fetch_depth, LIBGIT2_VERSION);
+                req->fetch_depth, LIBGIT2_VERSION);
 #endif
     c = (struct co){
         .cache_dir = req->cache_dir,

@@ -80,7 +80,7 @@ on_transfer(const git_indexer_progress *st, void *payload)
     r->last_time = now;
     if (phase == 1)
         scm_say(r, "Fetching %s: %d%% (%u/%u objects, %.1f MiB)", r->url, pct, done, total,
-            (double)st->received_bytes / 1048576.0);
+                (double)st->received_bytes / 1048576.0);
     else
         scm_say(r, "Fetching %s: resolving deltas %d%% (%u/%u)", r->url, pct, done, total);
     return 0;
@@ -137,7 +137,7 @@ mirror_fetch(struct run *r, git_repository *repo, char **specs, size_t n, bool p
     st = git_remote_stats(remote);
     if (st->received_objects > 0)
         scm_say(r, "Fetched %s: %u objects, %.1f MiB", r->url, st->received_objects,
-            (double)st->received_bytes / 1048576.0);
+                (double)st->received_bytes / 1048576.0);
     else
         scm_say(r, "Fetched %s: up to date", r->url);
     if (git_remote_default_branch(&head, remote) == 0 && head.ptr)

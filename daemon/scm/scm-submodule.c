@@ -208,7 +208,7 @@ out:
 /* Checks out the submodules of the commit checked out in c->dest. */
 int
 scm_checkout_submodules(struct run *r, git_repository *repo, const git_commit *commit,
-                    const struct co *c, struct err *e)
+                        const struct co *c, struct err *e)
 {
     struct subm *v = NULL;
     size_t n = 0;

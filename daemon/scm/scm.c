@@ -1,6 +1,6 @@
-/* scm.c: the libgit2 wrapper, and what its parts share. Local repository facts (scm_local_info), and remote repositories
- * through a mirror cache: checkouts (scm_checkout), action exports (scm_fetch_action) and
- * their thread-pool wrappers. On disk:
+/* scm.c: the libgit2 wrapper, and what its parts share. Local repository facts (scm_local_info),
+ * and remote repositories through a mirror cache: checkouts (scm_checkout), action exports
+ * (scm_fetch_action) and their thread-pool wrappers. On disk:
  *
  *     CACHE/mirrors/<sha256 of url>/        a bare repository, updated by incremental fetch
  *     CACHE/mirrors/<sha256 of url>.lock    flock()ed while a job reads or writes the mirror
@@ -339,7 +339,7 @@ scm_err_scrub(struct err *e, const char *secret)
 
 void
 scm_run_init(struct run *r, const struct scm_remote *remote, const char *token,
-         scm_progress_fn progress, void *arg, const volatile bool *cancel)
+             scm_progress_fn progress, void *arg, const volatile bool *cancel)
 {
     memset(r, 0, sizeof *r);
     scm_url_parse(remote->url, &r->url, &r->origin);
