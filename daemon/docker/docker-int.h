@@ -58,6 +58,9 @@ struct dcall_opts {
 int dcall_start(struct dcall *c, const struct dcall_opts *o, struct err *e);
 struct dcall *dcall_new(struct docker *d, docker_cb cb, void *arg, dcall_post_fn post,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Appends more of a build's "stream" text (NULL: the stream ended) and hands each complete line
+ * to c->progress. */
+void dcall_text_lines(struct dcall *c, const char *more);
 /* Path segment escaping for ids and names. */
 char *docker_esc(const char *s);
 /* Percent-encoded filters={"label":[label]}; new string. */

@@ -80,6 +80,11 @@ struct docker_auth {
     const char *identitytoken;
 };
 
+/* Fills dst with new copies of src's strings (NULL stays NULL), for docker_auth_free(). */
+void docker_auth_copy(struct docker_auth *dst, const struct docker_auth *src);
+/* Frees the strings of a docker_auth whose strings are owned (docker_auth_copy()) and clears it. */
+void docker_auth_free(struct docker_auth *a);
+
 /* GET /images/{ref}/json. res->json = the image (Id, RepoDigests, Config.Env/User, ...). */
 int docker_image_inspect(struct docker *d, const char *ref, docker_cb cb, void *arg,
                          struct err *e);

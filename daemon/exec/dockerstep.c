@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dockerstep.h"
+#include "logline.h"
 #include "profile.h"
 #include "runner/xalloc.h"
 
@@ -37,22 +38,8 @@ struct dockerstep {
 
 static void teardown(struct dockerstep *s);
 
-static void
-logf_(struct dockerstep *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-logf_(struct dockerstep *s, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-
-    if (!s->cbs.on_log)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    s->cbs.on_log(line, s->arg);
-}
+/* A progress line for the caller (cbs.on_log). */
+#define logf_(s, ...) logline((s)->cbs.on_log, (s)->arg, __VA_ARGS__)
 
 /* Records the first failure. */
 static void
@@ -68,6 +55,34 @@ fail(struct dockerstep *s, int rc, const struct err *e)
     s->err.code = rc;
 }
 
+/* A docker callback's start: one call fewer in flight; false when the call failed (the step
+ * then fails and is torn down). */
+static bool
+landed(struct dockerstep *s, const struct docker_res *res)
+{
+    s->pending--;
+    if (res->rc < 0) {
+        fail(s, res->rc, &res->err);
+        teardown(s);
+        return false;
+    }
+    return true;
+}
+
+/* Counts a started docker call (rc from the call); one that did not start fails the step and
+ * tears it down. Returns rc. */
+static int
+flying(struct dockerstep *s, int rc, const struct err *e)
+{
+    if (rc < 0) {
+        fail(s, e->code, e);
+        teardown(s);
+    } else {
+        s->pending++;
+    }
+    return rc;
+}
+
 static void
 free_step(struct dockerstep *s)
 {
@@ -75,10 +90,7 @@ free_step(struct dockerstep *s)
     free(s->name);
     free(s->image);
     free(s->expect_id);
-    free((char *)(uintptr_t)s->auth.username);
-    free((char *)(uintptr_t)s->auth.password);
-    free((char *)(uintptr_t)s->auth.serveraddress);
-    free((char *)(uintptr_t)s->auth.identitytoken);
+    docker_auth_free(&s->auth);
     free(s->id);
     free(s);
 }
@@ -138,12 +150,8 @@ teardown(struct dockerstep *s)
         docker_attach_close(s->att);
         s->att = NULL;
     }
-    if (s->id) {
-        if (docker_container_remove(s->d, s->id, true, true, on_removed, s, &e) < 0)
-            fail(s, e.code, &e);
-        else
-            s->pending++;
-    }
+    if (s->id) /* (flying()'s teardown returns at once: s->tearing) */
+        flying(s, docker_container_remove(s->d, s->id, true, true, on_removed, s, &e), &e);
     maybe_finish(s);
 }
 
@@ -215,24 +223,16 @@ on_started(const struct docker_res *res, void *arg)
     struct dockerstep *s = arg;
     struct err e = {0};
 
-    s->pending--;
     s->starting = false;
-    if (res->rc < 0) {
-        fail(s, res->rc, &res->err);
-        teardown(s);
+    if (!landed(s, res))
         return;
-    }
     s->started = true;
     if (s->tearing) {
         maybe_finish(s);
         return;
     }
-    if (docker_container_wait(s->d, s->id, "not-running", on_waited, s, &e) < 0) {
-        fail(s, e.code, &e);
-        teardown(s);
+    if (flying(s, docker_container_wait(s->d, s->id, "not-running", on_waited, s, &e), &e) < 0)
         return;
-    }
-    s->pending++;
     if (s->canceled)
         kill_running(s);
 }
@@ -248,13 +248,9 @@ on_att_ready(struct docker_attach *a, void *arg)
         teardown(s);
         return;
     }
-    if (docker_container_start(s->d, s->id, on_started, s, &e) < 0) {
-        fail(s, e.code, &e);
-        teardown(s);
+    if (flying(s, docker_container_start(s->d, s->id, on_started, s, &e), &e) < 0)
         return;
-    }
     s->starting = true;
-    s->pending++;
 }
 
 static void
@@ -308,12 +304,8 @@ on_created(const struct docker_res *res, void *arg)
     struct dockerstep *s = arg;
     struct err e = {0};
 
-    s->pending--;
-    if (res->rc < 0) {
-        fail(s, res->rc, &res->err);
-        teardown(s);
+    if (!landed(s, res))
         return;
-    }
     s->id = xstrdup(res->id);
     logf_(s, "created container %.12s", s->id);
     if (s->canceled) {
@@ -333,24 +325,15 @@ on_resolved(const struct docker_res *res, void *arg)
     struct dockerstep *s = arg;
     struct err e = {0};
 
-    s->pending--;
-    if (res->rc < 0) {
-        fail(s, res->rc, &res->err);
-        teardown(s);
+    if (!landed(s, res))
         return;
-    }
     if (s->canceled) {
         teardown(s);
         return;
     }
     logf_(s, "image %s: %s", s->image, res->id);
     json_object_set_new(s->body, "Image", json_string(res->id));
-    if (docker_container_create(s->d, s->name, s->body, on_created, s, &e) < 0) {
-        fail(s, e.code, &e);
-        teardown(s);
-        return;
-    }
-    s->pending++;
+    flying(s, docker_container_create(s->d, s->name, s->body, on_created, s, &e), &e);
 }
 
 static char *
@@ -388,10 +371,7 @@ dockerstep_run(uv_loop_t *loop, struct docker *d, const struct dockerstep_opts *
     s->allow_pull = o->allow_pull;
     if (o->auth) {
         s->has_auth = true;
-        s->auth.username = dupn(o->auth->username);
-        s->auth.password = dupn(o->auth->password);
-        s->auth.serveraddress = dupn(o->auth->serveraddress);
-        s->auth.identitytoken = dupn(o->auth->identitytoken);
+        docker_auth_copy(&s->auth, o->auth);
     }
     labels = o->labels ? json_deep_copy(o->labels) : json_object();
     json_object_set_new(labels, DOCKER_LABEL_ROLE, json_string("step"));

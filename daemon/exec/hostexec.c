@@ -18,7 +18,7 @@ struct hostexec {
     void *arg;
     int pid;
     bool exited;
-    bool in_closed, reading;
+    bool reading;
     bool closing;
     int pending; /* handles not yet closed */
     void (*done)(void *arg);
@@ -203,7 +203,7 @@ hostexec_write(void *arg, const void *data, size_t len)
     struct write_req *w;
     int rc;
 
-    if (hx->closing || hx->in_closed || uv_is_closing((uv_handle_t *)&hx->in))
+    if (hx->closing || uv_is_closing((uv_handle_t *)&hx->in))
         return -EPIPE;
     w = xmalloc(sizeof(*w) + len);
     memcpy(w->data, data, len);
@@ -241,15 +241,6 @@ int
 hostexec_pid(const struct hostexec *hx)
 {
     return hx->exited ? 0 : hx->pid;
-}
-
-void
-hostexec_close_stdin(struct hostexec *hx)
-{
-    if (hx->in_closed)
-        return;
-    hx->in_closed = true;
-    close_handle(hx, (uv_handle_t *)&hx->in);
 }
 
 void

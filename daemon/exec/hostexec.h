@@ -44,8 +44,6 @@ void hostexec_read_stop(struct hostexec *hx);
 int hostexec_read_start(struct hostexec *hx);
 /* The agent's pid; 0 once it has exited. */
 int hostexec_pid(const struct hostexec *hx);
-/* Closes the agent's stdin (it then stops its step and exits). */
-void hostexec_close_stdin(struct hostexec *hx);
 /* Kills the agent if it still runs (SIGKILL), closes every handle and frees hx in the last
  * close callback, then calls done(arg) (may be NULL). hx is invalid once this returns. */
 void hostexec_close(struct hostexec *hx, void (*done)(void *arg), void *arg);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dockeropts.h"
+#include "logline.h"
 #include "profile.h"
 #include "runner/xalloc.h"
 #include "services.h"
@@ -55,22 +56,8 @@ struct services {
 
 static void check(struct services *s);
 
-static void
-slog(struct services *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-slog(struct services *s, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-
-    if (!s->log)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    s->log(line, s->log_arg);
-}
+/* A progress line for the caller (cfg->log). */
+#define slog(s, ...) logline((s)->log, (s)->log_arg, __VA_ARGS__)
 
 static void
 sfail(struct services *s, int rc, const struct err *e, const char *sid)
@@ -85,6 +72,30 @@ sfail(struct services *s, int rc, const struct err *e, const char *sid)
     if (sid)
         err_prefix(&s->err, "service '%s': ", sid);
     s->err.code = rc;
+}
+
+/* A docker callback of service v: one call fewer in flight; false when the call failed (the
+ * service's failure is recorded). */
+static bool
+landed(struct svc *v, const struct docker_res *res)
+{
+    v->s->pending--;
+    if (res->rc < 0) {
+        sfail(v->s, res->rc, &res->err, v->id);
+        return false;
+    }
+    return true;
+}
+
+/* Counts a docker call started for service v, or records its failure (rc < 0, e); returns rc. */
+static int
+flying(struct svc *v, int rc, const struct err *e)
+{
+    if (rc < 0)
+        sfail(v->s, e->code, e, v->id);
+    else
+        v->s->pending++;
+    return rc;
 }
 
 /* ---- building the create bodies ---------------------------------------------------------- */
@@ -316,9 +327,7 @@ svc_free(struct svc *v)
     free(v->cid);
     json_decref(v->body);
     json_decref(v->ports);
-    free((char *)(uintptr_t)v->auth.username);
-    free((char *)(uintptr_t)v->auth.password);
-    free((char *)(uintptr_t)v->auth.serveraddress);
+    docker_auth_free(&v->auth);
 }
 
 static void
@@ -362,11 +371,8 @@ on_inspect(const struct docker_res *res, void *arg)
     const char *status, *hs;
     struct err e = {0};
 
-    s->pending--;
-    if (res->rc < 0) {
-        sfail(s, res->rc, &res->err, v->id);
+    if (!landed(v, res))
         goto out;
-    }
     if (s->phase != PH_WAITING)
         goto out;
     state = json_object_get(res->json, "State");
@@ -418,11 +424,8 @@ on_poll(uv_timer_t *t)
 
         if (v->ready)
             continue;
-        if (docker_container_inspect(s->d, v->cid, on_inspect, v, &e) < 0) {
-            sfail(s, e.code, &e, v->id);
+        if (flying(v, docker_container_inspect(s->d, v->cid, on_inspect, v, &e), &e) < 0)
             break;
-        }
-        s->pending++;
     }
     check(s);
 }
@@ -435,10 +438,7 @@ on_started(const struct docker_res *res, void *arg)
     struct svc *v = arg;
     struct services *s = v->s;
 
-    s->pending--;
-    if (res->rc < 0)
-        sfail(s, res->rc, &res->err, v->id);
-    else {
+    if (landed(v, res)) {
         s->started++;
         slog(s, "service '%s': started container %.12s", v->id, v->cid);
     }
@@ -452,19 +452,12 @@ on_created(const struct docker_res *res, void *arg)
     struct services *s = v->s;
     struct err e = {0};
 
-    s->pending--;
-    if (res->rc < 0) {
-        sfail(s, res->rc, &res->err, v->id);
-    } else {
+    if (landed(v, res)) {
         v->cid = xstrdup(res->id);
         slog(s, "service '%s': created container %.12s%s%s", v->id, v->cid,
              v->name ? " " : "", v->name ? v->name : "");
-        if (s->phase == PH_STARTING && s->rc == 0) {
-            if (docker_container_start(s->d, v->cid, on_started, v, &e) < 0)
-                sfail(s, e.code, &e, v->id);
-            else
-                s->pending++;
-        }
+        if (s->phase == PH_STARTING && s->rc == 0)
+            flying(v, docker_container_start(s->d, v->cid, on_started, v, &e), &e);
     }
     check(s);
 }
@@ -476,16 +469,10 @@ on_resolved(const struct docker_res *res, void *arg)
     struct services *s = v->s;
     struct err e = {0};
 
-    s->pending--;
-    if (res->rc < 0) {
-        sfail(s, res->rc, &res->err, v->id);
-    } else if (s->phase == PH_STARTING && s->rc == 0) {
+    if (landed(v, res) && s->phase == PH_STARTING && s->rc == 0) {
         slog(s, "service '%s': image %s is %s", v->id, v->image, res->id);
         json_object_set_new(v->body, "Image", json_string(res->id));
-        if (docker_container_create(s->d, v->name, v->body, on_created, v, &e) < 0)
-            sfail(s, e.code, &e, v->id);
-        else
-            s->pending++;
+        flying(v, docker_container_create(s->d, v->name, v->body, on_created, v, &e), &e);
     }
     check(s);
 }

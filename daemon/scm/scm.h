@@ -20,10 +20,6 @@ struct scm_info {
 int scm_local_info(const char *dir, struct scm_info *info, struct err *e);
 void scm_info_free(struct scm_info *info);
 
-/* Returns owner/name from a remote URL (https://host/owner/name.git, git@host:owner/name),
- * a new string, or NULL. */
-char *scm_repo_from_url(const char *url);
-
 /* ------------------------------------------------------------------ remote repositories
  *
  * A bare mirror per repository URL lives under CACHE/mirrors/ (one directory per URL, named

@@ -1,0 +1,100 @@
+/* dockerexec-int.h: what the dockerexec*.c files share (the executor's state and its helpers);
+ * not for other callers. dockerexec.c describes the executor. */
+#ifndef DOCKEREXEC_INT_H
+#define DOCKEREXEC_INT_H
+
+#include "dockerexec.h"
+
+#include "docker.h"
+#include "tar.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define AGENT_DIR "/.runner"
+#define WORKSPACE "/workspace"
+#define FILE_DIR "/var/run/act/workflow"
+#define PROBE_STEP 0xfffff002u
+#define MAX_UPLOAD (512ull << 20) /* workspace copies past this should use --bind */
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* From the container's start until the agent's HELLO_REPLY and the setup probe's exit: an
+ * agent that never starts (an image or options that keep it from running) fails the job. */
+#define HELLO_TIMEOUT_MS 30000
+
+struct services;
+struct dind;
+struct docker_attach;
+
+struct docker_exec {
+    struct executor x;        /* first */
+    struct docker *d;
+    char *agent_path, *runner_name;
+    char *name, *image, *image_id, *source, *net_name;
+    char *net_id, *ctr_id;
+    /* Per-job volumes: [0] the workspace (unless bound), [1] /var/run/act (scripts and file
+     * commands), both shared with step containers. */
+    char *vols[2];
+    bool vol_created[2];
+    int vol_next;
+    char *options;            /* container.options */
+    json_t *volumes;          /* container.volumes (evaluated), or NULL */
+    bool job_vols;            /* named volumes of the workflow exist: teardown sweeps them */
+    json_t *services;         /* evaluated services map, or NULL */
+    struct services *svc;     /* running services */
+    bool reattaching;         /* a new attach stream replaces a lost one */
+    bool adopted;             /* a running job container found again (executor_docker_adopt) */
+    uint64_t resume_from;
+    bool svc_stopping;
+    json_t *env;
+    json_t *profile;          /* the label's settings for this job, or NULL */
+    struct dind *dind;        /* the docker: dind sidecar */
+    bool dind_waiting;        /* ... still starting (a call in flight) */
+    bool used_dind;           /* teardown sweeps the job's objects (the sidecar first) */
+    bool bind, ready, closing, teardown;
+    bool starting;            /* the start call is in flight: its answer says more than the
+                                 stream's end (a refused start ends the stream first) */
+    bool att_ended;           /* ... and the stream ended meanwhile */
+    struct err att_err;
+    struct docker_attach *att;
+    uv_timer_t *hello_timer;  /* the agent's deadline to answer (HELLO_TIMEOUT_MS), or NULL */
+    /* The upload, built off the loop. */
+    uv_work_t work;
+    struct tar tar;
+    int tar_rc;
+    struct err tar_err;
+    int pending;              /* docker calls in flight during close */
+};
+
+/* dockerexec.c: the job's lifecycle and the agent connection. */
+
+/* Fails the setup (reports it not ready) with e. */
+void dockerexec_fail(struct docker_exec *dx, const struct err *e);
+/* A line of the job's log (the executor's on_log). */
+void dockerexec_say(struct docker_exec *dx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Counts a started docker call (rc from the call); returns rc. */
+int dockerexec_flying(struct docker_exec *dx, int rc);
+/* The common start of a docker callback: false when it must stop here (closing, which then
+ * goes on; or the call failed, which fails the setup). */
+bool dockerexec_proceed(struct docker_exec *dx, const struct docker_res *res);
+/* A new labels object for what this job creates. */
+json_t *dockerexec_job_labels(const struct docker_exec *dx);
+/* Ends the wait for the agent's hello (answered, failed or closing). */
+void dockerexec_hello_stop(struct docker_exec *dx);
+/* A new agent connection over a new attach stream to the job container. */
+int dockerexec_attach(struct docker_exec *dx, struct err *e);
+
+/* dockerexec-create.c: the executor's setup (image, network, volumes, services, dind, the
+ * job container). */
+int dockerexec_setup(struct executor *x, const struct executor_job *job, struct err *e);
+
+/* dockerexec-upload.c: the agent and the workspace copied into the created container, then
+ * dockerexec_attach(). */
+void dockerexec_upload(struct docker_exec *dx);
+
+/* dockerexec-close.c: the executor's close: the container, volumes, network and the job's other
+ * objects removed, then the executor freed (on_closed). */
+void dockerexec_close(struct executor *x);
+
+#endif
