@@ -242,7 +242,8 @@ job_env(struct rtask *rt)
     char *res = xasprintf("%.*s", (int)il, inst);
     json_object_set_new(env, "ACTIONS_RUNTIME_URL", json_string(rurl));
     json_object_set_new(env, "ACTIONS_RESULTS_URL", json_string(res));
-    json_object_set_new(env, "ACTIONS_RUNTIME_TOKEN", json_string(*rtok ? rtok : ctx_str(rt, "token")));
+    json_object_set_new(env, "ACTIONS_RUNTIME_TOKEN",
+                        json_string(*rtok ? rtok : ctx_str(rt, "token")));
     json_object_set_new(env, "GITEA_ACTIONS", json_string("true"));
     json_object_set_new(env, "GITEA_ACTIONS_RUNNER_VERSION", json_string(RUNNERD_VERSION));
     free(rurl);
@@ -303,7 +304,8 @@ plan_task(struct rtask *rt, bool *run, char **why)
     }
     wf_diag_free(&diag);
     if (rt->wf->n_jobs != 1) {
-        *why = xasprintf("the task's workflow has %zu jobs; a task runs exactly one", rt->wf->n_jobs);
+        *why = xasprintf("the task's workflow has %zu jobs; a task runs exactly one",
+                         rt->wf->n_jobs);
         return -EINVAL;
     }
     task_steps_fit(rt, rt->wf->jobs[0].n_steps);
@@ -626,8 +628,8 @@ resume(struct rtask *rt)
     }
     const struct config_label *lb = pick_label(rt, rt->plan->jobs[0].runs[0].runs_on);
     rt->label = xstrdup(lb ? lb->name : "");
-    if (executor_docker_adopt(d->loop, d->docker, rt->id ? rt->id->si.name : "runnerd", rt->row.exec,
-                              &x, &e) < 0) {
+    if (executor_docker_adopt(d->loop, d->docker, rt->id ? rt->id->si.name : "runnerd",
+                              rt->row.exec, &x, &e) < 0) {
         gone(rt, e.msg);
         return;
     }
@@ -716,7 +718,9 @@ task_recover(struct daemon *d, struct ident *id, struct store_task *row)
     const char *ctr = json_string_value(json_object_get(rt->row.exec, "container"));
     if (!d->docker_ready || ctr == NULL ||
         docker_container_inspect(d->docker, ctr, on_inspected, rt, &e) < 0) {
-        gone(rt, d->docker_ready ? e.msg : "runnerd restarted and Docker is not reachable: the job cannot go on");
+        gone(rt, d->docker_ready
+                     ? e.msg
+                     : "runnerd restarted and Docker is not reachable: the job cannot go on");
         return;
     }
 }
