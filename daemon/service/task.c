@@ -1,9 +1,11 @@
-/* task.c: one Gitea task in runnerd (see task.h). The task's workflow payload is planned and
- * run by the same engine as `runnerctl exec`; what the job says goes through this file's sink
- * into the state database first (log rows, step states, checkpoints, outputs), and the
- * reporter sends it from there. After a restart a task whose job container still runs is
- * resumed from its last checkpoint; one whose container is gone is finalized as failed. */
-#include "task.h"
+/* task.c: one Gitea task in runnerd (see task.h): its life. The task's workflow payload is
+ * planned and run by the same engine as `runnerctl exec` (launch.h); what the job says goes
+ * through the task's sink (task-sink.c) into the state database first (log rows, step states,
+ * checkpoints, outputs), and the reporter sends it from there. Here: starting the task,
+ * launching its job, finishing it, the reporter's end, cancelling, scrubbing its secrets. After
+ * a restart a task whose job container still runs is resumed from its last checkpoint; one
+ * whose container is gone is finalized as failed. */
+#include "task-int.h"
 
 #include "docker.h"
 #include "dockerexec.h"
@@ -20,439 +22,10 @@
 #include "runner/xalloc.h"
 #include "wf.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ---------------------------------------------------------------- step records */
-
-/* row.steps holds one object per workflow step:
- * {id, result (enum rpc_result), started_ns, stopped_ns, log_index, log_length}. */
-static json_t *
-step_rec(struct rtask *rt, int i)
-{
-    return i < 0 ? NULL : json_array_get(rt->row.steps, (size_t)i);
-}
-
-static json_int_t
-rec_get(const json_t *s, const char *k)
-{
-    return json_integer_value(json_object_get(s, k));
-}
-
-static void
-rec_set(json_t *s, const char *k, json_int_t v)
-{
-    json_object_set_new(s, k, json_integer(v));
-}
-
-static json_t *
-steps_new(size_t n)
-{
-    json_t *a = json_array();
-
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("{s:I}", "id", (json_int_t)i));
-    return a;
-}
-
-/* The label value for metrics ("none" when empty). */
-static const char *
-daemon_metric_label(const char *label)
-{
-    return label && *label ? label : "none";
-}
-
-static int
-result_of(const char *conclusion)
-{
-    if (strcmp(conclusion, "success") == 0)
-        return RPC_RESULT_SUCCESS;
-    if (strcmp(conclusion, "skipped") == 0)
-        return RPC_RESULT_SKIPPED;
-    if (strcmp(conclusion, "cancelled") == 0)
-        return RPC_RESULT_CANCELLED;
-    return RPC_RESULT_FAILURE;
-}
-
-/* ---------------------------------------------------------------- spool */
-
-/* While the state database takes no rows (its disk is full), a job's rows wait in memory up to
- * these bounds; the rows past them are lost, counted, and a row says how many (note_lost()). */
-#define PEND_MAX_ROWS 20000
-#define PEND_MAX_BYTES (8u << 20)
-#define FLUSH_CHUNK 1000
-
-/* One row of the task's log (already masked: the job run's lines are; add_rowf() masks).
- * keep: the runner's own row, kept even when the spool is full (there are few of them). */
-static void
-add_row(struct rtask *rt, int step, const char *text, size_t len, bool keep)
-{
-    json_t *s = step_rec(rt, step);
-
-    if (rt->skip > 0) { /* the resumed job says again what the store already holds */
-        rt->rows++;
-        rt->skip--;
-        return;
-    }
-    if (!keep && rt->spool_failed &&
-        (rt->npend >= PEND_MAX_ROWS || rt->pend_bytes >= PEND_MAX_BYTES)) {
-        if (rt->lost++ == 0)
-            rt->lost_step = step;
-        return; /* not a row: no index, not in the step's length */
-    }
-    rt->rows++;
-    if (rt->npend == rt->cappend) {
-        rt->cappend = rt->cappend ? rt->cappend * 2 : 64;
-        rt->pend = xreallocarray(rt->pend, rt->cappend, sizeof *rt->pend);
-    }
-    rt->pend[rt->npend].time_ns = clock_now_ns();
-    rt->pend[rt->npend].content = xstrndup(text, len);
-    rt->pend_bytes += len;
-    rt->npend++;
-    if (s) {
-        if (!json_object_get(s, "log_index"))
-            rec_set(s, "log_index", rt->rows - 1);
-        rec_set(s, "log_length", rec_get(s, "log_length") + 1);
-    }
-    rt->dirty = true;
-}
-
-/* One row of the runner's own (set up, errors, the result). Masked: it may quote what the
- * workflow made of a secret (a job name, a runs-on label, an error about either). */
-static void __attribute__((format(printf, 3, 4)))
-add_rowf(struct rtask *rt, int step, const char *fmt, ...)
-{
-    char *line = NULL, *safe;
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vasprintf(&line, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    safe = mask_str(rt->mask, line);
-    add_row(rt, step, safe, strlen(safe), true);
-    free(safe);
-    free(line);
-}
-
-/* Rows were lost while the spool was full: one row says how many, where the loss began (in the
- * step that lost them), so that the log the user reads is not silently short. */
-static void
-note_lost(struct rtask *rt)
-{
-    int64_t n = rt->lost;
-
-    if (n == 0)
-        return;
-    rt->lost = 0;
-    metric_add(rt->d->m.lost, (double)n);
-    log_warn("task %lld: %lld log row(s) lost: the state database could not take them",
-             (long long)rt->tid, (long long)n);
-    /* A step's rows are one run of indexes: once a later step has started, the row goes to the
-     * step open now (the last one with a log), never back to the one that lost the rows. */
-    int step = rt->lost_step;
-    size_t i;
-    json_t *s;
-    json_array_foreach(rt->row.steps, i, s)
-        if ((int)i > step && json_object_get(s, "log_index"))
-            step = (int)i;
-    add_rowf(rt, step,
-             "::warning::%lld log row(s) of this job were lost: the runner's state database "
-             "could not store them (its disk is full)", (long long)n);
-}
-
-/* Writes up to n pending rows and the task record in one transaction; the rows written leave
- * the pending list. */
-static int
-flush_some(struct rtask *rt, size_t n, struct err *e)
-{
-    struct store *st = rt->d->st;
-    int64_t before = rt->row.log_rows;
-    int rc = store_begin(st, e);
-
-    if (rc == 0 && n)
-        rc = store_log_append(st, rt->tid, rt->row.log_rows, rt->pend, n, e);
-    if (rc == 0) {
-        rt->row.log_rows += (int64_t)n;
-        rc = store_task_update(st, &rt->row, e); /* the payload was written once, at start */
-    }
-    if (rc == 0)
-        rc = store_commit(st, e);
-    if (rc < 0) {
-        store_rollback(st);
-        rt->row.log_rows = before; /* the rows stay pending for the next try */
-        return rc;
-    }
-    metric_add(rt->d->m.spooled, (double)n);
-    for (size_t i = 0; i < n; i++) {
-        rt->pend_bytes -= strlen(rt->pend[i].content);
-        free(rt->pend[i].content);
-    }
-    if (n > 0 && n < rt->npend) /* pend is NULL until the first row */
-        memmove(rt->pend, rt->pend + n, (rt->npend - n) * sizeof *rt->pend);
-    rt->npend -= n;
-    return 0;
-}
-
-/* Writes pending rows and the task record: all in one transaction, or once the store has
- * failed (a full disk), FLUSH_CHUNK rows a transaction, so that whatever room there is (as
- * space returns) takes rows, and a backlog bigger than the room does not block them all. */
-static int
-flush(struct rtask *rt, struct err *e)
-{
-    int rc = 0;
-
-    if (rt->npend == 0 && !rt->dirty)
-        return 0;
-    bool reclaimed = false;
-    do {
-        size_t n = rt->spool_failed && rt->npend > FLUSH_CHUNK ? FLUSH_CHUNK : rt->npend;
-        rc = flush_some(rt, n, e);
-        if (rc == -ENOSPC && !reclaimed) {
-            /* The WAL may hold the room: once a flush, fold it into the database and retry. */
-            reclaimed = true;
-            if (store_reclaim(rt->d->st) == 0)
-                rc = flush_some(rt, n, e);
-        }
-    } while (rc == 0 && rt->npend > 0);
-    if (rc < 0) {
-        rt->spool_failed = true;
-        return rc;
-    }
-    rt->dirty = false;
-    rt->cp_unsaved = false;
-    if (rt->spool_failed) {
-        rt->spool_failed = false;
-        log_info("task %lld: the state database takes its rows again", (long long)rt->tid);
-        note_lost(rt); /* written by the next flush */
-    }
-    return 0;
-}
-
-/* Flushes; a failure is logged when the spool starts failing, not at every retry. */
-static void
-flush_or_warn(struct rtask *rt)
-{
-    struct err e = {0};
-    bool failing = rt->spool_failed;
-
-    if (flush(rt, &e) < 0 && !failing)
-        log_err("task %lld: saving state: %s (rows wait in memory, and are sent from there)",
-                (long long)rt->tid, e.msg);
-}
-
-void
-task_flush_all(struct daemon *d)
-{
-    struct err e = {0};
-
-    for (struct rtask *rt = d->tasks; rt; rt = rt->next)
-        flush_or_warn(rt);
-    if (store_settle(d->st, &e) < 0)
-        log_warn("%s", e.msg);
-}
-
-/* ---------------------------------------------------------------- the sink */
-
-static void
-sink_step_started(void *arg, struct jobrun *jr, int step, const char *name)
-{
-    struct rtask *rt = arg;
-    json_t *s = step_rec(rt, step);
-
-    (void)jr;
-    (void)name;
-    if (s == NULL)
-        return;
-    if (!rec_get(s, "started_ns")) /* a resumed job may announce a step again */
-        rec_set(s, "started_ns", clock_now_ns());
-    /* Its log starts here: the state that says it runs may reach Gitea before its first row,
-     * and an index of 0 would put the whole log before it under the step. */
-    if (!json_object_get(s, "log_index"))
-        rec_set(s, "log_index", rt->rows);
-    rt->dirty = true;
-    reporter_poke(&rt->rep);
-}
-
-static void
-sink_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char *text,
-         size_t len)
-{
-    struct rtask *rt = arg;
-    const char *pre = NULL;
-    char *line;
-    /* The runner's own rows (setup, teardown, its messages) are few: kept when the spool is
-     * full; only what the steps print can be lost. */
-    bool keep = step < 0 || kind == JOBRUN_INFO;
-
-    (void)jr;
-    switch (kind) {
-    case JOBRUN_ERROR:
-        pre = "::error::";
-        break;
-    case JOBRUN_WARNING:
-        pre = "::warning::";
-        break;
-    case JOBRUN_NOTICE:
-        pre = "::notice::";
-        break;
-    case JOBRUN_DEBUG: /* as act_runner: the message alone, and only when debugging */
-        if (!rt->debug)
-            return;
-        add_row(rt, step, text, len, keep);
-        return;
-    case JOBRUN_GROUP:
-        pre = "::group::";
-        break;
-    case JOBRUN_ENDGROUP:
-        add_row(rt, step, "::endgroup::", 12, keep);
-        return;
-    default:
-        add_row(rt, step, text, len, keep);
-        return;
-    }
-    line = xasprintf("%s%.*s", pre, (int)len, text);
-    add_row(rt, step, line, strlen(line), keep);
-    free(line);
-}
-
-static void
-sink_step_finished(void *arg, struct jobrun *jr, int step, const char *outcome,
-                   const char *conclusion)
-{
-    struct rtask *rt = arg;
-    json_t *s = step_rec(rt, step);
-
-    (void)jr;
-    (void)outcome;
-    if (s == NULL)
-        return;
-    rec_set(s, "result", result_of(conclusion));
-    if (!rec_get(s, "stopped_ns"))
-        rec_set(s, "stopped_ns", clock_now_ns());
-    if (rec_get(s, "started_ns") && rec_get(s, "stopped_ns") >= rec_get(s, "started_ns"))
-        metric_observe(rt->d->m.step_seconds,
-                       (double)(rec_get(s, "stopped_ns") - rec_get(s, "started_ns")) / 1e9,
-                       daemon_metric_label(rt->label));
-    if (!json_object_get(s, "log_index"))
-        rec_set(s, "log_index", rt->rows);
-    rt->dirty = true;
-    flush_or_warn(rt);
-    reporter_poke(&rt->rep);
-}
-
-static int
-sink_checkpoint(void *arg, struct jobrun *jr, json_t *cp)
-{
-    struct rtask *rt = arg;
-    struct err e = {0};
-    json_t *x;
-
-    (void)jr;
-    json_object_set_new(cp, "rows", json_integer(rt->rows));
-    json_decref(rt->row.checkpoint);
-    rt->row.checkpoint = json_deep_copy(cp);
-    json_object_del(rt->row.checkpoint, "exec");
-    if ((x = json_object_get(cp, "exec")) && json_is_object(x)) {
-        json_decref(rt->row.exec);
-        rt->row.exec = json_deep_copy(x);
-    }
-    rt->dirty = true;
-    if (flush(rt, &e) < 0) {
-        /* The rows may be what does not fit (a full disk): the record alone is small, and
-         * with it the job can still resume; the rows stay pending. */
-        struct err e2 = {0};
-        int64_t acked = rt->row.log_acked; /* may count rows sent from memory */
-        if (acked > rt->row.log_rows)
-            rt->row.log_acked = rt->row.log_rows;
-        int rc2 = store_task_update(rt->d->st, &rt->row, &e2);
-        rt->row.log_acked = acked;
-        if (rc2 == 0)
-            return 0;
-        if (rc2 == -ENOSPC) {
-            /* Not even that fits. Failing the step would make the job's result a lie about its
-             * steps: it goes on, and the checkpoint is written with the rows once there is
-             * room; until then a runnerd that stops cannot resume the job from here. */
-            if (!rt->cp_unsaved)
-                log_warn("task %lld: checkpoint: %s: the job goes on, but cannot be resumed "
-                         "from this step if runnerd stops before the disk has room",
-                         (long long)rt->tid, e2.msg);
-            rt->cp_unsaved = true;
-            return 0;
-        }
-        log_err("task %lld: checkpoint: %s", (long long)rt->tid, e.msg);
-        return e.code ? e.code : -EIO;
-    }
-    return 0;
-}
-
-static void finish(struct rtask *rt, int result, const char *why);
-
-/* The RPC result of a job run's result. */
-static int
-job_result(enum plan_result result)
-{
-    return result == PLAN_SUCCESS     ? RPC_RESULT_SUCCESS
-           : result == PLAN_CANCELLED ? RPC_RESULT_CANCELLED
-           : result == PLAN_SKIPPED   ? RPC_RESULT_SKIPPED
-                                      : RPC_RESULT_FAILURE;
-}
-
-/* Copies the job's outputs (once the job run computed them) into the task record. */
-static void
-take_outputs(struct rtask *rt)
-{
-    json_t *outs = NULL;
-
-    if (rt->plan && rt->plan->n_jobs && rt->plan->jobs[0].runs)
-        outs = rt->plan->jobs[0].runs[0].outputs;
-    if (json_is_object(outs) && json_object_size(outs)) {
-        json_decref(rt->row.outputs);
-        rt->row.outputs = json_deep_copy(outs);
-    }
-}
-
-/* Every step is over and the container is about to be torn down: the result and outputs go
- * to the store now, with the job's last rows, so that a runnerd killed during the teardown
- * finishes the report with them after a restart (task_recover) instead of failing a job whose
- * steps all ran. The state stays "running" (the checkpoint and exec still name what to tear
- * down); a nonzero result on a running task means "teardown began". */
-static void
-sink_closing(void *arg, struct jobrun *jr, enum plan_result result)
-{
-    struct rtask *rt = arg;
-
-    (void)jr;
-    take_outputs(rt);
-    rt->row.result = job_result(result);
-    rt->dirty = true;
-    flush_or_warn(rt);
-}
-
-static void
-sink_job_finished(void *arg, struct jobrun *jr, enum plan_result result)
-{
-    struct rtask *rt = arg;
-
-    take_outputs(rt);
-    jobrun_free(jr);
-    rt->jr = NULL;
-    finish(rt, job_result(result), NULL);
-}
-
-static const struct jobrun_sink sink = {
-    .step_started = sink_step_started,
-    .log = sink_log,
-    .step_finished = sink_step_finished,
-    .checkpoint = sink_checkpoint,
-    .closing = sink_closing,
-    .job_finished = sink_job_finished,
-};
 
 /* ---------------------------------------------------------------- ending */
 
@@ -547,7 +120,7 @@ task_reported(void *arg)
     rt->row.state = xstrdup("done");
     rt->dirty = true;
     mask_outputs(rt);
-    flush_or_warn(rt);
+    task_flush_or_warn(rt);
     scrub(rt->d, rt->tid);
     log_info("task %lld: done (%s)", (long long)rt->tid,
              rpc_result_name(rt->row.result) ? rpc_result_name(rt->row.result) : "?");
@@ -570,11 +143,9 @@ release_gpus(struct rtask *rt)
 }
 
 /* The job is over (or never ran): record the result; the reporter delivers it. */
-static void
-finish(struct rtask *rt, int result, const char *why)
+void
+task_finish(struct rtask *rt, int result, const char *why)
 {
-    size_t i;
-    json_t *s;
     char *safe = NULL;
 
     if (rt->job_over)
@@ -585,33 +156,24 @@ finish(struct rtask *rt, int result, const char *why)
     /* A resumed job that ends before saying again all it had said (its resume failed, or it
      * took another way): the stored rows stand, and these last ones are new. */
     rt->skip = 0;
-    note_lost(rt);
+    task_note_lost(rt);
     if (why) {
-        add_rowf(rt, -1, "::error::%s", why);
+        task_rowf(rt, -1, "::error::%s", why);
         free(rt->row.reason);
         rt->row.reason = xstrdup(why);
     }
-    add_rowf(rt, -1, "%s", result == RPC_RESULT_SUCCESS     ? "🏁  Job succeeded"
-                           : result == RPC_RESULT_CANCELLED ? "🏁  Job was cancelled"
-                           : result == RPC_RESULT_SKIPPED   ? "🏁  Job was skipped"
-                                                            : "🏁  Job failed");
+    task_rowf(rt, -1, "%s", result == RPC_RESULT_SUCCESS     ? "🏁  Job succeeded"
+                            : result == RPC_RESULT_CANCELLED ? "🏁  Job was cancelled"
+                            : result == RPC_RESULT_SKIPPED   ? "🏁  Job was skipped"
+                                                             : "🏁  Job failed");
     /* Steps that never ended: cancelled (skipped when the job was). */
-    json_array_foreach(rt->row.steps, i, s) {
-        if (rec_get(s, "result"))
-            continue;
-        rec_set(s, "result", result == RPC_RESULT_SKIPPED ? RPC_RESULT_SKIPPED
-                                                          : RPC_RESULT_CANCELLED);
-        if (rec_get(s, "started_ns") && !rec_get(s, "stopped_ns"))
-            rec_set(s, "stopped_ns", clock_now_ns());
-        if (!json_object_get(s, "log_index"))
-            rec_set(s, "log_index", rt->rows);
-    }
+    task_steps_end(rt, result);
     release_gpus(rt);
     if (rt->counted_running) {
-        metric_add(rt->d->m.running, -1, daemon_metric_label(rt->label));
+        metric_add(rt->d->m.running, -1, task_metric_label(rt->label));
         rt->counted_running = false;
     }
-    metric_add(rt->d->m.jobs, 1, daemon_metric_label(rt->label),
+    metric_add(rt->d->m.jobs, 1, task_metric_label(rt->label),
                result == RPC_RESULT_SUCCESS     ? "success"
                : result == RPC_RESULT_CANCELLED ? "cancelled"
                : result == RPC_RESULT_SKIPPED   ? "skipped"
@@ -625,7 +187,7 @@ finish(struct rtask *rt, int result, const char *why)
     json_decref(rt->row.exec);
     rt->row.exec = NULL;
     rt->dirty = true;
-    flush_or_warn(rt);
+    task_flush_or_warn(rt);
     log_info("task %lld: job finished: %s%s%s", (long long)rt->tid,
              rpc_result_name(result) ? rpc_result_name(result) : "?", why ? ": " : "",
              why ? why : "");
@@ -680,7 +242,8 @@ job_env(struct rtask *rt)
     char *res = xasprintf("%.*s", (int)il, inst);
     json_object_set_new(env, "ACTIONS_RUNTIME_URL", json_string(rurl));
     json_object_set_new(env, "ACTIONS_RESULTS_URL", json_string(res));
-    json_object_set_new(env, "ACTIONS_RUNTIME_TOKEN", json_string(*rtok ? rtok : ctx_str(rt, "token")));
+    json_object_set_new(env, "ACTIONS_RUNTIME_TOKEN",
+                        json_string(*rtok ? rtok : ctx_str(rt, "token")));
     json_object_set_new(env, "GITEA_ACTIONS", json_string("true"));
     json_object_set_new(env, "GITEA_ACTIONS_RUNNER_VERSION", json_string(RUNNERD_VERSION));
     free(rurl);
@@ -734,20 +297,18 @@ plan_task(struct rtask *rt, bool *run, char **why)
                   &rt->wf, &diag, &e);
     if (rc < 0) {
         for (size_t i = 0; i < diag.n; i++)
-            add_rowf(rt, -1, "::error::%s", diag.msgs[i]);
+            task_rowf(rt, -1, "::error::%s", diag.msgs[i]);
         wf_diag_free(&diag);
         *why = xasprintf("the task's workflow is not valid: %s", e.msg);
         return rc;
     }
     wf_diag_free(&diag);
     if (rt->wf->n_jobs != 1) {
-        *why = xasprintf("the task's workflow has %zu jobs; a task runs exactly one", rt->wf->n_jobs);
+        *why = xasprintf("the task's workflow has %zu jobs; a task runs exactly one",
+                         rt->wf->n_jobs);
         return -EINVAL;
     }
-    if (rt->row.steps == NULL || json_array_size(rt->row.steps) != rt->wf->jobs[0].n_steps) {
-        json_decref(rt->row.steps);
-        rt->row.steps = steps_new(rt->wf->jobs[0].n_steps);
-    }
+    task_steps_fit(rt, rt->wf->jobs[0].n_steps);
     json_t *github = rt->t->context ? json_deep_copy(rt->t->context) : json_object();
     strip_url_slashes(github);
     json_t *vars = map_json(&rt->t->vars), *secrets = map_json(&rt->t->secrets);
@@ -788,7 +349,7 @@ label_chosen(void *arg, const struct config_label *lb)
     struct rtask *rt = arg;
 
     rt->label = xstrdup(lb->name);
-    add_rowf(rt, -1, "workflow prepared");
+    task_rowf(rt, -1, "workflow prepared");
 }
 
 /* The GPUs the label's settings p ask for, granted from runnerd's pool (persisted before
@@ -812,7 +373,7 @@ grant_gpus(void *arg, const struct config_profile *p, char ***gpus, char **why)
         free(list);
         list = n;
     }
-    add_rowf(rt, -1, "GPU(s) for this job: %s", list ? list : "");
+    task_rowf(rt, -1, "GPU(s) for this job: %s", list ? list : "");
     log_info("task %lld: GPU(s) %s", (long long)rt->tid, list ? list : "");
     free(list);
     return 0;
@@ -840,7 +401,7 @@ run_job(struct rtask *rt, struct executor *x, const json_t *cp, char **why)
             .plan = rt->plan, .job = 0, .run = 0, .xjob = {.name = name},
             .mask = rt->mask, .config_env = env, .label = rt->label,
             .container_options = d->cfg.container.options, .gitea = true, .durable = true,
-            .sink = &sink, .sink_arg = rt, .cache_dir = cache,
+            .sink = &task_sink, .sink_arg = rt, .cache_dir = cache,
             .git_ca_file = d->cfg.runnerd.git_ca_file, .git_insecure = d->cfg.runner.insecure,
             .actions_url = d->cfg.runnerd.actions_url,
             .github_mirror = d->cfg.runner.github_mirror, .node_image = d->cfg.runnerd.node_image,
@@ -849,7 +410,7 @@ run_job(struct rtask *rt, struct executor *x, const json_t *cp, char **why)
     };
     rc = x ? launch_resume(&lo, x, cp, &rt->jr, why) : launch_start(&lo, &rt->jr, why);
     if (rc == 0 && !rt->counted_running) {
-        metric_add(d->m.running, 1, daemon_metric_label(rt->label));
+        metric_add(d->m.running, 1, task_metric_label(rt->label));
         rt->counted_running = true;
     }
     json_decref(env);
@@ -893,22 +454,23 @@ begin(struct rtask *rt)
     char *why = NULL;
     bool run = false;
 
-    add_rowf(rt, -1, "%s(version:%s) received task %lld of job %s, be triggered by event: %s",
-             rt->id ? rt->id->si.name : "runnerd", RUNNERD_VERSION, (long long)rt->tid,
-             ctx_str(rt, "job"), ctx_str(rt, "event_name"));
+    task_rowf(rt, -1,
+              "%s(version:%s) received task %lld of job %s, be triggered by event: %s",
+              rt->id ? rt->id->si.name : "runnerd", RUNNERD_VERSION, (long long)rt->tid,
+              ctx_str(rt, "job"), ctx_str(rt, "event_name"));
     if (plan_task(rt, &run, &why) < 0)
         goto fail;
     if (!run) {
-        add_rowf(rt, -1, "the job's if: condition is false: skipping it");
-        finish(rt, RPC_RESULT_SKIPPED, NULL);
+        task_rowf(rt, -1, "the job's if: condition is false: skipping it");
+        task_finish(rt, RPC_RESULT_SKIPPED, NULL);
         return;
     }
     if (run_job(rt, NULL, NULL, &why) < 0)
         goto fail;
-    flush_or_warn(rt);
+    task_flush_or_warn(rt);
     return;
 fail:
-    finish(rt, RPC_RESULT_FAILURE, why ? why : "the job could not be started");
+    task_finish(rt, RPC_RESULT_FAILURE, why ? why : "the job could not be started");
     free(why);
 }
 
@@ -917,7 +479,7 @@ fail:
 static int
 report_flush(void *arg, struct err *e)
 {
-    return flush(arg, e);
+    return task_flush(arg, e);
 }
 
 static const struct store_row *
@@ -1033,16 +595,8 @@ gone(struct rtask *rt, const char *why)
     log_warn("task %lld: %s", (long long)rt->tid, m);
     free(m);
     sweep_job(rt);
-    /* A step that was running when the job was lost failed. */
-    size_t i;
-    json_t *s;
-    json_array_foreach(rt->row.steps, i, s) {
-        if (rec_get(s, "started_ns") && !rec_get(s, "result")) {
-            rec_set(s, "result", RPC_RESULT_FAILURE);
-            rec_set(s, "stopped_ns", clock_now_ns());
-        }
-    }
-    finish(rt, RPC_RESULT_FAILURE, why);
+    task_steps_lost(rt); /* a step that was running when the job was lost failed */
+    task_finish(rt, RPC_RESULT_FAILURE, why);
 }
 
 /* runnerd stopped after the job's result was recorded, while its container was being torn
@@ -1054,7 +608,7 @@ torn_down(struct rtask *rt)
              (long long)rt->tid,
              rpc_result_name(rt->row.result) ? rpc_result_name(rt->row.result) : "?");
     sweep_job(rt);
-    finish(rt, rt->row.result, NULL);
+    task_finish(rt, rt->row.result, NULL);
 }
 
 static void
@@ -1074,8 +628,8 @@ resume(struct rtask *rt)
     }
     const struct config_label *lb = pick_label(rt, rt->plan->jobs[0].runs[0].runs_on);
     rt->label = xstrdup(lb ? lb->name : "");
-    if (executor_docker_adopt(d->loop, d->docker, rt->id ? rt->id->si.name : "runnerd", rt->row.exec,
-                              &x, &e) < 0) {
+    if (executor_docker_adopt(d->loop, d->docker, rt->id ? rt->id->si.name : "runnerd",
+                              rt->row.exec, &x, &e) < 0) {
         gone(rt, e.msg);
         return;
     }
@@ -1164,7 +718,9 @@ task_recover(struct daemon *d, struct ident *id, struct store_task *row)
     const char *ctr = json_string_value(json_object_get(rt->row.exec, "container"));
     if (!d->docker_ready || ctr == NULL ||
         docker_container_inspect(d->docker, ctr, on_inspected, rt, &e) < 0) {
-        gone(rt, d->docker_ready ? e.msg : "runnerd restarted and Docker is not reachable: the job cannot go on");
+        gone(rt, d->docker_ready
+                     ? e.msg
+                     : "runnerd restarted and Docker is not reachable: the job cannot go on");
         return;
     }
 }

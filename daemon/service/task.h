@@ -1,6 +1,7 @@
-/* task.h: one Gitea task in runnerd (task.c): its job, its spool of log rows and step states in
- * the state database, and its reporter (reporter.h). The tasks tell the layers above them
- * through the daemon's hooks (daemon.h). */
+/* task.h: one Gitea task in runnerd (task.c; what its job says, and the spool, in
+ * task-sink.c): its job, its spool of log rows and step states in the state database, and its
+ * reporter (reporter.h). The tasks tell the layers above them through the daemon's hooks
+ * (daemon.h). */
 #ifndef RUNNERD_TASK_H
 #define RUNNERD_TASK_H
 
