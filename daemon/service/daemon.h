@@ -6,9 +6,10 @@
  *   runnerd.c  main: configuration, state, identities, signals, shutdown, recovery
  *   poller.c   per identity: Declare, then FetchTask while a slot is free, with backoff
  *              (ident.h, poller.h)
- *   task.c     one Gitea task: the workflow payload run by the engine, its log rows and
- *              step states spooled to the state database first (the sink), resume after a
- *              restart, finalizing a task whose container is gone (task.h)
+ *   task.c     one Gitea task: the workflow payload launched through the engine, resume
+ *              after a restart, finalizing a task whose container is gone (task.h)
+ *   task-sink.c  what the job run says to the task: log rows and step states spooled to the
+ *              state database first (task-int.h)
  *   reporter.c per task: UpdateLog / UpdateTask from the spool, acknowledgements, outputs,
  *              cancellation from the server, the final reports (reporter.h)
  *   notify.c   systemd's notify protocol (READY, STATUS, STOPPING, WATCHDOG) (notify.h)
