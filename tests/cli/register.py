@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""runnerctl register against the Gitea double (tests/gitea-double): registration with label
+"""runnerctl register against the Gitea double (tests/servers/gitea-double): registration with label
 names on the wire and full label strings in the state database (mode 0600), no token on
 stdout/stderr, refusing to overwrite an identity without --replace, Gitea's error message on a
 bad token, usage errors (missing --token, bad label schema), config labels winning over
@@ -20,7 +20,7 @@ import urllib.request
 
 RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ.get("SRCDIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-DOUBLE = os.path.join(SRCDIR, "tests", "gitea-double", "gitea_double.py")
+DOUBLE = os.path.join(SRCDIR, "tests", "servers", "gitea-double", "gitea_double.py")
 failures = 0
 
 

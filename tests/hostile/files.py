@@ -2,7 +2,7 @@
 """Hostile workflows, files: what a workflow author can put in the files runnerd copies, reads
 or binds, run with the real `runnerctl exec` against the real Docker engine.
 
-  action-links  a remote action (a real repository served by tests/gitserver.py) whose
+  action-links  a remote action (a real repository served by tests/servers/gitserver.py) whose
                 action.yml is a git symlink to a host file, whose sub-path is a symlink to a
                 host directory (`uses: acme/evil/sub@main`, `sub -> /host/dir`), and a docker
                 action whose Dockerfile directory is a symlink to a host directory with a
@@ -28,7 +28,7 @@ import tempfile
 
 RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ["SRCDIR"]
-sys.path.insert(0, os.path.join(SRCDIR, "tests"))
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "servers"))
 from gitserver import GitServer  # noqa: E402
 
 failures = 0

@@ -427,7 +427,7 @@ jobs:
 # timeout-minutes; named volumes are removed with the job.
 def under_runnerd():
     sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
-    import daemon as base  # noqa: E402
+    import lib as base  # noqa: E402
     import labels  # noqa: E402
     tmp = tempfile.mkdtemp(prefix="runnerd-hostile-policy-")
     d = base.Double(tmp)

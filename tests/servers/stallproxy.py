@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""_stall_proxy.py LISTEN UPSTREAM FLAG: a Docker Engine API proxy on a unix socket that passes
+"""stallproxy.py LISTEN UPSTREAM FLAG: a Docker Engine API proxy on a unix socket that passes
 every request to the real engine at UPSTREAM, except that while the file FLAG exists a request
 to remove a container (DELETE /containers/...) is never answered: an engine that hangs during
 a job's teardown. Hijacked (attach) streams are piped through raw. Prints "ready" once
