@@ -37,6 +37,8 @@ import urllib.parse
 SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 import lib as base  # noqa: E402  (the Gitea double wrapper, Runner and helpers)
+sys.path.insert(0, os.path.join(SRC, "tests", "servers"))
+import engineproxy  # noqa: E402  (pipe: one direction of a proxied connection)
 
 check, wait_until, rows_of, step_rows = base.check, base.wait_until, base.rows_of, base.step_rows
 LIVE = []    # runnerd processes a scenario started: killed after it, however it ended
@@ -111,20 +113,7 @@ class Proxy:
                 return
             threading.Thread(target=self.handle, args=(c,), daemon=True).start()
 
-    @staticmethod
-    def pipe(src, dst):
-        try:
-            while True:
-                b = src.recv(65536)
-                if not b:
-                    break
-                dst.sendall(b)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    pipe = staticmethod(engineproxy.pipe)
 
     def handle(self, cl):
         up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

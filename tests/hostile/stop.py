@@ -275,8 +275,8 @@ def sc_force_teardown(tmp, image):
     sock = os.path.join(tmp, "stall.sock")
     flag = os.path.join(tmp, "stall.flag")
     open(flag, "w").close()
-    proxy = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "servers", "stallproxy.py"), sock,
-                              "/var/run/docker.sock", flag], stdout=subprocess.PIPE, text=True)
+    proxy = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "servers", "engineproxy.py"), sock,
+                              "/var/run/docker.sock", flag, "stall"], stdout=subprocess.PIPE, text=True)
     try:
         check("force-teardown: the stalling engine proxy starts", proxy.stdout.readline().strip() == "ready")
         wf = """

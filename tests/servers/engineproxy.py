@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
-"""engineproxy.py LISTEN UPSTREAM RECORD [grant|refuse]: a Docker Engine API proxy on a unix
-socket for the GPU tests (no GPU exists here). Every request goes to the real engine at
-UPSTREAM unchanged, except container creates that carry HostConfig.DeviceRequests: their body
-is appended to RECORD (one JSON object a line: name, DeviceRequests, Env, Privileged) and, in
-`grant` mode, the DeviceRequests are taken out before the engine sees them — as an engine with
-the NVIDIA toolkit would accept them — so the job really runs and holds its GPUs. In `refuse`
-mode the engine's own refusal comes back. Responses and hijacked (attach) streams are piped
-through as raw bytes. Prints "ready" once listening."""
+"""engineproxy.py LISTEN UPSTREAM FILE [grant|refuse|stall]: a Docker Engine API proxy on a unix
+socket. Every request goes to the real engine at UPSTREAM unchanged, except:
+
+- grant, refuse (for the GPU tests: no GPU exists here): container creates that carry
+  HostConfig.DeviceRequests have their body appended to FILE (one JSON object a line: name,
+  DeviceRequests, Env, Privileged) and, in `grant` mode (the default), the DeviceRequests are
+  taken out before the engine sees them — as an engine with the NVIDIA toolkit would accept
+  them — so the job really runs and holds its GPUs. In `refuse` mode the engine's own refusal
+  comes back.
+- stall (for tests/hostile/stop.py): while the file FILE exists a request to remove a container
+  (DELETE /containers/...) is never answered: an engine that hangs during a job's teardown.
+
+Responses and hijacked (attach) streams are piped through as raw bytes. Prints "ready" once
+listening. pipe() is also imported by tests/hostile/faults.py's in-process proxy."""
 import json
 import os
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 
-LISTEN, UPSTREAM, RECORD = sys.argv[1:4]
-MODE = sys.argv[4] if len(sys.argv) > 4 else "grant"
+LISTEN = UPSTREAM = FILE = None
+MODE = "grant"
 lock = threading.Lock()
 
 
@@ -104,7 +111,10 @@ def handle(cl):
             if body is None:
                 break
             path = urllib.parse.urlparse(target).path
-            if method == "POST" and path.endswith("/containers/create") and body:
+            if MODE == "stall" and method == "DELETE" and "/containers/" in path and os.path.exists(FILE):
+                while True:  # the engine "hangs": hold the connection, answer nothing
+                    time.sleep(3600)
+            if MODE != "stall" and method == "POST" and path.endswith("/containers/create") and body:
                 try:
                     j = json.loads(body)
                 except ValueError:
@@ -114,7 +124,7 @@ def handle(cl):
                     q = urllib.parse.parse_qs(urllib.parse.urlparse(target).query)
                     rec = {"name": (q.get("name") or [""])[0], "DeviceRequests": hc["DeviceRequests"],
                            "Env": j.get("Env") or [], "Privileged": bool(hc.get("Privileged"))}
-                    with lock, open(RECORD, "a") as f:
+                    with lock, open(FILE, "a") as f:
                         f.write(json.dumps(rec) + "\n")
                     if MODE == "grant":
                         del hc["DeviceRequests"]
@@ -138,6 +148,9 @@ def handle(cl):
 
 
 def main():
+    global LISTEN, UPSTREAM, FILE, MODE
+    LISTEN, UPSTREAM, FILE = sys.argv[1:4]
+    MODE = sys.argv[4] if len(sys.argv) > 4 else "grant"
     try:
         os.unlink(LISTEN)
     except FileNotFoundError:
@@ -151,4 +164,5 @@ def main():
         threading.Thread(target=handle, args=(c,), daemon=True).start()
 
 
-main()
+if __name__ == "__main__":
+    main()
