@@ -13,8 +13,8 @@ import time
 import urllib.request
 
 SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-RUNNERCTL = os.environ.get("RUNNERCTL", os.path.join(SRC, "_build", "runnerctl"))
-RUNNERD = os.environ.get("RUNNERD", os.path.join(SRC, "_build", "runnerd"))
+RUNNERCTL = os.environ.get("RUNNERCTL", os.path.join(SRC, "_build", "daemon", "runnerctl"))
+RUNNERD = os.environ.get("RUNNERD", os.path.join(SRC, "_build", "daemon", "runnerd"))
 OWNER_LABEL = "io.runnerd.owner"
 JOB_LABEL = "io.runnerd.job"
 

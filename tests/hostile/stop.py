@@ -25,7 +25,7 @@ import time
 import zlib
 
 SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-RUNNERCTL = os.environ.get("RUNNERCTL", os.path.join(SRC, "_build", "runnerctl"))
+RUNNERCTL = os.environ.get("RUNNERCTL", os.path.join(SRC, "_build", "daemon", "runnerctl"))
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 import lib as e2e  # noqa: E402  (the Gitea double and runnerd helpers)
 
