@@ -14,15 +14,13 @@ Environment: RUNNERCTL, RUNNERD (binaries), SRCDIR (source tree). Run one scenar
 `daemon.py NAME`."""
 import os
 import signal
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402  (the Gitea double wrapper, Runner and helpers)
-from lib import (RUNNERCTL, RUNNERD, OWNER_LABEL, Double, Runner, check, check_no_leftovers,  # noqa: E402
+from lib import (RUNNERCTL, RUNNERD, OWNER_LABEL, Runner, check, check_no_leftovers,  # noqa: E402
                  enqueue, final_task, rows_of, step_rows, wait_until)
 
 
@@ -305,21 +303,8 @@ SCENARIOS = [("basic", sc_basic), ("cancel", sc_cancel), ("chatty", sc_chatty), 
 
 
 def main():
-    only = sys.argv[1:]
-    image, err = lib.test_image()
-    if image is None:
-        print("building the test image failed:", err)
-        return 1
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-")
-    d = Double(tmp)
-    try:
-        lib.run_scenarios(SCENARIOS, only, (d, tmp, image),
-                          logs=lambda name: lib.runnerd_logs(os.path.join(tmp, {"unregistered": "forgotten"}.get(name, name))))
-    finally:
-        d.stop()
-        lib.remove_leftovers(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return lib.summary()
+    return lib.suite("runnerd-e2e-", SCENARIOS, logs=lambda tmp, name: lib.runnerd_logs(
+        os.path.join(tmp, {"unregistered": "forgotten"}.get(name, name))))
 
 
 if __name__ == "__main__":

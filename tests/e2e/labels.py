@@ -31,7 +31,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib as base  # noqa: E402  (the Gitea double wrapper and helpers)
@@ -527,31 +526,18 @@ SCENARIOS = [("gpu_exclusive", sc_gpu_exclusive), ("gpu_refused", sc_gpu_refused
              ("status", sc_status), ("exec_profile", sc_exec_profile), ("reload", sc_reload), ("badconfig", sc_badconfig)]
 
 
+def after(tmp, name):
+    base.kill_live(LIVE)
+    del LIVE[:]
+
+
+def logs(tmp, name):
+    return base.runnerd_logs(tmp, lambda root, f: os.path.basename(root).startswith(name.split("_")[0][:3]),
+                             lambda root, f: "%s/%s" % (os.path.basename(root), f))
+
+
 def main():
-    only = sys.argv[1:]
-    image, err = base.test_image()
-    if image is None:
-        print("building the test image failed:", err)
-        return 1
-    image_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image],
-                              capture_output=True, text=True).stdout.strip()
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-labels-")
-    d = base.Double(tmp)
-
-    def after(name):
-        base.kill_live(LIVE)
-        del LIVE[:]
-
-    def logs(name):
-        return base.runnerd_logs(tmp, lambda root, f: os.path.basename(root).startswith(name.split("_")[0][:3]),
-                                 lambda root, f: "%s/%s" % (os.path.basename(root), f))
-    try:
-        base.run_scenarios(SCENARIOS, only, (d, tmp, image_id), after, logs)
-    finally:
-        d.stop()
-        base.remove_leftovers(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return base.summary()
+    return base.suite("runnerd-e2e-labels-", SCENARIOS, after, logs, pin=True)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ enqueue, final_task), the offline test image, the scenario loop and the clean-up
 Environment: RUNNERCTL, RUNNERD (binaries), SRCDIR (source tree), as CTest sets them."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -235,6 +237,34 @@ def runnerd_logs(top, pred=lambda root, f: True, title=lambda root, f: f, order=
             if f.startswith("runnerd.") and pred(root, f):
                 out.append((title(root, f), os.path.join(root, f)))
     return out
+
+
+def suite(prefix, scenarios, after=None, logs=None, tail=6000, pin=False, cleanup=None):
+    """The main() of a suite whose scenarios are fn(double, tmp, image) against one Gitea double:
+    builds the busybox test image (pin: passes its ID), runs the scenarios named on the command
+    line (or all) in a fresh directory prefix*, then stops the double, runs cleanup(tmp), removes
+    what runnerd left and the directory, and returns the exit status. after(tmp, name) and
+    logs(tmp, name) are run_scenarios()'s after and logs."""
+    only = sys.argv[1:]
+    image, err = test_image()
+    if image is None:
+        print("building the test image failed:", err)
+        return 1
+    if pin:
+        image = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image],
+                               capture_output=True, text=True).stdout.strip()
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    d = Double(tmp)
+    try:
+        run_scenarios(scenarios, only, (d, tmp, image), after and (lambda name: after(tmp, name)),
+                      logs and (lambda name: logs(tmp, name)), tail)
+    finally:
+        d.stop()
+        if cleanup:
+            cleanup(tmp)
+        remove_leftovers(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary()
 
 
 def summary():

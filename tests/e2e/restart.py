@@ -21,11 +21,9 @@ Scenarios:
 
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some scenarios with `restart.py NAME...`."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -196,26 +194,14 @@ def sc_nodaemon(d, tmp, image):
 SCENARIOS = [("restart", sc_restart), ("second", sc_second), ("plain", sc_plain), ("nodaemon", sc_nodaemon)]
 
 
-def main():
-    only = sys.argv[1:]
-    image, err = base.test_image()
-    if image is None:
-        print("building the test image failed:", err)
-        return 1
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-restart-")
-    d = base.Double(tmp)
+def after(tmp, name):
+    base.kill_live(LIVE)
+    del LIVE[:]
 
-    def after(name):
-        base.kill_live(LIVE)
-        del LIVE[:]
-    try:
-        base.run_scenarios(SCENARIOS, only, (d, tmp, image), after,
-                           lambda name: base.runnerd_logs(os.path.join(tmp, name), order=sorted))
-    finally:
-        d.stop()
-        base.remove_leftovers(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return base.summary()
+
+def main():
+    return base.suite("runnerd-e2e-restart-", SCENARIOS, after,
+                      lambda tmp, name: base.runnerd_logs(os.path.join(tmp, name), order=sorted))
 
 
 if __name__ == "__main__":

@@ -24,12 +24,10 @@ Scenarios:
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some scenarios with `faults.py NAME...`."""
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -433,30 +431,24 @@ SCENARIOS = [("secrets", sc_secrets), ("teardown", sc_teardown), ("diskfull", sc
              ("diskback", sc_diskback)]
 
 
-def main():
-    only = sys.argv[1:]
-    image, err = base.test_image()
-    if image is None:
-        print("building the test image failed:", err)
-        return 1
-    tmp = tempfile.mkdtemp(prefix="runnerd-faults-")
-    d = base.Double(tmp)
+def after(tmp, name):
+    base.kill_live(LIVE)
+    check_sanitizers(tmp, name)
 
-    def after(name):
-        base.kill_live(LIVE)
-        check_sanitizers(tmp, name)
-    try:
-        base.run_scenarios(SCENARIOS, only, (d, tmp, image), after,
-                           lambda name: base.runnerd_logs(tmp, lambda root, f: f.endswith(".log") and name in root,
-                                                          lambda root, f: os.path.join(root, f)), tail=5000)
-    finally:
-        d.stop()
-        base.kill_live(LIVE)
-        base.remove_leftovers(tmp)
-        for mnt in MOUNTS:
-            subprocess.run(["umount", "-l", mnt], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return base.summary()
+
+def logs(tmp, name):
+    return base.runnerd_logs(tmp, lambda root, f: f.endswith(".log") and name in root,
+                             lambda root, f: os.path.join(root, f))
+
+
+def cleanup(tmp):
+    base.kill_live(LIVE)
+    for mnt in MOUNTS:
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+def main():
+    return base.suite("runnerd-faults-", SCENARIOS, after, logs, tail=5000, cleanup=cleanup)
 
 
 if __name__ == "__main__":
