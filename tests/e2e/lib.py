@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """tests/e2e/lib.py: what the e2e suites (tests/e2e/*.py) and the hostile ones (tests/hostile/*.py)
 share, not a test: the binaries under test, check() and wait_until() with the suite's tally, the
 Gitea double (Double), a registered runnerd (Runner), the task helpers (rows_of, step_rows,
