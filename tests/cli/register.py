@@ -21,16 +21,10 @@ import urllib.request
 RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ.get("SRCDIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 DOUBLE = os.path.join(SRCDIR, "tests", "servers", "gitea-double", "gitea_double.py")
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok   " + name)
-    else:
-        failures += 1
-        print("FAIL " + name + (": " + detail if detail else ""))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import lib  # noqa: E402  (Tally: the named checks; the test image)
+T = lib.Tally()
+check = T.check
 
 
 class Double:
@@ -313,8 +307,8 @@ def main():
         if d23:
             d23.stop()
         subprocess.call(["rm", "-rf", tmp])
-    print("%d failed" % failures)
-    return 1 if failures else 0
+    print("%d failed" % T.failures)
+    return 1 if T.failures else 0
 
 
 if __name__ == "__main__":

@@ -32,6 +32,27 @@ def check(cond, what):
     return cond
 
 
+class Tally:
+    """Checks by name, as the runnerctl suites (tests/cli, tests/hostile) print them: "ok   NAME"
+    or "FAIL NAME: DETAIL" (its last `keep` characters; all of it when None). `failures` counts
+    the failed ones."""
+
+    def __init__(self, keep=None, flush=False):
+        self.failures = 0
+        self.keep = keep
+        self.flush = flush
+
+    def check(self, name, cond, detail=""):
+        if cond:
+            print("ok   " + name, flush=self.flush)
+        else:
+            self.failures += 1
+            if detail:
+                name += ": " + (detail if self.keep is None else detail[-self.keep:])
+            print("FAIL " + name, flush=self.flush)
+        return cond
+
+
 def wait_until(pred, timeout, what, step=0.2):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -180,6 +201,15 @@ def test_image(kind="busybox"):
     if p.returncode != 0:
         return None, p.stderr
     return p.stdout.strip().splitlines()[-1], None
+
+
+def labelled(label):
+    """The ids of the containers, networks and volumes that carry label (KEY=VALUE)."""
+    out = []
+    for kind in (["ps", "-aq"], ["network", "ls", "-q"], ["volume", "ls", "-q"]):
+        out += subprocess.run(["docker", *kind, "--filter", "label=" + label],
+                              capture_output=True, text=True).stdout.split()
+    return out
 
 
 def kill_live(procs):

@@ -34,16 +34,8 @@ SECRET = "hunter2secretXYZ"
 # Any of these in clear is a leak: the whole secret, or a piece a cut or a quote left.
 FRAGMENTS = ["hunter2", "hunter", "2secretXYZ", "secretXYZ", "dyn-mask-me"]
 ROW = 64 * 1024
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok   " + name, flush=True)
-    else:
-        failures += 1
-        print("FAIL " + name + (": " + detail[-3000:] if detail else ""), flush=True)
+T = e2e.Tally(keep=3000, flush=True)
+check = T.check
 
 
 def leaks(text):
@@ -285,8 +277,8 @@ def main():
         subprocess.run(["rm", "-rf", tmp])
     for f in e2e.failures:
         check("e2e helper: " + f, False)
-    print("%d failed" % failures)
-    return 1 if failures else 0
+    print("%d failed" % T.failures)
+    return 1 if T.failures else 0
 
 
 if __name__ == "__main__":
