@@ -558,11 +558,12 @@ dockerexec_setup(struct executor *x, const struct executor_job *job, struct err 
 {
     struct docker_exec *dx = (struct docker_exec *)x;
     char rnd[9];
-    FILE *f = fopen("/dev/urandom", "rb");
+    FILE *f;
     unsigned char b[4] = {0};
 
     if (job->image == NULL)
         return err_set(e, ERR_INVALID, "the docker executor needs an image");
+    f = fopen("/dev/urandom", "rb");
     if (f) {
         if (fread(b, 1, sizeof b, f) != sizeof b)
             memset(b, 0, sizeof b);

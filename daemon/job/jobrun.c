@@ -622,11 +622,11 @@ on_watch(uv_timer_t *t)
         snprintf(why, sizeof why, "The job was stopped by force; its container is removed "
                  "whatever runs in it.");
     else if (kind == WATCH_STOP)
-        snprintf(why, sizeof why, "The step did not stop within %u s of its cancellation: the "
+        snprintf(why, sizeof why, "The step did not stop within %d s of its cancellation: the "
                  "job container does not answer; giving up on it.",
                  (CANCEL_GRACE_MS + STOP_SLACK_MS) / 1000);
     else
-        snprintf(why, sizeof why, "The step did not end within %u s past its timeout: the job "
+        snprintf(why, sizeof why, "The step did not end within %d s past its timeout: the job "
                  "container does not answer; giving up on it.",
                  (CANCEL_GRACE_MS + STOP_SLACK_MS) / 1000);
     give_up(jr, why);

@@ -12,33 +12,25 @@ import tempfile
 
 RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ["SRCDIR"]
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    print(("ok   " if cond else "FAIL ") + name + ("" if cond or not detail else ": " + detail))
-    if not cond:
-        failures += 1
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
+import lib  # noqa: E402  (Tally: the named checks; the test image; labelled())
+T = lib.Tally()
+check = T.check
 
 
 def sh(*args):
     return subprocess.run(args, capture_output=True, text=True)
 
 
-img = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "busybox")
-if img.returncode != 0:
-    print("FAIL building the busybox test image: " + img.stderr)
+IMAGE, err = lib.test_image()
+if IMAGE is None:
+    print("FAIL building the busybox test image: " + err)
     sys.exit(1)
-IMAGE = img.stdout.strip().splitlines()[-1]
 IMAGE_ID = sh("docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
 
 
 def leftovers(label="io.runnerd.runner=runnerctl"):
-    c = sh("docker", "ps", "-aq", "--filter", "label=" + label).stdout.split()
-    n = sh("docker", "network", "ls", "-q", "--filter", "label=" + label).stdout.split()
-    v = sh("docker", "volume", "ls", "-q", "--filter", "label=" + label).stdout.split()
-    return c + n + v
+    return lib.labelled(label)
 
 
 left_behind = []
@@ -295,5 +287,5 @@ jobs:
           and leftovers(owner) == [], out + err)
 
 check("no container, network or volume left by any run", left_behind == [], str(left_behind))
-print("%d failed" % failures if failures else "exec-docker: all checks passed")
-sys.exit(1 if failures else 0)
+print("%d failed" % T.failures if T.failures else "exec-docker: all checks passed")
+sys.exit(1 if T.failures else 0)

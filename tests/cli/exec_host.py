@@ -11,17 +11,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import lib  # noqa: E402  (Tally: the named checks; the test image)
+
 RUNNERCTL = os.environ["RUNNERCTL"]
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok   " + name)
-    else:
-        failures += 1
-        print("FAIL " + name + (": " + detail if detail else ""))
+T = lib.Tally()
+check = T.check
 
 
 def run(tmp, wf, *args, env=None):
@@ -543,5 +538,5 @@ jobs:
           rc == 0 and len(ws) == 1 and ws[0].startswith("/") and got == ws[0] + "/out",
           "%r %r %s" % (ws, got, out + err))
 
-print("%d failed" % failures if failures else "exec-host: all checks passed")
-sys.exit(1 if failures else 0)
+print("%d failed" % T.failures if T.failures else "exec-host: all checks passed")
+sys.exit(1 if T.failures else 0)

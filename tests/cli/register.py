@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""runnerctl register against the Gitea double (tests/gitea-double): registration with label
+"""runnerctl register against the Gitea double (tests/servers/gitea-double): registration with label
 names on the wire and full label strings in the state database (mode 0600), no token on
 stdout/stderr, refusing to overwrite an identity without --replace, Gitea's error message on a
 bad token, usage errors (missing --token, bad label schema), config labels winning over
@@ -20,17 +20,11 @@ import urllib.request
 
 RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ.get("SRCDIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-DOUBLE = os.path.join(SRCDIR, "tests", "gitea-double", "gitea_double.py")
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok   " + name)
-    else:
-        failures += 1
-        print("FAIL " + name + (": " + detail if detail else ""))
+DOUBLE = os.path.join(SRCDIR, "tests", "servers", "gitea-double", "gitea_double.py")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import lib  # noqa: E402  (Tally: the named checks; the test image)
+T = lib.Tally()
+check = T.check
 
 
 class Double:
@@ -313,8 +307,8 @@ def main():
         if d23:
             d23.stop()
         subprocess.call(["rm", "-rf", tmp])
-    print("%d failed" % failures)
-    return 1 if failures else 0
+    print("%d failed" % T.failures)
+    return 1 if T.failures else 0
 
 
 if __name__ == "__main__":

@@ -15,20 +15,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import lib  # noqa: E402  (Tally: the named checks; the test image)
+
 RUNNERCTL = os.environ["RUNNERCTL"]
-failures = 0
+T = lib.Tally()
+check = T.check
 
 TOKEN = "tok-SECRET-4f9a1c"
 TASK_SECRET = "hunter2-task-secret"
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok   " + name)
-    else:
-        failures += 1
-        print("FAIL " + name + (": " + detail if detail else ""))
 
 
 def run(*args, env=None):
@@ -254,8 +249,8 @@ def main():
         check("non-database refused", rc == 1 and
               ("%s: not a runnerd database" % junk) in err, err)
 
-    print("%d failed" % failures)
-    return 1 if failures else 0
+    print("%d failed" % T.failures)
+    return 1 if T.failures else 0
 
 
 if __name__ == "__main__":

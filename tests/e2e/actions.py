@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End-to-end tests of checkout and actions (issue 6): the real `runnerctl register` and
-`runnerd` against the Gitea double, a local git server (tests/gitserver.py: git's own
+`runnerd` against the Gitea double, a local git server (tests/servers/gitserver.py: git's own
 http-backend, with a token for private repositories) and the real Docker engine. The task
 context points server_url and gitea_default_actions_url at the git server.
 
@@ -42,7 +42,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import daemon as base  # noqa: E402
+import lib as base  # noqa: E402
 
 check, wait_until, rows_of, final_task = base.check, base.wait_until, base.rows_of, base.final_task
 SRC = base.SRC
@@ -109,7 +109,7 @@ class GitServer:
         self.private = private
 
     def start(self):
-        self.proc = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "gitserver.py"),
+        self.proc = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "servers", "gitserver.py"),
                                       "--root", self.root, "--port", "0", "--token", TOKEN,
                                       "--private", ",".join(self.private),
                                       "--port-file", self.portfile],
@@ -466,11 +466,10 @@ def main():
     only = sys.argv[1:]
     imgs = {}
     for kind in ("node", "busybox"):
-        p = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), kind], capture_output=True, text=True)
-        if p.returncode != 0:
-            print("building the %s test image failed:" % kind, p.stderr)
+        imgs[kind], err = base.test_image(kind)
+        if imgs[kind] is None:
+            print("building the %s test image failed:" % kind, err)
             return 1
-        imgs[kind] = p.stdout.strip().splitlines()[-1]
     tmp = tempfile.mkdtemp(prefix="runnerd-e2e-actions-")
     gs = GitServer(tmp, ["acme"])
     local_action = {".github/actions/greet/" + k: v for k, v in NODE_ACTION.items()}

@@ -8,15 +8,14 @@ runnerd and Docker with the offline busybox image).
   workflow it sends (`${{ needs.prepare.outputs.key }}: [sweet]`), is evaluated with the
   task's needs, as act_runner does.
 
-Environment: RUNNERCTL, RUNNERD, SRCDIR (as tests/e2e/daemon.py, whose helpers it uses)."""
+Environment: RUNNERCTL, RUNNERD, SRCDIR (as tests/e2e/daemon.py; its helpers are tests/e2e/lib.py's)."""
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import daemon as e2e  # noqa: E402
+import lib as e2e  # noqa: E402
 
 PAYLOAD = r"""name: CI
 "on":
@@ -41,12 +40,10 @@ jobs:
 
 
 def main():
-    img = subprocess.run(["sh", os.path.join(e2e.SRC, "tests", "images", "build.sh"), "busybox"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        print("building the test image failed:", img.stderr)
+    image, err = e2e.test_image()
+    if image is None:
+        print("building the test image failed:", err)
         return 1
-    image = img.stdout.strip().splitlines()[-1]
     tmp = tempfile.mkdtemp(prefix="runnerd-e2e-ctx-")
     d = e2e.Double(tmp)
     r = None
@@ -76,8 +73,7 @@ def main():
             print(r.log_text()[-6000:])
         d.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d checks, %d failed" % (e2e.checks, len(e2e.failures)))
-    return 1 if e2e.failures else 0
+    return e2e.summary()
 
 
 if __name__ == "__main__":

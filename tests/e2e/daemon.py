@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End-to-end tests of runnerd: the real `runnerctl register` and `runnerd` binaries against the
-Gitea server double (tests/gitea-double) and the real Docker engine, with an image built offline
+Gitea server double (tests/servers/gitea-double) and the real Docker engine, with an image built offline
 (tests/images/build.sh busybox).
 
 Scenarios: a task's rows arrive in order with masked secrets and outputs; cancellation from the
@@ -12,163 +12,16 @@ with SIGUSR2 and reattach; a runner deleted on the server (distinct exit status)
 
 Environment: RUNNERCTL, RUNNERD (binaries), SRCDIR (source tree). Run one scenario with
 `daemon.py NAME`."""
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
-SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-RUNNERCTL = os.environ.get("RUNNERCTL", os.path.join(SRC, "_build", "runnerctl"))
-RUNNERD = os.environ.get("RUNNERD", os.path.join(SRC, "_build", "runnerd"))
-OWNER_LABEL = "io.runnerd.owner"
-JOB_LABEL = "io.runnerd.job"
-
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("  FAIL:", what, flush=True)
-    return cond
-
-
-def wait_until(pred, timeout, what, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    check(False, "timed out after %ss waiting for %s" % (timeout, what))
-    return None
-
-
-class Double:
-    def __init__(self, tmp):
-        self.portfile = os.path.join(tmp, "double.port")
-        self.log = open(os.path.join(tmp, "double.log"), "w")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "gitea-double", "gitea_double.py"),
-                                      "--port", "0", "--port-file", self.portfile],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: os.path.exists(self.portfile), 10, "the double's port")
-        self.url = "http://127.0.0.1:%s" % open(self.portfile).read().strip()
-
-    def admin(self, what, body=None):
-        req = urllib.request.Request(self.url + "/_admin/" + what, data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
-
-    def task_of_job(self, job_id):
-        for t in self.admin("state")["tasks"]:
-            if t["jobId"] == job_id:
-                return t
-        return None
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
-
-
-class Runner:
-    def __init__(self, double, tmp, name, image, capacity=1, extra=""):
-        self.d = double
-        self.dir = os.path.join(tmp, name)
-        os.makedirs(self.dir)
-        self.state = os.path.join(self.dir, "state.db")
-        self.config = os.path.join(self.dir, "config.yaml")
-        with open(self.config, "w") as f:
-            f.write("runner:\n  capacity: %d\n  fetch_interval: 1s\n  shutdown_timeout: 30s\n%s"
-                    "runnerd:\n  fetch_interval_max: 2s\n" % (capacity, extra))
-        token = double.admin("token")["token"]
-        label = "matric-builder:docker://" + image
-        r = subprocess.run([RUNNERCTL, "register", "--no-interactive", "--instance", double.url, "--token", token,
-                            "--name", name, "--label", label, "--state", self.state],
-                           capture_output=True, text=True, timeout=60)
-        check(r.returncode == 0, "register %s: %s" % (name, r.stderr.strip()))
-        ident = None
-        for rr in double.admin("state")["runners"]:
-            if rr.get("name") == name:
-                ident = rr
-        self.uuid = ident.get("uuid") if ident else None
-        self.proc = None
-        self.logs = 0
-        self.owner = "runnerd@%s:%s" % (os.uname().nodename, os.path.realpath(self.state))
-
-    def start(self):
-        self.logs += 1
-        self.logf = open(os.path.join(self.dir, "runnerd.%d.log" % self.logs), "w")
-        self.proc = subprocess.Popen([RUNNERD, "-c", self.config, "--state", self.state],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
-
-    def log_text(self):
-        out = []
-        for i in range(1, self.logs + 1):
-            with open(os.path.join(self.dir, "runnerd.%d.log" % i), errors="replace") as f:
-                out.append(f.read())
-        return "\n".join(out)
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout):
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-            check(False, "runnerd did not exit within %ss" % timeout)
-        self.logf.close()
-        return rc
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            return self.wait(60)
-        return self.proc.returncode if self.proc else 0
-
-    def leftovers(self):
-        out = []
-        for kind in ("container ls -a", "network ls", "volume ls"):
-            r = subprocess.run(["docker"] + kind.split() + ["-q", "--filter", "label=%s=%s" % (OWNER_LABEL, self.owner)],
-                               capture_output=True, text=True)
-            out += r.stdout.split()
-        return out
-
-
-def rows_of(task):
-    return [r["content"] for r in task["logRows"]]
-
-
-def step_rows(task, i):
-    s = task["steps"][i]
-    return rows_of(task)[s["logIndex"]:s["logIndex"] + s["logLength"]]
-
-
-def enqueue(double, steps, **kw):
-    body = {"runsOn": ["matric-builder"], "steps": steps}
-    body.update(kw)
-    return double.admin("enqueue", body)["jobId"]
-
-
-def final_task(double, job, timeout):
-    return wait_until(lambda: (lambda t: t if t and t["status"] not in ("running", "waiting") and t["archived"] else None)(
-        double.task_of_job(job)), timeout, "job %s to finish and its log to be archived" % job)
-
-
-def check_no_leftovers(r, what):
-    left = wait_until(lambda: not r.leftovers() or None, 20, "no leftovers (%s)" % what)
-    check(left is not None and not r.leftovers(), "%s: containers/networks/volumes left: %s" % (what, r.leftovers()))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402  (the Gitea double wrapper, Runner and helpers)
+from lib import (RUNNERCTL, RUNNERD, OWNER_LABEL, Runner, check, check_no_leftovers,  # noqa: E402
+                 enqueue, final_task, rows_of, step_rows, wait_until)
 
 
 # ---------------------------------------------------------------- scenarios
@@ -450,49 +303,8 @@ SCENARIOS = [("basic", sc_basic), ("cancel", sc_cancel), ("chatty", sc_chatty), 
 
 
 def main():
-    only = sys.argv[1:]
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        print("building the test image failed:", img.stderr)
-        return 1
-    image = img.stdout.strip().splitlines()[-1]
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-")
-    d = Double(tmp)
-    runners_before = set()
-    try:
-        for name, fn in SCENARIOS:
-            if only and name not in only:
-                continue
-            print("scenario", name, flush=True)
-            before = len(failures)
-            t0 = time.monotonic()
-            try:
-                fn(d, tmp, image)
-            except Exception as e:  # a broken scenario is a failure, not a crash of the suite
-                check(False, "%s: %r" % (name, e))
-            print("  %s in %.1fs" % ("ok" if len(failures) == before else "FAILED", time.monotonic() - t0), flush=True)
-            if len(failures) != before:
-                for root, _, files in os.walk(os.path.join(tmp, {"unregistered": "forgotten"}.get(name, name))):
-                    for f in files:
-                        if f.startswith("runnerd."):
-                            print("---- %s" % f)
-                            print(open(os.path.join(root, f), errors="replace").read()[-6000:])
-    finally:
-        d.stop()
-        # Anything a failed scenario left behind.
-        for kind in ("container", "network", "volume"):
-            ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
-                                 ["--filter", "label=%s" % OWNER_LABEL], capture_output=True, text=True).stdout.split()
-            for i in ids:
-                lab = subprocess.run(["docker", kind, "inspect", "-f", "{{index .Labels \"%s\"}}" % OWNER_LABEL, i],
-                                     capture_output=True, text=True).stdout.strip()
-                if tmp in lab:
-                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    del runners_before
-    print("%d checks, %d failed" % (checks, len(failures)))
-    return 1 if failures else 0
+    return lib.suite("runnerd-e2e-", SCENARIOS, logs=lambda tmp, name: lib.runnerd_logs(
+        os.path.join(tmp, {"unregistered": "forgotten"}.get(name, name))))
 
 
 if __name__ == "__main__":

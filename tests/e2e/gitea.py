@@ -39,10 +39,10 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import daemon as base  # noqa: E402  (check, wait_until, the binaries)
+import lib as base  # noqa: E402  (check, wait_until, the binaries)
 
 check, wait_until = base.check, base.wait_until
-SRC, RUNNERCTL, RUNNERD = base.SRC, base.RUNNERCTL, base.RUNNERD
+SRC, RUNNERCTL = base.SRC, base.RUNNERCTL
 GPUS = ["GPU-11111111-2222-3333-4444-555555555555", "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"]
 LABEL = "e2e-linux"
 GPU_LABEL = "e2e-gpu"
@@ -195,9 +195,10 @@ class Gitea:
         self.kill()
 
 
-class Runner:
+class Runner(base.Runner):
     """One runnerd with a CPU identity (LABEL) and a GPU identity (GPU_LABEL, fake GPUs: nothing
-    here asks an engine for them), both registered with Gitea's instance-wide token."""
+    here asks an engine for them), both registered with Gitea's instance-wide token; start() and
+    log_text() are lib.py's Runner's."""
 
     def __init__(self, g, tmp, image):
         self.g = g
@@ -222,19 +223,6 @@ class Runner:
         self.proc = None
         self.logs = 0
         self.owner = "runnerd@%s:%s" % (os.uname().nodename, os.path.realpath(self.state))
-
-    def start(self):
-        self.logs += 1
-        self.logf = open(os.path.join(self.dir, "runnerd.%d.log" % self.logs), "w")
-        self.proc = subprocess.Popen([RUNNERD, "-c", self.config, "--state", self.state],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
-
-    def log_text(self):
-        out = []
-        for i in range(1, self.logs + 1):
-            with open(os.path.join(self.dir, "runnerd.%d.log" % i), errors="replace") as f:
-                out.append(f.read())
-        return "\n".join(out)
 
     def kill9(self):
         self.proc.kill()
@@ -582,12 +570,10 @@ def main():
     if not os.path.exists(start_sh):
         print("skipped: no real Gitea to test against (%s is absent; set RUNNERD_SHARED_DIR)" % start_sh)
         return 0
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        print("building the test image failed:", img.stderr)
+    image, err = base.test_image()
+    if image is None:
+        print("building the test image failed:", err)
         return 1
-    image = img.stdout.strip().splitlines()[-1]
     image = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image],
                            capture_output=True, text=True).stdout.strip() or image  # pinned
     tmp = tempfile.mkdtemp(prefix="runnerd-e2e-gitea-")
@@ -628,8 +614,7 @@ def main():
                 for i in ids:
                     subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d checks, %d failed" % (base.checks, len(base.failures)))
-    return 1 if base.failures else 0
+    return base.summary()
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import daemon as base  # noqa: E402
+import lib as base  # noqa: E402
 import actions  # noqa: E402
 
 check, rows_of = base.check, base.rows_of
-SRC = base.SRC
 RUNNERCTL = base.RUNNERCTL
 NOW = time.time()
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -71,10 +70,10 @@ def noenv_image(tmp):
 
 
 def image_of(kind):
-    p = sh("sh", os.path.join(SRC, "tests", "images", "build.sh"), kind)
-    if p.returncode != 0:
-        raise RuntimeError("building the %s test image: %s" % (kind, p.stderr))
-    return p.stdout.strip().splitlines()[-1]
+    image, err = base.test_image(kind)
+    if image is None:
+        raise RuntimeError("building the %s test image: %s" % (kind, err))
+    return image
 
 
 def field(lines, key):

@@ -2,7 +2,7 @@
 """End-to-end tests of per-label executor settings (runnerd.labels, issue 5): the real
 `runnerctl register` and `runnerd` against the Gitea double and the real Docker engine.
 
-No GPU exists here, so GPU jobs go through tests/engineproxy.py, a proxy in front of the
+No GPU exists here, so GPU jobs go through tests/servers/engineproxy.py, a proxy in front of the
 real engine that records what each job container is created with and, in `grant` mode, accepts
 the DeviceRequests the way an engine with the NVIDIA toolkit would (in `refuse` mode the real
 engine refuses them with its own message).
@@ -31,11 +31,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import daemon as base  # noqa: E402  (the Gitea double wrapper and helpers)
+import lib as base  # noqa: E402  (the Gitea double wrapper and helpers)
 
 check, wait_until, rows_of, final_task = base.check, base.wait_until, base.rows_of, base.final_task
 SRC, RUNNERCTL, RUNNERD = base.SRC, base.RUNNERCTL, base.RUNNERD
@@ -47,7 +45,7 @@ class Proxy:
     def __init__(self, tmp, mode, name=None):
         self.sock = os.path.join(tmp, "engine-%s.sock" % (name or mode))
         self.record = os.path.join(tmp, "creates-%s.jsonl" % (name or mode))
-        self.proc = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "engineproxy.py"),
+        self.proc = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "servers", "engineproxy.py"),
                                       self.sock, "/var/run/docker.sock", self.record, mode],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         LIVE.append(self.proc)
@@ -66,7 +64,8 @@ class Proxy:
 
 class Runner(base.Runner):
     """A runnerd with a CPU identity (label matric-builder) and optionally a GPU identity; the
-    rest (wait, stop, logs) is daemon.py's Runner."""
+    rest (start, wait, stop, logs) is lib.py's Runner."""
+    live = LIVE
 
     def __init__(self, d, tmp, name, config, gpu_labels=(), cpu_labels=("matric-builder",), env=None):
         self.d = d
@@ -95,13 +94,6 @@ class Runner(base.Runner):
         self.proc = None
         self.logs = 0
         self.owner = "runnerd@%s:%s" % (os.uname().nodename, os.path.realpath(self.state))
-
-    def start(self):
-        self.logs += 1
-        self.logf = open(os.path.join(self.dir, "runnerd.%d.log" % self.logs), "w")
-        self.proc = subprocess.Popen([RUNNERD, "-c", self.config, "--state", self.state],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
-        LIVE.append(self.proc)
 
     def gpus_held(self):
         import sqlite3
@@ -300,12 +292,10 @@ def sc_limits(d, tmp, image):
 
 
 def sc_socket(d, tmp, image):
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "docker-cli"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        check(False, "socket: building the docker-cli image: %s" % img.stderr[-500:])
+    cli, err = base.test_image("docker-cli")
+    if cli is None:
+        check(False, "socket: building the docker-cli image: %s" % err[-500:])
         return
-    cli = img.stdout.strip().splitlines()[-1]
     cfg = ("runnerd:\n  fetch_interval_max: 1s\n  labels:\n    matric-builder:\n      image: %s\n"
            "      docker: socket\n    plain:\n      image: %s\n" % (cli, cli))
     r = Runner(d, tmp, "socket", cfg, cpu_labels=("matric-builder", "plain"))
@@ -349,12 +339,10 @@ def sc_dind(d, tmp, image):
 
 
 def build_image(kind):
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), kind],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        check(False, "building the %s image: %s" % (kind, img.stderr[-500:]))
-        return None
-    return img.stdout.strip().splitlines()[-1]
+    image, err = base.test_image(kind)
+    if image is None:
+        check(False, "building the %s image: %s" % (kind, err[-500:]))
+    return image
 
 
 def sc_dind_caps(d, tmp, image):
@@ -538,54 +526,18 @@ SCENARIOS = [("gpu_exclusive", sc_gpu_exclusive), ("gpu_refused", sc_gpu_refused
              ("status", sc_status), ("exec_profile", sc_exec_profile), ("reload", sc_reload), ("badconfig", sc_badconfig)]
 
 
+def after(tmp, name):
+    base.kill_live(LIVE)
+    del LIVE[:]
+
+
+def logs(tmp, name):
+    return base.runnerd_logs(tmp, lambda root, f: os.path.basename(root).startswith(name.split("_")[0][:3]),
+                             lambda root, f: "%s/%s" % (os.path.basename(root), f))
+
+
 def main():
-    only = sys.argv[1:]
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        print("building the test image failed:", img.stderr)
-        return 1
-    image = img.stdout.strip().splitlines()[-1]
-    image_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image],
-                              capture_output=True, text=True).stdout.strip()
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-labels-")
-    d = base.Double(tmp)
-    try:
-        for name, fn in SCENARIOS:
-            if only and name not in only:
-                continue
-            print("scenario", name, flush=True)
-            before = len(base.failures)
-            t0 = time.monotonic()
-            try:
-                fn(d, tmp, image_id)
-            except Exception as e:  # a broken scenario is a failure, not a crash of the suite
-                check(False, "%s: %r" % (name, e))
-            for p in LIVE:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            del LIVE[:]
-            print("  %s in %.1fs" % ("ok" if len(base.failures) == before else "FAILED", time.monotonic() - t0), flush=True)
-            if len(base.failures) != before:
-                for root, _, files in os.walk(tmp):
-                    for f in files:
-                        if f.startswith("runnerd.") and os.path.basename(root).startswith(name.split("_")[0][:3]):
-                            print("---- %s/%s" % (os.path.basename(root), f))
-                            print(open(os.path.join(root, f), errors="replace").read()[-6000:])
-    finally:
-        d.stop()
-        for kind in ("container", "network", "volume"):
-            ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
-                                 ["--filter", "label=%s" % base.OWNER_LABEL], capture_output=True, text=True).stdout.split()
-            for i in ids:
-                lab = subprocess.run(["docker", kind, "inspect", "-f", "{{index .Labels \"%s\"}}" % base.OWNER_LABEL, i],
-                                     capture_output=True, text=True).stdout.strip()
-                if tmp in lab:
-                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d checks, %d failed" % (base.checks, len(base.failures)))
-    return 1 if base.failures else 0
+    return base.suite("runnerd-e2e-labels-", SCENARIOS, after, logs, pin=True)
 
 
 if __name__ == "__main__":

@@ -21,33 +21,28 @@ Scenarios:
 
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some scenarios with `restart.py NAME...`."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import daemon as base  # noqa: E402  (the Gitea double wrapper, Runner and helpers)
+import lib as base  # noqa: E402  (the Gitea double wrapper, Runner and helpers)
 
 check, wait_until, rows_of, step_rows = base.check, base.wait_until, base.rows_of, base.step_rows
-SRC, RUNNERCTL, RUNNERD = base.SRC, base.RUNNERCTL, base.RUNNERD
+RUNNERCTL, RUNNERD = base.RUNNERCTL, base.RUNNERD
 LIVE = []  # processes a scenario started: killed after it, however it ended
 
 
 class Runner(base.Runner):
-    """daemon.py's Runner, started as systemd would (INVOCATION_ID set) or from a shell."""
+    """lib.py's Runner, started as systemd would (INVOCATION_ID set) or from a shell."""
+    live = LIVE
 
     def start(self, systemd=False):
-        env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "JOURNAL_STREAM")}
+        self.env = {k: v for k, v in os.environ.items() if k not in ("INVOCATION_ID", "JOURNAL_STREAM")}
         if systemd:
-            env["INVOCATION_ID"] = "0123456789abcdef0123456789abcdef"
-        self.logs += 1
-        self.logf = open(os.path.join(self.dir, "runnerd.%d.log" % self.logs), "w")
-        self.proc = subprocess.Popen([RUNNERD, "-c", self.config, "--state", self.state],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env)
-        LIVE.append(self.proc)
+            self.env["INVOCATION_ID"] = "0123456789abcdef0123456789abcdef"
+        super().start()
 
     def pidfile(self):
         return os.path.realpath(self.state) + ".pid"
@@ -199,52 +194,14 @@ def sc_nodaemon(d, tmp, image):
 SCENARIOS = [("restart", sc_restart), ("second", sc_second), ("plain", sc_plain), ("nodaemon", sc_nodaemon)]
 
 
+def after(tmp, name):
+    base.kill_live(LIVE)
+    del LIVE[:]
+
+
 def main():
-    only = sys.argv[1:]
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        print("building the test image failed:", img.stderr)
-        return 1
-    image = img.stdout.strip().splitlines()[-1]
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-restart-")
-    d = base.Double(tmp)
-    try:
-        for name, fn in SCENARIOS:
-            if only and name not in only:
-                continue
-            print("scenario", name, flush=True)
-            before = len(base.failures)
-            t0 = time.monotonic()
-            try:
-                fn(d, tmp, image)
-            except Exception as e:  # a broken scenario is a failure, not a crash of the suite
-                check(False, "%s: %r" % (name, e))
-            for p in LIVE:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            del LIVE[:]
-            print("  %s in %.1fs" % ("ok" if len(base.failures) == before else "FAILED", time.monotonic() - t0), flush=True)
-            if len(base.failures) != before:
-                for root, _, files in os.walk(os.path.join(tmp, name)):
-                    for f in sorted(files):
-                        if f.startswith("runnerd."):
-                            print("---- %s" % f)
-                            print(open(os.path.join(root, f), errors="replace").read()[-6000:])
-    finally:
-        d.stop()
-        for kind in ("container", "network", "volume"):
-            ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
-                                 ["--filter", "label=%s" % base.OWNER_LABEL], capture_output=True, text=True).stdout.split()
-            for i in ids:
-                lab = subprocess.run(["docker", kind, "inspect", "-f", "{{index .Labels \"%s\"}}" % base.OWNER_LABEL, i],
-                                     capture_output=True, text=True).stdout.strip()
-                if tmp in lab:
-                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d checks, %d failed" % (base.checks, len(base.failures)))
-    return 1 if base.failures else 0
+    return base.suite("runnerd-e2e-restart-", SCENARIOS, after,
+                      lambda tmp, name: base.runnerd_logs(os.path.join(tmp, name), order=sorted))
 
 
 if __name__ == "__main__":

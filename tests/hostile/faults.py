@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Hostile faults (issue 13): the real `runnerctl register` and `runnerd` against the Gitea double
-(tests/gitea-double) and the real Docker engine, with the offline busybox test image.
+(tests/servers/gitea-double) and the real Docker engine, with the offline busybox test image.
 
 Scenarios:
   secrets   a task with a secret is killed -9 mid-step and resumed: while it runs the state
@@ -24,29 +24,29 @@ Scenarios:
 Environment: RUNNERCTL, RUNNERD, SRCDIR. Run some scenarios with `faults.py NAME...`."""
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 
 SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
-import daemon as base  # noqa: E402  (the Gitea double wrapper, Runner and helpers)
+import lib as base  # noqa: E402  (the Gitea double wrapper, Runner and helpers)
+sys.path.insert(0, os.path.join(SRC, "tests", "servers"))
+import engineproxy  # noqa: E402  (pipe: one direction of a proxied connection)
 
 check, wait_until, rows_of, step_rows = base.check, base.wait_until, base.rows_of, base.step_rows
-RUNNERD = base.RUNNERD
 LIVE = []    # runnerd processes a scenario started: killed after it, however it ended
 MOUNTS = []  # tmpfs mounts to undo
 
 
 class Runner(base.Runner):
-    """daemon.py's Runner with its own environment (DOCKER_HOST through a proxy), its state
+    """lib.py's Runner with its own environment (DOCKER_HOST through a proxy), its state
     database in state_dir (a small filesystem) and more runnerd: settings."""
+    live = LIVE
 
     def __init__(self, d, tmp, name, image, env=None, state_dir=None, runnerd=""):
         self.env = dict(os.environ)
@@ -67,13 +67,6 @@ class Runner(base.Runner):
         self.proc = None
         self.logs = 0
         self.owner = "runnerd@%s:%s" % (os.uname().nodename, os.path.realpath(self.state))
-
-    def start(self):
-        self.logs += 1
-        self.logf = open(os.path.join(self.dir, "runnerd.%d.log" % self.logs), "w")
-        self.proc = subprocess.Popen([RUNNERD, "-c", self.config, "--state", self.state],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
-        LIVE.append(self.proc)
 
     def kill9(self):
         self.proc.kill()
@@ -118,20 +111,7 @@ class Proxy:
                 return
             threading.Thread(target=self.handle, args=(c,), daemon=True).start()
 
-    @staticmethod
-    def pipe(src, dst):
-        try:
-            while True:
-                b = src.recv(65536)
-                if not b:
-                    break
-                dst.sendall(b)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    pipe = staticmethod(engineproxy.pipe)
 
     def handle(self, cl):
         up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -451,59 +431,24 @@ SCENARIOS = [("secrets", sc_secrets), ("teardown", sc_teardown), ("diskfull", sc
              ("diskback", sc_diskback)]
 
 
+def after(tmp, name):
+    base.kill_live(LIVE)
+    check_sanitizers(tmp, name)
+
+
+def logs(tmp, name):
+    return base.runnerd_logs(tmp, lambda root, f: f.endswith(".log") and name in root,
+                             lambda root, f: os.path.join(root, f))
+
+
+def cleanup(tmp):
+    base.kill_live(LIVE)
+    for mnt in MOUNTS:
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
 def main():
-    only = sys.argv[1:]
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        print("building the test image failed:", img.stderr)
-        return 1
-    image = img.stdout.strip().splitlines()[-1]
-    tmp = tempfile.mkdtemp(prefix="runnerd-faults-")
-    d = base.Double(tmp)
-    try:
-        for name, fn in SCENARIOS:
-            if only and name not in only:
-                continue
-            print("scenario", name, flush=True)
-            before = len(base.failures)
-            t0 = time.monotonic()
-            try:
-                fn(d, tmp, image)
-            except Exception as e:  # a broken scenario is a failure, not a crash of the suite
-                check(False, "%s: %r" % (name, e))
-            for p in LIVE:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            check_sanitizers(tmp, name)
-            print("  %s in %.1fs" % ("ok" if len(base.failures) == before else "FAILED", time.monotonic() - t0),
-                  flush=True)
-            if len(base.failures) != before:
-                for root, _, files in os.walk(tmp):
-                    for f in files:
-                        if f.startswith("runnerd.") and f.endswith(".log") and name in root:
-                            print("---- %s" % os.path.join(root, f))
-                            print(open(os.path.join(root, f), errors="replace").read()[-5000:])
-    finally:
-        d.stop()
-        for p in LIVE:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for kind in ("container", "network", "volume"):
-            ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
-                                 ["--filter", "label=%s" % base.OWNER_LABEL], capture_output=True, text=True).stdout.split()
-            for i in ids:
-                lab = subprocess.run(["docker", kind, "inspect", "-f", "{{index .Labels \"%s\"}}" % base.OWNER_LABEL, i],
-                                     capture_output=True, text=True).stdout.strip()
-                if tmp in lab:
-                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
-        for mnt in MOUNTS:
-            subprocess.run(["umount", "-l", mnt], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d checks, %d failed" % (base.checks, len(base.failures)))
-    return 1 if base.failures else 0
+    return base.suite("runnerd-faults-", SCENARIOS, after, logs, tail=5000, cleanup=cleanup)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Hostile workflows, files: what a workflow author can put in the files runnerd copies, reads
 or binds, run with the real `runnerctl exec` against the real Docker engine.
 
-  action-links  a remote action (a real repository served by tests/gitserver.py) whose
+  action-links  a remote action (a real repository served by tests/servers/gitserver.py) whose
                 action.yml is a git symlink to a host file, whose sub-path is a symlink to a
                 host directory (`uses: acme/evil/sub@main`, `sub -> /host/dir`), and a docker
                 action whose Dockerfile directory is a symlink to a host directory with a
@@ -28,39 +28,28 @@ import tempfile
 
 RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ["SRCDIR"]
-sys.path.insert(0, os.path.join(SRCDIR, "tests"))
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "servers"))
 from gitserver import GitServer  # noqa: E402
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
+import lib  # noqa: E402  (Tally: the named checks; the test image; labelled())
 
-failures = 0
+T = lib.Tally(keep=3000)
+check = T.check
+leftovers = lib.labelled
 SECRET = "host-secret-4f1c2a"  # in host files no job may see
 MARKER = "HOST-FILE-PARSED-7d21"  # the run step of a host action.yml
 OWNER = "files%d" % os.getpid()  # the test repository's owner: image labels name it
 NONCE = "%d-%s" % (os.getpid(), os.urandom(4).hex())  # no build cache from an earlier run
 
 
-def check(name, cond, detail=""):
-    global failures
-    print(("ok   " if cond else "FAIL ") + name + ("" if cond or not detail else ": " + detail[-3000:]))
-    if not cond:
-        failures += 1
-
-
 def sh(*args, cwd=None):
     return subprocess.run(args, capture_output=True, text=True, cwd=cwd)
 
 
-img = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "busybox")
-if img.returncode != 0:
-    print("FAIL building the busybox test image: " + img.stderr)
+IMAGE, err = lib.test_image()
+if IMAGE is None:
+    print("FAIL building the busybox test image: " + err)
     sys.exit(1)
-IMAGE = img.stdout.strip().splitlines()[-1]
-
-
-def leftovers(label):
-    c = sh("docker", "ps", "-aq", "--filter", "label=" + label).stdout.split()
-    n = sh("docker", "network", "ls", "-q", "--filter", "label=" + label).stdout.split()
-    v = sh("docker", "volume", "ls", "-q", "--filter", "label=" + label).stdout.split()
-    return c + n + v
 
 
 left_behind = []
@@ -289,4 +278,4 @@ for ref in sh("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").s
     if NONCE in ref:
         sh("docker", "image", "rm", "-f", ref)
 check("nothing left behind", not left_behind, " ".join(left_behind))
-sys.exit(1 if failures else 0)
+sys.exit(1 if T.failures else 0)

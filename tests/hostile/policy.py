@@ -19,34 +19,23 @@ import tempfile
 
 RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ["SRCDIR"]
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    print(("ok   " if cond else "FAIL ") + name + ("" if cond or not detail else ": " + detail[-3000:]))
-    if not cond:
-        failures += 1
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
+import lib  # noqa: E402  (Tally: the named checks; the test image; labelled())
+T = lib.Tally(keep=3000)
+check = T.check
+leftovers = lib.labelled
 
 
 def sh(*args):
     return subprocess.run(args, capture_output=True, text=True)
 
 
-img = sh(os.path.join(SRCDIR, "tests/images/build.sh"), "busybox")
-if img.returncode != 0:
-    print("FAIL building the busybox test image: " + img.stderr)
+IMAGE, err = lib.test_image()
+if IMAGE is None:
+    print("FAIL building the busybox test image: " + err)
     sys.exit(1)
-IMAGE = img.stdout.strip().splitlines()[-1]
 IMAGE_ID = sh("docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
 left_behind = []
-
-
-def leftovers(label):
-    c = sh("docker", "ps", "-aq", "--filter", "label=" + label).stdout.split()
-    n = sh("docker", "network", "ls", "-q", "--filter", "label=" + label).stdout.split()
-    v = sh("docker", "volume", "ls", "-q", "--filter", "label=" + label).stdout.split()
-    return c + n + v
 
 
 def run(ws, wf, *args):
@@ -427,7 +416,7 @@ jobs:
 # timeout-minutes; named volumes are removed with the job.
 def under_runnerd():
     sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
-    import daemon as base  # noqa: E402
+    import lib as base  # noqa: E402
     import labels  # noqa: E402
     tmp = tempfile.mkdtemp(prefix="runnerd-hostile-policy-")
     d = base.Double(tmp)
@@ -481,4 +470,4 @@ for obj in left_behind:
     sh("docker", "rm", "-f", "-v", obj)
     sh("docker", "network", "rm", obj)
     sh("docker", "volume", "rm", "-f", obj)
-sys.exit(1 if failures else 0)
+sys.exit(1 if T.failures else 0)

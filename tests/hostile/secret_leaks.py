@@ -27,23 +27,15 @@ import tempfile
 
 SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
-import daemon as e2e  # noqa: E402  (the double and runnerd helpers)
+import lib as e2e  # noqa: E402  (the double and runnerd helpers)
 
 RUNNERCTL = os.environ["RUNNERCTL"]
 SECRET = "hunter2secretXYZ"
 # Any of these in clear is a leak: the whole secret, or a piece a cut or a quote left.
 FRAGMENTS = ["hunter2", "hunter", "2secretXYZ", "secretXYZ", "dyn-mask-me"]
 ROW = 64 * 1024
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print("ok   " + name, flush=True)
-    else:
-        failures += 1
-        print("FAIL " + name + (": " + detail[-3000:] if detail else ""), flush=True)
+T = e2e.Tally(keep=3000, flush=True)
+check = T.check
 
 
 def leaks(text):
@@ -269,34 +261,24 @@ def daemon_attacks(tmp, image):
             r.stop()
         d.stop()
         # Whatever a failed check left behind: only objects of this test's runner.
-        for kind in ("container", "network", "volume"):
-            ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
-                                 ["--filter", "label=%s" % e2e.OWNER_LABEL],
-                                 capture_output=True, text=True).stdout.split()
-            for i in ids:
-                lab = subprocess.run(["docker", kind, "inspect", "-f",
-                                      "{{index .Labels \"%s\"}}" % e2e.OWNER_LABEL, i],
-                                     capture_output=True, text=True).stdout.strip()
-                if tmp in lab:
-                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
+        e2e.remove_leftovers(tmp)
 
 
 def main():
     tmp = tempfile.mkdtemp(prefix="hostile-secrets-")
     try:
         local_attacks(tmp)
-        img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
-                             capture_output=True, text=True)
-        if img.returncode != 0:
-            check("building the busybox test image", False, img.stderr)
+        image, err = e2e.test_image()
+        if image is None:
+            check("building the busybox test image", False, err)
         else:
-            daemon_attacks(tmp, img.stdout.strip().splitlines()[-1])
+            daemon_attacks(tmp, image)
     finally:
         subprocess.run(["rm", "-rf", tmp])
     for f in e2e.failures:
         check("e2e helper: " + f, False)
-    print("%d failed" % failures)
-    return 1 if failures else 0
+    print("%d failed" % T.failures)
+    return 1 if T.failures else 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import zlib
 SRC = os.environ.get("SRCDIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 RUNNERCTL = os.environ.get("RUNNERCTL", os.path.join(SRC, "_build", "runnerctl"))
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
-import daemon as e2e  # noqa: E402  (the Gitea double and runnerd helpers)
+import lib as e2e  # noqa: E402  (the Gitea double and runnerd helpers)
 
 failures = []
 HOST = os.uname().nodename
@@ -275,8 +275,8 @@ def sc_force_teardown(tmp, image):
     sock = os.path.join(tmp, "stall.sock")
     flag = os.path.join(tmp, "stall.flag")
     open(flag, "w").close()
-    proxy = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "hostile", "_stall_proxy.py"), sock,
-                              "/var/run/docker.sock", flag], stdout=subprocess.PIPE, text=True)
+    proxy = subprocess.Popen([sys.executable, os.path.join(SRC, "tests", "servers", "engineproxy.py"), sock,
+                              "/var/run/docker.sock", flag, "stall"], stdout=subprocess.PIPE, text=True)
     try:
         check("force-teardown: the stalling engine proxy starts", proxy.stdout.readline().strip() == "ready")
         wf = """
@@ -607,12 +607,10 @@ DAEMON_SCENARIOS = [("d-cancel-hello", sc_d_cancel_hello), ("d-term2", sc_d_term
 
 def main():
     only = sys.argv[1:]
-    img = subprocess.run(["sh", os.path.join(SRC, "tests", "images", "build.sh"), "busybox"],
-                         capture_output=True, text=True)
-    if img.returncode != 0:
-        print("FAIL building the test image:", img.stderr)
+    image, err = e2e.test_image()
+    if image is None:
+        print("FAIL building the test image:", err)
         return 1
-    image = img.stdout.strip().splitlines()[-1]
     tmp = tempfile.mkdtemp(prefix="runnerd-hostile-stop-")
     d = None
     try:

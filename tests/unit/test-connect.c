@@ -1,4 +1,4 @@
-/* test-connect.c: the Connect client against the Gitea double (tests/gitea-double, started per
+/* test-connect.c: the Connect client against the Gitea double (tests/servers/, started per
  * test on 127.0.0.1). Covers: the base URL, a Ping round trip (gzipped by the double), an empty
  * request sent as "{}", Register with a minted token and a bad one, Declare with the identity,
  * FetchTask without a task (tasksVersion > 0) and with an enqueued one (payload and context
@@ -41,7 +41,7 @@ double_start_version(const char *version)
         int devnull = open("/dev/null", O_WRONLY);
 
         dup2(devnull, 1);
-        execlp("python3", "python3", RUNNERD_SOURCE_DIR "/tests/gitea-double/gitea_double.py",
+        execlp("python3", "python3", RUNNERD_SERVERS_DIR "/gitea-double/gitea_double.py",
                "--port", "0", "--port-file", "port", "--gitea-version", version, (char *)NULL);
         _exit(127);
     }

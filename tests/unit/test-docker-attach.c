@@ -1,4 +1,4 @@
-/* test-docker-attach.c: the attach stream against hostile and awkward peers (tests/fake-dockerd.py
+/* test-docker-attach.c: the attach stream against hostile, odd peers (tests/servers/fake-dockerd.py
  * on a unix socket; no Docker needed): frames split into single bytes, an unknown frame type, a
  * truncated frame, an oversized frame header, a daemon error frame, a non-HTTP reply, a 1 MiB
  * stdin round trip through an echoing peer (partial writes and EAGAIN), and closing the stream
@@ -36,7 +36,7 @@ setup(struct fx *f)
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execlp("python3", "python3", RUNNERD_SOURCE_DIR "/tests/fake-dockerd.py", sock,
+        execlp("python3", "python3", RUNNERD_SERVERS_DIR "/fake-dockerd.py", sock,
                (char *)NULL);
         _exit(127);
     }

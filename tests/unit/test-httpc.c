@@ -1,5 +1,5 @@
 /* test-httpc.c: the libcurl-multi-on-libuv client against a real HTTP server on 127.0.0.1
- * (tests/httpd.py, started per test). Covers: GET/POST/PUT, response headers, error statuses
+ * (tests/servers/httpd.py, per test). Covers: GET/POST/PUT, response headers, error statuses
  * with bodies, the body cap, connect refused, the total timeout, streaming callbacks and their
  * abort, cancel mid-request, many concurrent requests, closing with requests in flight, the
  * redaction of credentials in verbose traces, header parsing and escaping, TLS with a CA and a
@@ -23,7 +23,7 @@
 static pid_t server_pid;
 static char base[64];
 
-/* Starts tests/httpd.py (with TLS when tls_dir is set) and reads its port. */
+/* Starts tests/servers/httpd.py (with TLS when tls_dir is set) and reads its port. */
 static void
 server_start_opt(const char *tls_dir)
 {
@@ -39,10 +39,10 @@ server_start_opt(const char *tls_dir)
         close(fds[0]);
         close(fds[1]);
         if (tls_dir)
-            execlp("python3", "python3", RUNNERD_SOURCE_DIR "/tests/httpd.py", "--tls", tls_dir,
+            execlp("python3", "python3", RUNNERD_SERVERS_DIR "/httpd.py", "--tls", tls_dir,
                    (char *)NULL);
         else
-            execlp("python3", "python3", RUNNERD_SOURCE_DIR "/tests/httpd.py", (char *)NULL);
+            execlp("python3", "python3", RUNNERD_SERVERS_DIR "/httpd.py", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);

@@ -1,5 +1,5 @@
 /* test-scm.c: remote repositories through the mirror cache, against real repositories made
- * with the git CLI and served over smart HTTP by tests/gitserver.py (git-http-backend).
+ * with the git CLI and served over smart HTTP by tests/servers/gitserver.py (git-http-backend).
  * Covers: checkout of the default branch (HEAD on the branch, tracking origin, a clean `git
  * status`, a self-contained .git that works with the cache gone, modes and symlinks), an exact
  * sha (detached), a branch, tags (light and annotated), ref + sha, refs/pull/N/head (and one
@@ -177,11 +177,11 @@ struct srv {
     char url[128]; /* http(s)://127.0.0.1:PORT */
 };
 
-/* Starts tests/gitserver.py on srv/ (priv and privlib private), logging to server.log. */
+/* Starts tests/servers/gitserver.py on srv/ (priv and privlib private), logging to server.log. */
 static void
 srv_start(struct srv *s, const char *extra)
 {
-    char *cmd = xasprintf("exec python3 %s/tests/gitserver.py --root srv --token %s "
+    char *cmd = xasprintf("exec python3 %s/tests/servers/gitserver.py --root srv --token %s "
                           "--private priv,privlib --port-file port --log server.log %s "
                           ">/dev/null 2>server.err",
                           RUNNERD_SOURCE_DIR, TOKEN, extra ? extra : "");

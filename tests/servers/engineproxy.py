@@ -1,9 +1,19 @@
 #!/usr/bin/env python3
-"""_stall_proxy.py LISTEN UPSTREAM FLAG: a Docker Engine API proxy on a unix socket that passes
-every request to the real engine at UPSTREAM, except that while the file FLAG exists a request
-to remove a container (DELETE /containers/...) is never answered: an engine that hangs during
-a job's teardown. Hijacked (attach) streams are piped through raw. Prints "ready" once
-listening. A helper of tests/hostile/stop.py, not a test."""
+"""engineproxy.py LISTEN UPSTREAM FILE [grant|refuse|stall]: a Docker Engine API proxy on a unix
+socket. Every request goes to the real engine at UPSTREAM unchanged, except:
+
+- grant, refuse (for the GPU tests: no GPU exists here): container creates that carry
+  HostConfig.DeviceRequests have their body appended to FILE (one JSON object a line: name,
+  DeviceRequests, Env, Privileged) and, in `grant` mode (the default), the DeviceRequests are
+  taken out before the engine sees them — as an engine with the NVIDIA toolkit would accept
+  them — so the job really runs and holds its GPUs. In `refuse` mode the engine's own refusal
+  comes back.
+- stall (for tests/hostile/stop.py): while the file FILE exists a request to remove a container
+  (DELETE /containers/...) is never answered: an engine that hangs during a job's teardown.
+
+Responses and hijacked (attach) streams are piped through as raw bytes. Prints "ready" once
+listening. pipe() is also imported by tests/hostile/faults.py's in-process proxy."""
+import json
 import os
 import socket
 import sys
@@ -11,7 +21,9 @@ import threading
 import time
 import urllib.parse
 
-LISTEN, UPSTREAM, FLAG = sys.argv[1:4]
+LISTEN = UPSTREAM = FILE = None
+MODE = "grant"
+lock = threading.Lock()
 
 
 def pipe(src, dst):
@@ -48,9 +60,7 @@ def read_n(c, buf, n):
     return buf[:n], buf[n:]
 
 
-def read_body(c, buf, length, chunked):
-    if not chunked:
-        return read_n(c, buf, length)
+def read_chunked(c, buf):
     body = b""
     while True:
         line, buf = read_until(c, buf, b"\r\n")
@@ -78,7 +88,8 @@ def handle(cl):
                 break
             lines = head.decode("latin-1").split("\r\n")
             method, target = lines[0].split(" ")[:2]
-            hdrs, length, chunked, upgrade = [], 0, False, False
+            hdrs = []
+            length, chunked, upgrade = 0, False, False
             for h in lines[1:]:
                 if not h:
                     continue
@@ -90,15 +101,34 @@ def handle(cl):
                 if kl == "transfer-encoding" and "chunked" in v.lower():
                     chunked = True
                     continue
-                upgrade = upgrade or kl == "upgrade"
+                if kl == "upgrade":
+                    upgrade = True
                 hdrs.append(h)
-            body, buf = read_body(cl, buf, length, chunked)
+            if chunked:
+                body, buf = read_chunked(cl, buf)
+            else:
+                body, buf = read_n(cl, buf, length)
             if body is None:
                 break
             path = urllib.parse.urlparse(target).path
-            if method == "DELETE" and "/containers/" in path and os.path.exists(FLAG):
+            if MODE == "stall" and method == "DELETE" and "/containers/" in path and os.path.exists(FILE):
                 while True:  # the engine "hangs": hold the connection, answer nothing
                     time.sleep(3600)
+            if MODE != "stall" and method == "POST" and path.endswith("/containers/create") and body:
+                try:
+                    j = json.loads(body)
+                except ValueError:
+                    j = None
+                hc = (j or {}).get("HostConfig") or {}
+                if hc.get("DeviceRequests"):
+                    q = urllib.parse.parse_qs(urllib.parse.urlparse(target).query)
+                    rec = {"name": (q.get("name") or [""])[0], "DeviceRequests": hc["DeviceRequests"],
+                           "Env": j.get("Env") or [], "Privileged": bool(hc.get("Privileged"))}
+                    with lock, open(FILE, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    if MODE == "grant":
+                        del hc["DeviceRequests"]
+                        body = json.dumps(j).encode()
             out = "\r\n".join([lines[0]] + hdrs) + "\r\n"
             if body or method in ("POST", "PUT"):
                 out += "Content-Length: %d\r\n" % len(body)
@@ -118,6 +148,9 @@ def handle(cl):
 
 
 def main():
+    global LISTEN, UPSTREAM, FILE, MODE
+    LISTEN, UPSTREAM, FILE = sys.argv[1:4]
+    MODE = sys.argv[4] if len(sys.argv) > 4 else "grant"
     try:
         os.unlink(LISTEN)
     except FileNotFoundError:
@@ -131,4 +164,5 @@ def main():
         threading.Thread(target=handle, args=(c,), daemon=True).start()
 
 
-main()
+if __name__ == "__main__":
+    main()

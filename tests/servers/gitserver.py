@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/gitserver.py: a git smart-HTTP server for tests (Python stdlib only).
+"""tests/servers/gitserver.py: a git smart-HTTP server for tests (Python stdlib only).
 
 Serves every repository under --root through git's own git-http-backend (run as a CGI, one
 process per request), on a threaded HTTP/1.1 server with keep-alive.
@@ -10,7 +10,7 @@ WWW-Authenticate; the others are open. Fetching by object id is allowed
 (uploadpack.allowAnySHA1InWant), as Gitea and GitHub allow it, unless --no-sha1-in-want.
 
 Usage:
-    python3 tests/gitserver.py --root DIR [--port 0] [--host 127.0.0.1] [--token SECRET]
+    python3 tests/servers/gitserver.py --root DIR [--port 0] [--host 127.0.0.1] [--token SECRET]
         [--private name1,name2] [--port-file F] [--log F] [--tls CERT KEY] [--no-sha1-in-want]
 
 It prints the chosen port on stdout and, with --port-file, writes it there (atomically) once
