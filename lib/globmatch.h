@@ -1,4 +1,4 @@
-/* globmatch.h: the hashFiles() pattern rules (workflow-semantics.md §5.7), shared by the host
+/* globmatch.h: the hashFiles() pattern rules (doc/workflow-semantics.md §5.7), shared by the host
  * (daemon/hashfiles.c) and the static in-container agent (agent/runner-agent.c, --hash-files).
  * libc only; allocates nothing except for path or pattern segments longer than
  * GLOBMATCH_SEG_INLINE bytes (plain malloc; failure is reported, never fatal).

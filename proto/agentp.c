@@ -233,7 +233,7 @@ opt(const char *s)
     return s ? s : "";
 }
 
-/* Writes m's payload fields (agent-protocol.md §4). Returns -EINVAL for an unknown type. */
+/* Writes m's payload fields (proto/agent-protocol.md §4). Returns -EINVAL for an unknown type. */
 static int
 write_payload(struct writer *w, const struct agentp_msg *m)
 {

@@ -73,7 +73,7 @@ struct agentp_bytes {
     size_t len;
 };
 
-/* One message. Which fields a type uses is listed in agent-protocol.md §4; the others are 0.
+/* One message. Which fields a type uses is listed in proto/agent-protocol.md §4; the others are 0.
  * After agentp_msg_decode() every pointer points into memory the message owns (free with
  * agentp_msg_free()); for agentp_encode() the caller's pointers are only read. */
 struct agentp_msg {

@@ -1287,8 +1287,8 @@ rpc_error_clear(struct rpc_error *er)
     memset(er, 0, sizeof *er);
 }
 
-/* Classification (spec §1.5): Gitea wraps gRPC status errors as Connect "unknown" with the
- * gRPC text in the message, so both the code and the message count. */
+/* Classification (doc/gitea-protocol.md §1.5): Gitea wraps gRPC status errors as Connect "unknown"
+ * with the gRPC text in the message, so both the code and the message count. */
 enum rpc_errclass
 rpc_error_class(int status, const char *code, const char *message)
 {

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Connect procedure paths, appended to the base URL (spec §1.2). */
+/* Connect procedure paths, appended to the base URL (doc/gitea-protocol.md §1.2). */
 #define RPC_PATH_PING "/ping.v1.PingService/Ping"
 #define RPC_PATH_REGISTER "/runner.v1.RunnerService/Register"
 #define RPC_PATH_DECLARE "/runner.v1.RunnerService/Declare"
@@ -251,7 +251,7 @@ const char *rpc_runner_status_name(int status);
 void rpc_time_format(const struct rpc_time *t, char buf[RPC_TIME_MAX]);
 int rpc_time_parse(const char *s, struct rpc_time *out);
 
-/* ---- Errors (spec §1.5) -------------------------------------------------------------- */
+/* ---- Errors (doc/gitea-protocol.md §1.5) --------------------------------------------- */
 
 /* A failed call: the Connect error body, or the code derived from the HTTP status when the
  * body is not one (connect-go's httpToCode). */

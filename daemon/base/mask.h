@@ -1,4 +1,4 @@
-/* mask.h: secret masking of step output (workflow-semantics.md §11.3). Every byte of output
+/* mask.h: secret masking of step output (doc/workflow-semantics.md §11.3). Every byte of output
  * passes through a mask before a sink sees it. Streaming: a secret split across two chunks is
  * still hidden, because the tail that could start a secret is held back until the next chunk
  * or a flush. */

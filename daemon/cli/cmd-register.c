@@ -1,5 +1,5 @@
 /* cmd-register.c: `runnerctl register` — register this host with a Gitea instance as
- * act_runner does (spec gitea-runner-protocol.md §3.2, §3.3, §4.2): Ping until the server
+ * act_runner does (doc/gitea-protocol.md §3.2, §3.3, §4.2): Ping until the server
  * answers, Register with the label names, and keep the returned identity (id, uuid, token) in
  * the state database, one per resource class ("cpu", or "gpu" with --gpu). `--import` takes
  * an act_runner `.runner` file instead (§4.1), without calling the server. The token is never

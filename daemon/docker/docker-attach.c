@@ -1,7 +1,7 @@
-/* docker-attach.c: the hijacked attach stream (spec §6b). A connect-only request gives a raw
- * connection; we write the HTTP request ourselves, read the "101 UPGRADED" header, then poll the
- * socket on the loop: stdin bytes go out as the socket takes them, and stdout/stderr arrive in
- * 8-byte-framed chunks (stdcopy) that are parsed with a persistent buffer. */
+/* docker-attach.c: the hijacked attach stream (doc/docker-engine.md §6b). A connect-only request
+ * gives a raw connection; we write the HTTP request ourselves, read the "101 UPGRADED" header, then
+ * poll the socket on the loop: stdin bytes go out as the socket takes them, and stdout/stderr
+ * arrive in 8-byte-framed chunks (stdcopy) that are parsed with a persistent buffer. */
 #include "docker-int.h"
 
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* docker.h: asynchronous Docker Engine API client on httpc (spec docker-engine.md).
+/* docker.h: asynchronous Docker Engine API client on httpc (doc/docker-engine.md).
  *
  * Every call returns 0 when started (its callback then runs exactly once, from the loop) or a
  * negative code with e filled (the callback is never called). Errors in callbacks name the call
@@ -17,7 +17,7 @@
 #include "httpc.h"
 #include "runner/err.h"
 
-/* Labels on every object the runner creates (spec §5). */
+/* Labels on every object the runner creates (doc/docker-engine.md §5). */
 #define DOCKER_LABEL_MANAGED "io.runnerd.managed"
 #define DOCKER_LABEL_RUNNER "io.runnerd.runner"
 #define DOCKER_LABEL_JOB "io.runnerd.job"
@@ -162,7 +162,7 @@ struct docker_container_spec {
 /* Returns a new create body (json_decref it). Tty is false, AutoRemove false. */
 json_t *docker_container_spec_json(const struct docker_container_spec *s);
 /* Returns a new labels object {managed: "1", runner, job} (runner/job may be NULL). */
-/* What an image reference pins (docker-engine.md §6.4): an image id "sha256:<64 hex>", a
+/* What an image reference pins (doc/docker-engine.md §6.4): an image id "sha256:<64 hex>", a
  * manifest digest "NAME@sha256:<64 hex>", or nothing (a tag); the BAD kinds look like a pin but
  * are malformed. */
 enum docker_pin {

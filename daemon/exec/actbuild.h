@@ -1,5 +1,5 @@
 /* actbuild.h: the image of a docker action whose runs.image is a Dockerfile (spec
- * workflow-semantics.md §12.5): the action's files are packed into a build context (off the
+ * doc/workflow-semantics.md §12.5): the action's files are packed into a build context (off the
  * loop, on libuv's pool) and built by the engine (docker_image_build). As in act and GitHub's
  * runner, the context is the Dockerfile's own directory: runs.image "docker/Dockerfile" builds
  * DIR/docker, so the Dockerfile's COPY lines name files beside it. */

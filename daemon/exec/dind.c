@@ -333,7 +333,8 @@ build_body(struct dind *x, const struct dind_opts *o)
     binds[0] = xasprintf("%s:" SERVER_DIR, x->vol_server);
     binds[1] = xasprintf("%s:" CLIENT_DIR, x->vol_client);
     binds[2] = xasprintf("%s:/var/lib/docker", x->vol_data);
-    /* §4.2's recipe: the inner engine manages cgroups itself (the host's are v1 here). */
+    /* doc/docker-engine.md §4.2's recipe: the inner engine manages cgroups itself (the host's are
+     * v1 here). */
     binds[3] = o->priv == DIND_PRIV_CAPS ? xstrdup("/sys/fs/cgroup:/sys/fs/cgroup:rw") : NULL;
     binds[4] = NULL;
 

@@ -1,5 +1,5 @@
 /* dind.h: the per-job Docker daemon sidecar of a label in `dind` mode (issue 5;
- * docker-engine.md §4.2). For job J on its network N:
+ * doc/docker-engine.md §4.2). For job J on its network N:
  *
  *   - per-job TLS material made with OpenSSL (a fresh CA, a server certificate for the DNS
  *     name "docker" (and localhost/127.0.0.1), a client certificate), never written to the
@@ -48,7 +48,7 @@ struct dind;
 
 enum dind_priv {
     DIND_PRIV_PRIVILEGED, /* HostConfig.Privileged (what docker:dind documents) */
-    DIND_PRIV_CAPS,       /* docker-engine.md §4.2's non-privileged recipe (all capabilities but
+    DIND_PRIV_CAPS,       /* doc/docker-engine.md §4.2's non-privileged recipe (all capabilities but
                              SYS_RESOURCE, unconfined seccomp/apparmor/systempaths, device
                              cgroup rule, /sys/fs/cgroup bound rw): about as strong as
                              privileged; for engines whose own bounding set is reduced */

@@ -1,6 +1,6 @@
 /* dockerexec.c: the docker executor. The job runs in a container of the label's (or the job's)
  * image with runner-agent as its entrypoint, copied in through the archive API before start;
- * the host talks to the agent over the container's attach stream (docker-engine.md §6b). Each
+ * the host talks to the agent over the container's attach stream (doc/docker-engine.md §6b). Each
  * job gets its own labelled network; the container and network are removed at close, also
  * after errors.
  *

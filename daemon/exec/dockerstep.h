@@ -1,5 +1,5 @@
-/* dockerstep.h: one container run as a step (docker:// steps and docker actions, spec
- * workflow-semantics.md §12.5): resolve the image, create (labelled), attach before start so no
+/* dockerstep.h: one container run as a step (docker:// steps and docker actions,
+ * doc/workflow-semantics.md §12.5): resolve the image, create (labelled), attach before start so no
  * output is missed, start, stream output, wait for the exit, remove. Nothing is left behind on
  * any path, cancellation included. */
 #ifndef RUNNER_DOCKERSTEP_H
@@ -16,7 +16,8 @@ struct dockerstep;
 
 /* Everything is borrowed and only read during dockerstep_run(). */
 struct dockerstep_opts {
-    const char *image;             /* ref, name@sha256:..., or sha256:<id> (pinned, §6.4) */
+    const char *image;             /* ref, name@sha256:..., or sha256:<id> (pinned,
+                                      doc/docker-engine.md §6.4) */
     const char *expect_id;         /* may be NULL: the resolved image Id must equal it */
     bool allow_pull;
     const struct docker_auth *auth; /* may be NULL */

@@ -227,7 +227,7 @@ profile_apply(json_t *body, const json_t *job, json_t *env)
     profile_apply_caps(job, hc);
     append_all(hc, "Binds", json_object_get(job, "binds"));
     if (json_array_size(gpus) > 0) {
-        /* docker-engine.md §3.1/§3.2: by UUID, Count 0, the nvidia driver, never privileged. */
+        /* doc/docker-engine.md §3.1/§3.2: by UUID, Count 0, the nvidia driver, never privileged. */
         json_t *req = json_pack("{s:s, s:i, s:O, s:[O], s:{}}", "Driver", "nvidia", "Count", 0,
                                 "DeviceIDs", gpus, "Capabilities",
                                 json_object_get(job, "gpu_caps"), "Options");

@@ -73,7 +73,7 @@ int profile_check_options(const json_t *job, const char *options, const char *wh
 int profile_check_image(const struct config_profile *p, const char *job_image, const char *file,
                         const struct wf_job *wj, struct err *e);
 
-/* True when an engine error says it cannot provide the requested GPUs (docker-engine.md §3.2:
+/* True when an engine error says it cannot provide the requested GPUs (doc/docker-engine.md §3.2:
  * "could not select device driver ..."), so that the job fails with words an operator acts on. */
 bool profile_gpu_refused(const char *engine_msg);
 

@@ -1,4 +1,4 @@
-/* services.h: a job's service containers (spec workflow-semantics.md §2.2, §14.3, §14.4):
+/* services.h: a job's service containers (doc/workflow-semantics.md §2.2, §14.3, §14.4):
  * images resolved, containers created on the job network (alias = the service id) and
  * started in parallel, then every service with a health check (from options or the image)
  * waited for until `healthy`; services_stop() removes them all. */

@@ -1,10 +1,11 @@
 /* action.c: `uses:` references and action.yml files (see action.h).
  *
  * References follow act (Gitea fork): docker://, ./path, http(s)://host/owner/repo[/path]@ref
- * and owner/repo[/path]@ref, the last cloned from the default actions URL (spec §12.1). An
- * action.yml is read into struct action with the keys of §12.2; unknown keys are ignored as
- * GitHub and act ignore them, while known keys of the wrong type are errors, each at its
- * position. A composite's steps go through wf_parse_steps(), the job steps' own parser. */
+ * and owner/repo[/path]@ref, the last cloned from the default actions URL
+ * (doc/workflow-semantics.md §12.1). An action.yml is read into struct action with the keys of
+ * §12.2; unknown keys are ignored as GitHub and act ignore them, while known keys of the wrong type
+ * are errors, each at its position. A composite's steps go through wf_parse_steps(), the job steps'
+ * own parser. */
 #include "action.h"
 
 #include "fstree.h"
@@ -185,7 +186,7 @@ default_base(const struct action_sources *src)
     return base;
 }
 
-/* act's error for a reference it cannot parse (spec §12.1, exact text). */
+/* act's error for a reference it cannot parse (doc/workflow-semantics.md §12.1, exact text). */
 static int
 bad_format(struct err *e, const char *uses)
 {

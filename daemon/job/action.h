@@ -1,4 +1,4 @@
-/* action.h: `uses:` references and action.yml (spec workflow-semantics.md §12). Pure: parsing
+/* action.h: `uses:` references and action.yml (doc/workflow-semantics.md §12). Pure: parsing
  * and resolution only; fetching is scm.h's, running is jobrun's. */
 #ifndef ACTION_H
 #define ACTION_H

@@ -1,5 +1,5 @@
 /* envfile.h: the file commands GITHUB_ENV, GITHUB_OUTPUT and GITHUB_STATE
- * (workflow-semantics.md §10): `NAME=value` lines and `NAME<<DELIM` heredocs. */
+ * (doc/workflow-semantics.md §10): `NAME=value` lines and `NAME<<DELIM` heredocs. */
 #ifndef ENVFILE_H
 #define ENVFILE_H
 

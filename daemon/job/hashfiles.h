@@ -1,4 +1,4 @@
-/* hashfiles.h: the hashFiles() function's work (workflow-semantics.md §5.7): glob patterns
+/* hashfiles.h: the hashFiles() function's work (doc/workflow-semantics.md §5.7): glob patterns
  * relative to a workspace, SHA-256 of each matching regular file, then SHA-256 over the
  * concatenated raw digests, as lower-case hex; "" when nothing matched. Blocking (reads files):
  * call from a CLI path or a worker, never from the event loop. */

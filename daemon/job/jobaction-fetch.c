@@ -1,4 +1,4 @@
-/* jobaction-fetch.c: the uses: steps of a job run (workflow-semantics.md §12, §9.5):
+/* jobaction-fetch.c: the uses: steps of a job run (doc/workflow-semantics.md §12, §9.5):
  * actions/checkout natively with libgit2 (scm.h) through the runner's mirror cache, remote
  * actions fetched into the action cache, local actions read where the steps run, node and
  * docker actions, and the post stages of node actions (reverse order, after the last step).

@@ -1,4 +1,4 @@
-/* jobaction-run.c: running an action once it is read (jobaction-int.h; workflow-semantics.md
+/* jobaction-run.c: running an action once it is read (jobaction-int.h; doc/workflow-semantics.md
  * §12, §9.5): a node action's script through the agent (or in runnerd.node_image), a docker
  * action's container, a composite action's nested steps in a frame of their own; and the pre
  * and post stages (the post stages in reverse order, after the last step). */

@@ -190,7 +190,7 @@ jr_container_step(struct jobrun *jr, json_t *ctx, const char *image, const char 
     char **entryv = NULL;
     size_t nentry = 0;
     if (entry && *entry && s->kind == WF_STEP_USES_DOCKER) {
-        /* docker:// steps: with.entrypoint is one word (§12.5) */
+        /* docker:// steps: with.entrypoint is one word (doc/workflow-semantics.md §12.5) */
         entryv = xcalloc(2, sizeof *entryv);
         entryv[0] = xstrdup(entry);
     } else if (entry && *entry &&

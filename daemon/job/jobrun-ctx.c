@@ -81,7 +81,8 @@ jr_contexts(struct jobrun *jr, json_t *env)
     if (jr->phase != PH_SETUP && jr->cur < jr->wj->n_steps)
         json_object_set_new(gh, "action", json_string(jr_cur_id(jr)));
     if (jr->frame) {
-        /* A composite action sees its own inputs and no secrets (§12.6). */
+        /* A composite action sees its own inputs and no secrets
+         * (doc/workflow-semantics.md §12.6). */
         json_object_set(c, "inputs", jr->frame->inputs);
         json_object_set_new(c, "secrets", json_object());
         json_object_set_new(gh, "action_path", json_string(jr->frame->action_path));

@@ -26,8 +26,8 @@ struct action;
 struct dockerstep;
 struct jr_core;
 
-/* A composite action's nested steps while they run (§12.6): its own steps context, inputs and
- * environment; the calling step's state is kept here meanwhile. Frames nest. */
+/* A composite action's nested steps while they run (doc/workflow-semantics.md §12.6): its own steps
+ * context, inputs and environment; the calling step's state is kept here meanwhile. Frames nest. */
 struct jr_frame {
     struct jr_frame *up;
     struct action *act;       /* owns steps */

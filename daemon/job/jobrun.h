@@ -1,7 +1,7 @@
 /* jobrun.h: one job run (one matrix instance) on an executor: step `if`s, environments,
  * scripts, output through workflow commands and the mask into a sink, env files, outputs,
  * continue-on-error, timeouts, cancellation, job outputs and the result
- * (workflow-semantics.md §7-§11). The engine never knows which front end drives it: the sink
+ * (doc/workflow-semantics.md §7-§11). The engine never knows which front end drives it: the sink
  * is runnerctl's terminal/report or runnerd's spool. Every byte a sink sees is masked. */
 #ifndef JOBRUN_H
 #define JOBRUN_H

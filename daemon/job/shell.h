@@ -1,4 +1,4 @@
-/* shell.h: how a `run:` step becomes a script and an argv (workflow-semantics.md §8). */
+/* shell.h: how a `run:` step becomes a script and an argv (doc/workflow-semantics.md §8). */
 #ifndef SHELL_H
 #define SHELL_H
 

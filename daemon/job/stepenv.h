@@ -1,4 +1,4 @@
-/* stepenv.h: a step's environment (workflow-semantics.md §7): job env, container env, the
+/* stepenv.h: a step's environment (doc/workflow-semantics.md §7): job env, container env, the
  * runner's GITHUB_* variables (which override user values), step env, INPUT_* from `with`,
  * the file-command variables, and PATH with GITHUB_PATH entries prepended. */
 #ifndef STEPENV_H

@@ -1,4 +1,4 @@
-/* wfcmd.h: workflow commands in step output (workflow-semantics.md §11):
+/* wfcmd.h: workflow commands in step output (doc/workflow-semantics.md §11):
  * `::name k=v,k=v::data` and the legacy `##[name k=v;k=v]data`, with %-unescaping, and the
  * stop-commands state. Names are matched case-insensitively, as GitHub does. */
 #ifndef WFCMD_H

@@ -1,5 +1,5 @@
-/* connect.c: Connect unary calls with JSON bodies over httpc (see connect.h; spec
- * gitea-runner-protocol.md §1). A call is one POST; its outcome is classified once here, so
+/* connect.c: Connect unary calls with JSON bodies over httpc (see connect.h;
+ * doc/gitea-protocol.md §1). A call is one POST; its outcome is classified once here, so
  * callers see a decoded response, or a code, a one-line message and an rpc_errclass. */
 #include "connect.h"
 

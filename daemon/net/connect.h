@@ -1,5 +1,5 @@
 /* connect.h: the Gitea runner protocol client: Connect unary calls with JSON bodies over httpc
- * (gitea-runner-protocol.md §1). One client per runner identity; calls run on the loop and
+ * (doc/gitea-protocol.md §1). One client per runner identity; calls run on the loop and
  * complete through a callback, never from inside connect_call().
  *
  * Every call: POST base + path with Content-Type: application/json, Connect-Protocol-Version: 1,

@@ -1,4 +1,4 @@
-/* httpc.c: libcurl multi inside libuv (STYLE §6): one uv_poll_t per socket attached with
+/* httpc.c: libcurl multi inside libuv (doc/style.md §6): one uv_poll_t per socket attached with
  * curl_multi_assign(), one timer for curl's timeout, completions drained after every
  * socket_action, and the easy handle removed and cleaned up before a request's callback. */
 #include "httpc.h"

@@ -1,4 +1,5 @@
-/* httpc.h: asynchronous HTTP client: one libcurl multi handle driven by a libuv loop (STYLE §6).
+/* httpc.h: asynchronous HTTP client: one libcurl multi handle driven by a libuv loop
+ * (doc/style.md §6).
  *
  * Every request runs on the loop; nothing blocks. Completion is reported once per request
  * through its done callback, always from the loop (never from inside httpc_request() or

@@ -84,7 +84,7 @@ int scm_checkout(const struct scm_checkout_req *req, scm_progress_fn progress, v
                  const volatile bool *cancel, char **sha_out, struct err *e);
 
 /* An action's files: the tree of url at ref (branch, tag or full 40-hex sha; a shortened sha
- * is refused with the spec's §12.1 message) exported without .git into
+ * is refused with the doc/workflow-semantics.md §12.1 message) exported without .git into
  * CACHE/actions/<sanitised url>/<sha>/, fetched through the same mirror cache. An existing
  * export is reused (exports are made in a temporary directory and renamed into place).
  * *dir_out and *sha_out (new strings) are the directory and the resolved commit. */

@@ -1,4 +1,4 @@
-/* gpu.h: the host's GPUs and who holds them (issue 5; docker-engine.md §3.5, §3.6).
+/* gpu.h: the host's GPUs and who holds them (issue 5; doc/docker-engine.md §3.5, §3.6).
  *
  * The inventory is detected (`nvidia-smi -L`, else /proc/driver/nvidia/gpus/<bus>/information)
  * or given in the configuration (runnerd.gpus), by UUID. The pool hands each GPU job its own

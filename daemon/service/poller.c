@@ -1,4 +1,5 @@
-/* poller.c: one identity's conversation with Gitea about work (spec §3.4, §3.5, §4.5).
+/* poller.c: one identity's conversation with Gitea about work (doc/gitea-protocol.md §3.4, §3.5,
+ * §4.5).
  *
  * Declare first (labels by name and the version; a server without Declare is told apart and
  * tolerated), then FetchTask with tasksVersion, one call outstanding, only while the identity

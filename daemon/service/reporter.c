@@ -1,4 +1,5 @@
-/* reporter.c: a task's reports to Gitea, sent from the state database (spec §3.6, §3.7, §4.6).
+/* reporter.c: a task's reports to Gitea, sent from the state database (doc/gitea-protocol.md §3.6,
+ * §3.7, §4.6).
  *
  * One call at a time per task, UpdateLog before UpdateTask. Log rows go from the first row the
  * server has not acknowledged, at most BATCH_ROWS at once, within a second of being written;
@@ -488,7 +489,7 @@ tick(struct reporter *r)
         rc = send_log(r);
     } else if (job_over(r) && !r->row->log_closed) {
         /* Every row went out before the job ended; the server archives only with a new row,
-         * and leaving the log in its database is harmless (spec §3.7). */
+         * and leaving the log in its database is harmless (doc/gitea-protocol.md §3.7). */
         r->row->log_closed = true;
         r->ops->changed(r->arg);
         rc = send_state(r);

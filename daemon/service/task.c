@@ -226,7 +226,8 @@ secret(const struct rtask *rt, const char *k)
     return NULL;
 }
 
-/* The environment runnerd gives every job (act_runner's, spec §4.6), then runner.envs. */
+/* The environment runnerd gives every job (act_runner's, doc/gitea-protocol.md §4.6), then
+ * runner.envs. */
 static json_t *
 job_env(struct rtask *rt)
 {

@@ -1,5 +1,5 @@
 /* config.h: runnerd's configuration, in act_runner's config.yaml format (spec
- * gitea-runner-protocol.md §4.3) so that existing files work as they are. config_defaults()
+ * doc/gitea-protocol.md §4.3) so that existing files work as they are. config_defaults()
  * fills every field; config_load() reads a file over them; unknown keys and bad values are
  * file:line:col errors. After loading, the struct is read-only (doc/style.md §8). */
 #ifndef CONFIG_H

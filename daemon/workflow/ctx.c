@@ -1,4 +1,4 @@
-/* ctx.c: contexts for expressions, as JSON objects (workflow-semantics.md §6). */
+/* ctx.c: contexts for expressions, as JSON objects (doc/workflow-semantics.md §6). */
 #include "ctx.h"
 
 #include "runner/xalloc.h"

@@ -1,4 +1,4 @@
-/* ctx.h: the expression contexts as JSON (workflow-semantics.md §6). Built as plain jansson
+/* ctx.h: the expression contexts as JSON (doc/workflow-semantics.md §6). Built as plain jansson
  * objects so that a Gitea task's context can be used as-is in place of ctx_github_new(). */
 #ifndef CTX_H
 #define CTX_H

@@ -1,6 +1,6 @@
 /* dockeropts.h: `container.options` / `services.<id>.options` (docker run flags as one string,
  * shell-word split) turned into additions to a container create body (spec
- * workflow-semantics.md §14.4, docker-engine.md §2.4).
+ * doc/workflow-semantics.md §14.4, doc/docker-engine.md §2.4).
  *
  * Supported: --health-cmd, --health-interval, --health-timeout, --health-retries,
  * --health-start-period, --no-healthcheck, -e/--env K=V, --entrypoint, -u/--user, -w/--workdir,

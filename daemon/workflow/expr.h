@@ -94,7 +94,7 @@ int expr_eval_if(const char *cond, const char *implicit, const struct expr_env *
 
 /* --- Values --- */
 
-/* Truthiness (§5.5). */
+/* Truthiness (doc/workflow-semantics.md §5.5). */
 bool expr_truthy(const json_t *v);
 
 /* Returns a new string: the value coerced to string as GitHub prints it (§5.5). */

@@ -117,7 +117,7 @@ expr_is_primitive(const json_t *v)
     return k != K_ARR && k != K_OBJ;
 }
 
-/* Truthiness (§5.5). */
+/* Truthiness (doc/workflow-semantics.md §5.5). */
 bool
 expr_truthy(const json_t *v)
 {

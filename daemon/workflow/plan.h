@@ -1,4 +1,4 @@
-/* plan.h: turning a workflow into job runs (workflow-semantics.md §3, §4, §5.8, §9.2):
+/* plan.h: turning a workflow into job runs (doc/workflow-semantics.md §3, §4, §5.8, §9.2):
  * stages from the needs graph, matrix expansion, job `if` with status functions over the
  * transitive needs, result propagation and job outputs. Also the scheduler's bookkeeping:
  * the executor asks which jobs are ready, starts them, and reports each run's result. */

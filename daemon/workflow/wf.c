@@ -3,9 +3,10 @@
  *
  * The YAML tree is walked once. Every problem is recorded with its position and the walk goes
  * on, so one run reports everything; the messages are sorted into file order at the end.
- * Keys follow GitHub's workflow schema (spec §2); expressions are syntax-checked with the
- * expression module; needs are checked for unknown jobs and cycles once all jobs are known.
- * The parts: wf-on.c (on:), wf-job.c (jobs), wf-step.c (steps), wf-check.c (what they share). */
+ * Keys follow GitHub's workflow schema (doc/workflow-semantics.md §2); expressions are
+ * syntax-checked with the expression module; needs are checked for unknown jobs and cycles once all
+ * jobs are known. The parts: wf-on.c (on:), wf-job.c (jobs), wf-step.c (steps), wf-check.c (what
+ * they share). */
 #include "wf-int.h"
 
 #include "runner/buf.h"

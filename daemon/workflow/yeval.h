@@ -1,5 +1,5 @@
 /* yeval.h: evaluate a YAML node whose scalars may hold ${{ }} into a JSON value, with the
- * node rules of workflow-semantics.md §4.1: a scalar that is exactly one ${{ }} keeps its type,
+ * node rules of doc/workflow-semantics.md §4.1: a scalar that is exactly one ${{ }} keeps its type,
  * keys may be expressions, a `${{ insert }}` key merges a mapping in, and a sequence item that
  * evaluates to a sequence is spliced into its parent. */
 #ifndef YEVAL_H

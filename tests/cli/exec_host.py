@@ -285,9 +285,9 @@ jobs:
     check("config error exit 2", p.returncode == 2 and
           cfg + ":2:3: runner: unknown key 'capacty'" in p.stderr, p.stderr)
 
-    # Local composite actions (§12.6): inputs and defaults, outputs, nested composites with
-    # their own inputs, continue-on-error inside, the caller's env: not leaking, GITHUB_ENV
-    # reaching later steps, a broken action.yml named with its line.
+    # Local composite actions (doc/workflow-semantics.md §12.6): inputs and defaults, outputs,
+    # nested composites with their own inputs, continue-on-error inside, the caller's env: not
+    # leaking, GITHUB_ENV reaching later steps, a broken action.yml named with its line.
     acts = os.path.join(tmp, ".github", "actions")
     for name, text in {
         "outer": "name: outer\ninputs:\n  who:\n    default: you\noutputs:\n  res:\n"

@@ -1,8 +1,8 @@
 /* fuzz-action.c: libFuzzer target for the action model. Runs action_parse() on the input (so
- * the YAML layer, the §12.2 keys and a composite's steps through wf_parse_steps() all see it),
- * touches what a runner reads from a parsed action, then resolves the input's first line as a
- * `uses:` reference and builds a docker tag from it; everything is freed before returning, so
- * ASan/LSan and UBSan see every path. Seed corpus: tests/fuzz/seed-action/. */
+ * the YAML layer, the doc/workflow-semantics.md §12.2 keys and a composite's steps through
+ * wf_parse_steps() all see it), touches what a runner reads from a parsed action, then resolves the
+ * input's first line as a `uses:` reference and builds a docker tag from it; everything is freed
+ * before returning, so ASan/LSan and UBSan see every path. Seed corpus: tests/fuzz/seed-action/. */
 #include "action.h"
 
 #include <stddef.h>

@@ -11,7 +11,7 @@
 # inputs (the busybox binary; the Debian suite and mirror; the host's docker binaries and the
 # libraries they link), so a changed input gives a new tag, and an existing tag means the image
 # is already built: the script then does nothing.
-# busybox: spec docker-engine.md §6.1 (package busybox-static). debian: §6.3 (debootstrap).
+# busybox: doc/docker-engine.md §6.1 (package busybox-static). debian: §6.3 (debootstrap).
 # docker-cli: busybox plus the host's docker CLI and its libraries (§6.2).
 # node: busybox plus the host's node binary and its libraries (node actions).
 # dind: busybox plus the host's engine (dockerd, containerd, containerd-shim-runc-v2, runc,

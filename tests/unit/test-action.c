@@ -1,14 +1,14 @@
-/* test-action.c: `uses:` resolution and the action.yml model (spec §12.1, §12.2, §12.5).
- * Covers: docker://, ./path (also "./"), owner/repo[/path]@ref and http(s)://host/... forms;
- * the exact missing-ref error and other refusals (empty image, no ref, empty owner or repo,
- * credentials in a URL, '..' in the sub-path); default actions URL (unset, bare host, trailing
- * slashes), github_mirror (only in place of github.com), on_instance (host, port, scheme,
- * case, default port); cache_name. action.yml of each kind: node (pre/post/pre-if/post-if,
- * inputs with ${{ }} defaults kept verbatim, required forms), docker (image, entrypoints, args
- * with non-string scalars, env), composite (steps through the job-step parser, eff_id,
- * outputs with value); runs.using case-insensitive; errors with FILE:LINE:COL and the uses
- * string: bad using (act's message), missing runs/main/image/steps, composite step with run
- * and uses, bad step expression at its exact position, wrong types, YAML syntax, empty file;
+/* test-action.c: `uses:` resolution and the action.yml model (doc/workflow-semantics.md §12.1,
+ * §12.2, §12.5). Covers: docker://, ./path (also "./"), owner/repo[/path]@ref and
+ * http(s)://host/... forms; the exact missing-ref error and other refusals (empty image, no ref,
+ * empty owner or repo, credentials in a URL, '..' in the sub-path); default actions URL (unset,
+ * bare host, trailing slashes), github_mirror (only in place of github.com), on_instance (host,
+ * port, scheme, case, default port); cache_name. action.yml of each kind: node
+ * (pre/post/pre-if/post-if, inputs with ${{ }} defaults kept verbatim, required forms), docker
+ * (image, entrypoints, args with non-string scalars, env), composite (steps through the job-step
+ * parser, eff_id, outputs with value); runs.using case-insensitive; errors with FILE:LINE:COL and
+ * the uses string: bad using (act's message), missing runs/main/image/steps, composite step with
+ * run and uses, bad step expression at its exact position, wrong types, YAML syntax, empty file;
  * unknown keys accepted. action_load: action.yml before action.yaml, action.yaml fallback,
  * Dockerfile synthesis, nothing there, unreadable action.yml. action_docker_tag. */
 #include "harness.h"

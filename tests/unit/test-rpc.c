@@ -1,7 +1,7 @@
 /* test-rpc.c: the Gitea runner protocol's Connect JSON codec (proto/rpc.c).
  * Covers: every message encoded and decoded back to an equal struct, with the exact JSON of
- * the encoding checked for a few; every example body of spec §5 (the seed corpus of
- * fuzz-rpc) decoded with its fields asserted; int64 edge values as strings and numbers;
+ * the encoding checked for a few; every example body of doc/gitea-protocol.md §5 (the seed corpus
+ * of fuzz-rpc) decoded with its fields asserted; int64 edge values as strings and numbers;
  * timestamps with and without nanos and offsets; base64 alphabets and padding; enums by
  * name and number; unknown members, snake_case names and null; malformed bodies rejected
  * with a message that names the field; Connect error bodies and their classification. */
@@ -317,7 +317,7 @@ TEST(invalid_utf8_replaced)
     rpc_clear(&rpc_log_row_type, &r);
 }
 
-/* ======================================================================= spec §5 bodies */
+/* ====================================================== doc/gitea-protocol.md §5 bodies */
 
 TEST(spec_ping)
 {
