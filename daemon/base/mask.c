@@ -2,10 +2,12 @@
  * longest value first at a position, as if the whole stream were masked at once.
  *
  * The values form a trie walked as an Aho-Corasick automaton, so each byte costs the same
- * however many values there are: the root and the nodes one byte deep have full 256-entry
- * transition rows (at most 257 of them, whatever the number of values), deeper nodes a sorted
- * list of children and a failure link. The trie grows as values are added; the links and rows
- * are (re)built on the first use after a change. */
+ * however many values there are. The nodes up to two bytes deep have full transition rows (all
+ * of depth 0 and 1, at most 257, and of depth 2 up to ROW_MAX rows in all), with an entry per
+ * class of bytes (one per byte some value holds, one for all the others); deeper nodes have a
+ * sorted list of children and a failure link. Text that ends no value goes from row to row at
+ * one load a byte. The trie grows as values are added; the links and rows are (re)built on
+ * the first use after a change. */
 #include "mask.h"
 
 #include "runner/log.h"
@@ -16,6 +18,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define ROW_NODE 0x80000000u /* in a row entry: a node follows, not a row */
+#define ROW_MAX 2048         /* rows, of at most 1 KiB; depth 0 and 1 have at most 257 */
 
 struct mask_node {
     uint32_t child;   /* first child (0: none), then the next sibling: the trie as it grows */
@@ -38,7 +43,12 @@ struct mask_ac {
     bool built;
     uint8_t *kid_byte;      /* children of every node, by node, sorted by byte */
     uint32_t *kid_to;
-    uint32_t *rows;         /* 256 entries per row: the root's, then the depth-1 nodes' */
+    uint8_t cls[256];       /* the class of each byte: one per byte some value holds, one
+                             * for all the others */
+    uint32_t ncls;
+    uint32_t *rows;         /* ncls entries per row, by class: where the next row starts, or
+                             * ROW_NODE and the next node when it ends a value or has no row */
+    uint32_t *row_node;     /* the node of each row */
 };
 
 /* Where the walk over a text stands (see walk_next()). */
@@ -86,9 +96,11 @@ ac_unbuild(struct mask_ac *a)
     free(a->kid_byte);
     free(a->kid_to);
     free(a->rows);
+    free(a->row_node);
     a->kid_byte = NULL;
     a->kid_to = NULL;
     a->rows = NULL;
+    a->row_node = NULL;
     a->built = false;
 }
 
@@ -119,7 +131,7 @@ add_one(struct mask *m, const char *s, size_t len)
 
     if (len == 0)
         return;
-    assert(len < UINT32_MAX);
+    assert(len < ROW_NODE && a->nnodes < ROW_NODE - len);
     for (size_t k = 0; k < len; k++) {
         uint8_t c = (uint8_t)s[k];
         uint32_t t = a->node[q].child, prev = 0;
@@ -201,8 +213,15 @@ kid(const struct mask_ac *a, const struct mask_node *nd, uint8_t c)
     return lo < nd->nkids && b[lo] == c ? a->kid_to[nd->kids + lo] : 0;
 }
 
+/* The node a row entry leads to. */
+static inline uint32_t
+row_target(const struct mask_ac *a, uint32_t e)
+{
+    return e & ROW_NODE ? e & ~ROW_NODE : a->row_node[e / a->ncls];
+}
+
 /* The state after reading c in state q: a row's entry, or a child, or the failure link's
- * transition. The links only go to shallower nodes and rows end every chain, so the cost per
+ * transition. The links only go to shallower nodes and the root has a row, so the cost per
  * byte, amortised, is a constant. */
 static inline uint32_t
 go(const struct mask_ac *a, uint32_t q, uint8_t c)
@@ -211,11 +230,23 @@ go(const struct mask_ac *a, uint32_t q, uint8_t c)
         const struct mask_node *nd = &a->node[q];
         uint32_t t;
         if (nd->row)
-            return a->rows[(size_t)(nd->row - 1) * 256 + c];
+            return row_target(a, a->rows[(size_t)(nd->row - 1) * a->ncls + a->cls[c]]);
         t = kid(a, nd, c);
         if (t)
             return t;
         q = nd->fail;
+    }
+}
+
+/* go() from the children lists and links alone, while the rows are being built. */
+static uint32_t
+go_built(const struct mask_ac *a, uint32_t q, uint8_t c)
+{
+    for (;;) {
+        uint32_t t = kid(a, &a->node[q], c);
+        if (t || q == 0)
+            return t;
+        q = a->node[q].fail;
     }
 }
 
@@ -226,22 +257,20 @@ cmp_node_byte(const void *x, const void *y, void *arg)
     return (int)n[*(const uint32_t *)x].byte - (int)n[*(const uint32_t *)y].byte;
 }
 
-/* Builds the children lists, the failure links, the match lengths and the rows, breadth
- * first so that whatever a node's link needs is already built. */
+/* Builds the children lists, the failure links and the match lengths breadth first, so that
+ * whatever a node's link needs is already built; then the rows of the first nodes in that
+ * order (all of depth 0 and 1, of depth 2 up to ROW_MAX rows), each from its failure link's
+ * row and its own children. */
 static void
 ac_build(struct mask_ac *a)
 {
     struct mask_node *n = a->node;
-    uint32_t *queue, head = 0, tail = 0, nrows = 1, nk = 0;
+    uint32_t *queue, head = 0, tail = 0, nk = 0, nrows = 0;
 
     ac_unbuild(a);
     a->kid_byte = xmalloc(a->nnodes);
     a->kid_to = xreallocarray(NULL, a->nnodes, sizeof *a->kid_to);
     queue = xreallocarray(NULL, a->nnodes, sizeof *queue);
-    for (uint32_t t = n[0].child; t; t = n[t].sibling)
-        nrows++;
-    a->rows = xreallocarray(NULL, (size_t)nrows * 256, sizeof *a->rows);
-    nrows = 0;
     queue[tail++] = 0;
     n[0].fail = 0;
     n[0].out = 0;
@@ -256,23 +285,45 @@ ac_build(struct mask_ac *a)
         n[u].nkids = (uint16_t)(nk - first);
         for (uint32_t k = first; k < nk; k++)
             a->kid_byte[k] = n[a->kid_to[k]].byte;
-        if (n[u].depth <= 1) {
-            /* A full row: the root's stays at the root on a byte no value starts with; a
-             * depth-1 node's falls back to the root's row. */
-            uint32_t *row = a->rows + (size_t)nrows * 256;
-            for (int c = 0; c < 256; c++)
-                row[c] = u == 0 ? 0 : a->rows[c];
-            for (uint32_t k = first; k < nk; k++)
-                row[a->kid_byte[k]] = a->kid_to[k];
-            n[u].row = (uint16_t)++nrows;
-        } else {
-            n[u].row = 0;
-        }
         for (uint32_t k = first; k < nk; k++) {
             uint32_t v = a->kid_to[k];
-            n[v].fail = u == 0 ? 0 : go(a, n[u].fail, n[v].byte);
+            n[v].fail = u == 0 ? 0 : go_built(a, n[u].fail, n[v].byte);
             n[v].out = n[v].term ? n[v].depth : n[n[v].fail].out;
             queue[tail++] = v;
+        }
+        n[u].row = 0;
+        if (n[u].depth <= 1 || (n[u].depth == 2 && nrows < ROW_MAX))
+            n[u].row = (uint16_t)++nrows;
+    }
+    /* Bytes no value holds all behave alike: one class (the first free one) for them. */
+    {
+        bool seen[256] = {false};
+        uint32_t other;
+        for (uint32_t v = 1; v < a->nnodes; v++)
+            seen[n[v].byte] = true;
+        a->ncls = 0;
+        for (int c = 0; c < 256; c++)
+            if (seen[c])
+                a->cls[c] = (uint8_t)a->ncls++;
+        other = a->ncls < 256 ? a->ncls++ : 0;
+        for (int c = 0; c < 256; c++)
+            if (!seen[c])
+                a->cls[c] = (uint8_t)other;
+    }
+    a->rows = xreallocarray(NULL, (size_t)nrows * a->ncls, sizeof *a->rows);
+    a->row_node = xreallocarray(NULL, nrows, sizeof *a->row_node);
+    for (uint32_t r = 0; r < nrows; r++) {
+        uint32_t u = queue[r], *row = a->rows + (size_t)r * a->ncls;
+        a->row_node[r] = u;
+        if (u == 0)
+            memset(row, 0, a->ncls * sizeof *row); /* row 0 is the root's */
+        else
+            memcpy(row, a->rows + (size_t)(n[n[u].fail].row - 1) * a->ncls,
+                   a->ncls * sizeof *row);
+        for (uint32_t k = n[u].kids; k < n[u].kids + n[u].nkids; k++) {
+            uint32_t v = a->kid_to[k];
+            row[a->cls[n[v].byte]] =
+                n[v].row && n[v].out == 0 ? (n[v].row - 1u) * a->ncls : ROW_NODE | v;
         }
     }
     free(queue);
@@ -298,21 +349,30 @@ walk_next(const struct mask_ac *a, struct walk *st, const char *text, size_t n, 
           size_t *s, size_t *l)
 {
     const struct mask_node *nd = a->node;
-    const uint32_t *root = a->rows;
-    const uint8_t *w = (const uint8_t *)text;
+    const uint32_t *rows = a->rows;
+    const uint8_t *cls = a->cls, *w = (const uint8_t *)text;
     uint32_t q = st->q;
     size_t i = st->i, cs = st->cs, cl = st->cl;
 
     while (i < n) {
-        if (q == 0) {
-            /* The hot path: bytes no value starts with. */
-            while ((q = root[w[i]]) == 0)
-                if (++i == n)
+        if (cl == 0 && nd[q].row) {
+            /* The hot path: from row to row, one load a byte, until a node that ends a
+             * value or has no row of its own. */
+            uint32_t r = (nd[q].row - 1u) * a->ncls, e;
+            for (;;) {
+                e = rows[r + cls[w[i++]]];
+                if (e & ROW_NODE)
+                    break;
+                r = e;
+                if (i == n) {
+                    q = a->row_node[r / a->ncls];
                     goto out;
+                }
+            }
+            q = e & ~ROW_NODE;
         } else {
-            q = go(a, q, w[i]);
+            q = go(a, q, w[i++]);
         }
-        i++;
         if (nd[q].out) {
             size_t at = i - nd[q].out;
             if (cl == 0 || at <= cs) {
