@@ -506,3 +506,46 @@ TEST(added_while_holding_after_a_build)
     buf_free(&out);
     mask_free(m);
 }
+
+/* More two-byte prefixes than there are rows for (the rest walk by children and links), and
+ * values holding every byte but NUL, high bytes included (a class per byte, none left over). */
+TEST(many_prefixes_and_every_byte)
+{
+    static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    struct naive r = {calloc(5001, sizeof(char *)), 5001};
+    struct mask *m = mask_new();
+    struct buf text = BUF_INIT;
+
+    for (size_t k = 0; k < 5000; k++) {
+        r.v[k] = random_value(3 + rng(4), alnum, 62);
+        mask_add(m, r.v[k]);
+    }
+    r.v[5000] = malloc(256);
+    for (int c = 1; c < 256; c++)
+        r.v[5000][c - 1] = (char)(256 - c);
+    r.v[5000][255] = '\0';
+    mask_add(m, r.v[5000]);
+    for (size_t k = 0; k < 2000; k++) {
+        char c = (char)(1 + rng(255));
+        if (rng(50) == 0)
+            buf_puts(&text, r.v[rng(5001)]);
+        else if (rng(2))
+            buf_append(&text, &alnum[rng(62)], 1);
+        else
+            buf_append(&text, &c, 1);
+    }
+    char *want = naive_mask(&r, text.data, text.len);
+    char *s = masked(m, buf_str(&text));
+    ASSERT_STR_EQ(s, want);
+    free(s);
+    size_t cuts[3] = {text.len / 4, text.len / 2, text.len / 2 + 1};
+    s = fed(m, text.data, text.len, cuts, 3);
+    ASSERT_STR_EQ(s, want);
+    free(s);
+    free(want);
+    buf_free(&text);
+    for (size_t k = 0; k < r.n; k++)
+        free(r.v[k]);
+    free(r.v);
+    mask_free(m);
+}
