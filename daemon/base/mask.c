@@ -23,7 +23,7 @@
 #define ROW_MAX 2048         /* rows, of at most 1 KiB; depth 0 and 1 have at most 257 */
 
 struct mask_node {
-    uint32_t child;   /* first child (0: none), then the next sibling: the trie as it grows */
+    uint32_t child;   /* first child and next sibling (0: none): the trie as it grows */
     uint32_t sibling;
     uint32_t fail;    /* the longest proper suffix of this node's text that is a trie node */
     uint32_t depth;   /* length of this node's text */
