@@ -6,8 +6,9 @@
  * of depth 0 and 1, at most 257, and of depth 2 up to ROW_MAX rows in all), with an entry per
  * class of bytes (one per byte some value holds, one for all the others); deeper nodes have a
  * sorted list of children and a failure link. Text that ends no value goes from row to row at
- * one load a byte. The trie grows as values are added; the links and rows are (re)built on
- * the first use after a change. */
+ * one load a byte; with few enough values, a prefilter on the pairs of bytes they start with
+ * skips the text where none can start. The trie grows as values are added; the links, rows
+ * and pairs are (re)built on the first use after a change. */
 #include "mask.h"
 
 #include "runner/log.h"
@@ -21,6 +22,7 @@
 
 #define ROW_NODE 0x80000000u /* in a row entry: a node follows, not a row */
 #define ROW_MAX 2048         /* rows, of at most 1 KiB; depth 0 and 1 have at most 257 */
+#define PAIRS_MAX 512        /* first byte pairs beyond which the prefilter is left off */
 
 struct mask_node {
     uint32_t child;   /* first child and next sibling (0: none): the trie as it grows */
@@ -49,6 +51,9 @@ struct mask_ac {
     uint32_t *rows;         /* ncls entries per row, by class: where the next row starts, or
                              * ROW_NODE and the next node when it ends a value or has no row */
     uint32_t *row_node;     /* the node of each row */
+    uint8_t *pairs;         /* bit (b0 << 8 | b1): some value starts with b0 b1, or is b0
+                             * (NULL when too many are set to help) */
+    uint32_t pre_end;       /* with pairs: where the rows of depth 2 start, else 0 */
 };
 
 /* Where the walk over a text stands (see walk_next()). */
@@ -97,10 +102,13 @@ ac_unbuild(struct mask_ac *a)
     free(a->kid_to);
     free(a->rows);
     free(a->row_node);
+    free(a->pairs);
     a->kid_byte = NULL;
     a->kid_to = NULL;
     a->rows = NULL;
     a->row_node = NULL;
+    a->pairs = NULL;
+    a->pre_end = 0;
     a->built = false;
 }
 
@@ -257,6 +265,38 @@ cmp_node_byte(const void *x, const void *y, void *arg)
     return (int)n[*(const uint32_t *)x].byte - (int)n[*(const uint32_t *)y].byte;
 }
 
+/* The prefilter: the pairs of bytes some value starts with (a one-byte value: its byte then
+ * any), when there are few enough that text rarely holds one. */
+static void
+build_pairs(struct mask_ac *a)
+{
+    const struct mask_node *n = a->node;
+    uint32_t set = 0, rows1 = 1;
+
+    a->pairs = xcalloc(65536 / 8, 1);
+    for (uint32_t k = 0; k < n[0].nkids; k++) {
+        uint32_t u = a->kid_to[n[0].kids + k];
+        rows1++;
+        if (n[u].term) {
+            for (int c = 0; c < 256; c++)
+                a->pairs[(n[u].byte << 8 | c) >> 3] |= (uint8_t)(1u << (c & 7));
+            set += 256;
+            continue;
+        }
+        for (uint32_t j = 0; j < n[u].nkids; j++) {
+            unsigned x = (unsigned)n[u].byte << 8 | n[a->kid_to[n[u].kids + j]].byte;
+            a->pairs[x >> 3] |= (uint8_t)(1u << (x & 7));
+            set++;
+        }
+    }
+    if (set > PAIRS_MAX) {
+        free(a->pairs);
+        a->pairs = NULL;
+        return;
+    }
+    a->pre_end = rows1 * a->ncls;
+}
+
 /* Builds the children lists, the failure links and the match lengths breadth first, so that
  * whatever a node's link needs is already built; then the rows of the first nodes in that
  * order (all of depth 0 and 1, of depth 2 up to ROW_MAX rows), each from its failure link's
@@ -326,6 +366,7 @@ ac_build(struct mask_ac *a)
                 n[v].row && n[v].out == 0 ? (n[v].row - 1u) * a->ncls : ROW_NODE | v;
         }
     }
+    build_pairs(a);
     free(queue);
     a->built = true;
 }
@@ -336,6 +377,23 @@ ac_ready(const struct mask *m)
     if (!m->ac->built)
         ac_build(m->ac);
     return m->ac;
+}
+
+/* The first position p >= i where a value may start: w[p] w[p + 1] is a pair some value
+ * starts with, or p is the last byte and one starts with it; n when there is none. No value
+ * nor a prefix of one longer than a byte starts before it, so the walk may go on from the
+ * root there. Each pair is tested on its own, without waiting for the one before. */
+static inline size_t
+prefilter(const struct mask_ac *a, const uint8_t *w, size_t i, size_t n)
+{
+    const uint8_t *pairs = a->pairs;
+
+    for (; i + 1 < n; i++) {
+        unsigned x = (unsigned)w[i] << 8 | w[i + 1];
+        if (pairs[x >> 3] & (1u << (x & 7)))
+            return i;
+    }
+    return i < n && a->rows[a->cls[w[i]]] != 0 ? i : n;
 }
 
 /* Reads text[st->i..n) until the next match is decided: the leftmost one, the longest at its
@@ -357,9 +415,22 @@ walk_next(const struct mask_ac *a, struct walk *st, const char *text, size_t n, 
     while (i < n) {
         if (cl == 0 && nd[q].row) {
             /* The hot path: from row to row, one load a byte, until a node that ends a
-             * value or has no row of its own. */
+             * value or has no row of its own; at the root or one byte deep, the prefilter
+             * skips to where a value may start (but never twice from the same place). */
             uint32_t r = (nd[q].row - 1u) * a->ncls, e;
+            size_t from = 0;
             for (;;) {
+                if (r < a->pre_end && i - (r != 0) >= from) {
+                    size_t p = prefilter(a, w, i - (r != 0), n);
+                    if (p == n) {
+                        q = 0;
+                        i = n;
+                        goto out;
+                    }
+                    i = p;
+                    r = 0;
+                    from = p + 1;
+                }
                 e = rows[r + cls[w[i++]]];
                 if (e & ROW_NODE)
                     break;
