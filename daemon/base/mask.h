@@ -1,7 +1,10 @@
 /* mask.h: secret masking of step output (doc/workflow-semantics.md §11.3). Every byte of output
- * passes through a mask before a sink sees it. Streaming: a secret split across two chunks is
- * still hidden, because the tail that could start a secret is held back until the next chunk
- * or a flush. */
+ * passes through a mask before a sink sees it. Each value found is replaced by MASK_TEXT: the
+ * leftmost one first, the longest of those starting there. Streaming: a secret split across
+ * chunks is still hidden, because the tail that could still be part of one is held back until
+ * the next chunk or a flush; how the stream is cut never changes the result. The cost per byte
+ * does not grow with the number of values; the matcher takes about 40 bytes of memory per
+ * byte of the values. */
 #ifndef MASK_H
 #define MASK_H
 
@@ -44,7 +47,9 @@ void mask_flush(struct mask *m, struct buf *out);
 void mask_apply(struct mask *m, const char *p, size_t n, struct buf *out);
 
 /* The following never touch what mask_feed() holds back, so they may be used on a mask that
- * is in the middle of a stream, and on a const one. */
+ * is in the middle of a stream, and on a const one. Like every use after mask_add(), they may
+ * (re)build the matcher inside the mask, so a mask belongs to one thread at a time
+ * (doc/style.md §4). */
 
 /* Length of the longest value (0: none). A text cut into pieces must keep this many bytes
  * minus one beyond a cut in view to know whether a value spans it (mask_cut()). */
