@@ -35,6 +35,7 @@
 #include "task.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/statvfs.h>
 #include <stdio.h>
@@ -444,11 +445,22 @@ all_done(void)
     uv_stop(D.loop);
 }
 
+/* Hands the heap's free pages back to the kernel: a job run frees most of what it allocated,
+ * but glibc keeps free pages inside the heap mapped, so an idle runnerd would stay as big as
+ * its busiest moment (bench/daemon-idle, bench/concurrency). */
+static void
+trim_heap(void)
+{
+    malloc_trim(0);
+}
+
 /* A task ended (daemon_hooks.task_gone). */
 static void
 daemon_task_gone(struct daemon *d)
 {
     notify_status("%zu job(s) running", task_running(d));
+    if (task_count(d) == 0)
+        trim_heap();
     if (d->stopping && task_count(d) == 0)
         all_done();
 }
@@ -606,6 +618,7 @@ start_polling(void)
     }
     notify_send("READY=1");
     notify_status("polling; %zu job(s) running", task_running(&D));
+    trim_heap(); /* what start-up parsed and recovered is freed by now */
 }
 
 static void

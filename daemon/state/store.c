@@ -444,6 +444,14 @@ store_open(const char *path, struct store **out, struct err *e)
         goto out;
     /* sqlite gives -wal and -shm the database file's mode; the umask makes sure of it. It is
      * process-wide, so only the open and the first writes run under it. */
+    /* No bulk page-cache allocation per connection (about 160 kB resident at once in an idle
+     * runnerd, bench/daemon-idle): pages are allocated as they are read. Global, so set
+     * before sqlite's first initialisation; later calls fail harmlessly. */
+    static bool pcache_set;
+    if (!pcache_set) {
+        pcache_set = true;
+        sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+    }
     old_mask = umask(077);
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
