@@ -761,8 +761,8 @@ main(int argc, char **argv)
     /* glibc raises its mmap and trim thresholds after big buffers are freed (a job's upload,
      * its log batches), up to 32 MiB: each thread pool thread's arena then keeps megabytes it
      * no longer uses, which malloc_trim() does not reach. Fixed thresholds hand big buffers
-     * back at free(): after 16 concurrent jobs, 42 MB -> 21 MB peak RSS and 27 MB -> 17 MB
-     * once idle (bench/concurrency). Not when the operator tunes malloc. */
+     * back at free(): after 16 concurrent jobs, peak RSS 42 MB -> 21-25 MB, and 42 MB -> 17 MB
+     * once idle with trim_heap() (bench/concurrency). Not when the operator tunes malloc. */
     if (getenv("GLIBC_TUNABLES") == NULL) {
         mallopt(M_MMAP_THRESHOLD, 128 * 1024);
         mallopt(M_TRIM_THRESHOLD, 128 * 1024);

@@ -442,8 +442,6 @@ store_open(const char *path, struct store **out, struct err *e)
     rc = create_file(path, e);
     if (rc < 0)
         goto out;
-    /* sqlite gives -wal and -shm the database file's mode; the umask makes sure of it. It is
-     * process-wide, so only the open and the first writes run under it. */
     /* No bulk page-cache allocation per connection (about 160 kB resident at once in an idle
      * runnerd, bench/daemon-idle): pages are allocated as they are read. Global, so set
      * before sqlite's first initialisation; later calls fail harmlessly. */
@@ -452,6 +450,8 @@ store_open(const char *path, struct store **out, struct err *e)
         pcache_set = true;
         sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
     }
+    /* sqlite gives -wal and -shm the database file's mode; the umask makes sure of it. It is
+     * process-wide, so only the open and the first writes run under it. */
     old_mask = umask(077);
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
