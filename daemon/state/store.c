@@ -442,6 +442,14 @@ store_open(const char *path, struct store **out, struct err *e)
     rc = create_file(path, e);
     if (rc < 0)
         goto out;
+    /* No bulk page-cache allocation per connection (about 160 kB resident at once in an idle
+     * runnerd, bench/daemon-idle): pages are allocated as they are read. Global, so set
+     * before sqlite's first initialisation; later calls fail harmlessly. */
+    static bool pcache_set;
+    if (!pcache_set) {
+        pcache_set = true;
+        sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+    }
     /* sqlite gives -wal and -shm the database file's mode; the umask makes sure of it. It is
      * process-wide, so only the open and the first writes run under it. */
     old_mask = umask(077);
