@@ -197,6 +197,39 @@ TEST(frame_header_layout)
     agentp_buf_free(&b);
 }
 
+/* The CRC bit by bit, as its definition reads (reflected, polynomial 0xedb88320). */
+static uint32_t
+crc_bitwise(uint32_t crc, const uint8_t *p, size_t n)
+{
+    crc = ~crc;
+    while (n-- > 0) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = crc & 1 ? (crc >> 1) ^ 0xedb88320u : crc >> 1;
+    }
+    return ~crc;
+}
+
+/* The table-driven CRC (eight bytes at a time, then one by one) equals the definition at every
+ * length and alignment, and when a buffer is fed in two parts. */
+TEST(crc32_matches_the_definition)
+{
+    uint8_t data[300];
+    uint32_t x = 12345;
+
+    for (size_t i = 0; i < sizeof data; i++) {
+        x = x * 1103515245u + 12345u;
+        data[i] = (uint8_t)(x >> 16);
+    }
+    for (size_t off = 0; off < 9; off++)
+        for (size_t n = 0; off + n <= sizeof data; n += n < 40 ? 1 : 37) {
+            uint32_t want = crc_bitwise(0, data + off, n);
+            ASSERT(agentp_crc32(0, data + off, n) == want);
+            ASSERT(agentp_crc32(agentp_crc32(0, data + off, n / 3), data + off + n / 3,
+                                n - n / 3) == want);
+        }
+}
+
 TEST(truncated_frame_is_pending)
 {
     struct agentp_buf b = {0};
