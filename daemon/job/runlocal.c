@@ -123,12 +123,17 @@ output_shown(const char *s, size_t n, bool overwrite)
             break;
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            buf_printf(&b, "\\x%02x", c);
-        else
-            buf_putc(&b, (char)c);
+    for (size_t i = 0; i < n;) {
+        size_t run = i;
+        unsigned char c;
+        while (run < n && !(((unsigned char)s[run] < 0x20 && s[run] != '\t') || s[run] == 0x7f))
+            run++;
+        buf_append(&b, s + i, run - i); /* the bytes shown as they are, in one copy */
+        if (run == n)
+            break;
+        c = (unsigned char)s[run];
+        buf_printf(&b, "\\x%02x", c);
+        i = run + 1;
     }
     return buf_steal(&b);
 }
