@@ -30,13 +30,16 @@ struct docker_exec {
     struct executor x;        /* first */
     struct docker *d;
     char *agent_path, *runner_name;
+    /* net_name: the job network, only for a job with services or a dind sidecar (NULL: the
+     * engine's default bridge). */
     char *name, *image, *image_id, *source, *net_name;
     char *net_id, *ctr_id;
     /* Per-job volumes: [0] the workspace (unless bound), [1] /var/run/act (scripts and file
      * commands), both shared with step containers. */
     char *vols[2];
     bool vol_created[2];
-    int vol_next;
+    int setup_calls;          /* the setup's first calls not yet landed (setup_landed()) */
+    bool failed;              /* the setup failed: calls landing later go no further */
     char *options;            /* container.options */
     json_t *volumes;          /* container.volumes (evaluated), or NULL */
     bool job_vols;            /* named volumes of the workflow exist: teardown sweeps them */

@@ -1,8 +1,10 @@
 /* dockerexec.c: the docker executor. The job runs in a container of the label's (or the job's)
  * image with runner-agent as its entrypoint, copied in through the archive API before start;
- * the host talks to the agent over the container's attach stream (doc/docker-engine.md §6b). Each
- * job gets its own labelled network; the container and network are removed at close, also
- * after errors.
+ * the host talks to the agent over the container's attach stream (doc/docker-engine.md §6b),
+ * which is the only copy of its output: containers are created without a log driver. A job
+ * with services or a dind sidecar gets its own labelled network (their names resolve on it);
+ * any other job runs on the engine's default bridge. What the job created is removed at close,
+ * also after errors.
  *
  * The parts: dockerexec-create.c (the setup: image, network, volumes, services, dind and the
  * job container with its options), dockerexec-upload.c (the agent and the workspace copied
@@ -53,6 +55,13 @@ report_ready(struct docker_exec *dx, int rc, const struct err *e)
 void
 dockerexec_fail(struct docker_exec *dx, const struct err *e)
 {
+    bool again = dx->failed;
+
+    dx->failed = true; /* the setup's calls in flight may fail too: the first one is told */
+    if (again) {
+        dockerexec_hello_stop(dx);
+        return;
+    }
     report_ready(dx, e->code ? e->code : -EIO, e);
 }
 

@@ -277,6 +277,9 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     spec.labels = labels;
     spec.network_mode = cfg->network;
     spec.network_alias = def->id;
+    /* Nothing reads a service's output (a failed health check's text comes from inspect's
+     * State.Health.Log): no unmasked copy of it on the engine's disk. */
+    spec.log_none = true;
     v->body = docker_container_spec_json(&spec);
     hc = json_object_get(v->body, "HostConfig");
     json_object_set_new(v->body, "ExposedPorts", json_object());
