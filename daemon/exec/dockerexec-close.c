@@ -21,6 +21,7 @@ dx_free(struct docker_exec *dx)
 
     if (dx->x.conn)
         agentconn_free(dx->x.conn);
+    tar_free(&dx->tar); /* built but never copied in: the setup failed first */
     free(dx->agent_path);
     free(dx->runner_name);
     free(dx->name);

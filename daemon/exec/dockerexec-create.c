@@ -32,7 +32,7 @@ on_created(const struct docker_res *res, void *arg)
     json_object_set_new(c, "id", json_string(dx->ctr_id));
     json_object_set_new(c, "network", json_string(dx->net_id ? dx->net_id : ""));
     json_object_set_new(dx->x.job_ctx, "container", c);
-    dockerexec_upload(dx);
+    dockerexec_created(dx);
 }
 
 static void create_container(struct docker_exec *dx);
@@ -191,8 +191,15 @@ on_services(struct services *s, int rc, const struct err *e, void *arg)
         dockerexec_fail(dx, e); /* the job run closes us; services_stop() runs in the close */
         return;
     }
+    if (dx->failed)
+        return;
     json_t *ctx = services_context(dx->svc);
     json_object_set_new(dx->x.job_ctx, "services", ctx);
+    if (dx->svc_waiting) { /* the job container is on its way already */
+        dx->svc_waiting = false;
+        dockerexec_services_ready(dx);
+        return;
+    }
     start_dind(dx);
 }
 
@@ -249,7 +256,8 @@ start_dind(struct docker_exec *dx)
     json_decref(labels);
 }
 
-/* Starts the job's services on the job network, then the job container. */
+/* Starts the job's services on the job network, and the job container: at once, or after
+ * them and the dind sidecar. */
 static void
 start_services(struct docker_exec *dx)
 {
@@ -309,8 +317,15 @@ start_services(struct docker_exec *dx)
         .limits = dx->profile,
     };
     if (dockerexec_flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx,
-                                             &dx->svc, &e)) < 0)
+                                             &dx->svc, &e)) < 0) {
         dockerexec_fail(dx, &e);
+    } else if (!json_is_object(json_object_get(dx->profile, "dind"))) {
+        /* Nothing of the job container waits for the services (a dind sidecar's settings
+         * would): it is created, filled and started while they start and get healthy, and
+         * the job is ready when both are (dockerexec_services_ready()). */
+        dx->svc_waiting = true;
+        create_container(dx);
+    }
     json_decref(labels);
 out:
     for (size_t k = 0; k < 2 * n; k++) {
@@ -554,7 +569,8 @@ needs_network(const struct docker_exec *dx)
 }
 
 /* Starts the setup's first calls at once (setup_landed() joins them): the image, the volumes
- * and the network. On a refused call the ones in flight land first (the close waits for them). */
+ * and the network; and the upload's building. On a refused call the ones in flight land first
+ * (the close waits for them). */
 static int
 setup_start(struct docker_exec *dx, struct err *e)
 {
@@ -567,8 +583,10 @@ setup_start(struct docker_exec *dx, struct err *e)
         dx->vols[0] = xasprintf("%s-workspace", dx->name);
     dx->vols[1] = xasprintf("%s-act", dx->name);
     dx->setup_calls = 1; /* held until every call is started */
-    rc = dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL,
-                                                    on_resolved, dx, e));
+    rc = dockerexec_upload_build(dx, e); /* not a setup call: the container's creation waits */
+    if (rc == 0)
+        rc = dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL,
+                                                        on_resolved, dx, e));
     dx->setup_calls += rc == 0;
     for (int i = 0; rc == 0 && i < 2; i++) {
         if (dx->vols[i] == NULL)
@@ -588,7 +606,7 @@ setup_start(struct docker_exec *dx, struct err *e)
         dx->setup_calls--;
         return rc;
     }
-    dx->setup_calls--; /* at least the image's call is in flight */
+    dx->setup_calls--; /* the image's call at least is in flight */
     return 0;
 }
 

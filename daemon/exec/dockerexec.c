@@ -48,8 +48,19 @@ report_ready(struct docker_exec *dx, int rc, const struct err *e)
     dockerexec_hello_stop(dx);
     if (dx->ready || dx->closing)
         return;
+    if (rc == 0 && dx->svc_waiting) { /* the services come next */
+        dx->agent_waiting = true;
+        return;
+    }
     dx->ready = rc == 0;
     dx->x.cbs->on_ready(dx->x.arg, rc, e);
+}
+
+void
+dockerexec_services_ready(struct docker_exec *dx)
+{
+    if (dx->agent_waiting)
+        report_ready(dx, 0, NULL);
 }
 
 void
@@ -341,6 +352,29 @@ on_att_ready(struct docker_attach *a, void *arg)
         }
         return;
     }
+    dx->att_up = true;
+    dockerexec_start(dx);
+}
+
+void
+dockerexec_created(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    if (dockerexec_attach(dx, &e) < 0) {
+        dockerexec_fail(dx, &e);
+        return;
+    }
+    dockerexec_upload_put(dx);
+}
+
+void
+dockerexec_start(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    if (!dx->uploaded || !dx->att_up || dx->starting || dx->closing || dx->failed)
+        return;
     if (dockerexec_flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0) {
         dockerexec_fail(dx, &e);
         return;
