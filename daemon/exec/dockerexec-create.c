@@ -558,9 +558,12 @@ on_resolved(const struct docker_res *res, void *arg)
 }
 
 /* Does the job need a network of its own? Only for names: services are reached by their id
- * and the dind sidecar as "docker", from the job container and from step containers. Any
- * other job runs on the engine's default bridge, as `docker run` does: no network to create
- * and remove (doc/docker-engine.md §4.2 for the sidecar). */
+ * and the dind sidecar as "docker", from the job container and from step containers
+ * (container.options cannot name a network). Any other job runs on the engine's default
+ * bridge, as `docker run` does: no network to create and remove (most of a job's start and
+ * end otherwise). The isolation is the default bridge's: no names resolve there, but its
+ * containers reach each other's ports by address unless dockerd runs with "icc": false; jobs
+ * on networks of their own could not (doc/docker-engine.md §4.2 for the sidecar). */
 static bool
 needs_network(const struct docker_exec *dx)
 {
