@@ -5,13 +5,15 @@
  * without services creates no network (its container is on the default bridge) and its
  * container has no log driver, so a secret a step prints is in no file of the engine; a job
  * with a service gets a labelled network on which the service answers to its id, and the
- * network is gone after the close. */
+ * network is gone after the close; a service that exits at once fails the setup (once, naming
+ * it) while the job container comes up beside it, and the close leaves nothing. */
 #include "harness.h"
 
 #include "dockerexec.h"
 #include "dockertest.h"
 #include "runner/buf.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -157,14 +159,21 @@ struct job {
     int ready, exited, closed, written;
     int exit_code;
     struct buf out;
+    bool may_fail;    /* the setup is expected to fail: its error is kept */
+    int setup_rc;
+    char setup_msg[512];
 };
 
 static void
 job_ready(void *arg, int rc, const struct err *e)
 {
-    if (rc < 0)
+    struct job *j = arg;
+
+    if (rc < 0 && !j->may_fail)
         test_fail(__FILE__, __LINE__, "setup: %s", e ? e->msg : "");
-    ((struct job *)arg)->ready = 1;
+    j->setup_rc = rc;
+    snprintf(j->setup_msg, sizeof j->setup_msg, "%s", rc < 0 && e ? e->msg : "");
+    j->ready++;
 }
 
 static void
@@ -410,5 +419,53 @@ TEST(job_with_a_service_gets_its_network_and_the_service_answers_to_its_id)
     free(job_label);
     free(id);
     buf_free(&j.out);
+    dockertest_teardown(&f);
+}
+
+/* The number of containers and networks this process's executors left. */
+static int
+owner_objects(void)
+{
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    char *cmd = xasprintf("{ docker ps -aq --filter label=%s=%s:%ld; docker network ls -q "
+                          "--filter label=%s=%s:%ld; } | wc -l",
+                          DOCKEREXEC_LABEL_OWNER, host, (long)getpid(),
+                          DOCKEREXEC_LABEL_OWNER, host, (long)getpid());
+    char *out = dockertest_sh(cmd);
+    int n = atoi(out);
+
+    free(cmd);
+    free(out);
+    return n;
+}
+
+TEST(a_service_that_exits_fails_the_setup_and_the_close_leaves_nothing)
+{
+    struct dockertest f;
+    struct job j = {.f = &f, .may_fail = true};
+    struct err e = {0};
+
+    dockertest_setup(&f, "dockerexec-svcfail");
+    guard_owner();
+    ASSERT_OK(executor_docker_new(&f.loop, f.d, RUNNER_AGENT_PATH, "test", &j.x, &e));
+    j.x->cbs = &job_cbs;
+    j.x->arg = &j;
+    json_t *services = json_pack("{s:{s:s, s:s}}", "quit", "image", f.image, "command",
+                                 "sh -c 'exit 3'");
+    struct executor_job job = {.name = "svcfail", .image = f.image, .services = services};
+    ASSERT_OK(executor_setup(j.x, &job, &e));
+    dockertest_run_until(&f, &j.ready);
+    ASSERT(j.setup_rc < 0);
+    ASSERT_STR_CONTAINS(j.setup_msg, "service 'quit'");
+    ASSERT_STR_CONTAINS(j.setup_msg, "exited with code 3");
+
+    executor_close(j.x);
+    dockertest_run_until(&f, &j.closed);
+    ASSERT_EQ(j.ready, 1); /* told once */
+    for (int i = 0; i < 100 && owner_objects() > 0; i++)
+        run_for(&f, 100);
+    ASSERT_EQ(owner_objects(), 0);
+    json_decref(services);
     dockertest_teardown(&f);
 }
