@@ -73,6 +73,9 @@ docker_container_spec_json(const struct docker_container_spec *s)
         json_object_set(hc, "DeviceRequests", s->device_requests);
     if (s->privileged)
         json_object_set_new(hc, "Privileged", json_true());
+    if (s->log_none)
+        json_object_set_new(hc, "LogConfig",
+                            json_pack("{s:s, s:{}}", "Type", "none", "Config"));
     json_object_set_new(hc, "AutoRemove", json_false());
     json_object_set_new(j, "HostConfig", hc);
     if (s->network_mode && s->network_alias) {

@@ -158,6 +158,9 @@ struct docker_container_spec {
     long long pids_limit;
     json_t *device_requests;       /* borrowed array (GPUs) */
     bool privileged;
+    /* HostConfig.LogConfig {"Type": "none"}: the engine keeps no copy of the output (no
+     * json-file under its containers dir, no `docker logs`); for output read through attach. */
+    bool log_none;
 };
 /* Returns a new create body (json_decref it). Tty is false, AutoRemove false. */
 json_t *docker_container_spec_json(const struct docker_container_spec *s);

@@ -345,6 +345,8 @@ build_body(struct dind *x, const struct dind_opts *o)
     spec.binds = (const char *const *)binds;
     spec.network_mode = o->network;
     spec.network_alias = "docker";
+    /* The engine's own log driver stays: the sidecar's output is dockerd's log, no step's, and
+     * a failed start reads its last lines back with `GET /logs` (ST_LOGS). */
     spec.privileged = o->priv == DIND_PRIV_PRIVILEGED;
     body = docker_container_spec_json(&spec);
     hc = json_object_get(body, "HostConfig");

@@ -1,12 +1,14 @@
 /* dockerexec-close.c: the docker executor's close, also after errors: calls in flight land
- * first; then the container, the volumes, the services and the network are removed, and what
- * else carries the job's label, before the executor is freed. */
+ * first; then the job container and the services are removed at once, then the volumes (the
+ * network meanwhile, without waiting for it) and what else carries the job's label, before
+ * the executor is freed. */
 #include "dockerexec-int.h"
 
 #include "agentconn.h"
 #include "dind.h"
 #include "docker.h"
 #include "services.h"
+#include "runner/log.h"
 #include "runner/xalloc.h"
 
 #include <stdlib.h>
@@ -19,6 +21,7 @@ dx_free(struct docker_exec *dx)
 
     if (dx->x.conn)
         agentconn_free(dx->x.conn);
+    tar_free(&dx->tar); /* built but never copied in: the setup failed first */
     free(dx->agent_path);
     free(dx->runner_name);
     free(dx->name);
@@ -61,16 +64,7 @@ removal_warned(struct docker_exec *dx, const struct docker_res *res)
     return false;
 }
 
-static void remove_network_now(struct docker_exec *dx);
-
 static void sweep_job(struct docker_exec *dx);
-
-static void
-on_net_removed(const struct docker_res *res, void *arg)
-{
-    removal_warned(arg, res);
-    sweep_job(arg);
-}
 
 static void
 on_services_stopped_early(int rc, const struct err *e, void *arg)
@@ -84,27 +78,6 @@ on_services_stopped_early(int rc, const struct err *e, void *arg)
 }
 
 static void
-on_services_stopped(int rc, const struct err *e, void *arg)
-{
-    struct docker_exec *dx = arg;
-
-    if (rc < 0 && e)
-        dockerexec_say(dx, "warning: %s", e->msg);
-    dx->svc = NULL;
-    remove_network_now(dx);
-}
-
-static void
-remove_network(struct docker_exec *dx)
-{
-    if (dx->svc) {
-        services_stop(dx->svc, on_services_stopped, dx);
-        return;
-    }
-    remove_network_now(dx);
-}
-
-static void
 on_job_swept(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
@@ -114,7 +87,8 @@ on_job_swept(const struct docker_res *res, void *arg)
     dx_free(dx);
 }
 
-/* Last: an adopted job's service containers and anything else labelled with its name. */
+/* Last: an adopted job's service containers and network, a dind job's sidecar and network, and
+ * anything else labelled with the job's name. */
 static void
 sweep_job(struct docker_exec *dx)
 {
@@ -128,44 +102,97 @@ sweep_job(struct docker_exec *dx)
         dx_free(dx);
 }
 
-static void
-remove_network_now(struct docker_exec *dx)
-{
-    struct err e = {0};
+struct net_removal {
+    char *id, *job;
+};
 
-    if (dx->used_dind) { /* the sidecar is on the network: the sweep removes it first */
-        sweep_job(dx);
-        return;
-    }
-    if (dx->net_id == NULL ||
-        docker_network_remove(dx->d, dx->net_id, on_net_removed, dx, &e) < 0)
-        sweep_job(dx);
+static void
+on_net_removed(const struct docker_res *res, void *arg)
+{
+    struct net_removal *nr = arg;
+
+    if (res->rc < 0 && res->rc != ERR_NOTFOUND)
+        log_warn("job %s: %s (the sweep of its labelled objects removes it later)", nr->job,
+                 res->err.msg);
+    free(nr->id);
+    free(nr->job);
+    free(nr);
 }
 
-static void remove_volume(struct docker_exec *dx);
+/* The job network, once nothing of the job is on it, is removed off the job's critical path:
+ * the executor reports closed without waiting for it (the engine takes a good part of a second
+ * to remove a bridge). The call needs only the client, which outlives the loop's last request;
+ * if the process dies first, the network's labels bring it to a sweep. An adopted or dind job
+ * leaves its network to sweep_job(), which removes what is on it first. */
+static void
+remove_network_detached(struct docker_exec *dx)
+{
+    struct err e = {0};
+    struct net_removal *nr;
+
+    if (dx->net_id == NULL || dx->adopted || dx->used_dind)
+        return;
+    nr = xcalloc(1, sizeof *nr);
+    nr->id = dx->net_id;
+    nr->job = xstrdup(dx->name);
+    dx->net_id = NULL;
+    if (docker_network_remove(dx->d, nr->id, on_net_removed, nr, &e) < 0) {
+        dockerexec_say(dx, "warning: %s", e.msg);
+        free(nr->id);
+        free(nr->job);
+        free(nr);
+    }
+}
 
 static void
 on_vol_removed(const struct docker_res *res, void *arg)
 {
-    removal_warned(arg, res);
-    remove_volume(arg);
+    struct docker_exec *dx = arg;
+
+    removal_warned(dx, res);
+    if (--dx->pending == 0)
+        sweep_job(dx);
 }
 
-/* Removes the created volumes one by one, then the network. */
+/* Once the containers are gone: the network (detached) and the volumes (at once), then the
+ * sweep. */
 static void
-remove_volume(struct docker_exec *dx)
+remove_rest(struct docker_exec *dx)
 {
     struct err e = {0};
 
+    remove_network_detached(dx);
+    dx->pending = 1; /* held while the removals start */
     for (int i = 0; i < 2; i++) {
         if (!dx->vol_created[i])
             continue;
         dx->vol_created[i] = false;
         if (docker_volume_remove(dx->d, dx->vols[i], true, on_vol_removed, dx, &e) == 0)
-            return;
-        dockerexec_say(dx, "warning: %s", e.msg);
+            dx->pending++;
+        else
+            dockerexec_say(dx, "warning: %s", e.msg);
     }
-    remove_network(dx);
+    if (--dx->pending == 0)
+        sweep_job(dx);
+}
+
+/* The job container and the services are removed at once; the last one to go calls
+ * remove_rest(). */
+static void
+container_gone(struct docker_exec *dx)
+{
+    if (--dx->pending == 0)
+        remove_rest(dx);
+}
+
+static void
+on_services_stopped(int rc, const struct err *e, void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    if (rc < 0 && e)
+        dockerexec_say(dx, "warning: %s", e->msg);
+    container_gone(dx);
 }
 
 static void
@@ -175,7 +202,7 @@ on_ctr_removed(const struct docker_res *res, void *arg)
 
     if (!removal_warned(dx, res))
         dockerexec_say(dx, "removed container %.12s", dx->ctr_id);
-    remove_volume(dx);
+    container_gone(dx);
 }
 
 void
@@ -206,7 +233,17 @@ dockerexec_close(struct executor *x)
         docker_attach_close(dx->att);
         dx->att = NULL;
     }
-    if (dx->ctr_id == NULL ||
-        docker_container_remove(dx->d, dx->ctr_id, true, true, on_ctr_removed, dx, &e) < 0)
-        remove_volume(dx);
+    dx->pending = 1; /* held while the removals start; pending counts them from here on */
+    if (dx->ctr_id != NULL) {
+        if (docker_container_remove(dx->d, dx->ctr_id, true, true, on_ctr_removed, dx, &e) == 0)
+            dx->pending++;
+        else
+            dockerexec_say(dx, "warning: %s", e.msg);
+    }
+    if (dx->svc) {
+        dx->pending++;
+        services_stop(dx->svc, on_services_stopped, dx);
+        dx->svc = NULL;
+    }
+    container_gone(dx);
 }

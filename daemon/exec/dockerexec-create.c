@@ -1,7 +1,7 @@
-/* dockerexec-create.c: the docker executor's setup, one docker call after the other: the image
- * resolved (its env the steps' base), the job network, the workspace and /var/run/act volumes,
- * the services, the dind sidecar, and the job container with the workflow's volumes and
- * options and the label's settings (profile.c) on top. */
+/* dockerexec-create.c: the docker executor's setup: at once the image resolved (its env the
+ * steps' base), the workspace and /var/run/act volumes and, for a job with services or a dind
+ * sidecar, the job network; then the services, the dind sidecar, and the job container with
+ * the workflow's volumes and options and the label's settings (profile.c) on top. */
 #include "dockerexec-int.h"
 
 #include "ctx.h"
@@ -32,7 +32,7 @@ on_created(const struct docker_res *res, void *arg)
     json_object_set_new(c, "id", json_string(dx->ctr_id));
     json_object_set_new(c, "network", json_string(dx->net_id ? dx->net_id : ""));
     json_object_set_new(dx->x.job_ctx, "container", c);
-    dockerexec_upload(dx);
+    dockerexec_created(dx);
 }
 
 static void create_container(struct docker_exec *dx);
@@ -191,8 +191,15 @@ on_services(struct services *s, int rc, const struct err *e, void *arg)
         dockerexec_fail(dx, e); /* the job run closes us; services_stop() runs in the close */
         return;
     }
+    if (dx->failed)
+        return;
     json_t *ctx = services_context(dx->svc);
     json_object_set_new(dx->x.job_ctx, "services", ctx);
+    if (dx->svc_waiting) { /* the job container is on its way already */
+        dx->svc_waiting = false;
+        dockerexec_services_ready(dx);
+        return;
+    }
     start_dind(dx);
 }
 
@@ -249,7 +256,8 @@ start_dind(struct docker_exec *dx)
     json_decref(labels);
 }
 
-/* Starts the job's services on the job network, then the job container. */
+/* Starts the job's services on the job network, and the job container: at once, or after
+ * them and the dind sidecar. */
 static void
 start_services(struct docker_exec *dx)
 {
@@ -309,8 +317,15 @@ start_services(struct docker_exec *dx)
         .limits = dx->profile,
     };
     if (dockerexec_flying(dx, services_start(dx->x.loop, &cfg, defs, n, on_services, dx,
-                                             &dx->svc, &e)) < 0)
+                                             &dx->svc, &e)) < 0) {
         dockerexec_fail(dx, &e);
+    } else if (!json_is_object(json_object_get(dx->profile, "dind"))) {
+        /* Nothing of the job container waits for the services (a dind sidecar's settings
+         * would): it is created, filled and started while they start and get healthy, and
+         * the job is ready when both are (dockerexec_services_ready()). */
+        dx->svc_waiting = true;
+        create_container(dx);
+    }
     json_decref(labels);
 out:
     for (size_t k = 0; k < 2 * n; k++) {
@@ -322,57 +337,49 @@ out:
     free(defs);
 }
 
-static void create_volumes(struct docker_exec *dx);
-
+/* The setup's first calls are in flight at once: the image resolved, the volumes created and
+ * (for a job that needs one) the network created. Each lands here; the last one goes on to the
+ * services unless one failed. */
 static void
-on_volume(const struct docker_res *res, void *arg)
+setup_landed(struct docker_exec *dx)
 {
-    struct docker_exec *dx = arg;
-
-    if (res->rc == 0)
-        dx->vol_created[dx->vol_next] = true;
-    if (!dockerexec_proceed(dx, res))
+    if (--dx->setup_calls > 0 || dx->failed)
         return;
-    dx->vol_next++;
-    create_volumes(dx);
+    start_services(dx);
 }
 
-/* Creates the job's volumes one after the other, then starts the services. */
 static void
-create_volumes(struct docker_exec *dx)
+on_volume(struct docker_exec *dx, int i, const struct docker_res *res)
 {
-    struct err e = {0};
-
-    while (dx->vol_next < 2 && dx->vols[dx->vol_next] == NULL)
-        dx->vol_next++;
-    if (dx->vol_next == 2) {
-        start_services(dx);
+    if (res->rc == 0)
+        dx->vol_created[i] = true;
+    if (!dockerexec_proceed(dx, res))
         return;
-    }
-    json_t *labels = dockerexec_job_labels(dx);
-    if (dockerexec_flying(dx, docker_volume_create(dx->d, dx->vols[dx->vol_next], labels,
-                                                   on_volume, dx, &e)) < 0)
-        dockerexec_fail(dx, &e);
-    json_decref(labels);
+    setup_landed(dx);
+}
+
+static void
+on_volume0(const struct docker_res *res, void *arg)
+{
+    on_volume(arg, 0, res);
+}
+
+static void
+on_volume1(const struct docker_res *res, void *arg)
+{
+    on_volume(arg, 1, res);
 }
 
 static void
 on_network(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
-    struct err e = {0};
 
     if (res->rc == 0)
         dx->net_id = xstrdup(res->id);
     if (!dockerexec_proceed(dx, res))
         return;
-    (void)e;
-    /* The workspace and /var/run/act are volumes, so that step containers (docker:// steps,
-     * docker actions) see the same files as the job container. */
-    if (!dx->bind)
-        dx->vols[0] = xasprintf("%s-workspace", dx->name);
-    dx->vols[1] = xasprintf("%s-act", dx->name);
-    create_volumes(dx);
+    setup_landed(dx);
 }
 
 static void
@@ -405,7 +412,8 @@ create_container(struct docker_exec *dx)
     char *act = xasprintf("%s:/var/run/act", dx->vols[1]);
     dx->x.workspace_mount = xstrdup(bind);
     dx->x.act_mount = xstrdup(act);
-    dx->x.network = xstrdup(dx->net_name);
+    /* NULL without a job network: step containers, like the job's, go on the default bridge. */
+    dx->x.network = dx->net_name ? xstrdup(dx->net_name) : NULL;
     const char *binds[] = {bind, act, NULL};
     const char *entry[] = {AGENT_DIR "/agent", "--journal", AGENT_DIR "/journal", NULL};
     struct docker_container_spec spec = {
@@ -417,8 +425,9 @@ create_container(struct docker_exec *dx)
         .open_stdin = true,
         .attach_output = true,
         .binds = binds,
-        .network_mode = dx->net_name,
+        .network_mode = dx->net_name, /* NULL: the engine's default bridge */
         .pids_limit = 4096,
+        .log_none = true, /* the agent's output comes through attach; no copy on the disk */
     };
     body = docker_container_spec_json(&spec);
     if (dx->options && *dx->options) {
@@ -512,7 +521,6 @@ static void
 on_resolved(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
-    struct err e = {0};
 
     if (!dockerexec_proceed(dx, res))
         return;
@@ -546,11 +554,63 @@ on_resolved(const struct docker_res *res, void *arg)
     json_object_set_new(dx->x.base_env, "RUNNER_TEMP", json_string("/tmp"));
     json_object_set_new(dx->x.base_env, "LANG", json_string("C.UTF-8"));
     json_object_update(dx->x.base_env, dx->env);
+    setup_landed(dx);
+}
+
+/* Does the job need a network of its own? Only for names: services are reached by their id
+ * and the dind sidecar as "docker", from the job container and from step containers
+ * (container.options cannot name a network). Any other job runs on the engine's default
+ * bridge, as `docker run` does: no network to create and remove (most of a job's start and
+ * end otherwise). The isolation is the default bridge's: no names resolve there, but its
+ * containers reach each other's ports by address unless dockerd runs with "icc": false; jobs
+ * on networks of their own could not (doc/docker-engine.md §4.2 for the sidecar). */
+static bool
+needs_network(const struct docker_exec *dx)
+{
+    return json_object_size(dx->services) > 0 ||
+           json_is_object(json_object_get(dx->profile, "dind"));
+}
+
+/* Starts the setup's first calls at once (setup_landed() joins them): the image, the volumes
+ * and the network; and the upload's building. On a refused call the ones in flight land first
+ * (the close waits for them). */
+static int
+setup_start(struct docker_exec *dx, struct err *e)
+{
     json_t *labels = dockerexec_job_labels(dx);
-    if (dockerexec_flying(dx, docker_network_create(dx->d, dx->net_name, labels, on_network, dx,
-                                                    &e)) < 0)
-        dockerexec_fail(dx, &e);
+    int rc;
+
+    /* The workspace and /var/run/act are volumes, so that step containers (docker:// steps,
+     * docker actions) see the same files as the job container. */
+    if (!dx->bind)
+        dx->vols[0] = xasprintf("%s-workspace", dx->name);
+    dx->vols[1] = xasprintf("%s-act", dx->name);
+    dx->setup_calls = 1; /* held until every call is started */
+    rc = dockerexec_upload_build(dx, e); /* not a setup call: the container's creation waits */
+    if (rc == 0)
+        rc = dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL,
+                                                        on_resolved, dx, e));
+    dx->setup_calls += rc == 0;
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        if (dx->vols[i] == NULL)
+            continue;
+        rc = dockerexec_flying(dx, docker_volume_create(dx->d, dx->vols[i], labels,
+                                                        i == 0 ? on_volume0 : on_volume1, dx, e));
+        dx->setup_calls += rc == 0;
+    }
+    if (rc == 0 && dx->net_name) {
+        rc = dockerexec_flying(dx, docker_network_create(dx->d, dx->net_name, labels, on_network,
+                                                         dx, e));
+        dx->setup_calls += rc == 0;
+    }
     json_decref(labels);
+    if (rc < 0) {
+        dx->failed = true; /* the calls in flight land and stop; the caller closes us */
+        dx->setup_calls--;
+        return rc;
+    }
+    dx->setup_calls--; /* the image's call at least is in flight */
+    return 0;
 }
 
 int
@@ -575,13 +635,13 @@ dockerexec_setup(struct executor *x, const struct executor_job *job, struct err 
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '_' || *p == '.' || *p == '-'))
             *p = '-';
-    dx->net_name = xasprintf("%s-net", dx->name);
+    dx->services = job->services ? json_incref(job->services) : NULL;
+    dx->profile = job->profile ? json_deep_copy(job->profile) : NULL;
+    dx->net_name = needs_network(dx) ? xasprintf("%s-net", dx->name) : NULL;
     dx->image = xstrdup(job->image);
     dx->env = job->env ? json_incref(job->env) : json_object();
     dx->options = job->options ? xstrdup(job->options) : NULL;
     dx->volumes = job->volumes ? json_deep_copy(job->volumes) : NULL;
-    dx->services = job->services ? json_incref(job->services) : NULL;
-    dx->profile = job->profile ? json_deep_copy(job->profile) : NULL;
     dx->bind = job->bind;
     if (job->source) {
         dx->source = realpath(job->source, NULL);
@@ -598,6 +658,5 @@ dockerexec_setup(struct executor *x, const struct executor_job *job, struct err 
     x->docker = dx->d;
     x->limits = dx->profile;
     x->container = true;
-    return dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL,
-                                                      on_resolved, dx, e));
+    return setup_start(dx, e);
 }

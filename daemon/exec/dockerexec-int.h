@@ -30,13 +30,16 @@ struct docker_exec {
     struct executor x;        /* first */
     struct docker *d;
     char *agent_path, *runner_name;
+    /* net_name: the job network, only for a job with services or a dind sidecar (NULL: the
+     * engine's default bridge). */
     char *name, *image, *image_id, *source, *net_name;
     char *net_id, *ctr_id;
     /* Per-job volumes: [0] the workspace (unless bound), [1] /var/run/act (scripts and file
      * commands), both shared with step containers. */
     char *vols[2];
     bool vol_created[2];
-    int vol_next;
+    int setup_calls;          /* the setup's first calls not yet landed (setup_landed()) */
+    bool failed;              /* the setup failed: calls landing later go no further */
     char *options;            /* container.options */
     json_t *volumes;          /* container.volumes (evaluated), or NULL */
     bool job_vols;            /* named volumes of the workflow exist: teardown sweeps them */
@@ -46,6 +49,8 @@ struct docker_exec {
     bool adopted;             /* a running job container found again (executor_docker_adopt) */
     uint64_t resume_from;
     bool svc_stopping;
+    bool svc_waiting;         /* the services still start while the job container comes up */
+    bool agent_waiting;       /* the agent is ready and waits for them */
     json_t *env;
     json_t *profile;          /* the label's settings for this job, or NULL */
     struct dind *dind;        /* the docker: dind sidecar */
@@ -63,6 +68,8 @@ struct docker_exec {
     struct tar tar;
     int tar_rc;
     struct err tar_err;
+    bool tar_built;           /* ... and not yet copied in */
+    bool uploaded, att_up;    /* the copy is in, the attach stream is up: the start may come */
     int pending;              /* docker calls in flight during close */
 };
 
@@ -89,9 +96,21 @@ int dockerexec_attach(struct docker_exec *dx, struct err *e);
  * job container). */
 int dockerexec_setup(struct executor *x, const struct executor_job *job, struct err *e);
 
-/* dockerexec-upload.c: the agent and the workspace copied into the created container, then
- * dockerexec_attach(). */
-void dockerexec_upload(struct docker_exec *dx);
+/* The job container is created (dockerexec-create.c): attach to it and copy the upload in, at
+ * once; dockerexec_start() once both are done. */
+void dockerexec_created(struct docker_exec *dx);
+/* The services are ready (after the job container was created): the job is ready once the
+ * agent is too. */
+void dockerexec_services_ready(struct docker_exec *dx);
+/* Starts the job container once the upload is in and the attach stream is up (called by
+ * both; the second one starts it). */
+void dockerexec_start(struct docker_exec *dx);
+
+/* dockerexec-upload.c: the agent and the workspace copied into the created container. Building
+ * starts with the setup (0, or <0 with e); the copy goes in when the tar is built and the
+ * container created (either calls dockerexec_upload_put(); the second one copies). */
+int dockerexec_upload_build(struct docker_exec *dx, struct err *e);
+void dockerexec_upload_put(struct docker_exec *dx);
 
 /* dockerexec-close.c: the executor's close: the container, volumes, network and the job's other
  * objects removed, then the executor freed (on_closed). */

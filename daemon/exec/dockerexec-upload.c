@@ -1,6 +1,6 @@
 /* dockerexec-upload.c: what goes into the created job container before it starts, through the
  * archive API: runner-agent, the workflow directory and the workspace (a copy of the source,
- * unless it is bound), built off the loop. */
+ * unless it is bound), built off the loop from the setup's start on. */
 #include "dockerexec-int.h"
 
 #include "fstree.h"
@@ -22,13 +22,12 @@ static void
 on_uploaded(const struct docker_res *res, void *arg)
 {
     struct docker_exec *dx = arg;
-    struct err e = {0};
 
     tar_free(&dx->tar);
     if (!dockerexec_proceed(dx, res))
         return;
-    if (dockerexec_attach(dx, &e) < 0)
-        dockerexec_fail(dx, &e);
+    dx->uploaded = true;
+    dockerexec_start(dx);
 }
 
 /* Reads a file into memory (worker thread). */
@@ -112,7 +111,6 @@ static void
 build_after(uv_work_t *w, int status)
 {
     struct docker_exec *dx = w->data;
-    struct err e = {0};
 
     dx->pending--;
     if (dx->closing || status == UV_ECANCELED) {
@@ -126,24 +124,37 @@ build_after(uv_work_t *w, int status)
         dockerexec_fail(dx, &dx->tar_err);
         return;
     }
+    dx->tar_built = true;
+    if (dx->ctr_id && !dx->failed)
+        dockerexec_upload_put(dx);
+}
+
+/* Starts building the upload (the agent, the workspace's directories and, unless bound, its
+ * files) off the loop, while the engine resolves the image and creates the container. Returns
+ * 0, or <0 with e set. */
+int
+dockerexec_upload_build(struct docker_exec *dx, struct err *e)
+{
+    dx->work.data = dx;
+    if (uv_queue_work(dx->x.loop, &dx->work, build_work, build_after) != 0)
+        return err_set(e, -EIO, "cannot queue the upload");
+    dx->pending++;
+    return 0;
+}
+
+/* Copies the upload into the created container, once both are there (the second of the two
+ * calls it); dockerexec_start() follows. */
+void
+dockerexec_upload_put(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    if (!dx->tar_built || dx->ctr_id == NULL)
+        return;
+    dx->tar_built = false; /* once */
     if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", dx->tar.out.data,
                                                  dx->tar.out.len, on_uploaded, dx, &e)) < 0) {
         tar_free(&dx->tar);
-        dockerexec_fail(dx, &e);
-    }
-}
-
-/* Builds the upload (the agent, the workspace's directories and, unless bound, its files) off
- * the loop, then copies it into the created container and attaches to the agent. */
-void
-dockerexec_upload(struct docker_exec *dx)
-{
-    dx->work.data = dx;
-    dx->pending++;
-    if (uv_queue_work(dx->x.loop, &dx->work, build_work, build_after) != 0) {
-        struct err e = {0};
-        dx->pending--;
-        err_set(&e, -EIO, "cannot queue the upload");
         dockerexec_fail(dx, &e);
     }
 }

@@ -1,8 +1,10 @@
 /* dockerexec.c: the docker executor. The job runs in a container of the label's (or the job's)
  * image with runner-agent as its entrypoint, copied in through the archive API before start;
- * the host talks to the agent over the container's attach stream (doc/docker-engine.md §6b). Each
- * job gets its own labelled network; the container and network are removed at close, also
- * after errors.
+ * the host talks to the agent over the container's attach stream (doc/docker-engine.md §6b),
+ * which is the only copy of its output: containers are created without a log driver. A job
+ * with services or a dind sidecar gets its own labelled network (their names resolve on it);
+ * any other job runs on the engine's default bridge. What the job created is removed at close,
+ * also after errors.
  *
  * The parts: dockerexec-create.c (the setup: image, network, volumes, services, dind and the
  * job container with its options), dockerexec-upload.c (the agent and the workspace copied
@@ -46,13 +48,31 @@ report_ready(struct docker_exec *dx, int rc, const struct err *e)
     dockerexec_hello_stop(dx);
     if (dx->ready || dx->closing)
         return;
+    if (rc == 0 && dx->svc_waiting) { /* the services come next */
+        dx->agent_waiting = true;
+        return;
+    }
     dx->ready = rc == 0;
     dx->x.cbs->on_ready(dx->x.arg, rc, e);
 }
 
 void
+dockerexec_services_ready(struct docker_exec *dx)
+{
+    if (dx->agent_waiting)
+        report_ready(dx, 0, NULL);
+}
+
+void
 dockerexec_fail(struct docker_exec *dx, const struct err *e)
 {
+    bool again = dx->failed;
+
+    dx->failed = true; /* the setup's calls in flight may fail too: the first one is told */
+    if (again) {
+        dockerexec_hello_stop(dx);
+        return;
+    }
     report_ready(dx, e->code ? e->code : -EIO, e);
 }
 
@@ -332,6 +352,29 @@ on_att_ready(struct docker_attach *a, void *arg)
         }
         return;
     }
+    dx->att_up = true;
+    dockerexec_start(dx);
+}
+
+void
+dockerexec_created(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    if (dockerexec_attach(dx, &e) < 0) {
+        dockerexec_fail(dx, &e);
+        return;
+    }
+    dockerexec_upload_put(dx);
+}
+
+void
+dockerexec_start(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    if (!dx->uploaded || !dx->att_up || dx->starting || dx->closing || dx->failed)
+        return;
     if (dockerexec_flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0) {
         dockerexec_fail(dx, &e);
         return;

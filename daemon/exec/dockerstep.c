@@ -385,6 +385,7 @@ dockerstep_run(uv_loop_t *loop, struct docker *d, const struct dockerstep_opts *
     spec.attach_output = true;
     spec.binds = o->binds;
     spec.network_mode = o->network;
+    spec.log_none = true; /* its output comes through attach, masked; none on the engine's disk */
     s->body = docker_container_spec_json(&spec);
     profile_apply_limits(o->limits, json_object_get(s->body, "HostConfig"));
     profile_apply_caps(o->limits, json_object_get(s->body, "HostConfig"));

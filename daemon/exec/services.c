@@ -1,8 +1,8 @@
 /* services.c: service containers for a job. All services go through resolve -> create ->
- * start in parallel; once all are started, a uv_timer polls inspect for each service not yet
- * ready (running without a health check, or Health.Status healthy). Every Docker call in
- * flight is counted in pending; stop waits for it to reach zero before removing, so nothing
- * created can escape the removal. */
+ * start in parallel; once all are started, a uv_timer polls inspect (SETTLE_MS after the
+ * start, then at growing intervals) for each service not yet ready (running without a health
+ * check, or Health.Status healthy). Every Docker call in flight is counted in pending; stop
+ * waits for it to reach zero before removing, so nothing created can escape the removal. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -37,6 +37,7 @@ struct services {
     char *network;
     bool allow_pull;
     long timeout_ms, poll_ms;
+    long next_ms;        /* the next poll's delay: from POLL_NEXT_MS, doubling up to poll_ms */
     uint64_t deadline;
     void (*log)(const char *line, void *arg);
     void *log_arg;
@@ -55,6 +56,12 @@ struct services {
 };
 
 static void check(struct services *s);
+
+/* The health polls: the first SETTLE_MS after the start, then after 50 ms, doubling up to
+ * poll_ms. A service without a health check is ready when it still runs at a poll: SETTLE_MS
+ * gives one that exits at once (a bad command, a missing file) the time to be seen exited. */
+#define SETTLE_MS 300
+#define POLL_NEXT_MS 50
 
 /* A progress line for the caller (cfg->log). */
 #define slog(s, ...) logline((s)->log, (s)->log_arg, __VA_ARGS__)
@@ -277,6 +284,9 @@ build(struct services *s, const struct services_config *cfg, const struct servic
     spec.labels = labels;
     spec.network_mode = cfg->network;
     spec.network_alias = def->id;
+    /* Nothing reads a service's output (a failed health check's text comes from inspect's
+     * State.Health.Log): no unmasked copy of it on the engine's disk. */
+    spec.log_none = true;
     v->body = docker_container_spec_json(&spec);
     hc = json_object_get(v->body, "HostConfig");
     json_object_set_new(v->body, "ExposedPorts", json_object());
@@ -573,7 +583,8 @@ check(struct services *s)
             for (size_t i = 0; i < s->n; i++)
                 slog(s, "waiting for service '%s'", s->v[i].id);
             s->deadline = uv_now(s->loop) + (uint64_t)s->timeout_ms;
-            uv_timer_start(&s->timer, on_poll, (uint64_t)s->poll_ms, 0);
+            s->next_ms = POLL_NEXT_MS;
+            uv_timer_start(&s->timer, on_poll, SETTLE_MS, 0);
         }
         return;
     case PH_WAITING: {
@@ -601,7 +612,9 @@ check(struct services *s)
             report_start(s);
             return;
         }
-        uv_timer_start(&s->timer, on_poll, (uint64_t)s->poll_ms, 0);
+        uv_timer_start(&s->timer, on_poll, (uint64_t)(s->next_ms < s->poll_ms ? s->next_ms
+                                                                               : s->poll_ms), 0);
+        s->next_ms *= 2;
         return;
     }
     case PH_DONE: return;

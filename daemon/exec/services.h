@@ -37,7 +37,8 @@ struct services_config {
     bool allow_pull;
     bool allow_privileged;   /* --privileged in options */
     long health_timeout_ms;  /* overall bound on the health wait; 0 = 5 minutes */
-    long poll_ms;            /* health poll interval; 0 = 1000 */
+    long poll_ms;            /* the longest health poll interval (the first polls come sooner);
+                                0 = 1000 */
     const json_t *limits;    /* the job's label settings (profile.h's profile_job()): their
                                 memory, CPU and pids limits apply to every service, after its
                                 options; NULL: none */

@@ -2,7 +2,8 @@
  * socket), with the offline test images from tests/images/build.sh. Covers: DOCKER_HOST
  * parsing, ping + version negotiation, unreachable daemon, image inspect, import, pinned
  * references (id pin accepted, wrong id / wrong expected id / missing image / absent digest
- * refused with exact messages), container create/start/wait/remove with labels, attach before
+ * refused with exact messages), LogConfig none in a create body, container
+ * create/start/wait/remove with labels, attach before
  * start with stdout and stderr separated and the exit code, the duplex attach (stdin round trip
  * through cat), archive PUT then GET (including a long name), error classification (404, 409),
  * networks (create, duplicate, connect, remove) and volumes, the label sweep, the Debian image
@@ -216,6 +217,22 @@ remove_container(struct fx *f, const char *id)
 }
 
 /* ---- connecting -------------------------------------------------------------------------- */
+
+/* log_none asks the engine for no log driver (the output only through attach); without it the
+ * body leaves the engine's default. No engine needed. */
+TEST(spec_log_none_is_log_config_none)
+{
+    struct docker_container_spec s = {.image = "img", .log_none = true};
+    json_t *body = docker_container_spec_json(&s);
+    json_t *lc = json_object_get(json_object_get(body, "HostConfig"), "LogConfig");
+
+    ASSERT_STR_EQ(json_string_value(json_object_get(lc, "Type")), "none");
+    json_decref(body);
+    s.log_none = false;
+    body = docker_container_spec_json(&s);
+    ASSERT(json_object_get(json_object_get(body, "HostConfig"), "LogConfig") == NULL);
+    json_decref(body);
+}
 
 TEST(docker_host_parsing)
 {
