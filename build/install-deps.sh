@@ -8,7 +8,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config clang libclang-rt-14-dev clang-tidy clang-format cppcheck \
     libuv1-dev libcurl4-openssl-dev libjansson-dev libgit2-dev libsqlite3-dev \
-    libssl-dev libyaml-dev ca-certificates git python3 \
+    libssl-dev libyaml-dev ca-certificates curl git python3 \
     busybox-static debootstrap docker-registry libhttp-parser-dev prometheus systemd >/dev/null
 # node for the node-action tests' image (tests/images/build.sh node): Debian's, unless the
 # host already has one.

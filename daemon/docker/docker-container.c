@@ -309,8 +309,8 @@ docker_archive_get(struct docker *d, const char *id, const char *path, docker_cb
 /* ---- networks and volumes ---------------------------------------------------------------- */
 
 int
-docker_network_create(struct docker *d, const char *name, json_t *labels, docker_cb cb,
-                      void *arg, struct err *e)
+docker_network_create(struct docker *d, const char *name, json_t *labels, bool isolated,
+                      docker_cb cb, void *arg, struct err *e)
 {
     json_t *b = json_object();
     int rc;
@@ -318,6 +318,9 @@ docker_network_create(struct docker *d, const char *name, json_t *labels, docker
     json_object_set_new(b, "Name", json_string(name));
     json_object_set_new(b, "CheckDuplicate", json_true());
     json_object_set_new(b, "Driver", json_string("bridge"));
+    if (isolated)
+        json_object_set_new(b, "Options", json_pack("{s:s}", "com.docker.network.bridge.enable_icc",
+                                                    "false"));
     if (labels)
         json_object_set(b, "Labels", labels);
     rc = simple(d, dcall_new(d, cb, arg, post_id, "create network %s", name), "POST",

@@ -211,9 +211,11 @@ int docker_archive_get(struct docker *d, const char *id, const char *path, docke
 
 /* ---- networks, volumes, sweep ---- */
 
-/* CheckDuplicate, bridge driver; labels borrowed (may be NULL). res->id = network Id. */
-int docker_network_create(struct docker *d, const char *name, json_t *labels, docker_cb cb,
-                          void *arg, struct err *e);
+/* CheckDuplicate (a name in use: -EEXIST), bridge driver; labels borrowed (may be NULL);
+ * isolated: no traffic between the network's containers (enable_icc false). res->id = the
+ * network's Id. */
+int docker_network_create(struct docker *d, const char *name, json_t *labels, bool isolated,
+                          docker_cb cb, void *arg, struct err *e);
 int docker_network_remove(struct docker *d, const char *id, docker_cb cb, void *arg,
                           struct err *e);
 /* aliases: NULL-terminated, may be NULL. */

@@ -382,6 +382,70 @@ on_network(const struct docker_res *res, void *arg)
     setup_landed(dx);
 }
 
+/* The shared network's creation, one at a time in this process: the engine's CheckDuplicate
+ * does not stop two creates of one name that run at once, and two networks of that name would
+ * make every later create that names it fail as ambiguous. Jobs that set up while a create is
+ * in flight wait for its answer (counted as their own call in flight, so none is freed before
+ * it lands); a job after that asks again, answered at once with a conflict while it exists (so
+ * a network removed by hand, e.g. by `docker network prune`, is made again). */
+static struct {
+    struct docker *d;         /* the engine of the create in flight */
+    bool creating;
+    struct docker_exec **wait;
+    size_t nwait;
+} shared_net;
+
+static void
+shared_net_landed(struct docker_exec *dx, const struct docker_res *res)
+{
+    if (!dockerexec_proceed(dx, res))
+        return;
+    setup_landed(dx);
+}
+
+/* The shared network is there: made now, or already (a conflict). */
+static void
+on_shared_network(const struct docker_res *res, void *arg)
+{
+    struct docker_res ok = *res;
+    struct docker_exec **wait = shared_net.wait;
+    size_t n = shared_net.nwait;
+
+    (void)arg;
+    if (res->rc == -EEXIST)
+        ok.rc = 0;
+    shared_net.creating = false;
+    shared_net.d = NULL;
+    shared_net.wait = NULL;
+    shared_net.nwait = 0;
+    for (size_t i = 0; i < n; i++)
+        shared_net_landed(wait[i], &ok);
+    free(wait);
+}
+
+/* Joins the shared network's create: 0 with a call in flight for dx, or <0 with e. */
+static int
+shared_net_join(struct docker_exec *dx, struct err *e)
+{
+    if (shared_net.creating && shared_net.d != dx->d)
+        return err_set(e, -EBUSY, "the shared network %s is being made on another engine",
+                       DOCKEREXEC_SHARED_NET);
+    if (!shared_net.creating) {
+        /* Only the role label: no sweep of a runner's or a job's objects removes it. */
+        json_t *labels = json_pack("{s:s}", DOCKER_LABEL_ROLE, "shared-network");
+        int rc = docker_network_create(dx->d, DOCKEREXEC_SHARED_NET, labels, true,
+                                       on_shared_network, NULL, e);
+        json_decref(labels);
+        if (rc < 0)
+            return rc;
+        shared_net.creating = true;
+        shared_net.d = dx->d;
+    }
+    shared_net.wait = xreallocarray(shared_net.wait, shared_net.nwait + 1, sizeof *shared_net.wait);
+    shared_net.wait[shared_net.nwait++] = dx;
+    return dockerexec_flying(dx, 0);
+}
+
 static void
 create_container(struct docker_exec *dx)
 {
@@ -412,8 +476,8 @@ create_container(struct docker_exec *dx)
     char *act = xasprintf("%s:/var/run/act", dx->vols[1]);
     dx->x.workspace_mount = xstrdup(bind);
     dx->x.act_mount = xstrdup(act);
-    /* NULL without a job network: step containers, like the job's, go on the default bridge. */
-    dx->x.network = dx->net_name ? xstrdup(dx->net_name) : NULL;
+    /* Step containers go where the job's container is. */
+    dx->x.network = xstrdup(DOCKEREXEC_NET(dx));
     const char *binds[] = {bind, act, NULL};
     const char *entry[] = {AGENT_DIR "/agent", "--journal", AGENT_DIR "/journal", NULL};
     struct docker_container_spec spec = {
@@ -425,7 +489,7 @@ create_container(struct docker_exec *dx)
         .open_stdin = true,
         .attach_output = true,
         .binds = binds,
-        .network_mode = dx->net_name, /* NULL: the engine's default bridge */
+        .network_mode = DOCKEREXEC_NET(dx),
         .pids_limit = 4096,
         .log_none = true, /* the agent's output comes through attach; no copy on the disk */
     };
@@ -559,11 +623,11 @@ on_resolved(const struct docker_res *res, void *arg)
 
 /* Does the job need a network of its own? Only for names: services are reached by their id
  * and the dind sidecar as "docker", from the job container and from step containers
- * (container.options cannot name a network). Any other job runs on the engine's default
- * bridge, as `docker run` does: no network to create and remove (most of a job's start and
- * end otherwise). The isolation is the default bridge's: no names resolve there, but its
- * containers reach each other's ports by address unless dockerd runs with "icc": false; jobs
- * on networks of their own could not (doc/docker-engine.md §4.2 for the sidecar). */
+ * (container.options cannot name a network). Any other job runs on the shared isolated bridge
+ * (DOCKEREXEC_SHARED_NET): no network to create and remove (most of a job's start and end
+ * otherwise), and still no traffic between jobs, as on networks of their own; the engine's
+ * default bridge would let jobs reach each other's ports unless dockerd runs with "icc":
+ * false (doc/docker-engine.md §4.2 for the sidecar). */
 static bool
 needs_network(const struct docker_exec *dx)
 {
@@ -599,8 +663,11 @@ setup_start(struct docker_exec *dx, struct err *e)
         dx->setup_calls += rc == 0;
     }
     if (rc == 0 && dx->net_name) {
-        rc = dockerexec_flying(dx, docker_network_create(dx->d, dx->net_name, labels, on_network,
-                                                         dx, e));
+        rc = dockerexec_flying(dx, docker_network_create(dx->d, dx->net_name, labels, false,
+                                                         on_network, dx, e));
+        dx->setup_calls += rc == 0;
+    } else if (rc == 0) {
+        rc = shared_net_join(dx, e);
         dx->setup_calls += rc == 0;
     }
     json_decref(labels);

@@ -21,6 +21,12 @@
 /* From the container's start until the agent's HELLO_REPLY and the setup probe's exit: an
  * agent that never starts (an image or options that keep it from running) fails the job. */
 #define HELLO_TIMEOUT_MS 30000
+/* The network of every job without one of its own: a bridge with inter-container traffic off
+ * ("com.docker.network.bridge.enable_icc": "false"), so jobs on it cannot reach each other, as
+ * on networks of their own; created once (by the first job that finds it missing) and kept. */
+#define DOCKEREXEC_SHARED_NET "runnerd-isolated"
+/* The network a job's containers join: its own, else the shared one. */
+#define DOCKEREXEC_NET(dx) ((dx)->net_name ? (dx)->net_name : DOCKEREXEC_SHARED_NET)
 
 struct services;
 struct dind;

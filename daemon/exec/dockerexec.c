@@ -571,7 +571,7 @@ executor_docker_adopt(uv_loop_t *loop, struct docker *d, const char *runner_name
     dx->x.base_env = json_is_object(be) ? json_deep_copy(be) : json_object();
     dx->x.workspace_mount = jstr(desc, "workspace_mount");
     dx->x.act_mount = jstr(desc, "act_mount");
-    dx->x.network = dx->net_name ? xstrdup(dx->net_name) : NULL;
+    dx->x.network = xstrdup(DOCKEREXEC_NET(dx));
     json_t *jc = json_object_get(desc, "job_ctx");
     dx->x.job_ctx = json_is_object(jc) ? json_deep_copy(jc) : json_object();
     dx->x.bash = json_is_true(json_object_get(desc, "bash"));

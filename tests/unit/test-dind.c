@@ -96,7 +96,7 @@ net_create(struct dockertest *f)
     json_t *l = dockertest_labels(f);
     char *name = xasprintf("%s-net", f->label_val);
 
-    ASSERT_OK(docker_network_create(f->d, name, l, on_res, &t, &e));
+    ASSERT_OK(docker_network_create(f->d, name, l, false, on_res, &t, &e));
     dockertest_run_until(f, &t.done);
     if (t.rc < 0)
         test_fail(__FILE__, __LINE__, "network: %s", t.msg);

@@ -1103,12 +1103,12 @@ TEST(network_create_connect_remove)
     setup(&f, "network");
     l = labels(&f);
     snprintf(name, sizeof name, "runnerd-test-net-%d", (int)getpid());
-    ASSERT_OK(docker_network_create(f.d, name, l, on_res, &t, &e));
+    ASSERT_OK(docker_network_create(f.d, name, l, false, on_res, &t, &e));
     wait_for(&f, &t);
     ASSERT_EQ(t.rc, 0);
     netid = xstrdup(t.id);
     tres_free(&t);
-    ASSERT_OK(docker_network_create(f.d, name, l, on_res, &t, &e));
+    ASSERT_OK(docker_network_create(f.d, name, l, false, on_res, &t, &e));
     wait_for(&f, &t);
     ASSERT_EQ(t.rc, -EEXIST);
     snprintf(want, sizeof want, "create network %s: 409 network with name %s already exists",
@@ -1153,7 +1153,7 @@ TEST(sweep_removes_labelled_leftovers)
     ASSERT_EQ(t.rc, 0);
     tres_free(&t);
     snprintf(name, sizeof name, "runnerd-test-sweep-%d", (int)getpid());
-    ASSERT_OK(docker_network_create(f.d, name, l, on_res, &t, &e));
+    ASSERT_OK(docker_network_create(f.d, name, l, false, on_res, &t, &e));
     wait_for(&f, &t);
     ASSERT_EQ(t.rc, 0);
     tres_free(&t);

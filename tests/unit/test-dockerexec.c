@@ -2,8 +2,8 @@
  * volume, agent upload, attach, start), a step through the agent, and losing the attach stream
  * mid-step: after dockerexec_reattach() every output line arrives exactly once, in order, and
  * the exit follows; close removes container and volumes. What the engine is asked for: a job
- * without services creates no network (its container is on the default bridge) and its
- * container has no log driver, so a secret a step prints is in no file of the engine; a job
+ * without services creates no network of its own (its container is on the shared isolated
+ * bridge, where two jobs cannot reach each other) and its container has no log driver, so a secret a step prints is in no file of the engine; a job
  * with a service gets a labelled network on which the service answers to its id, and the
  * network is gone after the close; a service that exits at once fails the setup (once, naming
  * it) while the job container comes up beside it, and the close leaves nothing. */
@@ -312,17 +312,22 @@ TEST(job_without_services_has_no_network_and_no_log_file)
     struct executor_job job = {.name = "bridge", .image = f.image};
     ASSERT_OK(executor_setup(j.x, &job, &e));
     dockertest_run_until(&f, &j.ready);
-    ASSERT(j.x->network == NULL);
+    ASSERT_STR_EQ(j.x->network, "runnerd-isolated");
     const char *cid = json_string_value(
         json_object_get(json_object_get(j.x->job_ctx, "container"), "id"));
     ASSERT(cid != NULL);
     char *id = xstrdup(cid);
 
-    /* The engine's default bridge, as `docker run` without --network; no network of the job. */
+    /* The shared isolated bridge; no network of the job's own. */
     char *mode = inspect(id, "{{.HostConfig.NetworkMode}}");
-    ASSERT(strcmp(mode, "default") == 0 || strcmp(mode, "bridge") == 0);
+    ASSERT_STR_EQ(mode, "runnerd-isolated");
     char *nets = inspect(id, "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}");
-    ASSERT_STR_EQ(nets, "bridge ");
+    ASSERT_STR_EQ(nets, "runnerd-isolated ");
+    char *icc = dockertest_sh("docker network inspect -f "
+                              "'{{index .Options \"com.docker.network.bridge.enable_icc\"}}' "
+                              "runnerd-isolated");
+    ASSERT_STR_EQ(icc, "false\n");
+    free(icc);
     char *job_label = inspect(id, "{{index .Config.Labels \"io.runnerd.job\"}}");
     ASSERT(job_label[0] != '\0');
     ASSERT_EQ(job_networks(job_label), 0);
@@ -364,6 +369,69 @@ TEST(job_without_services_has_no_network_and_no_log_file)
     free(mode);
     free(id);
     buf_free(&j.out);
+    dockertest_teardown(&f);
+}
+
+/* The attack: a job listens on a port and another job, on the same runner at the same time,
+ * connects to it by address. On the shared bridge inter-container traffic is off, so the
+ * second job gets nothing; the host (the positive control) does reach the listener. Both jobs
+ * start at once, so the shared network is also made only once (two of the same name would
+ * make every later job's create fail as ambiguous). */
+TEST(two_jobs_without_services_cannot_reach_each_other)
+{
+    struct dockertest f;
+    struct job a = {.f = &f}, b = {.f = &f};
+    struct err e = {0};
+
+    dockertest_setup(&f, "dockerexec-icc");
+    guard_owner();
+    ASSERT_OK(executor_docker_new(&f.loop, f.d, RUNNER_AGENT_PATH, "test", &a.x, &e));
+    ASSERT_OK(executor_docker_new(&f.loop, f.d, RUNNER_AGENT_PATH, "test", &b.x, &e));
+    a.x->cbs = b.x->cbs = &job_cbs;
+    a.x->arg = &a;
+    b.x->arg = &b;
+    struct executor_job ja = {.name = "icc-a", .image = f.image};
+    struct executor_job jb = {.name = "icc-b", .image = f.image};
+    ASSERT_OK(executor_setup(a.x, &ja, &e));
+    ASSERT_OK(executor_setup(b.x, &jb, &e));
+    dockertest_run_until(&f, &a.ready);
+    dockertest_run_until(&f, &b.ready);
+    char *count = dockertest_sh("docker network ls -q --filter name=^runnerd-isolated$ | wc -l");
+    ASSERT_STR_EQ(count, "1\n");
+    char *ida = xstrdup(json_string_value(
+        json_object_get(json_object_get(a.x->job_ctx, "container"), "id")));
+    char *ip = inspect(ida, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    ASSERT(ip[0] != '\0');
+
+    /* Job a serves a page on port 8080 (httpd goes to the background on its own). */
+    ASSERT_EQ(job_run(&a, "mkdir -p /tmp/www && echo job-a-secret-page > /tmp/www/index.html && "
+                          "httpd -p 8080 -h /tmp/www && sleep 1 && "
+                          "wget -q -O - http://127.0.0.1:8080/ && echo a-serves\n"), 0);
+    ASSERT_STR_CONTAINS(buf_str(&a.out), "a-serves");
+    /* The control: the host reaches it. */
+    char *cmd = xasprintf("curl -s -m 5 http://%s:8080/ 2>&1 || true", ip);
+    char *host = dockertest_sh(cmd);
+    ASSERT_STR_CONTAINS(host, "job-a-secret-page");
+    /* The attack: job b does not. */
+    char *script = xasprintf("if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 %s 8080 | "
+                             "grep -q job-a-secret-page; then echo b-reached-a; "
+                             "else echo b-refused; fi\n", ip);
+    ASSERT_EQ(job_run(&b, script), 0);
+    ASSERT_STR_CONTAINS(buf_str(&b.out), "b-refused");
+    ASSERT(strstr(buf_str(&b.out), "job-a-secret-page") == NULL);
+
+    executor_close(a.x);
+    executor_close(b.x);
+    dockertest_run_until(&f, &a.closed);
+    dockertest_run_until(&f, &b.closed);
+    free(script);
+    free(host);
+    free(cmd);
+    free(ip);
+    free(ida);
+    free(count);
+    buf_free(&a.out);
+    buf_free(&b.out);
     dockertest_teardown(&f);
 }
 

@@ -80,7 +80,7 @@ net_create(struct dockertest *f, struct net *n)
     json_t *l = dockertest_labels(f);
     char *name = xasprintf("%s-net", f->label_val);
 
-    ASSERT_OK(docker_network_create(f->d, name, l, on_net, n, &e));
+    ASSERT_OK(docker_network_create(f->d, name, l, false, on_net, n, &e));
     dockertest_run_until(f, &n->done);
     ASSERT_EQ(n->rc, 0);
     json_decref(l);
