@@ -13,6 +13,7 @@
 #include "runner/xalloc.h"
 
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@ struct runlocal {
     struct httpc *http;
     struct docker *docker;
     int status;             /* exit status decided before any job ran (2: no Docker) */
+    struct buf line;        /* on_log(): the line being written, reused */
 };
 
 static uint64_t
@@ -109,33 +111,68 @@ on_step_started(void *arg, struct jobrun *jr, int step, const char *name)
  * character, ESC first, is shown as \xNN: the terminal is not the step's. A backslash is
  * shown as itself (paths, regular expressions). Without overwrite (annotations and the
  * runner's own messages, which can quote names) a CR is shown as \x0d: nothing is hidden. */
-static char *
-output_shown(const char *s, size_t n, bool overwrite)
+/* Bytes shown as \xNN: control characters but the tab, and DEL. */
+static inline bool
+escaped(unsigned char c)
+{
+    return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+/* The end of the run of bytes from i shown as they are: eight at a time while no byte of the
+ * eight is below 0x20 or 0x7f (a tab stops the fast loop too; the byte loop lets it pass). */
+static size_t
+plain_run(const char *s, size_t i, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        /* A byte below 0x20 (or 0x80 and up, let through below), or a byte equal to 0x7f. */
+        uint64_t low = (x - 0x20 * ones) & ~x & high;
+        uint64_t del = ((x ^ 0x7f * ones) - ones) & ~(x ^ 0x7f * ones) & high;
+        if (low | del)
+            break;
+    }
+    while (i < n && !escaped((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+/* The text of a line as shown: *out points into s when nothing in it is escaped (the common
+ * case: no copy), else at *copy (a new string the caller frees); *outlen is its length. */
+static void
+output_shown(const char *s, size_t n, bool overwrite, const char **out, size_t *outlen,
+             char **copy)
 {
     struct buf b = BUF_INIT;
+    size_t i = 0;
 
+    *copy = NULL;
     while (overwrite && n > 0 && s[n - 1] == '\r')
         n--;
-    for (size_t i = n; overwrite && i-- > 0;) {
-        if (s[i] == '\r') {
-            s += i + 1;
-            n -= i + 1;
+    for (size_t k = n; overwrite && k-- > 0;) {
+        if (s[k] == '\r') {
+            s += k + 1;
+            n -= k + 1;
             break;
         }
     }
-    for (size_t i = 0; i < n;) {
-        size_t run = i;
-        unsigned char c;
-        while (run < n && !(((unsigned char)s[run] < 0x20 && s[run] != '\t') || s[run] == 0x7f))
-            run++;
-        buf_append(&b, s + i, run - i); /* the bytes shown as they are, in one copy */
-        if (run == n)
+    i = plain_run(s, 0, n);
+    *out = s;
+    *outlen = n;
+    if (i == n)
+        return;
+    for (size_t from = 0;;) {
+        buf_append(&b, s + from, i - from); /* the bytes shown as they are, in one copy */
+        if (i == n)
             break;
-        c = (unsigned char)s[run];
-        buf_printf(&b, "\\x%02x", c);
-        i = run + 1;
+        buf_printf(&b, "\\x%02x", (unsigned char)s[i]);
+        from = ++i;
+        i = plain_run(s, i, n);
     }
-    return buf_steal(&b);
+    *outlen = b.len;
+    *out = *copy = buf_steal(&b);
 }
 
 static void
@@ -144,8 +181,9 @@ on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char
     struct local_run *lr = arg;
     struct runlocal *rl = lr->rl;
     FILE *f = rl->o->out;
-    char *t = output_shown(text, len, kind == JOBRUN_OUT || kind == JOBRUN_ERR ||
-                                          kind == JOBRUN_COMMAND);
+    const char *t;
+    size_t tlen;
+    char *copy;
     const char *pre = "  | ", *c = "";
     static const char pad[] = "                ";
     int depth = lr->group_depth > 8 ? 8 : lr->group_depth;
@@ -182,14 +220,27 @@ on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char
     case JOBRUN_ENDGROUP:
         if (lr->group_depth > 0)
             lr->group_depth--;
-        free(t);
         return; /* the indentation ends; nothing to print */
     default:
         break;
     }
-    fprintf(f, "[%s] %.*s%s%s%s%s\n", run_name(lr), 2 * depth, pad, col(rl, c), pre, t,
-            *c ? col(rl, "\033[0m") : "");
-    free(t);
+    output_shown(text, len, kind == JOBRUN_OUT || kind == JOBRUN_ERR || kind == JOBRUN_COMMAND,
+                 &t, &tlen, &copy);
+    /* "[run] " + indentation + colour + prefix, the text, the reset: put together and written
+     * at once (a line of output is the hot path: no format to parse, one stdio call). */
+    buf_reset(&rl->line);
+    buf_putc(&rl->line, '[');
+    buf_puts(&rl->line, run_name(lr));
+    buf_append(&rl->line, "] ", 2);
+    buf_append(&rl->line, pad, (size_t)(2 * depth));
+    buf_puts(&rl->line, col(rl, c));
+    buf_puts(&rl->line, pre);
+    buf_append(&rl->line, t, tlen);
+    if (*c)
+        buf_puts(&rl->line, col(rl, "\033[0m"));
+    buf_putc(&rl->line, '\n');
+    fwrite(rl->line.data, 1, rl->line.len, f);
+    free(copy);
 }
 
 static void
@@ -696,5 +747,6 @@ out:
         config_label_free(&rl.labels[i]);
     free(rl.labels);
     mask_free(rl.mask);
+    buf_free(&rl.line);
     return status;
 }
