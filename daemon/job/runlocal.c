@@ -232,7 +232,7 @@ on_log(void *arg, struct jobrun *jr, int step, enum jobrun_kind kind, const char
     buf_putc(&rl->line, '[');
     buf_puts(&rl->line, run_name(lr));
     buf_append(&rl->line, "] ", 2);
-    buf_append(&rl->line, pad, (size_t)(2 * depth));
+    buf_append(&rl->line, pad, 2 * (size_t)depth);
     buf_puts(&rl->line, col(rl, c));
     buf_puts(&rl->line, pre);
     buf_append(&rl->line, t, tlen);
