@@ -18,6 +18,7 @@ const struct cli_cmd *const cli_cmds[] = {
     &cli_cmd_logs,
     &cli_cmd_restart,
     &cli_cmd_checkout,
+    &cli_cmd_cache,
     NULL,
 };
 

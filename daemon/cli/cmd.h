@@ -17,6 +17,7 @@ extern const struct cli_cmd cli_cmd_tasks;
 extern const struct cli_cmd cli_cmd_logs;
 extern const struct cli_cmd cli_cmd_restart;
 extern const struct cli_cmd cli_cmd_checkout;
+extern const struct cli_cmd cli_cmd_cache;
 
 /* Every command, NULL-terminated. */
 extern const struct cli_cmd *const cli_cmds[];
