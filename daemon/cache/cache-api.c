@@ -602,8 +602,9 @@ on_commit_synced(struct cache_conn *c, int status)
         return;
     }
     log_info("cache: committed %" PRId64 " (%" PRId64 " bytes)", id, size);
-    cache_conn_respond(c, 204, NULL, NULL, NULL, 0);
+    /* Before the answer: when the client hears of its commit, the cap holds again. */
     cache_server_evict(s);
+    cache_conn_respond(c, 204, NULL, NULL, NULL, 0);
 }
 
 static void

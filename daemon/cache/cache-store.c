@@ -30,10 +30,12 @@ static const char schema[] =
     "  repo TEXT NOT NULL, ref TEXT NOT NULL, key TEXT NOT NULL, version TEXT NOT NULL,\n"
     "  size INTEGER NOT NULL DEFAULT 0,\n"
     "  committed INTEGER NOT NULL DEFAULT 0,\n"
-    "  created INTEGER NOT NULL, used INTEGER NOT NULL);\n"
+    "  created INTEGER NOT NULL, used INTEGER NOT NULL,\n"
+    "  lru INTEGER NOT NULL DEFAULT 0);\n"
     "CREATE INDEX IF NOT EXISTS cache_entries_scope\n"
     "  ON cache_entries (repo, ref, version, key);\n"
     "CREATE INDEX IF NOT EXISTS cache_entries_used ON cache_entries (committed, used);\n"
+    "CREATE INDEX IF NOT EXISTS cache_entries_lru ON cache_entries (lru);\n"
     "CREATE TABLE IF NOT EXISTS cache_parts (\n"
     "  entry INTEGER NOT NULL REFERENCES cache_entries (id) ON DELETE CASCADE,\n"
     "  start INTEGER NOT NULL, stop INTEGER NOT NULL,\n"
@@ -485,7 +487,8 @@ cache_store_commit(struct cache_store *st, int64_t id, int64_t size, int64_t now
         goto out;
     rc = run(st,
              prep(st,
-                  "UPDATE cache_entries SET committed = 1, size = ?, created = ?, used = ? "
+                  "UPDATE cache_entries SET committed = 1, size = ?, created = ?, used = ?, "
+                  "lru = (SELECT coalesce(max(lru), 0) + 1 FROM cache_entries) "
                   "WHERE id = ? AND committed = 0",
                   "iiii", size, now, now, id),
              "commit entry", e);
@@ -519,7 +522,10 @@ cache_store_touch(struct cache_store *st, int64_t id, int64_t now)
 {
     struct err e = {0};
 
-    if (run(st, prep(st, "UPDATE cache_entries SET used = ? WHERE id = ?", "ii", now, id),
+    if (run(st, prep(st,
+                 "UPDATE cache_entries SET used = ?, "
+                 "lru = (SELECT coalesce(max(lru), 0) + 1 FROM cache_entries) WHERE id = ?",
+                 "ii", now, id),
             "touch", &e) < 0)
         log_warn("%s", e.msg);
 }
@@ -575,7 +581,7 @@ cache_store_evict(struct cache_store *st, int64_t max_size, int64_t max_age, int
     {
         sqlite3_stmt *s = prep(st,
                                "SELECT id, size FROM cache_entries WHERE committed "
-                               "ORDER BY used, id",
+                               "ORDER BY lru, id",
                                "");
         int64_t *v = NULL;
         size_t cap = 0;
