@@ -70,9 +70,13 @@ early(struct cache_conn *c, int status, enum cache_reject reason, const char *fm
 static void
 respond_json(struct cache_conn *c, int status, json_t *j)
 {
-    char *body = json_dumps(j, JSON_COMPACT);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
     json_decref(j);
+    if (body == NULL) {
+        cache_api_error(c, 500, -1, "the answer cannot be encoded as JSON");
+        return;
+    }
     cache_conn_respond(c, status, "application/json", NULL, body, strlen(body));
     free(body);
 }

@@ -120,7 +120,8 @@ class Client:
     def upload_chunk(self, cache_id, data, start, conn=None, content_range=None):
         h = self.api_headers()
         h["Content-Type"] = "application/octet-stream"
-        h["Content-Range"] = content_range or "bytes %d-%d/*" % (start, start + len(data) - 1)
+        h["Content-Range"] = (content_range if content_range is not None else
+                              "bytes %d-%d/*" % (start, start + len(data) - 1))
         return self.request("PATCH", self.url("caches/%s" % cache_id), data, h, conn=conn,
                             chunked=True)
 
