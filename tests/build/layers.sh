@@ -16,13 +16,14 @@ MAY = {
     "base": set(),
     "net": {"base"},
     "docker": {"base", "net"},
+    "cache": {"base", "net"},
     "workflow": {"base"},
     "scm": {"base"},
     "state": {"base", "workflow", "docker", "net"},
     "exec": {"base", "net", "docker", "workflow", "state", "scm"},
     "job": {"base", "net", "docker", "workflow", "state", "scm", "exec"},
-    "service": {"base", "net", "docker", "workflow", "state", "scm", "exec", "job"},
-    "cli": {"base", "net", "docker", "workflow", "state", "scm", "exec", "job"},
+    "service": {"base", "net", "docker", "workflow", "state", "scm", "exec", "job", "cache"},
+    "cli": {"base", "net", "docker", "workflow", "state", "scm", "exec", "job", "cache"},
 }
 # For each layer, a header of a layer it may not use (the one above it, or a peer).
 UP = {"base": "httpc.h", "net": "docker.h", "docker": "config.h", "workflow": "store.h",
@@ -31,6 +32,7 @@ UP = {"base": "httpc.h", "net": "docker.h", "docker": "config.h", "workflow": "s
 DOWN = {"net": "runner/buf.h", "docker": "httpc.h", "workflow": "mask.h", "scm": "fstree.h",
         "state": "wf.h", "exec": "config.h", "job": "executor.h", "service": "launch.h",
         "cli": "launch.h"}
+UP["cache"], DOWN["cache"] = "store.h", "httpc.h"  # the cache server: base and net only
 fails = 0
 
 def check(ok, what):
