@@ -506,6 +506,52 @@ out:
     free(version);
 }
 
+/* GET caches?key=K: the toolkit lists the entries of its primary key after a miss, in debug
+ * mode, to say which versions exist. The token's scopes only; at most 100. */
+static void
+list(struct cache_conn *c, const struct req *r, const struct cache_claims *cl)
+{
+    char *key = query_get(r->query, "key");
+    const char *scopes[2];
+    size_t n_scopes = 0, n = 0;
+    struct cache_entry *v = NULL;
+    struct err e = {0};
+    json_t *arr;
+
+    if (key == NULL || *key == '\0' || strlen(key) > CACHE_MAX_KEY) {
+        cache_api_error(c, 400, -1, "expected ?key=KEY (1 to %d bytes)", CACHE_MAX_KEY);
+        free(key);
+        return;
+    }
+    scopes[n_scopes++] = cl->ref;
+    if (cl->default_ref != NULL && *cl->default_ref != '\0' &&
+        strcmp(cl->default_ref, cl->ref) != 0)
+        scopes[n_scopes++] = cl->default_ref;
+    if (cache_store_list(c->s->st, cl->repo, scopes, n_scopes, key, 100, &v, &n, &e) < 0) {
+        log_err("%s", e.msg);
+        cache_api_error(c, 500, -1, "the cache index failed");
+    } else {
+        arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            char created[32];
+            time_t t = (time_t)v[i].created;
+            struct tm tm;
+
+            gmtime_r(&t, &tm);
+            strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "cacheKey", v[i].key,
+                                                 "scope", v[i].ref, "cacheVersion", v[i].version,
+                                                 "creationTime", created));
+        }
+        respond_json(c, 200, json_pack("{s:I, s:o}", "totalCount", (json_int_t)n,
+                                       "artifactCaches", arr));
+    }
+    for (size_t i = 0; i < n; i++)
+        cache_entry_clear(&v[i]);
+    free(v);
+    free(key);
+}
+
 /* ------------------------------------------------------------------------------------------
  * POST caches {key, version, cacheSize}, POST caches/ID {size}
  * ------------------------------------------------------------------------------------------ */
@@ -793,6 +839,8 @@ cache_api_handle(struct cache_conn *c)
         lookup(c, &r, &cl);
     else if (strcmp(r.path, "caches") == 0 && m == HTTP_POST)
         reserve(c, &cl);
+    else if (strcmp(r.path, "caches") == 0 && (m == HTTP_GET || m == HTTP_HEAD))
+        list(c, &r, &cl);
     else if (strncmp(r.path, "caches/", 7) == 0 && m == HTTP_POST)
         commit(c, &cl, parse_id(r.path + 7));
     else

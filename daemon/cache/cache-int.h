@@ -87,6 +87,11 @@ char *cache_store_blob_path(const struct cache_store *st, int64_t id);
 int cache_store_lookup(struct cache_store *st, const char *repo, const char *const *scopes,
                        size_t n_scopes, char *const *keys, size_t n_keys, const char *version,
                        struct cache_entry *out, struct err *e);
+/* The committed entries of repo with key exactly, in the given scopes, newest first, at most
+ * max: a new array in *out (free each with cache_entry_clear(), then the array). */
+int cache_store_list(struct cache_store *st, const char *repo, const char *const *scopes,
+                     size_t n_scopes, const char *key, size_t max, struct cache_entry **out,
+                     size_t *n, struct err *e);
 /* Entry id, committed or not. 0, ERR_NOTFOUND or <0. */
 int cache_store_get(struct cache_store *st, int64_t id, struct cache_entry *out, struct err *e);
 void cache_entry_clear(struct cache_entry *en);

@@ -362,6 +362,36 @@ cache_store_lookup(struct cache_store *st, const char *repo, const char *const *
 }
 
 int
+cache_store_list(struct cache_store *st, const char *repo, const char *const *scopes,
+                 size_t n_scopes, const char *key, size_t max, struct cache_entry **out, size_t *n,
+                 struct err *e)
+{
+    struct cache_entry *v = xcalloc(max ? max : 1, sizeof *v);
+    int rc = SQLITE_DONE;
+
+    *n = 0;
+    for (size_t i = 0; i < n_scopes && *n < max; i++) {
+        sqlite3_stmt *s = prep(st,
+                               "SELECT " ENTRY_COLS " FROM cache_entries WHERE committed AND "
+                               "repo = ? AND ref = ? AND key = ? ORDER BY created DESC, id DESC",
+                               "sss", repo, scopes[i], key);
+
+        if (s == NULL) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+            read_entry(s, &v[(*n)++]);
+        sqlite3_finalize(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            break;
+        rc = SQLITE_DONE;
+    }
+    *out = v;
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_err(st, rc, "list entries", e);
+}
+
+int
 cache_store_get(struct cache_store *st, int64_t id, struct cache_entry *out, struct err *e)
 {
     return one_entry(st, prep(st, "SELECT " ENTRY_COLS " FROM cache_entries WHERE id = ?", "i", id),

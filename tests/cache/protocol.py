@@ -4,7 +4,8 @@ real socket) driven by toolkit_client.py, which sends the legacy @actions/cache 
 header for header. A miss is 204; a save is reserve (200 {cacheId}), four 1 MiB chunks sent in
 parallel and in reverse order as chunked PATCHes with Content-Range, commit {size} (2xx); a
 lookup by the exact key, then by a restore-key prefix, hits (200, cacheKey, archiveLocation);
-the download (no Authorization header, as the toolkit sends it) returns the same bytes with
+caches?key= lists the key's versions in the token's scope only; the download (no
+Authorization header, as the toolkit sends it) returns the same bytes with
 Content-Length; HEAD gives the length without a body; Range gives 206 and Content-Range, an
 unsatisfiable one 416; keep-alive serves several requests on one connection; a second reserve
 of a committed key is 409 (the toolkit warns and goes on); an entry larger than 64 KiB pieces
@@ -70,6 +71,15 @@ def main():
                 entry)
         r = cl.get_cache_entry(["npm-linux-abc"], tk.cache_version(["other"]))
         t.check("another version: 204", r.status == 204, r.status)
+
+        r = cl.list_caches("npm-linux-abc")
+        j = r.json() or {}
+        t.check("list caches?key=: the entry with its version",
+                r.status == 200 and j.get("totalCount") == 1 and
+                j["artifactCaches"][0]["cacheVersion"] == ver, (r.status, r.body))
+        r = srv.client("other/repo", "refs/heads/main").list_caches("npm-linux-abc")
+        t.check("list: another repository sees none", r.status == 200 and
+                (r.json() or {}).get("totalCount") == 0, (r.status, r.body))
 
         r = cl.reserve("npm-linux-abc", ver, 10)
         t.check("reserving a committed key again: 409", r.status == 409, (r.status, r.body))

@@ -12,6 +12,8 @@
             application/octet-stream, Content-Range: bytes START-END/* (END inclusive); four
             chunks of 32 MiB in flight at once, so they arrive in any order
   commit    POST {base}_apis/artifactcache/caches/ID {"size": N}
+  list      GET  {base}_apis/artifactcache/caches?key=<encodeURIComponent(key)> (after a miss,
+            in debug mode: which versions of the key exist)
   download  GET archiveLocation with only User-Agent: actions/cache (no Authorization: the
             toolkit's download client has no credential handler); the concurrent downloader
             first sends HEAD, then GETs with Range: bytes=A-B
@@ -108,6 +110,11 @@ class Client:
         res = "cache?keys=%s&version=%s" % (urllib.parse.quote(",".join(keys), safe="-_.!~*'()"),
                                             version)
         return self.request("GET", self.url(res), headers=self.api_headers(), conn=conn)
+
+    def list_caches(self, key):
+        """printCachesListForDiagnostics(): after a miss, in debug mode."""
+        res = "caches?key=%s" % urllib.parse.quote(key, safe="-_.!~*'()")
+        return self.request("GET", self.url(res), headers=self.api_headers())
 
     def reserve(self, key, version, size=None):
         body = {"key": key, "version": version}
