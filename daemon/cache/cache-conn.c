@@ -212,7 +212,8 @@ on_write(uv_write_t *req, int status)
     struct cache_conn *c = w->c;
     bool stream_after = w->stream_after;
 
-    free(w->data);
+    if (w->data != c->dl_buf)
+        free(w->data);
     free(w);
     if (c->closing)
         return;
@@ -228,7 +229,8 @@ on_write(uv_write_t *req, int status)
     request_end(c);
 }
 
-/* Writes data (taken) to the socket. */
+/* Writes data to the socket: taken, unless it is c->dl_buf (which lives as long as c; a
+ * download reads the next piece into it only after this write completed). */
 static void
 conn_write(struct cache_conn *c, char *data, size_t len, bool stream_after)
 {
@@ -242,7 +244,8 @@ conn_write(struct cache_conn *c, char *data, size_t len, bool stream_after)
     c->writing = true;
     rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc < 0) {
-        free(data);
+        if (data != c->dl_buf)
+            free(data);
         free(w);
         cache_conn_close(c);
     }
@@ -316,12 +319,7 @@ on_dl_read(uv_fs_t *req)
     }
     c->dl_off += n;
     c->dl_left -= n;
-    {
-        char *data = xmalloc((size_t)n);
-
-        memcpy(data, c->dl_buf, (size_t)n);
-        conn_write(c, data, (size_t)n, true);
-    }
+    conn_write(c, c->dl_buf, (size_t)n, true); /* the next read waits for this write */
 }
 
 /* Reads the next piece of the download; on_write sends it and comes back here. */
