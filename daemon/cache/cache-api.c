@@ -40,8 +40,18 @@ cache_api_error(struct cache_conn *c, int status, int reason, const char *fmt, .
     va_end(ap);
     if (reason >= 0 && reason < CACHE_REJ_N)
         c->s->rejected[reason]++;
-    log_info("cache: %s %.100s: %d %s", http_method_str((enum http_method)c->parser.method),
-             buf_str(&c->url), status, msg);
+    {
+        /* The path only: a download URL's query is a capability, and the log is no place for
+         * it; escaped, since a client chose it. */
+        const char *url = buf_str(&c->url);
+        size_t n = strcspn(url, "?");
+        char *path = log_escape(url, n < 120 ? n : 120), *m = log_escape(msg, strlen(msg));
+
+        log_info("cache: %s %s: %d %s", http_method_str((enum http_method)c->parser.method), path,
+                 status, m);
+        free(path);
+        free(m);
+    }
     j = json_pack("{s:s}", "message", msg);
     body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -613,6 +623,11 @@ reserve(struct cache_conn *c, const struct cache_claims *cl)
         }
     }
     rc = cache_store_reserve(s->st, cl->repo, cl->ref, key, version, size, now_s(), &id, &e);
+    if (rc == -EBUSY) {
+        /* The reservation in the way may have expired since the last eviction. */
+        cache_server_evict(s);
+        rc = cache_store_reserve(s->st, cl->repo, cl->ref, key, version, size, now_s(), &id, &e);
+    }
     if (rc == -EEXIST || rc == -EBUSY) {
         cache_api_error(c, 409, CACHE_REJ_CONFLICT, "%s", e.msg);
     } else if (rc < 0) {
