@@ -21,6 +21,7 @@
 
 #define PREFIX "/_apis/artifactcache/"
 
+/* Wall-clock seconds: token expiry, entry times. */
 static int64_t
 now_s(void)
 {
@@ -77,6 +78,7 @@ early(struct cache_conn *c, int status, enum cache_reject reason, const char *fm
     va_end(ap);
 }
 
+/* Answers with j (taken); 500 when it could not be built. */
 static void
 respond_json(struct cache_conn *c, int status, json_t *j)
 {
@@ -100,6 +102,7 @@ struct req {
     char *query; /* undecoded, or NULL */
 };
 
+/* Frees what req_parse() filled. */
 static void
 req_free(struct req *r)
 {
@@ -131,6 +134,7 @@ req_parse(struct cache_conn *c, struct req *r)
     return true;
 }
 
+/* The value of one hex digit, or -1. */
 static int
 hexval(char ch)
 {
@@ -274,6 +278,8 @@ cache_api_upload_overlaps(struct cache_server *s, const struct cache_conn *c, in
  * PATCH caches/ID: checked at its head, so a refused chunk is never read
  * ------------------------------------------------------------------------------------------ */
 
+/* Checks a chunk of entry id before its body: token, owner, range, caps, overlaps; then opens
+ * the part file for the body to be written to, or refuses early. */
 static void
 upload_head(struct cache_conn *c, int64_t id)
 {
@@ -370,6 +376,7 @@ out:
     cache_claims_free(&cl);
 }
 
+/* A chunk's body is written: records its range when it was complete. */
 static void
 upload_done(struct cache_conn *c)
 {
@@ -443,6 +450,7 @@ base_url(struct cache_conn *c)
     return xasprintf("http://%s:%d", ip, port);
 }
 
+/* Finds an entry by the scope rule (doc/cache.md §2) and answers its signed download URL. */
 static void
 lookup(struct cache_conn *c, const struct req *r, const struct cache_claims *cl)
 {
@@ -582,6 +590,7 @@ body_json(struct cache_conn *c)
     return j;
 }
 
+/* Reserves a key and version under the token's own ref. */
 static void
 reserve(struct cache_conn *c, const struct cache_claims *cl)
 {
@@ -642,6 +651,7 @@ out:
     json_decref(j);
 }
 
+/* The part is on disk: the commit's transaction, eviction, then the answer. */
 static void
 on_commit_synced(struct cache_conn *c, int status)
 {
@@ -672,6 +682,7 @@ on_commit_synced(struct cache_conn *c, int status)
     cache_conn_respond(c, 204, NULL, NULL, NULL, 0);
 }
 
+/* Checks that the chunks of id cover {size} exactly, then syncs the part (thread pool). */
 static void
 commit(struct cache_conn *c, const struct cache_claims *cl, int64_t id)
 {
@@ -749,6 +760,7 @@ out:
  * GET/HEAD artifacts/ID?exp=E&sig=S
  * ------------------------------------------------------------------------------------------ */
 
+/* Serves a blob (whole, or one range) to whoever holds its signed URL. */
 static void
 download(struct cache_conn *c, const struct req *r, int64_t id)
 {

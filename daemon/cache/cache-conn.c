@@ -35,6 +35,7 @@ struct conn_write {
  * Teardown
  * ------------------------------------------------------------------------------------------ */
 
+/* Forgets the request just answered (closing its files) before the next one. */
 static void
 request_reset(struct cache_conn *c)
 {
@@ -67,6 +68,7 @@ request_reset(struct cache_conn *c)
     c->close_after = false;
 }
 
+/* Frees c once its handles are closed and no file operation is in flight. */
 static void
 maybe_free(struct cache_conn *c)
 {
@@ -83,6 +85,7 @@ maybe_free(struct cache_conn *c)
     cache_server_unref(s);
 }
 
+/* One of c's two handles (socket, timer) is closed. */
 static void
 on_handle_closed(uv_handle_t *h)
 {
@@ -116,6 +119,7 @@ cache_conn_close(struct cache_conn *c)
     uv_close((uv_handle_t *)&c->idle, on_handle_closed);
 }
 
+/* Nothing moved for CACHE_IDLE_MS (or the linger is over): the connection goes. */
 static void
 on_idle(uv_timer_t *t)
 {
@@ -125,6 +129,7 @@ on_idle(uv_timer_t *t)
     cache_conn_close(c);
 }
 
+/* Bytes moved: the idle timer starts over. */
 static void
 progress(struct cache_conn *c)
 {
@@ -132,6 +137,7 @@ progress(struct cache_conn *c)
         uv_timer_start(&c->idle, on_idle, c->lingering ? CACHE_LINGER_MS : CACHE_IDLE_MS, 0);
 }
 
+/* The FIN after a closing response is out (or failed). */
 static void
 on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -181,6 +187,7 @@ request_end(struct cache_conn *c)
  * Responses
  * ------------------------------------------------------------------------------------------ */
 
+/* The reason phrase of the statuses we send. */
 static const char *
 reason_phrase(int status)
 {
@@ -205,6 +212,7 @@ reason_phrase(int status)
 
 static void dl_next(struct cache_conn *c);
 
+/* A write is done: the next piece of a download, or the end of the response. */
 static void
 on_write(uv_write_t *req, int status)
 {
@@ -298,6 +306,7 @@ cache_conn_respond(struct cache_conn *c, int status, const char *ctype, const ch
     conn_write(c, buf_steal(&out), n, false);
 }
 
+/* A piece of a download was read: it is written before the next is read. */
 static void
 on_dl_read(uv_fs_t *req)
 {
@@ -362,6 +371,7 @@ cache_conn_send_file(struct cache_conn *c, int status, const char *extra, int fd
     conn_write(c, buf_steal(&out), n, true);
 }
 
+/* The fsync of a commit's part is done: its continuation runs. */
 static void
 on_fsync(uv_fs_t *req)
 {
@@ -401,6 +411,7 @@ cache_conn_fsync(struct cache_conn *c, int fd, void (*done)(struct cache_conn *c
  * Uploads: wbuf to the part file
  * ------------------------------------------------------------------------------------------ */
 
+/* wbuf is in the part file: parsing resumes. */
 static void
 on_up_write(uv_fs_t *req)
 {
@@ -426,6 +437,7 @@ on_up_write(uv_fs_t *req)
     conn_process(c);
 }
 
+/* Writes wbuf (an upload's body bytes) at its offset in the part file, on the thread pool. */
 static void
 up_flush(struct cache_conn *c)
 {
@@ -476,6 +488,8 @@ header_done(struct cache_conn *c)
     buf_reset(&c->hvalue);
 }
 
+/* The parser's callbacks: the request line and headers are collected, the body goes to
+ * wbuf (an upload) or c->body (JSON, bounded). */
 static int
 on_url(http_parser *p, const char *at, size_t len)
 {
@@ -623,6 +637,7 @@ conn_process(struct cache_conn *c)
     conn_read_toggle(c);
 }
 
+/* Reads go to the free end of rbuf, moved to its start first. */
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
@@ -635,6 +650,7 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(c->rbuf + c->rlen, (unsigned)(sizeof c->rbuf - c->rlen));
 }
 
+/* Input: parsed at once unless something is in flight (then it waits in rbuf). */
 static void
 on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {

@@ -85,6 +85,7 @@ cache_server_unref(struct cache_server *s)
         done(arg);
 }
 
+/* A listener is closed: it is freed. */
 static void
 on_listener_closed(uv_handle_t *h)
 {
@@ -96,12 +97,14 @@ on_listener_closed(uv_handle_t *h)
     cache_server_unref(s);
 }
 
+/* The eviction timer is closed. */
 static void
 on_timer_closed(uv_handle_t *h)
 {
     cache_server_unref(h->data);
 }
 
+/* A client connects to one of the listeners. */
 static void
 on_connection(uv_stream_t *server, int status)
 {
@@ -191,6 +194,7 @@ cache_server_port(const struct cache_server *s)
     return s->port;
 }
 
+/* Eviction every CACHE_EVICT_MS, for caps that time alone passes (age, reservations). */
 static void
 on_evict_timer(uv_timer_t *t)
 {

@@ -41,12 +41,14 @@ static const char schema[] =
     "  start INTEGER NOT NULL, stop INTEGER NOT NULL,\n"
     "  PRIMARY KEY (entry, start));\n";
 
+/* sqlite's error, as ours (doc/style.md §3). */
 static int
 db_err(struct cache_store *st, int rc, const char *what, struct err *e)
 {
     return err_set(e, -EIO, "cache index: %s: %s (%d)", what, sqlite3_errmsg(st->db), rc);
 }
 
+/* Runs SQL without parameters or rows. */
 static int
 exec_sql(struct cache_store *st, const char *sql, const char *what, struct err *e)
 {
@@ -103,6 +105,7 @@ cache_store_blob_path(const struct cache_store *st, int64_t id)
     return xasprintf("%s/blobs/%" PRId64, st->dir, id);
 }
 
+/* Removes path (taken) if it exists; other failures are logged. */
 static void
 unlink_quiet(char *path)
 {
@@ -276,6 +279,7 @@ cache_store_free(struct cache_store *st)
     free(st);
 }
 
+/* Column i as a new string ("" for NULL). */
 static char *
 col_str(sqlite3_stmt *s, int i)
 {
@@ -286,6 +290,7 @@ col_str(sqlite3_stmt *s, int i)
 
 #define ENTRY_COLS "id, repo, ref, key, version, size, committed, created, used"
 
+/* The ENTRY_COLS of the current row into en. */
 static void
 read_entry(sqlite3_stmt *s, struct cache_entry *en)
 {

@@ -266,6 +266,7 @@ cache_claims_free(struct cache_claims *c)
  * The key file
  * ------------------------------------------------------------------------------------------ */
 
+/* A new random key, written to path (0600, never over an existing file). */
 static int
 key_create(const char *path, uint8_t key[CACHE_KEY_LEN], struct err *e)
 {

@@ -58,6 +58,7 @@ struct serve {
     struct cache_server *srv;
 };
 
+/* The server is closed: the signal handles go and the loop ends. */
 static void
 on_closed(void *arg)
 {
@@ -67,6 +68,7 @@ on_closed(void *arg)
     uv_close((uv_handle_t *)&sv->sigterm, NULL);
 }
 
+/* SIGINT or SIGTERM: the server closes (uploads in flight are dropped). */
 static void
 on_signal(uv_signal_t *h, int signum)
 {
@@ -83,6 +85,7 @@ on_signal(uv_signal_t *h, int signum)
     }
 }
 
+/* `runnerctl cache serve`: the server on its own loop until a signal. */
 static int
 serve(int argc, char **argv)
 {
@@ -188,6 +191,7 @@ serve(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+/* `runnerctl cache token`: prints a token the server with this key accepts. */
 static int
 token(int argc, char **argv)
 {
@@ -254,6 +258,7 @@ token(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
+/* The subcommands. */
 static int
 cache_exec(int argc, char **argv)
 {
