@@ -62,8 +62,7 @@ cache_api_error(struct cache_conn *c, int status, int reason, const char *fmt, .
 }
 
 /* Records an early refusal of the request whose head was just read. */
-static void
-early(struct cache_conn *c, int status, enum cache_reject reason, const char *fmt, ...)
+static void early(struct cache_conn *c, int status, enum cache_reject reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void
 early(struct cache_conn *c, int status, enum cache_reject reason, const char *fmt, ...)
@@ -267,8 +266,8 @@ cache_api_upload_overlaps(struct cache_server *s, const struct cache_conn *c, in
             continue;
         if (o->commit_id == id)
             return true;
-        if (o->up_id == id && o->body_mode == CACHE_BODY_UPLOAD && !(end < o->up_start ||
-                                                                    start > o->up_end))
+        if (o->up_id == id && o->body_mode == CACHE_BODY_UPLOAD &&
+            !(end < o->up_start || start > o->up_end))
             return true;
     }
     return false;
@@ -326,8 +325,9 @@ upload_head(struct cache_conn *c, int64_t id)
     }
     if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length != ULLONG_MAX &&
         (int64_t)c->parser.content_length != len) {
-        early(c, 400, CACHE_REJ_SIZE, "Content-Length %" PRIu64 " but the range has %" PRId64
-              " bytes", (uint64_t)c->parser.content_length, len);
+        early(c, 400, CACHE_REJ_SIZE,
+              "Content-Length %" PRIu64 " but the range has %" PRId64 " bytes",
+              (uint64_t)c->parser.content_length, len);
         goto out;
     }
     if (cache_store_parts(s->st, id, &parts, &n, &e) < 0 ||
@@ -561,8 +561,8 @@ list(struct cache_conn *c, const struct req *r, const struct cache_claims *cl)
                                                  "scope", v[i].ref, "cacheVersion", v[i].version,
                                                  "creationTime", created));
         }
-        respond_json(c, 200, json_pack("{s:I, s:o}", "totalCount", (json_int_t)n,
-                                       "artifactCaches", arr));
+        respond_json(c, 200,
+                     json_pack("{s:I, s:o}", "totalCount", (json_int_t)n, "artifactCaches", arr));
     }
     for (size_t i = 0; i < n; i++)
         cache_entry_clear(&v[i]);
@@ -583,8 +583,7 @@ body_json(struct cache_conn *c)
 
     if (!json_is_object(j)) {
         json_decref(j);
-        cache_api_error(c, 400, -1, "expected a JSON object: %s",
-                        j ? "not an object" : jerr.text);
+        cache_api_error(c, 400, -1, "expected a JSON object: %s", j ? "not an object" : jerr.text);
         return NULL;
     }
     return j;
@@ -715,8 +714,10 @@ commit(struct cache_conn *c, const struct cache_claims *cl, int64_t id)
     }
     size = json_integer_value(jsize);
     if (size > s->max_size || (en.size > 0 && size != en.size)) {
-        cache_api_error(c, 400, CACHE_REJ_SIZE, "size %" PRId64 " is over the cap or not the "
-                        "size reserved", size);
+        cache_api_error(c, 400, CACHE_REJ_SIZE,
+                        "size %" PRId64 " is over the cap or not the "
+                        "size reserved",
+                        size);
         goto out;
     }
     if (cache_api_upload_overlaps(s, c, id, 0, INT64_MAX)) {

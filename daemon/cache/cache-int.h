@@ -13,24 +13,23 @@
 #include <sqlite3.h>
 
 /* Limits (doc/cache.md "Limits"). */
-#define CACHE_MAX_KEY 512               /* bytes of one key, as GitHub's service */
-#define CACHE_MAX_KEYS 10               /* keys in one lookup: the key and 9 restore keys */
-#define CACHE_MAX_VERSION 512           /* bytes of a version (the toolkit sends 64 hex) */
-#define CACHE_MAX_TOKEN 4096            /* bytes of a bearer token */
-#define CACHE_MAX_CHUNK (64LL << 20)    /* bytes of one PATCH (the toolkit sends 32 MiB) */
-#define CACHE_MAX_HEAD 16384            /* request line and headers */
-#define CACHE_MAX_JSON 65536            /* a JSON request body (reserve, commit) */
-#define CACHE_MAX_CONNS 256             /* connections served at once */
-#define CACHE_IDLE_MS 30000             /* without a byte read or written: closed */
-#define CACHE_LINGER_MS 2000            /* draining input after a response that closes */
-#define CACHE_URL_TTL 3600              /* seconds a download URL stays valid at most */
-#define CACHE_EVICT_MS (5 * 60 * 1000)  /* the eviction timer */
+#define CACHE_MAX_KEY 512              /* bytes of one key, as GitHub's service */
+#define CACHE_MAX_KEYS 10              /* keys in one lookup: the key and 9 restore keys */
+#define CACHE_MAX_VERSION 512          /* bytes of a version (the toolkit sends 64 hex) */
+#define CACHE_MAX_TOKEN 4096           /* bytes of a bearer token */
+#define CACHE_MAX_CHUNK (64LL << 20)   /* bytes of one PATCH (the toolkit sends 32 MiB) */
+#define CACHE_MAX_HEAD 16384           /* request line and headers */
+#define CACHE_MAX_JSON 65536           /* a JSON request body (reserve, commit) */
+#define CACHE_MAX_CONNS 256            /* connections served at once */
+#define CACHE_IDLE_MS 30000            /* without a byte read or written: closed */
+#define CACHE_LINGER_MS 2000           /* draining input after a response that closes */
+#define CACHE_URL_TTL 3600             /* seconds a download URL stays valid at most */
+#define CACHE_EVICT_MS (5 * 60 * 1000) /* the eviction timer */
 
 /* ---- cache-token.c ---- */
 
 /* HMAC-SHA256 of msg under key (RFC 2104, on lib/sha256). */
-void cache_hmac(const uint8_t *key, size_t key_len, const void *msg, size_t len,
-                uint8_t out[32]);
+void cache_hmac(const uint8_t *key, size_t key_len, const void *msg, size_t len, uint8_t out[32]);
 /* base64url without padding of p; a new string. */
 char *cache_b64url(const void *p, size_t n);
 /* Decodes base64url without padding; a new buffer in *out (NUL-terminated for convenience),
@@ -61,7 +60,7 @@ struct cache_store;
 struct cache_entry {
     int64_t id;
     char *repo, *ref, *key, *version;
-    int64_t size;     /* committed: bytes; reserved: the size announced (0: unknown) */
+    int64_t size; /* committed: bytes; reserved: the size announced (0: unknown) */
     bool committed;
     int64_t created, used;
 };
@@ -73,8 +72,7 @@ struct cache_range {
 /* Opens (creating) the index in db_path and the blob folders under dir, then recovers: every
  * uncommitted entry and part file is removed, committed entries whose blob is missing are
  * dropped and blobs no entry names are deleted. */
-int cache_store_open(const char *db_path, const char *dir, struct cache_store **out,
-                     struct err *e);
+int cache_store_open(const char *db_path, const char *dir, struct cache_store **out, struct err *e);
 void cache_store_free(struct cache_store *st);
 /* Removes every uncommitted entry and its part (recovery, and at close). */
 int cache_store_drop_uncommitted(struct cache_store *st, struct err *e);
@@ -97,9 +95,8 @@ int cache_store_get(struct cache_store *st, int64_t id, struct cache_entry *out,
 void cache_entry_clear(struct cache_entry *en);
 /* Reserves (repo, ref, key, version) and creates its empty part file. -EEXIST when that entry
  * is committed already, -EBUSY while another reservation of it lives. */
-int cache_store_reserve(struct cache_store *st, const char *repo, const char *ref,
-                        const char *key, const char *version, int64_t size, int64_t now,
-                        int64_t *id, struct err *e);
+int cache_store_reserve(struct cache_store *st, const char *repo, const char *ref, const char *key,
+                        const char *version, int64_t size, int64_t now, int64_t *id, struct err *e);
 /* The ranges uploaded for id, sorted by start; a new array in *out (free()). */
 int cache_store_parts(struct cache_store *st, int64_t id, struct cache_range **out, size_t *n,
                       struct err *e);
@@ -124,12 +121,12 @@ int cache_store_stats(struct cache_store *st, int64_t *bytes, int64_t *entries);
 /* ---- the server (cache-server.c), its connections (cache-conn.c), the API (cache-api.c) ---- */
 
 enum cache_reject {
-    CACHE_REJ_AUTH,     /* no token, a bad or expired one, or another scope's entry */
-    CACHE_REJ_RANGE,    /* a Content-Range that cannot be, or overlaps an upload */
-    CACHE_REJ_SIZE,     /* over the size cap, a chunk too large, a length that does not match */
-    CACHE_REJ_CONFLICT, /* the entry exists or is being uploaded */
+    CACHE_REJ_AUTH,       /* no token, a bad or expired one, or another scope's entry */
+    CACHE_REJ_RANGE,      /* a Content-Range that cannot be, or overlaps an upload */
+    CACHE_REJ_SIZE,       /* over the size cap, a chunk too large, a length that does not match */
+    CACHE_REJ_CONFLICT,   /* the entry exists or is being uploaded */
     CACHE_REJ_INCOMPLETE, /* a commit whose ranges do not cover its size */
-    CACHE_REJ_IO,       /* the disk or the index failed */
+    CACHE_REJ_IO,         /* the disk or the index failed */
     CACHE_REJ_N
 };
 
@@ -166,21 +163,21 @@ struct cache_conn {
     uv_tcp_t tcp;
     uv_timer_t idle;
     uv_shutdown_t shutdown;
-    uv_fs_t fs;               /* the one file operation in flight (fs_busy) */
+    uv_fs_t fs; /* the one file operation in flight (fs_busy) */
     struct cache_server *s;
     http_parser parser;
     char rbuf[CACHE_READ_BUF];
-    size_t roff, rlen;        /* input not parsed yet: rbuf[roff, roff + rlen) */
+    size_t roff, rlen; /* input not parsed yet: rbuf[roff, roff + rlen) */
     /* The request being read. */
     bool in_head;
     size_t head_len;
     struct buf url, hfield, hvalue;
-    bool hvalue_last;         /* the parser's last header callback was a value */
+    bool hvalue_last; /* the parser's last header callback was a value */
     char *auth, *content_range, *range, *host;
     enum cache_body body_mode;
-    struct buf body;          /* CACHE_BODY_JSON, at most CACHE_MAX_JSON */
+    struct buf body; /* CACHE_BODY_JSON, at most CACHE_MAX_JSON */
     bool body_too_big;
-    bool early;               /* refused at its head: early_status, then the connection closes */
+    bool early; /* refused at its head: early_status, then the connection closes */
     int early_status;
     enum cache_reject early_reason;
     char early_msg[200];
@@ -200,7 +197,7 @@ struct cache_conn {
     int64_t dl_off, dl_left;
     char *dl_buf;
     bool dl_active;
-    bool close_after;         /* the response in flight ends the connection */
+    bool close_after; /* the response in flight ends the connection */
     bool fs_busy, reading, writing, closing, lingering;
     int open_handles;
     struct cache_conn *prev, *next;
@@ -219,8 +216,8 @@ void cache_conn_respond(struct cache_conn *c, int status, const char *ctype, con
                         const char *body, size_t len);
 /* Sends the head of a download (status 200 or 206, extra headers) then len bytes of fd from
  * off; takes fd. */
-void cache_conn_send_file(struct cache_conn *c, int status, const char *extra, int fd,
-                          int64_t off, int64_t len);
+void cache_conn_send_file(struct cache_conn *c, int status, const char *extra, int fd, int64_t off,
+                          int64_t len);
 /* Runs fsync on fd on the thread pool, then done(c, status). */
 void cache_conn_fsync(struct cache_conn *c, int fd, void (*done)(struct cache_conn *c, int st));
 

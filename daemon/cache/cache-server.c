@@ -255,8 +255,8 @@ cache_server_start(uv_loop_t *loop, const struct cache_server_opts *o, struct ca
     }
     cache_server_evict(s);
     uv_timer_start(&s->evict_timer, on_evict_timer, CACHE_EVICT_MS, CACHE_EVICT_MS);
-    log_notice("cache: %s, cap %" PRId64 " MiB, entries unused for %" PRId64 " s evicted",
-               o->dir, s->max_size >> 20, s->max_age);
+    log_notice("cache: %s, cap %" PRId64 " MiB, entries unused for %" PRId64 " s evicted", o->dir,
+               s->max_size >> 20, s->max_age);
     *out = s;
     return 0;
 }
@@ -265,32 +265,40 @@ void
 cache_server_metrics(const struct cache_server *s, struct buf *out)
 {
     static const char *const reasons[CACHE_REJ_N] = {
-        [CACHE_REJ_AUTH] = "auth",         [CACHE_REJ_RANGE] = "range",
-        [CACHE_REJ_SIZE] = "size",         [CACHE_REJ_CONFLICT] = "conflict",
-        [CACHE_REJ_INCOMPLETE] = "incomplete", [CACHE_REJ_IO] = "io",
+        [CACHE_REJ_AUTH] = "auth",
+        [CACHE_REJ_RANGE] = "range",
+        [CACHE_REJ_SIZE] = "size",
+        [CACHE_REJ_CONFLICT] = "conflict",
+        [CACHE_REJ_INCOMPLETE] = "incomplete",
+        [CACHE_REJ_IO] = "io",
     };
     int64_t bytes = 0, entries = 0;
 
     cache_store_stats(s->st, &bytes, &entries);
-    buf_printf(out, "# HELP runnerd_cache_hits_total Cache lookups that found an entry.\n"
-                    "# TYPE runnerd_cache_hits_total counter\n"
-                    "runnerd_cache_hits_total %" PRIu64 "\n",
+    buf_printf(out,
+               "# HELP runnerd_cache_hits_total Cache lookups that found an entry.\n"
+               "# TYPE runnerd_cache_hits_total counter\n"
+               "runnerd_cache_hits_total %" PRIu64 "\n",
                s->hits);
-    buf_printf(out, "# HELP runnerd_cache_misses_total Cache lookups that found nothing.\n"
-                    "# TYPE runnerd_cache_misses_total counter\n"
-                    "runnerd_cache_misses_total %" PRIu64 "\n",
+    buf_printf(out,
+               "# HELP runnerd_cache_misses_total Cache lookups that found nothing.\n"
+               "# TYPE runnerd_cache_misses_total counter\n"
+               "runnerd_cache_misses_total %" PRIu64 "\n",
                s->misses);
-    buf_printf(out, "# HELP runnerd_cache_bytes Bytes of committed cache entries.\n"
-                    "# TYPE runnerd_cache_bytes gauge\n"
-                    "runnerd_cache_bytes %" PRId64 "\n",
+    buf_printf(out,
+               "# HELP runnerd_cache_bytes Bytes of committed cache entries.\n"
+               "# TYPE runnerd_cache_bytes gauge\n"
+               "runnerd_cache_bytes %" PRId64 "\n",
                bytes);
-    buf_printf(out, "# HELP runnerd_cache_entries Committed cache entries.\n"
-                    "# TYPE runnerd_cache_entries gauge\n"
-                    "runnerd_cache_entries %" PRId64 "\n",
+    buf_printf(out,
+               "# HELP runnerd_cache_entries Committed cache entries.\n"
+               "# TYPE runnerd_cache_entries gauge\n"
+               "runnerd_cache_entries %" PRId64 "\n",
                entries);
-    buf_printf(out, "# HELP runnerd_cache_evictions_total Cache entries evicted.\n"
-                    "# TYPE runnerd_cache_evictions_total counter\n"
-                    "runnerd_cache_evictions_total %" PRIu64 "\n",
+    buf_printf(out,
+               "# HELP runnerd_cache_evictions_total Cache entries evicted.\n"
+               "# TYPE runnerd_cache_evictions_total counter\n"
+               "runnerd_cache_evictions_total %" PRIu64 "\n",
                s->evictions);
     buf_puts(out, "# HELP runnerd_cache_uploads_rejected_total Cache writes refused, by reason.\n"
                   "# TYPE runnerd_cache_uploads_rejected_total counter\n");

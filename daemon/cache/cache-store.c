@@ -352,13 +352,12 @@ cache_store_lookup(struct cache_store *st, const char *repo, const char *const *
 
     for (size_t i = 0; i < n_scopes; i++) {
         for (size_t k = 0; k < n_keys; k++) {
-            int rc = one_entry(st, prep(st, exact, "ssss", repo, scopes[i], version, keys[k]),
-                               out, e);
+            int rc = one_entry(st, prep(st, exact, "ssss", repo, scopes[i], version, keys[k]), out,
+                               e);
 
             if (rc != ERR_NOTFOUND)
                 return rc;
-            rc = one_entry(st, prep(st, prefix, "ssss", repo, scopes[i], version, keys[k]), out,
-                           e);
+            rc = one_entry(st, prep(st, prefix, "ssss", repo, scopes[i], version, keys[k]), out, e);
             if (rc != ERR_NOTFOUND)
                 return rc;
         }
@@ -488,8 +487,7 @@ cache_store_parts(struct cache_store *st, int64_t id, struct cache_range **out, 
 }
 
 int
-cache_store_add_part(struct cache_store *st, int64_t id, int64_t start, int64_t end,
-                     struct err *e)
+cache_store_add_part(struct cache_store *st, int64_t id, int64_t start, int64_t end, struct err *e)
 {
     return run(st,
                prep(st, "INSERT OR REPLACE INTO cache_parts (entry, start, stop) VALUES (?, ?, ?)",
@@ -530,8 +528,7 @@ cache_store_commit(struct cache_store *st, int64_t id, int64_t size, int64_t now
     if (rc == 0 && sqlite3_changes(st->db) != 1)
         rc = err_set(e, ERR_NOTFOUND, "entry %" PRId64 " is not reserved", id);
     if (rc == 0)
-        rc = run(st, prep(st, "DELETE FROM cache_parts WHERE entry = ?", "i", id), "drop parts",
-                 e);
+        rc = run(st, prep(st, "DELETE FROM cache_parts WHERE entry = ?", "i", id), "drop parts", e);
     if (rc < 0)
         goto out;
     /* The rename inside the transaction: a crash before COMMIT leaves a blob no committed row
@@ -557,7 +554,8 @@ cache_store_touch(struct cache_store *st, int64_t id, int64_t now)
 {
     struct err e = {0};
 
-    if (run(st, prep(st,
+    if (run(st,
+            prep(st,
                  "UPDATE cache_entries SET used = ?, "
                  "lru = (SELECT coalesce(max(lru), 0) + 1 FROM cache_entries) WHERE id = ?",
                  "ii", now, id),

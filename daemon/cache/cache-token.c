@@ -142,8 +142,7 @@ cache_ct_equal(const char *a, const char *b, size_t len)
 }
 
 char *
-cache_download_sig(const uint8_t key[CACHE_KEY_LEN], int64_t id, int64_t created,
-                   int64_t expires)
+cache_download_sig(const uint8_t key[CACHE_KEY_LEN], int64_t id, int64_t created, int64_t expires)
 {
     char msg[128];
     uint8_t mac[32];
@@ -314,8 +313,8 @@ cache_key_load(const char *path, bool create, uint8_t key[CACHE_KEY_LEN], struct
     s = buf_str(&b);
     if (!(b.len == 2 * CACHE_KEY_LEN || (b.len == 2 * CACHE_KEY_LEN + 1 && s[b.len - 1] == '\n')) ||
         strspn(s, "0123456789abcdefABCDEF") != 2 * CACHE_KEY_LEN) {
-        rc = err_set(e, ERR_INVALID, "%s: expected %d hex digits and a newline (a cache key)",
-                     path, 2 * CACHE_KEY_LEN);
+        rc = err_set(e, ERR_INVALID, "%s: expected %d hex digits and a newline (a cache key)", path,
+                     2 * CACHE_KEY_LEN);
         goto out;
     }
     for (size_t i = 0; i < CACHE_KEY_LEN; i++) {

@@ -40,13 +40,17 @@ parse_size(const char *s)
     switch (*end) {
     case '\0':
         return v;
-    case 'K': case 'k':
+    case 'K':
+    case 'k':
         return end[1] == '\0' && v < (INT64_MAX >> 10) ? v << 10 : -1;
-    case 'M': case 'm':
+    case 'M':
+    case 'm':
         return end[1] == '\0' && v < (INT64_MAX >> 20) ? v << 20 : -1;
-    case 'G': case 'g':
+    case 'G':
+    case 'g':
         return end[1] == '\0' && v < (INT64_MAX >> 30) ? v << 30 : -1;
-    case 'T': case 't':
+    case 'T':
+    case 't':
         return end[1] == '\0' && v < (INT64_MAX >> 40) ? v << 40 : -1;
     default:
         return -1;
@@ -90,11 +94,16 @@ static int
 serve(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},  {"dir", required_argument, NULL, 'd'},
-        {"key-file", required_argument, NULL, 'k'}, {"db", required_argument, NULL, 'D'},
-        {"max-size", required_argument, NULL, 's'}, {"max-age", required_argument, NULL, 'a'},
-        {"reserve-ttl", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'},
+        {"dir", required_argument, NULL, 'd'},
+        {"key-file", required_argument, NULL, 'k'},
+        {"db", required_argument, NULL, 'D'},
+        {"max-size", required_argument, NULL, 's'},
+        {"max-age", required_argument, NULL, 'a'},
+        {"reserve-ttl", required_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *listen[MAX_LISTEN], *dir = NULL, *key_file = NULL, *db = NULL;
     struct cache_server_opts o = {0};
@@ -132,10 +141,10 @@ serve(int argc, char **argv)
             if (v <= 0)
                 return cli_usage_error("cache", cache_usage,
                                        "--%s expects a positive number%s, got '%s'",
-                                       c == 's' ? "max-size" : c == 'a' ? "max-age"
-                                                                        : "reserve-ttl",
-                                       c == 's' ? " of bytes (K, M, G, T suffixes)" : "",
-                                       optarg);
+                                       c == 's'   ? "max-size"
+                                       : c == 'a' ? "max-age"
+                                                  : "reserve-ttl",
+                                       c == 's' ? " of bytes (K, M, G, T suffixes)" : "", optarg);
             if (c == 's')
                 o.max_size = v;
             else if (c == 'a')

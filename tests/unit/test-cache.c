@@ -26,9 +26,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-static const uint8_t key1[CACHE_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                                            17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
-                                            30, 31, 32};
+static const uint8_t key1[CACHE_KEY_LEN] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                            12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                            23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 static const uint8_t key2[CACHE_KEY_LEN] = {9};
 
 static void
@@ -86,8 +86,10 @@ TEST(base64url)
 static char *
 mint(const uint8_t *key, const char *repo, const char *ref, const char *def, int64_t exp)
 {
-    struct cache_claims c = {.repo = xstrdup(repo), .ref = xstrdup(ref),
-                             .default_ref = def ? xstrdup(def) : NULL, .job = xstrdup("42"),
+    struct cache_claims c = {.repo = xstrdup(repo),
+                             .ref = xstrdup(ref),
+                             .default_ref = def ? xstrdup(def) : NULL,
+                             .job = xstrdup("42"),
                              .expires = exp};
     char *tok = NULL;
 
@@ -178,9 +180,13 @@ signed_payload(const char *json)
 TEST(token_malformed)
 {
     static const char *const bad_json[] = {
-        "[1,2]", "{\"repo\":\"o/a\",\"ref\":\"r\"}", "{\"repo\":\"o/a\",\"exp\":9999}",
-        "{\"ref\":\"r\",\"exp\":9999}", "{\"repo\":\"\",\"ref\":\"r\",\"exp\":9999}",
-        "{\"repo\":\"o/a\",\"ref\":\"r\",\"exp\":\"9999\"}", "not json",
+        "[1,2]",
+        "{\"repo\":\"o/a\",\"ref\":\"r\"}",
+        "{\"repo\":\"o/a\",\"exp\":9999}",
+        "{\"ref\":\"r\",\"exp\":9999}",
+        "{\"repo\":\"\",\"ref\":\"r\",\"exp\":9999}",
+        "{\"repo\":\"o/a\",\"ref\":\"r\",\"exp\":\"9999\"}",
+        "not json",
         "{\"repo\":\"o/a\",\"repo\":\"o/b\",\"ref\":\"r\",\"exp\":9999}",
     };
     struct cache_claims c = {0};
@@ -273,9 +279,22 @@ TEST(download_sig)
 TEST(content_range)
 {
     static const char *const bad[] = {
-        NULL, "", "bytes", "bytes 0-9", "bytes 0-9/", "bytes -1-9/*", "bytes 9-0/*",
-        "bytes 0-9/5", "bytes 0-9/*x", "bytes 0-1000000000000000/*", "bytes 0x1-9/*",
-        "Bytes 0-9/*", "bytes  0-9/*", "bytes 0 -9/*", "bytes 0-+9/*", "bytes=0-9/*",
+        NULL,
+        "",
+        "bytes",
+        "bytes 0-9",
+        "bytes 0-9/",
+        "bytes -1-9/*",
+        "bytes 9-0/*",
+        "bytes 0-9/5",
+        "bytes 0-9/*x",
+        "bytes 0-1000000000000000/*",
+        "bytes 0x1-9/*",
+        "Bytes 0-9/*",
+        "bytes  0-9/*",
+        "bytes 0 -9/*",
+        "bytes 0-+9/*",
+        "bytes=0-9/*",
         "bytes 0-9/-1",
     };
     int64_t a = -1, b = -1;
@@ -442,8 +461,11 @@ TEST(server_metrics)
     struct fixture fx = {0};
     struct client c = {0};
     const char *listen[] = {"127.0.0.1:0"};
-    struct cache_server_opts o = {.dir = "blobs", .db_path = "index.db", .key = key1,
-                                  .listen = listen, .n_listen = 1};
+    struct cache_server_opts o = {.dir = "blobs",
+                                  .db_path = "index.db",
+                                  .key = key1,
+                                  .listen = listen,
+                                  .n_listen = 1};
     struct err e = {0};
     struct buf m = BUF_INIT;
     uv_thread_t th;
@@ -491,8 +513,11 @@ TEST(server_start_errors)
     struct cache_server *srv = NULL;
     const char *bad[] = {"127.0.0.1:99999"};
     const char *none[] = {"127.0.0.1:0"};
-    struct cache_server_opts o = {.dir = "blobs", .db_path = "index.db", .key = key1,
-                                  .listen = bad, .n_listen = 1};
+    struct cache_server_opts o = {.dir = "blobs",
+                                  .db_path = "index.db",
+                                  .key = key1,
+                                  .listen = bad,
+                                  .n_listen = 1};
     struct err e = {0};
     FILE *f;
 
