@@ -173,7 +173,7 @@ struct cache_conn {
     size_t head_len;
     struct buf url, hfield, hvalue;
     bool hvalue_last; /* the parser's last header callback was a value */
-    char *auth, *content_range, *range, *host;
+    char *auth, *content_range, *range, *host, *expect;
     enum cache_body body_mode;
     struct buf body; /* CACHE_BODY_JSON, at most CACHE_MAX_JSON */
     bool body_too_big;

@@ -9,10 +9,12 @@ Authorization header, as the toolkit sends it) returns the same bytes with
 Content-Length; HEAD gives the length without a body; Range gives 206 and Content-Range, an
 unsatisfiable one 416; keep-alive serves several requests on one connection; a second reserve
 of a committed key is 409 (the toolkit warns and goes on); an entry larger than 64 KiB pieces
-streams whole (the download is read in pieces, never whole). Lookup order: for each key, exact
+streams whole (the download is read in pieces, never whole); Expect: 100-continue is
+answered before the body. Lookup order: for each key, exact
 before prefix, newest prefix match first; a different version misses."""
 import os
 import random
+import socket
 import sys
 import tempfile
 
@@ -111,6 +113,25 @@ def main():
         t.check("an empty entry commits", r.status // 100 == 2, (r.status, r.body))
         e5, b5 = cl.restore(["empty"], ver)
         t.check("an empty entry downloads as 0 bytes", e5 is not None and b5 == b"", e5)
+
+        # Expect: 100-continue (curl's way): the interim answer first, then the body.
+        cid = cl.reserve("expect", ver, 5).json()["cacheId"]
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(("PATCH /_apis/artifactcache/caches/%d HTTP/1.1\r\nHost: x\r\n"
+                   "Authorization: Bearer %s\r\nContent-Range: bytes 0-4/*\r\n"
+                   "Content-Length: 5\r\nExpect: 100-continue\r\n\r\n" % (cid, cl.token)).encode())
+        first = s.recv(100)
+        s.sendall(b"hello")
+        rest = b""
+        while b"\r\n\r\n" not in rest:
+            rest += s.recv(1000)
+        s.close()
+        t.check("Expect: 100-continue gets 100 Continue before the body",
+                first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), first)
+        t.check("then the chunk's 204", (first + rest).split(b"\r\n\r\n", 1)[1].startswith(
+            b"HTTP/1.1 204"), first + rest)
+        r = cl.commit(cid, 5)
+        t.check("and it commits", r.status // 100 == 2, (r.status, r.body))
 
         t.check("the server is still running", srv.alive())
     finally:
