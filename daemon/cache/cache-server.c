@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,9 +222,15 @@ cache_server_start(uv_loop_t *loop, const struct cache_server_opts *o, struct ca
 {
     struct cache_server *s;
     struct statvfs vfs;
+    struct sigaction old_pipe;
     int rc;
 
     *out = NULL;
+    /* A client gone in the middle of a response must cost its connection, not the process: a
+     * write to a socket already shut may raise SIGPIPE (libuv writes with writev()). Only a
+     * default disposition is changed, as hostexec_start() does. */
+    if (sigaction(SIGPIPE, NULL, &old_pipe) == 0 && old_pipe.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     if (o->n_listen < 1 || o->dir == NULL || o->db_path == NULL || o->key == NULL)
         return err_set(e, ERR_INVALID, "cache: a dir, a database, a key and an address needed");
     s = xcalloc(1, sizeof *s);

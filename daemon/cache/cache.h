@@ -68,7 +68,9 @@ struct cache_server_opts {
 
 struct cache_server;
 
-/* Opens the index (recovering from a crash: half uploads removed), starts listening. */
+/* Opens the index (recovering from a crash: half uploads removed), starts listening. Sets
+ * SIGPIPE to SIG_IGN if it still has its default disposition (a client that vanishes must not
+ * end the process). */
 int cache_server_start(uv_loop_t *loop, const struct cache_server_opts *o,
                        struct cache_server **out, struct err *e);
 /* Listens on one more address (IP or "IP:PORT" with the server's port) while running; 0 or

@@ -5,12 +5,16 @@ huge, negative, reversed and garbage Content-Ranges; overlapping chunks (an iden
 fine); bodies longer or shorter than their range; a Content-Length that disagrees; negative
 cacheSize and commit size; a commit with a gap; keys holding "/" and ".." (stored by id, so
 harmless); a 1 MB key in the URL (431) and in a reserve body (413); too many keys, empty keys,
-an encoded NUL; broken JSON and broken HTTP; unknown paths and methods; 300 connections at once.
+an encoded NUL; broken JSON and broken HTTP; unknown paths and methods; clients that reset the
+connection in the middle of a download or stop reading; 300 connections at once.
 At the end the server still answers, and its log has no sanitizer report."""
 import os
 import socket
+import struct
 import sys
 import tempfile
+import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import toolkit_client as tk  # noqa: E402
@@ -137,6 +141,28 @@ def main():
         resp = raw(srv.port, b"GET /_apis/artifactcache/cache HTTP/1.1\r\nX: " + b"a" * 20000 +
                    b"\r\n\r\n")
         t.check("a 20 KB header: 431", status_of(resp) == 431, resp[:100])
+
+        # A client that goes away in the middle of a download (the server's next write hits a
+        # closed socket: EPIPE, which must not be a fatal SIGPIPE), and one that stops reading.
+        big = os.urandom(8 << 20)
+        cid4, r = cl.save("big", ver, big)
+        loc = cl.get_cache_entry(["big"], ver).json()["archiveLocation"]
+        u = urllib.parse.urlsplit(loc)
+        for i in range(6):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(("GET %s?%s HTTP/1.1\r\nHost: x\r\n\r\n" % (u.path, u.query)).encode())
+            s.recv(1000)
+            if i % 2:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # a close (or a reset), with most of the body unsent
+            time.sleep(0.2)
+        stalled = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        stalled.sendall(("GET %s?%s HTTP/1.1\r\nHost: x\r\n\r\n" % (u.path, u.query)).encode())
+        d = cl.download(loc)
+        t.check("downloads go on after clients vanished mid-body, and beside a stalled one",
+                d.status == 200 and d.body == big, d.status)
+        stalled.close()
+        t.check("the server survived them", srv.alive())
 
         socks = []
         for _ in range(300):
