@@ -636,7 +636,9 @@ reserve(struct cache_conn *c, const struct cache_claims *cl)
         cache_server_evict(s);
         rc = cache_store_reserve(s->st, cl->repo, cl->ref, key, version, size, now_s(), &id, &e);
     }
-    if (rc == -EEXIST || rc == -EBUSY) {
+    if (rc == -EMFILE) {
+        cache_api_error(c, 429, CACHE_REJ_CONFLICT, "%s", e.msg);
+    } else if (rc == -EEXIST || rc == -EBUSY) {
         cache_api_error(c, 409, CACHE_REJ_CONFLICT, "%s", e.msg);
     } else if (rc < 0) {
         log_err("%s", e.msg);

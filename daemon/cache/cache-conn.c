@@ -216,6 +216,8 @@ reason_phrase(int status)
         return "Content Too Large";
     case 416:
         return "Range Not Satisfiable";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:

@@ -25,6 +25,8 @@
 #define CACHE_LINGER_MS 2000           /* draining input after a response that closes */
 #define CACHE_URL_TTL 3600             /* seconds a download URL stays valid at most */
 #define CACHE_EVICT_MS (5 * 60 * 1000) /* the eviction timer */
+#define CACHE_MAX_ENTRIES 100000       /* committed entries (each a file): LRU past it */
+#define CACHE_MAX_RESERVED 64          /* uncommitted reservations of one repository */
 
 /* ---- cache-token.c ---- */
 
@@ -94,7 +96,8 @@ int cache_store_list(struct cache_store *st, const char *repo, const char *const
 int cache_store_get(struct cache_store *st, int64_t id, struct cache_entry *out, struct err *e);
 void cache_entry_clear(struct cache_entry *en);
 /* Reserves (repo, ref, key, version) and creates its empty part file. -EEXIST when that entry
- * is committed already, -EBUSY while another reservation of it lives. */
+ * is committed already, -EBUSY while another reservation of it lives, -EMFILE when repo has
+ * CACHE_MAX_RESERVED reservations already. */
 int cache_store_reserve(struct cache_store *st, const char *repo, const char *ref, const char *key,
                         const char *version, int64_t size, int64_t now, int64_t *id, struct err *e);
 /* The ranges uploaded for id, sorted by start; a new array in *out (free()). */
@@ -112,7 +115,7 @@ int cache_store_commit(struct cache_store *st, int64_t id, int64_t size, int64_t
 /* Marks id used at now (LRU). */
 void cache_store_touch(struct cache_store *st, int64_t id, int64_t now);
 /* Eviction: reservations older than reserve_ttl, entries unused for max_age, then the least
- * recently used until committed bytes <= max_size. *n counts the committed entries removed. */
+ * recently used until committed bytes <= max_size and entries <= CACHE_MAX_ENTRIES. *n counts the committed entries removed. */
 int cache_store_evict(struct cache_store *st, int64_t max_size, int64_t max_age,
                       int64_t reserve_ttl, int64_t now, int64_t *n, struct err *e);
 /* Committed bytes and entries. */

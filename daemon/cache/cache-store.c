@@ -427,6 +427,20 @@ cache_store_reserve(struct cache_store *st, const char *repo, const char *ref, c
     }
     if (rc != ERR_NOTFOUND)
         goto out;
+    {
+        sqlite3_stmt *s = prep(st,
+                               "SELECT count(*) FROM cache_entries WHERE repo = ? AND NOT committed",
+                               "s", repo);
+
+        rc = s != NULL && sqlite3_step(s) == SQLITE_ROW &&
+                     sqlite3_column_int64(s, 0) >= CACHE_MAX_RESERVED
+                 ? err_set(e, -EMFILE, "%d uploads of this repository are in progress already",
+                           CACHE_MAX_RESERVED)
+                 : 0;
+        sqlite3_finalize(s);
+        if (rc < 0)
+            goto out;
+    }
     rc = run(st,
              prep(st,
                   "INSERT INTO cache_entries (repo, ref, key, version, size, created, used) "
@@ -608,9 +622,10 @@ cache_store_evict(struct cache_store *st, int64_t max_size, int64_t max_age, int
     rc = cache_store_stats(st, &bytes, &entries);
     if (rc < 0)
         return db_err(st, SQLITE_ERROR, "stats", e);
-    if (bytes <= max_size)
+    if (bytes <= max_size && entries <= CACHE_MAX_ENTRIES)
         return 0;
-    /* Least recently used first, until what is left fits. */
+    /* Least recently used first, until what is left fits (bytes and, since each entry is a
+     * file, the number of entries). */
     {
         sqlite3_stmt *s = prep(st,
                                "SELECT id, size FROM cache_entries WHERE committed "
@@ -620,13 +635,15 @@ cache_store_evict(struct cache_store *st, int64_t max_size, int64_t max_age, int
         size_t cap = 0;
 
         k = 0;
-        while (s != NULL && bytes > max_size && sqlite3_step(s) == SQLITE_ROW) {
+        while (s != NULL && (bytes > max_size || entries > CACHE_MAX_ENTRIES) &&
+               sqlite3_step(s) == SQLITE_ROW) {
             if (k == cap) {
                 cap = cap ? 2 * cap : 16;
                 v = xreallocarray(v, cap, sizeof *v);
             }
             v[k++] = sqlite3_column_int64(s, 0);
             bytes -= sqlite3_column_int64(s, 1);
+            entries--;
         }
         sqlite3_finalize(s);
         rc = delete_ids(st, v, k, true, e);

@@ -6,7 +6,8 @@ fine); bodies longer or shorter than their range; a Content-Length that disagree
 cacheSize and commit size; a commit with a gap; keys holding "/" and ".." (stored by id, so
 harmless); a 1 MB key in the URL (431) and in a reserve body (413); too many keys, empty keys,
 an encoded NUL; broken JSON and broken HTTP; unknown paths and methods; clients that reset the
-connection in the middle of a download or stop reading; 300 connections at once.
+connection in the middle of a download or stop reading; a flood of reservations (429 past 64 per
+repository, others unaffected); 300 connections at once.
 At the end the server still answers, and its log has no sanitizer report."""
 import os
 import socket
@@ -163,6 +164,13 @@ def main():
                 d.status == 200 and d.body == big, d.status)
         stalled.close()
         t.check("the server survived them", srv.alive())
+
+        # Reservations nobody uploads to: at most 64 per repository live at once.
+        statuses = [cl.reserve("flood-%d" % i, ver).status for i in range(70)]
+        t.check("a reservation flood: 429 past the per-repository limit",
+                statuses.count(429) > 0 and statuses[:60] == [200] * 60, statuses)
+        r = srv.client("o/other", "refs/heads/main").reserve("flood-0", ver)
+        t.check("another repository can still reserve", r.status == 200, r.status)
 
         socks = []
         for _ in range(300):
