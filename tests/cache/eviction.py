@@ -11,6 +11,7 @@
 Without the touch on lookup the first entry would be evicted instead; without the cap nothing
 would be."""
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -97,6 +98,9 @@ def main():
     t.check("no sanitizer report", "runtime error" not in log and "Sanitizer" not in log,
             log[-2000:])
     print("%d failed" % t.failures)
+    if not t.failures:  # kept for a look when something failed
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp2, ignore_errors=True)
     return 1 if t.failures else 0
 
 

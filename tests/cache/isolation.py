@@ -14,6 +14,7 @@ ignoring the repo), the "cannot" checks fail."""
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,6 +155,8 @@ def main():
     t.check("no sanitizer report", "runtime error" not in log and "Sanitizer" not in log,
             log[-2000:])
     print("%d failed" % t.failures)
+    if not t.failures:  # kept for a look when something failed
+        shutil.rmtree(tmp, ignore_errors=True)
     return 1 if t.failures else 0
 
 
