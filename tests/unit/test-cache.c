@@ -7,7 +7,9 @@
  * read back the same, a short or non-hex file refused, a world-readable one refused); the
  * download signature (changes with id, created and expiry); Content-Range and Range parsing
  * (good forms, overflow, signs, reversed, trailing garbage, suffix and open ranges, past the
- * end); cache_job_env(); and the server on a real socket: a thread plays the client with
+ * end); cache_job_env(); the store: the scope order (own ref before the default branch,
+ * exact before prefix, newest prefix, % and _ literal), a commit whose rename fails leaving the
+ * row uncommitted, recovery on reopen, ids never reused; and the server on a real socket: a thread plays the client with
  * blocking sockets (a miss, a save in two chunks, a hit, a download, a 401) while the test's
  * loop runs the server (SIGPIPE is ignored then), then cache_server_metrics() counts what happened and
  * cache_server_close() leaves nothing on the loop. */
@@ -354,6 +356,128 @@ TEST(job_env)
     j = cache_job_env("http://h:1/", "T");
     ASSERT_STR_EQ(json_string_value(json_object_get(j, "ACTIONS_CACHE_URL")), "http://h:1/");
     json_decref(j);
+}
+
+/* ---- the store: sqlite and files under the test's directory ---------------------------------- */
+
+/* Reserves and commits (repo, ref, key) with one byte; returns its id. */
+static int64_t
+store_save(struct cache_store *st, const char *ref, const char *key, int64_t now)
+{
+    struct err e = {0};
+    int64_t id = 0;
+    char *part;
+    FILE *f;
+
+    ASSERT_OK(cache_store_reserve(st, "o/r", ref, key, "v", 0, now, &id, &e));
+    part = cache_store_part_path(st, id);
+    f = fopen(part, "w");
+    fputc('x', f);
+    fclose(f);
+    free(part);
+    ASSERT_OK(cache_store_add_part(st, id, 0, 0, &e));
+    ASSERT_OK(cache_store_commit(st, id, 1, now, &e));
+    return id;
+}
+
+/* The key found for keys in scopes, or "" on a miss. */
+static char *
+store_find(struct cache_store *st, const char *const *scopes, size_t n_scopes, const char *keys)
+{
+    char *copy = xstrdup(keys), *v[10], *save = NULL, *k;
+    size_t n = 0;
+    struct cache_entry en = {0};
+    struct err e = {0};
+    int rc;
+
+    for (k = strtok_r(copy, ",", &save); k != NULL; k = strtok_r(NULL, ",", &save))
+        v[n++] = k;
+    rc = cache_store_lookup(st, "o/r", scopes, n_scopes, v, n, "v", &en, &e);
+    free(copy);
+    if (rc == ERR_NOTFOUND)
+        return xstrdup("");
+    ASSERT_OK(rc);
+    copy = xasprintf("%s@%s", en.key, en.ref);
+    cache_entry_clear(&en);
+    return copy;
+}
+
+TEST(store_scope_order)
+{
+    const char *const pr[] = {"refs/pull/1/merge", "refs/heads/main"};
+    const char *const main_only[] = {"refs/heads/main"};
+    struct cache_store *st = NULL;
+    struct err e = {0};
+    char *got;
+
+    ASSERT_OK(cache_store_open("index.db", "c", &st, &e));
+    store_save(st, "refs/heads/main", "deps-abc", 100);
+    store_save(st, "refs/heads/main", "deps-abd", 101);
+    store_save(st, "refs/pull/1/merge", "deps-xyz", 102);
+    /* The PR's own scope first, even for a prefix against an exact match in main. */
+    got = store_find(st, pr, 2, "deps-abc,deps-");
+    ASSERT_STR_EQ(got, "deps-xyz@refs/pull/1/merge");
+    free(got);
+    /* Within a scope: the first key's exact match before its prefix matches. */
+    got = store_find(st, main_only, 1, "deps-abc,deps-");
+    ASSERT_STR_EQ(got, "deps-abc@refs/heads/main");
+    free(got);
+    /* A prefix: the newest. */
+    got = store_find(st, main_only, 1, "deps-ab");
+    ASSERT_STR_EQ(got, "deps-abd@refs/heads/main");
+    free(got);
+    /* Nothing in the PR scope: the default branch's. */
+    got = store_find(st, pr, 2, "deps-abc");
+    ASSERT_STR_EQ(got, "deps-abc@refs/heads/main");
+    free(got);
+    /* main never sees the PR's; % and _ are not wildcards. */
+    got = store_find(st, main_only, 1, "deps-x");
+    ASSERT_STR_EQ(got, "");
+    free(got);
+    got = store_find(st, main_only, 1, "deps-%,deps-ab_");
+    ASSERT_STR_EQ(got, "");
+    free(got);
+    cache_store_free(st);
+}
+
+TEST(store_commit_is_atomic)
+{
+    struct cache_store *st = NULL;
+    struct cache_entry en = {0};
+    struct err e = {0};
+    int64_t id = 0;
+    char *part, *blob;
+
+    ASSERT_OK(cache_store_open("index.db", "c", &st, &e));
+    ASSERT_OK(cache_store_reserve(st, "o/r", "refs/heads/main", "k", "v", 0, 100, &id, &e));
+    part = cache_store_part_path(st, id);
+    blob = cache_store_blob_path(st, id);
+    ASSERT_OK(access(part, F_OK));
+    /* The rename fails (the part is gone): the row must stay uncommitted. */
+    ASSERT_OK(unlink(part));
+    ASSERT(cache_store_commit(st, id, 0, 100, &e) < 0);
+    ASSERT_OK(cache_store_get(st, id, &en, &e));
+    ASSERT(!en.committed);
+    cache_entry_clear(&en);
+    ASSERT(access(blob, F_OK) != 0);
+    /* Reopening drops the reservation: recovery. */
+    cache_store_free(st);
+    ASSERT_OK(cache_store_open("index.db", "c", &st, &e));
+    ASSERT_EQ(cache_store_get(st, id, &en, &e), ERR_NOTFOUND);
+    /* A committed entry survives a reopen, its blob in place, and its id is never reused. */
+    id = store_save(st, "refs/heads/main", "k", 100);
+    cache_store_free(st);
+    ASSERT_OK(cache_store_open("index.db", "c", &st, &e));
+    ASSERT_OK(cache_store_get(st, id, &en, &e));
+    ASSERT(en.committed && en.size == 1);
+    cache_entry_clear(&en);
+    free(blob);
+    blob = cache_store_blob_path(st, id);
+    ASSERT_OK(access(blob, F_OK));
+    ASSERT(store_save(st, "refs/heads/main", "k2", 100) > id);
+    free(part);
+    free(blob);
+    cache_store_free(st);
 }
 
 /* ---- the server on a socket ------------------------------------------------------------------ */
