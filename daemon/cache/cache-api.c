@@ -257,11 +257,12 @@ own_reservation(struct cache_conn *c, const struct cache_claims *cl, int64_t id,
     return 0;
 }
 
-bool
-cache_api_upload_overlaps(struct cache_server *s, const struct cache_conn *c, int64_t id,
-                          int64_t start, int64_t end)
+/* Whether a connection of list other than c uploads to (or commits) id across [start, end]. */
+static bool
+overlaps_in(const struct cache_conn *list, const struct cache_conn *c, int64_t id, int64_t start,
+            int64_t end)
 {
-    for (const struct cache_conn *o = s->conns; o != NULL; o = o->next) {
+    for (const struct cache_conn *o = list; o != NULL; o = o->next) {
         if (o == c)
             continue;
         if (o->commit_id == id)
@@ -271,6 +272,13 @@ cache_api_upload_overlaps(struct cache_server *s, const struct cache_conn *c, in
             return true;
     }
     return false;
+}
+
+bool
+cache_api_upload_overlaps(struct cache_server *s, const struct cache_conn *c, int64_t id,
+                          int64_t start, int64_t end)
+{
+    return overlaps_in(s->conns, c, id, start, end) || overlaps_in(s->zombies, c, id, start, end);
 }
 
 /* ------------------------------------------------------------------------------------------

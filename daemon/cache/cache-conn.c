@@ -78,6 +78,14 @@ maybe_free(struct cache_conn *c)
 
     if (c->open_handles > 0 || c->fs_busy)
         return;
+    if (c->zombie) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->zombies = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+    }
     request_reset(c);
     buf_free(&c->url);
     buf_free(&c->hfield);
@@ -116,7 +124,17 @@ cache_conn_close(struct cache_conn *c)
     c->prev = c->next = NULL;
     if (!c->lingering)
         s->n_conns--;
-    c->up_id = 0; /* no longer an upload in flight for cache_api_upload_overlaps() */
+    if (c->fs_busy && c->body_mode == CACHE_BODY_UPLOAD && c->up_id != 0) {
+        /* Its write still lands in the part file: until it has, the range stays taken
+         * (cache_api_upload_overlaps()), so no retry or commit races it. */
+        c->zombie = true;
+        c->next = s->zombies;
+        if (s->zombies)
+            s->zombies->prev = c;
+        s->zombies = c;
+    } else {
+        c->up_id = 0;
+    }
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->idle, on_handle_closed);
 }

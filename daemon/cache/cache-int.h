@@ -147,8 +147,9 @@ struct cache_server {
     int64_t max_size, max_age, reserve_ttl;
     int port;
     struct cache_listener *listeners;
-    struct cache_conn *conns; /* open connections, not the closing ones */
-    int n_conns;              /* of those, the ones not lingering */
+    struct cache_conn *conns;   /* open connections, not the closing ones */
+    struct cache_conn *zombies; /* closing ones whose chunk write is still on the thread pool */
+    int n_conns;                /* of those, the ones not lingering */
     uv_timer_t evict_timer;
     int open_handles;
     bool closing;
@@ -201,7 +202,7 @@ struct cache_conn {
     char *dl_buf;
     bool dl_active;
     bool close_after; /* the response in flight ends the connection */
-    bool fs_busy, reading, writing, closing, lingering;
+    bool fs_busy, reading, writing, closing, lingering, zombie;
     int open_handles;
     struct cache_conn *prev, *next;
 };

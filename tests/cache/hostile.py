@@ -6,7 +6,7 @@ fine); bodies longer or shorter than their range; a Content-Length that disagree
 cacheSize and commit size; a commit with a gap; keys holding "/" and ".." (stored by id, so
 harmless); a 1 MB key in the URL (431) and in a reserve body (413); too many keys, empty keys,
 an encoded NUL; broken JSON and broken HTTP; unknown paths and methods; clients that reset the
-connection in the middle of a download or stop reading; a flood of reservations (429 past 64 per
+connection in the middle of a download or stop reading; a chunk cut off by a reset and retried at once; a flood of reservations (429 past 64 per
 repository, others unaffected); 300 connections at once.
 At the end the server still answers, and its log has no sanitizer report."""
 import os
@@ -165,6 +165,29 @@ def main():
                 d.status == 200 and d.body == big, d.status)
         stalled.close()
         t.check("the server survived them", srv.alive())
+
+        # A chunk cut off by a reset, retried at once, then committed: the bytes restored are
+        # the retry's, whatever the cut-off write was doing when its connection went.
+        good = True
+        for i in range(10):
+            rid = cl.reserve("retry-%d" % i, ver, 1 << 20).json()["cacheId"]
+            payload = bytes([i + 1]) * (1 << 20)
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(("PATCH /_apis/artifactcache/caches/%d HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer %s\r\nContent-Range: bytes 0-%d/*\r\n"
+                       "Content-Length: %d\r\n\r\n" % (rid, tok, (1 << 20) - 1, 1 << 20)
+                       ).encode() + b"\xee" * (700 << 10))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            for _ in range(50):  # 409 while the cut-off write is still landing
+                r = cl.upload_chunk(rid, payload, 0)
+                if r.status != 409:
+                    break
+                time.sleep(0.02)
+            rc = cl.commit(rid, 1 << 20).status
+            e, body = cl.restore(["retry-%d" % i], ver)
+            good = good and r.status == 204 and rc == 204 and body == payload
+        t.check("a chunk cut off then retried restores the retry's bytes (10 times)", good)
 
         # Reservations nobody uploads to: at most 64 per repository live at once.
         statuses = [cl.reserve("flood-%d" % i, ver).status for i in range(70)]
