@@ -99,6 +99,7 @@ respond_json(struct cache_conn *c, int status, json_t *j)
 struct req {
     char *path;  /* after PREFIX, undecoded */
     char *query; /* undecoded, or NULL */
+    char *token; /* the first path segment before PREFIX ("/TOKEN/_apis/..."), or NULL */
 };
 
 /* Frees what req_parse() filled. */
@@ -107,6 +108,7 @@ req_free(struct req *r)
 {
     free(r->path);
     free(r->query);
+    free(r->token);
 }
 
 /* Splits the URL; false (and 404/400 answered) when it is not ours. */
@@ -125,8 +127,24 @@ req_parse(struct cache_conn *c, struct req *r)
         return false;
     p = url + u.field_data[UF_PATH].off;
     plen = u.field_data[UF_PATH].len;
-    if (plen < strlen(PREFIX) || memcmp(p, PREFIX, strlen(PREFIX)) != 0)
+    /* "/TOKEN/_apis/artifactcache/...": the job's ACTIONS_CACHE_URL carries its token, so
+     * that ACTIONS_RUNTIME_TOKEN (sent as the bearer) stays Gitea's, for artifacts. */
+    if (plen > 1 && p[0] == '/' &&
+        (plen < strlen(PREFIX) || memcmp(p, PREFIX, strlen(PREFIX)) != 0)) {
+        const char *slash = memchr(p + 1, '/', plen - 1);
+        size_t seg = slash ? (size_t)(slash - p - 1) : 0;
+
+        if (seg == 0 || seg > 4096)
+            return false;
+        r->token = xstrndup(p + 1, seg);
+        plen -= seg + 1;
+        p += seg + 1;
+    }
+    if (plen < strlen(PREFIX) || memcmp(p, PREFIX, strlen(PREFIX)) != 0) {
+        free(r->token);
+        r->token = NULL;
         return false;
+    }
     r->path = xstrndup(p + strlen(PREFIX), plen - strlen(PREFIX));
     if (u.field_set & (1 << UF_QUERY))
         r->query = xstrndup(url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
@@ -182,13 +200,22 @@ query_get(const char *query, const char *name)
     return NULL;
 }
 
-/* The token's claims into *cl; false when it is missing, bad or expired. */
+/* The token's claims into *cl; false when it is missing, bad or expired. The token in the
+ * URL's path (r->token) wins: the bearer is then Gitea's runtime token, not ours. */
 static bool
-authorize(struct cache_conn *c, struct cache_claims *cl, const char **why)
+authorize(struct cache_conn *c, const struct req *r, struct cache_claims *cl, const char **why)
 {
     const char *a = c->auth;
     int rc;
 
+    if (r->token != NULL) {
+        rc = cache_token_verify(c->s->key, r->token, now_s(), cl);
+        if (rc == -ETIMEDOUT)
+            *why = "the token in the URL has expired";
+        else if (rc < 0)
+            *why = "the token in the URL is not valid here";
+        return rc == 0;
+    }
     if (a == NULL || *a == '\0') {
         *why = "no bearer token (Authorization: Bearer TOKEN)";
         return false;
@@ -288,7 +315,7 @@ cache_api_upload_overlaps(struct cache_server *s, const struct cache_conn *c, in
 /* Checks a chunk of entry id before its body: token, owner, range, caps, overlaps; then opens
  * the part file for the body to be written to, or refuses early. */
 static void
-upload_head(struct cache_conn *c, int64_t id)
+upload_head(struct cache_conn *c, const struct req *r, int64_t id)
 {
     struct cache_server *s = c->s;
     struct cache_claims cl = {0};
@@ -302,7 +329,7 @@ upload_head(struct cache_conn *c, int64_t id)
     char *path;
     int status;
 
-    if (!authorize(c, &cl, &why)) {
+    if (!authorize(c, r, &cl, &why)) {
         early(c, 401, CACHE_REJ_AUTH, "%s", why);
         return;
     }
@@ -418,7 +445,7 @@ cache_api_head(struct cache_conn *c)
     if (c->parser.method != HTTP_PATCH || !req_parse(c, &r))
         return;
     if (strncmp(r.path, "caches/", 7) == 0)
-        upload_head(c, parse_id(r.path + 7));
+        upload_head(c, &r, parse_id(r.path + 7));
     req_free(&r);
 }
 
@@ -869,7 +896,7 @@ cache_api_handle(struct cache_conn *c)
         cache_api_error(c, 404, -1, "not found");
         goto out;
     }
-    if (!authorize(c, &cl, &why)) {
+    if (!authorize(c, &r, &cl, &why)) {
         cache_api_error(c, 401, CACHE_REJ_AUTH, "%s", why);
         goto out;
     }

@@ -127,6 +127,32 @@ def main():
         t.check("an expired token: 401", r.status == 401 and b"expired" in r.body,
                 (r.status, r.body))
 
+        # The token in ACTIONS_CACHE_URL's path ("/TOKEN/_apis/..."): runnerd's jobs keep
+        # Gitea's ACTIONS_RUNTIME_TOKEN as the bearer (for artifacts) and carry ours in the URL.
+        gitea_bearer = "gitea-runtime-token-not-ours"
+        inurl = tk.Client(srv.base + srv.token("owner/a", "refs/heads/main") + "/", gitea_bearer)
+        _, body = inurl.restore(["deps-1"], ver)
+        t.check("a token in the URL's path reads its repo's entry (the bearer ignored)",
+                body == secret, body)
+        _, r = inurl.save("in-url", ver, b"saved through the URL's token")
+        t.check("a token in the URL's path saves", r.status // 100 == 2, r.status)
+        _, body = a.restore(["in-url"], ver)
+        t.check("what it saved is in its repo and ref", body == b"saved through the URL's token",
+                body)
+        b_in_url = tk.Client(srv.base + srv.token("owner/b", "refs/heads/main") + "/",
+                             srv.token("owner/a", "refs/heads/main"))
+        r = b_in_url.get_cache_entry(["in-url"], ver)
+        t.check("the URL's token wins over a valid bearer of another repo (204)",
+                r.status == 204, r.status)
+        for name, seg in (("a tampered", tamper(good, repo="owner/b")), ("a garbage", "x" * 40)):
+            c = tk.Client(srv.base + seg + "/", good)
+            r1 = c.get_cache_entry(["deps-1"], ver)
+            r2 = c.reserve("zzz2", ver)
+            r3 = c.upload_chunk(aid, b"x", 0)
+            t.check("%s token in the URL: 401 even with a good bearer" % name,
+                    (r1.status, r2.status, r3.status) == (401, 401, 401),
+                    (r1.status, r2.status, r3.status))
+
         # Download URLs.
         r = a.get_cache_entry(["deps-1"], ver)
         loc = r.json()["archiveLocation"]
