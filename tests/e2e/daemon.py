@@ -46,6 +46,12 @@ def sc_basic(d, tmp, image):
     check(len(rows) == t["logLength"], "basic: every row stored once (%d rows, log length %d)" % (len(rows), t["logLength"]))
     check(rows[-1].endswith("Job succeeded"), "basic: last row %r" % rows[-1])
     check_no_leftovers(r, "basic")
+    # runnerd executed itself once with GNUTLS_NO_IMPLICIT_INIT=1 (the environment it was
+    # executed with; it unsets the variable afterwards): same pid, and it ran the job above.
+    with open("/proc/%d/environ" % r.proc.pid, "rb") as f:
+        env0 = f.read().split(b"\0")
+    check(b"GNUTLS_NO_IMPLICIT_INIT=1" in env0 and b"RUNNERD_SKIPPED_GNUTLS_INIT=1" in env0,
+          "basic: runnerd re-executed itself without GnuTLS's implicit init")
     # runnerctl tasks/logs read the same state.
     out = subprocess.run([RUNNERCTL, "logs", "--state", r.state, str(t["id"])], capture_output=True, text=True)
     check(out.returncode == 0 and "row 2" in out.stdout and "topsecret" not in out.stdout,
