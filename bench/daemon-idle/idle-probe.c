@@ -5,14 +5,17 @@
  * /proc/PID/smaps like runnerd's: the difference is what libcurl, libgit2 and runnerd's own code
  * cost.
  *
- *     bench-idle-probe core|tls DBFILE
+ *     bench-idle-probe core|tls|tls-lazy DBFILE
  *
  * "tls" also makes what an HTTP client would keep for HTTPS to Gitea: OpenSSL initialised and
- * one client SSL_CTX with the system's CA store (SSL_CTX_set_default_verify_paths). It prints
+ * one client SSL_CTX with the system's CA store (SSL_CTX_set_default_verify_paths(): the whole
+ * bundle file is read, as libcurl does). "tls-lazy" gives the context only the hashed CA
+ * directory (/etc/ssl/certs), from which OpenSSL reads a CA when a handshake needs it. It prints
  * "ready" once set up. */
 #include <jansson.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,8 +66,9 @@ main(int argc, char **argv)
     uv_timer_t timer;
     uv_signal_t term;
 
-    if (argc != 3 || (strcmp(argv[1], "core") != 0 && strcmp(argv[1], "tls") != 0)) {
-        fprintf(stderr, "usage: bench-idle-probe core|tls DBFILE\n");
+    if (argc != 3 || (strcmp(argv[1], "core") != 0 && strcmp(argv[1], "tls") != 0 &&
+                      strcmp(argv[1], "tls-lazy") != 0)) {
+        fprintf(stderr, "usage: bench-idle-probe core|tls|tls-lazy DBFILE\n");
         return 2;
     }
     if (sqlite3_open(argv[2], &db) != SQLITE_OK ||
@@ -73,9 +77,12 @@ main(int argc, char **argv)
         fprintf(stderr, "bench-idle-probe: %s: %s\n", argv[2], sqlite3_errmsg(db));
         return 1;
     }
-    if (strcmp(argv[1], "tls") == 0) {
+    if (strcmp(argv[1], "core") != 0) {
+        bool lazy = strcmp(argv[1], "tls-lazy") == 0;
+
         tls = SSL_CTX_new(TLS_client_method());
-        if (tls == NULL || SSL_CTX_set_default_verify_paths(tls) != 1) {
+        if (tls == NULL || (lazy ? SSL_CTX_load_verify_dir(tls, "/etc/ssl/certs")
+                                 : SSL_CTX_set_default_verify_paths(tls)) != 1) {
             fprintf(stderr, "bench-idle-probe: OpenSSL client context failed\n");
             return 1;
         }
