@@ -274,7 +274,9 @@ scm_fetch_action(const char *cache_dir, const struct scm_remote *remote, const c
     if (cache_dir == NULL || *cache_dir == '\0' || remote == NULL || remote->url == NULL ||
         *remote->url == '\0' || ref == NULL || *ref == '\0')
         return err_set(e, -EINVAL, "an action needs a URL, a ref and a cache directory");
-    scm_global_init();
+    rc = scm_global_init(e);
+    if (rc < 0)
+        return rc;
     scm_run_init(&r, remote, remote->token, progress, arg, cancel);
     san = url_sanitise(r.url);
     base = xasprintf("%s/actions/%s", cache_dir, san);

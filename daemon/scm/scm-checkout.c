@@ -709,7 +709,9 @@ scm_checkout(const struct scm_checkout_req *req, scm_progress_fn progress, void 
     if (req->sha && *req->sha && !scm_is_hex(req->sha, 40, 40))
         return err_set(e, -EINVAL, "sha \"%.64s\" is not a full commit id (40 hex digits)",
                        req->sha);
-    scm_global_init();
+    rc = scm_global_init(e);
+    if (rc < 0)
+        return rc;
     scm_run_init(&r, &req->remote, req->remote.token, progress, arg, cancel);
     if (req->fetch_depth > 0)
 #if LIBGIT2_VER_MAJOR > 1 || (LIBGIT2_VER_MAJOR == 1 && LIBGIT2_VER_MINOR >= 7)

@@ -5,7 +5,7 @@
 
 #include "scm.h"
 
-#include <git2.h>
+#include "scm-git.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -51,7 +51,7 @@ struct co {
 /* Returns owner/name from a remote URL (https://host/owner/name.git, git@host:owner/name),
  * a new string, or NULL. */
 char *scm_repo_from_url(const char *url);
-void scm_global_init(void);
+int scm_global_init(struct err *e);
 double scm_now_s(void);
 const char *scm_git_msg(void);
 char *scm_path_join(const char *a, const char *b);

@@ -89,6 +89,9 @@ scm_local_info(const char *dir, struct scm_info *info, struct err *e)
     int rc = 0, grc;
 
     memset(info, 0, sizeof *info);
+    rc = scm_git_load(e);
+    if (rc < 0)
+        return rc;
     git_libgit2_init();
     grc = git_repository_open_ext(&repo, dir, 0, NULL);
     if (grc == GIT_ENOTFOUND) {
@@ -151,12 +154,18 @@ on_scm_once(void)
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
 }
 
-/* libgit2 is initialised once per process and never shut down: its global state lives until
- * exit, and scm_local_info()'s init/shutdown pairs then only move the count. */
-void
-scm_global_init(void)
+/* libgit2 is loaded (scm-git.c) and initialised once per process and never shut down: its
+ * global state lives until exit, and scm_local_info()'s init/shutdown pairs then only move the
+ * count. Returns 0, or scm_git_load()'s error. */
+int
+scm_global_init(struct err *e)
 {
+    int rc = scm_git_load(e);
+
+    if (rc < 0)
+        return rc;
     pthread_once(&scm_once, on_scm_once);
+    return 0;
 }
 
 double

@@ -2,13 +2,13 @@
 #include "wswalk.h"
 
 #include "fstree.h"
+#include "scm-git.h"
 
 #include "runner/xalloc.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <git2.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,6 +57,9 @@ wswalk(const char *root, wswalk_fn fn, void *arg, struct err *e)
     git_repository *repo = NULL;
     int rc;
 
+    rc = scm_git_load(e);
+    if (rc < 0)
+        return rc;
     git_libgit2_init();
     if (git_repository_open_ext(&repo, root, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0)
         repo = NULL; /* not a repository: everything is copied */

@@ -487,6 +487,13 @@ store_close(struct store *s)
     free(s);
 }
 
+void
+store_release_memory(struct store *s)
+{
+    if (s != NULL)
+        sqlite3_db_release_memory(s->db);
+}
+
 const char *
 store_path(const struct store *s)
 {

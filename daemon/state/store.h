@@ -24,6 +24,9 @@ struct store;
 int store_open(const char *path, struct store **out, struct err *e);
 void store_close(struct store *s);
 const char *store_path(const struct store *s);
+/* Frees the connection's page cache (sqlite reads the pages again when it needs them); runnerd
+ * calls it when it trims its heap, once started and whenever its last task has ended. */
+void store_release_memory(struct store *s);
 /* The schema version this build writes. */
 int store_schema_version(void);
 

@@ -7,7 +7,8 @@ Scenarios: a task's rows arrive in order with masked secrets and outputs; cancel
 server (always() steps still run); a step printing without pause (its state and a cancel get
 through while it prints); capacity 4 with 8 queued tasks; a graceful drain on SIGTERM;
 the server down for 30 s mid-task; kill -9 of runnerd mid-step and a restart (the task resumes,
-every row exactly once, no step twice); the job container removed while runnerd is down; detach
+every row exactly once, no step twice); a host-label job that does not find runnerd's own
+GnuTLS switch in its agent's environment; the job container removed while runnerd is down; detach
 with SIGUSR2 and reattach; a runner deleted on the server (distinct exit status).
 
 Environment: RUNNERCTL, RUNNERD (binaries), SRCDIR (source tree). Run one scenario with
@@ -46,11 +47,35 @@ def sc_basic(d, tmp, image):
     check(len(rows) == t["logLength"], "basic: every row stored once (%d rows, log length %d)" % (len(rows), t["logLength"]))
     check(rows[-1].endswith("Job succeeded"), "basic: last row %r" % rows[-1])
     check_no_leftovers(r, "basic")
+    # runnerd executed itself once with GNUTLS_NO_IMPLICIT_INIT=1 (the environment it was
+    # executed with; it unsets the variable afterwards): same pid, and it ran the job above.
+    with open("/proc/%d/environ" % r.proc.pid, "rb") as f:
+        env0 = f.read().split(b"\0")
+    check(b"GNUTLS_NO_IMPLICIT_INIT=1" in env0 and b"RUNNERD_SKIPPED_GNUTLS_INIT=1" in env0,
+          "basic: runnerd re-executed itself without GnuTLS's implicit init")
     # runnerctl tasks/logs read the same state.
     out = subprocess.run([RUNNERCTL, "logs", "--state", r.state, str(t["id"])], capture_output=True, text=True)
     check(out.returncode == 0 and "row 2" in out.stdout and "topsecret" not in out.stdout,
           "basic: runnerctl logs prints the spooled log: %s" % out.stderr)
     check(r.stop() == 0, "basic: runnerd exits 0 on SIGTERM")
+
+
+def sc_hostenv(d, tmp, image):
+    """A host-label job reads the environment of its parent, the agent runnerd started: the
+    GNUTLS_NO_IMPLICIT_INIT runnerd set for itself before executing itself is not there."""
+    r = Runner(d, tmp, "hostenv", image, label="matric-builder:host")
+    r.start()
+    job = enqueue(d, [{"name": "peek", "run": "echo parent=$(cat /proc/$PPID/comm); "
+                       "echo seen=$(tr '\\0' '\\n' < /proc/$PPID/environ | "
+                       "grep -c -e '^GNUTLS_NO_IMPLICIT_INIT=' -e '^RUNNERD_SKIPPED_GNUTLS_INIT=')"}])
+    t = final_task(d, job, 60)
+    if t is None:
+        return
+    rows = step_rows(t, 0)
+    check(t["status"] == "success", "hostenv: task result %s: %s" % (t["status"], rows_of(t)))
+    check("parent=runner-agent" in rows, "hostenv: the step's parent is the agent: %s" % rows)
+    check("seen=0" in rows, "hostenv: the agent does not inherit runnerd's GnuTLS switch: %s" % rows)
+    check(r.stop() == 0, "hostenv: runnerd exits 0 on SIGTERM")
 
 
 def sc_cancel(d, tmp, image):
@@ -297,7 +322,7 @@ def sc_badinput(d, tmp, image):
           "badinput: bad config: %s %r" % (p.returncode, p.stderr))
 
 
-SCENARIOS = [("basic", sc_basic), ("cancel", sc_cancel), ("chatty", sc_chatty), ("capacity", sc_capacity), ("drain", sc_drain),
+SCENARIOS = [("basic", sc_basic), ("hostenv", sc_hostenv), ("cancel", sc_cancel), ("chatty", sc_chatty), ("capacity", sc_capacity), ("drain", sc_drain),
              ("kill9", sc_kill9), ("gone", sc_gone), ("detach", sc_detach), ("unregistered", sc_unregistered), ("faults", sc_faults), ("badinput", sc_badinput),
              ("outage", sc_outage)]
 

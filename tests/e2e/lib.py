@@ -101,7 +101,7 @@ class Runner:
     env = None
     live = None
 
-    def __init__(self, double, tmp, name, image, capacity=1, extra=""):
+    def __init__(self, double, tmp, name, image, capacity=1, extra="", label=None):
         self.d = double
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir)
@@ -111,7 +111,7 @@ class Runner:
             f.write("runner:\n  capacity: %d\n  fetch_interval: 1s\n  shutdown_timeout: 30s\n%s"
                     "runnerd:\n  fetch_interval_max: 2s\n" % (capacity, extra))
         token = double.admin("token")["token"]
-        label = "matric-builder:docker://" + image
+        label = label or "matric-builder:docker://" + image
         r = subprocess.run([RUNNERCTL, "register", "--no-interactive", "--instance", double.url, "--token", token,
                             "--name", name, "--label", label, "--state", self.state],
                            capture_output=True, text=True, timeout=60)

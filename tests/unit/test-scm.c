@@ -17,10 +17,13 @@
  * short-sha refusal, an unknown ref, a tree holding .git refused, a private action's cached
  * export refused without the token); cancellation during a transfer; the async wrappers on a
  * real loop (progress on the loop thread, done once, cancellation, handles closed); TLS with a
- * CA file, with the wrong one, without one, and insecure. */
+ * CA file, with the wrong one, without one, and insecure; libgit2 loaded on first use only (not
+ * mapped before), and a library that cannot be loaded as a clear error from every entry point. */
 #include "harness.h"
 
+#include "scm-git.h"
 #include "scm.h"
+#include "wswalk.h"
 
 #include "runner/xalloc.h"
 
@@ -1112,6 +1115,79 @@ TEST(lfs_refused_and_depth_note)
     lines_free(&l);
     free(url);
     srv_stop(&s);
+}
+
+/* Whether this process maps libgit2 (/proc/self/maps). */
+static bool
+libgit2_mapped(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    bool found = false;
+
+    ASSERT(f != NULL);
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "/libgit2.so") != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Nothing links libgit2: the first call that needs git loads it. */
+TEST(libgit2_loaded_on_first_use)
+{
+    struct scm_info info = {0};
+    struct err e = {0};
+
+    SH(GITENV "git init -q -b main w");
+    ASSERT(!libgit2_mapped());
+    ASSERT_EQ(scm_local_info("w", &info, &e), 0);
+    ASSERT(libgit2_mapped());
+    ASSERT_STR_EQ(info.ref, "refs/heads/main");
+    scm_info_free(&info);
+}
+
+/* The walk's callback: counts entries. */
+static int
+count_entry(const char *rel, const char *abs, const struct stat *st, void *arg, struct err *e)
+{
+    (void)rel, (void)abs, (void)st, (void)e;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* A libgit2 that cannot be loaded is an error naming it, from every entry point, every time;
+ * nothing crashes and no destination is made. */
+TEST(libgit2_missing_is_an_error)
+{
+    struct scm_info info = {0};
+    struct err e = {0};
+    struct scm_remote remote = {.url = "http://127.0.0.1:9/o/r.git"};
+    struct scm_checkout_req req = req_of("http://127.0.0.1:9/o/r.git", "ws");
+    char *dir = NULL, *sha = NULL;
+    int n = 0;
+
+    scm_git_use("libgit2-missing.so.0");
+    SH("mkdir -p tree && touch tree/a");
+    for (int round = 0; round < 2; round++) {
+        ASSERT_EQ(scm_checkout(&req, NULL, NULL, NULL, &sha, &e), -ELIBACC);
+        ASSERT_STR_CONTAINS(e.msg, "git is unavailable: libgit2 (libgit2-missing.so.0) could not "
+                                   "be loaded: libgit2-missing.so.0: cannot open shared object");
+        ASSERT(sha == NULL);
+        ASSERT(!exists("ws"));
+        e = (struct err){0};
+        ASSERT_EQ(scm_fetch_action(CACHE, &remote, "main", NULL, NULL, NULL, &dir, &sha, &e),
+                  -ELIBACC);
+        ASSERT_STR_CONTAINS(e.msg, "libgit2 (libgit2-missing.so.0) could not be loaded");
+        ASSERT(dir == NULL && sha == NULL);
+        e = (struct err){0};
+        ASSERT_EQ(scm_local_info(".", &info, &e), -ELIBACC);
+        ASSERT_STR_CONTAINS(e.msg, "libgit2 (libgit2-missing.so.0) could not be loaded");
+        e = (struct err){0};
+        ASSERT_EQ(wswalk("tree", count_entry, &n, &e), -ELIBACC);
+        ASSERT_STR_CONTAINS(e.msg, "libgit2 (libgit2-missing.so.0) could not be loaded");
+        ASSERT_EQ(n, 0);
+    }
+    ASSERT(!libgit2_mapped());
 }
 
 TEST(cancel_during_transfer)

@@ -11,7 +11,7 @@
  * -wal or -shm (secure_delete, the WAL truncated), the truncation never waiting for a reader,
  * an unreadable task message dropped, and done tasks of an older database scrubbed by the
  * migration while running ones keep their secrets; a task not stored as done yet keeps them
- * until it is. */
+ * until it is; the page cache handed back by store_release_memory(), the store working on. */
 #include "harness.h"
 
 #include "store.h"
@@ -880,6 +880,35 @@ TEST(daemon_lock)
     ASSERT_EQ(lock_from_child(getpid(), false), 0);
     store_close(s);
     free(file);
+}
+
+/* An idle runnerd hands sqlite's page cache back (store_release_memory()); the rows are read
+ * again from the file afterwards. */
+TEST(release_memory)
+{
+    struct store *s = open_db(DB);
+    struct store_row *rows;
+    size_t n;
+    struct err e = {0};
+    sqlite3_int64 full, released;
+
+    put_task(s, 1, "running", 0);
+    ASSERT_OK(store_begin(s, &e));
+    append(s, 1, 0, 5000, "a row long enough to fill a few pages of the cache");
+    ASSERT_OK(store_commit(s, &e));
+    ASSERT_OK(store_log_read(s, 1, 0, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 5000);
+    store_rows_free(rows, n);
+    full = sqlite3_memory_used();
+    store_release_memory(s);
+    released = sqlite3_memory_used();
+    ASSERT(released + 100 * 1024 < full);
+    ASSERT_OK(store_log_read(s, 1, 4990, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 10);
+    ASSERT_STR_EQ(rows[9].content, "a row long enough to fill a few pages of the cache 4999");
+    store_rows_free(rows, n);
+    store_release_memory(NULL);
+    store_close(s);
 }
 
 TEST(ten_thousand_rows)
