@@ -81,10 +81,18 @@ run(const struct launch_opts *lo, struct executor *x, const char *label, const c
     const json_t *profile, const json_t *cp, struct jobrun **out, char **why)
 {
     struct jobrun_opts o = lo->job;
+    const struct config_profile *pf = lo->cfg ? config_profile_find(lo->cfg, label) : NULL;
+    json_t *cache_env = x->container ? lo->cache_env_container : lo->cache_env_host;
+    json_t *env = NULL;
     struct err e = {0};
     struct utsname un;
     int rc;
 
+    if (cache_env && !(pf && pf->no_cache)) {
+        env = lo->job.config_env ? json_deep_copy(lo->job.config_env) : json_object();
+        json_object_update(env, cache_env);
+        o.config_env = env;
+    }
     uname(&un);
     o.exec = x;
     o.xjob.image = image;
@@ -95,6 +103,7 @@ run(const struct launch_opts *lo, struct executor *x, const char *label, const c
     o.hold = cp != NULL;
     rc = cp ? jobrun_resume(lo->loop, &o, cp, out, &e) : jobrun_start(lo->loop, &o, out, &e);
     json_decref(o.runner);
+    json_decref(env);
     if (rc < 0)
         *why = xstrdup(e.msg);
     return rc;
