@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""The actions/cache server end to end (README.md, "Cache"): one workflow run twice through
+"""The actions/cache server end to end (README.md, "Cache"). runnerctl exec: one workflow run twice through
 runnerctl exec in real job containers (the node test image), its steps speaking the toolkit's
 protocol (tests/e2e/cache_client.js): the first run misses, makes the data and saves it; the
 second, a new runnerctl and a new server on the same cache directory, restores the same bytes;
-a run of another repository (another local directory) misses. Skipped, saying why, while the
-server is not built (daemon/cache/ has no implementation yet)."""
+a run of another repository (another local directory) misses. runnerd, with the Gitea double:
+a task's job container reaches ACTIONS_CACHE_URL, its token is masked in the rows Gitea gets
+and names the task's repository, ref and the default branch of its event, and /metrics has
+the server's lines. Skipped, saying why, while the server is not built (daemon/cache/ has no
+implementation yet)."""
+import base64
+import json
 import os
 import re
+import socket
+import urllib.request
 import shutil
 import subprocess
 import sys
@@ -61,20 +68,19 @@ def digest(out, what):
     return m.group(1) if m else None
 
 
-image, err = lib.test_image("node")
-if image is None:
-    print("SKIP: the node test image cannot be built: " + err.strip())
-    sys.exit(0)
-
-with tempfile.TemporaryDirectory() as tmp:
+def exec_part(tmp):
+    image, err = lib.test_image("node")
+    if image is None:
+        print("SKIP runnerctl exec: the node test image cannot be built: " + err.strip())
+        return
     home = os.path.join(tmp, "home")
     repo = os.path.join(tmp, "project")
     os.makedirs(repo)
     rc, out = run(repo, home, image)
     if ABSENT in out:
-        print("SKIP: the actions/cache server %s (daemon/cache/ has no implementation yet): %s"
-              % (ABSENT, out.splitlines()[0]))
-        sys.exit(0)
+        print("SKIP runnerctl exec: the actions/cache server %s (daemon/cache/ has no "
+              "implementation yet): %s" % (ABSENT, out.splitlines()[0]))
+        return
     check("first run succeeds", rc == 0, out)
     check("first run misses", "| cache miss" in out, out)
     made = digest(out, "made")
@@ -92,6 +98,75 @@ with tempfile.TemporaryDirectory() as tmp:
     os.makedirs(other)
     rc, out = run(other, home, image)
     check("another repository does not see the entry", rc == 0 and "| cache miss" in out, out)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+PROBE = r"""echo "url=$ACTIONS_CACHE_URL"
+echo "token=$ACTIONS_RUNTIME_TOKEN"
+echo "claims=${ACTIONS_RUNTIME_TOKEN%%.*}"
+hp=${ACTIONS_CACHE_URL#http://}; hp=${hp%/}
+nc -w 5 "${hp%:*}" "${hp#*:}" </dev/null && echo reach=ok || echo reach=fail
+"""
+
+
+def daemon_part(tmp):
+    bb, err = lib.test_image()
+    if bb is None:
+        check("busybox test image", False, err)
+        return
+    d = lib.Double(tmp)
+    r = lib.Runner(d, tmp, "cache-d", bb)
+    port = free_port()
+    with open(r.config, "a") as f:
+        f.write("  http: 127.0.0.1:%d\n  cache_dir: %s\n" % (port, os.path.join(r.dir, "cache")))
+    r.start()
+    try:
+        j = d.admin("enqueue", {"runsOn": ["matric-builder"],
+                                "steps": [{"name": "probe", "shell": "sh", "run": PROBE}],
+                                "event": {"ref": "refs/heads/feature",
+                                          "repository": {"default_branch": "trunk"}}})["jobId"]
+        t = lib.final_task(d, j, 120)
+        logs = r.log_text()
+        if ABSENT in logs:
+            print("SKIP runnerd: the actions/cache server %s" % ABSENT)
+            return
+        rows = lib.rows_of(t) if t else []
+        text = "\n".join(rows)
+        check("runnerd: the job succeeds", t is not None and t["status"] == "success", text + logs)
+        url = re.search(r"url=(\S*)", text)
+        check("runnerd: ACTIONS_CACHE_URL ends in /", url and url.group(1).endswith("/"), text)
+        check("runnerd: the job container reaches it", "reach=ok" in text, text)
+        check("runnerd: the token is masked in what Gitea gets", "token=***" in text, text)
+        m = re.search(r"claims=(\S+)", text)
+        c = None
+        if m:
+            part = m.group(1)
+            c = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        check("runnerd: the token names the task's repository, ref and default branch",
+              c and c.get("repo") == "acme/app" and c.get("ref") == "refs/heads/feature"
+              and c.get("default_ref") == "refs/heads/trunk", str(c))
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as resp:
+            metrics = resp.read().decode()
+        check("runnerd: /metrics has the cache server's lines", "runnerd_cache_" in metrics,
+              metrics[-2000:])
+    finally:
+        check("runnerd exits 0", r.stop() == 0)
+        d.stop()
+
+
+parts = sys.argv[1:] or ["exec", "daemon"]
+with tempfile.TemporaryDirectory() as tmp:
+    if "exec" in parts:
+        exec_part(tmp)
+    if "daemon" in parts:
+        daemon_part(tmp)
 
 print("%d failed" % T.failures if T.failures else "e2e-cache: all checks passed")
 sys.exit(1 if T.failures else 0)
