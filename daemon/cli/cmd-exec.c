@@ -206,17 +206,6 @@ cache_opts(const struct exec_opts *o, const struct config *cfg, const char *cach
         *repo = xasprintf("local/%s", base && base[1] ? base + 1 : "workspace");
         free(abs);
     }
-    /* The key file's directory (the server makes its own). */
-    char *path = xstrdup(cache_dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(path, 0700);
-        *p = '/';
-    }
-    mkdir(path, 0700);
-    free(path);
     return true;
 }
 

@@ -10,7 +10,9 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct jobcache {
     struct cache_server *srv;  /* NULL: external */
@@ -105,6 +107,23 @@ jobcache_gateway(struct docker *d, jobcache_gateway_cb cb, void *arg, struct err
     return rc;
 }
 
+/* Makes the directories above path (0700 where new): the key's and the blobs' parents may
+ * not exist yet (a cache directory nothing has used). */
+static void
+mkdir_parents(const char *path)
+{
+    char *p = xstrdup(path);
+
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        mkdir(p, 0700);
+        *q = '/';
+    }
+    free(p);
+}
+
 int
 jobcache_new(uv_loop_t *loop, const struct jobcache_opts *o, struct jobcache **out,
              struct err *e)
@@ -116,6 +135,10 @@ jobcache_new(uv_loop_t *loop, const struct jobcache_opts *o, struct jobcache **o
     int rc;
 
     *out = NULL;
+    if (o->create_key)
+        mkdir_parents(o->key_file);
+    if (o->external_url == NULL)
+        mkdir_parents(o->dir);
     rc = cache_key_load(o->key_file, o->create_key, jc->key, e);
     if (rc < 0) {
         err_prefix(e, "cache key %s: ", o->key_file);
