@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import signal
 import socket
 import urllib.request
 import shutil
@@ -157,6 +158,27 @@ def daemon_part(tmp):
             metrics = resp.read().decode()
         check("runnerd: /metrics has the cache server's lines", "runnerd_cache_" in metrics,
               metrics[-2000:])
+
+        # Detached mid-job and started again: the resumed job's steps keep the variables its
+        # checkpoint holds, so the new server must be on the same port, and the old token
+        # stays masked.
+        j = d.admin("enqueue", {"runsOn": ["matric-builder"], "steps": [
+            {"name": "ticks", "shell": "sh",
+             "run": "for i in $(seq 1 20); do echo t $i; sleep 0.3; done"},
+            {"name": "probe", "shell": "sh", "run": PROBE}]})["jobId"]
+        lib.wait_until(lambda: (lambda t: t and "t 3" in lib.rows_of(t))(d.task_of_job(j)), 60,
+                       "the long step to run")
+        r.signal(signal.SIGUSR2)
+        check("runnerd: detached for a restart", r.wait(30) == 75)
+        r.start()
+        t = lib.final_task(d, j, 120)
+        text = "\n".join(lib.rows_of(t)) if t else ""
+        check("runnerd: the resumed job succeeds", t is not None and t["status"] == "success",
+              text + r.log_text())
+        check("runnerd: after a restart the resumed job still reaches the server",
+              "reach=ok" in text, text + r.log_text())
+        check("runnerd: after a restart the resumed job's token is still masked",
+              "token=***" in text, text)
     finally:
         check("runnerd exits 0", r.stop() == 0)
         d.stop()
