@@ -3,7 +3,8 @@
 runnerctl exec in real job containers (the node test image), its steps speaking the toolkit's
 protocol (tests/e2e/cache_client.js): the first run misses, makes the data and saves it; the
 second, a new runnerctl and a new server on the same cache directory, restores the same bytes;
-a run of another repository (another local directory) misses. runnerd, with the Gitea double:
+a run of another repository (another local directory) misses, and its token re-written to
+name the first repository is refused. runnerd, with the Gitea double:
 a task's job container reaches ACTIONS_CACHE_URL, its token is masked in the rows Gitea gets
 and names the task's repository, ref and the default branch of its event, and /metrics has
 the server's lines. Skipped, saying why, while the server is not built (daemon/cache/ has no
@@ -48,6 +49,7 @@ jobs:
           fi
       - if: steps.restore.outputs.hit != 'true'
         run: node cache_client.js save deps-v1 deps
+      - run: node cache_client.js forge deps-v1 local/project
 """
 
 
@@ -99,6 +101,8 @@ def exec_part(tmp):
     os.makedirs(other)
     rc, out = run(other, home, image)
     check("another repository does not see the entry", rc == 0 and "| cache miss" in out, out)
+    check("a token re-written to name the first repository is refused (401)",
+          "| forged: HTTP 401" in out, out)
 
 
 def free_port():

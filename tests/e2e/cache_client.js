@@ -5,6 +5,9 @@
 //
 //   node cache_client.js restore KEY DIR   prints "cache hit KEY" (DIR filled) or "cache miss"
 //   node cache_client.js save KEY DIR      prints "cache saved KEY (N bytes)"
+//   node cache_client.js forge KEY REPO    looks KEY up with the job's token re-written to name
+//                                          repository REPO (its signature kept): an attack;
+//                                          prints "forged: HTTP STATUS"
 //
 // Archives are tar files made by the image's tar. Exit status 1 on any HTTP error.
 'use strict';
@@ -17,11 +20,13 @@ const token = process.env.ACTIONS_RUNTIME_TOKEN;
 const VERSION = 'e2e-tar-1';
 const CHUNK = 4 << 20;
 
+let bearer = token;
+
 function request(method, url, headers, body) {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method, headers: Object.assign({
       Accept: 'application/json;api-version=6.0-preview.1',
-      Authorization: 'Bearer ' + token }, headers) }, (res) => {
+      Authorization: 'Bearer ' + bearer }, headers) }, (res) => {
       const parts = [];
       res.on('data', (d) => parts.push(d));
       res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(parts) }));
@@ -78,12 +83,23 @@ async function save(key, dir) {
   console.log('cache saved ' + key + ' (' + data.length + ' bytes)');
 }
 
+async function forge(key, repo) {
+  const [claims, sig] = token.split('.');
+  const c = JSON.parse(Buffer.from(claims, 'base64url').toString());
+  c.repo = repo;
+  bearer = Buffer.from(JSON.stringify(c)).toString('base64url') + '.' + sig;
+  const r = await request('GET', api('cache?keys=' + encodeURIComponent(key) + '&version=' +
+                                     VERSION));
+  console.log('forged: HTTP ' + r.status);
+}
+
 const [cmd, key, dir] = process.argv.slice(2);
 if (!base || !token) {
   console.log('no ACTIONS_CACHE_URL or ACTIONS_RUNTIME_TOKEN');
   process.exit(1);
 }
-(cmd === 'save' ? save(key, dir) : restore(key, dir)).catch((e) => {
-  console.log(String(e));
-  process.exit(1);
-});
+(cmd === 'save' ? save(key, dir) : cmd === 'forge' ? forge(key, dir) : restore(key, dir))
+  .catch((e) => {
+    console.log(String(e));
+    process.exit(1);
+  });
