@@ -6,16 +6,20 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct jobcache {
     struct cache_server *srv;  /* NULL: external */
+    int lock_fd;               /* DIR.lock, held while the server runs (-1: none) */
     uint8_t key[CACHE_KEY_LEN];
     char *url_container, *url_host;
 };
@@ -129,12 +133,13 @@ jobcache_new(uv_loop_t *loop, const struct jobcache_opts *o, struct jobcache **o
              struct err *e)
 {
     struct jobcache *jc = xcalloc(1, sizeof *jc);
-    char first[64], second[64];
+    char first[64], second[64], *lock = NULL;
     const char *listen[2];
     size_t n = 0;
     int rc;
 
     *out = NULL;
+    jc->lock_fd = -1;
     if (o->create_key)
         mkdir_parents(o->key_file);
     if (o->external_url == NULL)
@@ -149,6 +154,20 @@ jobcache_new(uv_loop_t *loop, const struct jobcache_opts *o, struct jobcache **o
         jc->url_host = xstrdup(o->external_url);
         *out = jc;
         return 0;
+    }
+    /* One server per blob directory: a server starting clears what another one's uploads
+     * have half done, and blobs its own index does not name. */
+    lock = xasprintf("%s.lock", o->dir);
+    jc->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (jc->lock_fd < 0) {
+        rc = err_set(e, -errno, "%s: %s", lock, strerror(errno));
+        goto fail;
+    }
+    if (flock(jc->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = err_set(e, errno == EWOULDBLOCK ? -EBUSY : -errno,
+                     "%s is in use by another runnerd or runnerctl exec (%s is locked)", o->dir,
+                     lock);
+        goto fail;
     }
     snprintf(first, sizeof first, "127.0.0.1:%d", o->port);
     listen[n++] = first;
@@ -167,9 +186,13 @@ jobcache_new(uv_loop_t *loop, const struct jobcache_opts *o, struct jobcache **o
     jc->url_host = xasprintf("http://127.0.0.1:%d/", port);
     if (o->gateway)
         jc->url_container = xasprintf("http://%s:%d/", o->gateway, port);
+    free(lock);
     *out = jc;
     return 0;
 fail:
+    if (jc->lock_fd >= 0)
+        close(jc->lock_fd);
+    free(lock);
     memset(jc->key, 0, sizeof jc->key);
     free(jc);
     return rc;
@@ -218,6 +241,8 @@ on_server_closed(void *arg)
 {
     struct close_req *cr = arg;
 
+    if (cr->jc->lock_fd >= 0)
+        close(cr->jc->lock_fd);
     free(cr->jc->url_container);
     free(cr->jc->url_host);
     memset(cr->jc->key, 0, sizeof cr->jc->key);

@@ -4,9 +4,9 @@ the label setting `cache:` (bad values are FILE:LINE:COL errors); then, with the
 what every job gets: ACTIONS_CACHE_URL (ending in "/") that accepts a TCP connection from a
 real job container on the shared isolated bridge, from one on a job network of its own (a
 service), and from a host job (127.0.0.1); ACTIONS_RUNTIME_TOKEN masked in the output, one
-token per job bound to the local repository and ref; nothing with --no-cache or a label whose
-settings say `cache: false`. Without the server (daemon/cache/ not built yet) those checks are
-skipped, saying so."""
+token per job bound to the local repository and ref; nothing with --no-cache, for a label
+whose settings say `cache: false`, or while another process holds the cache directory.
+Without the server (daemon/cache/ not built yet) those checks are skipped, saying so."""
 import base64
 import json
 import os
@@ -165,6 +165,17 @@ with tempfile.TemporaryDirectory() as tmp:
     check("label cache: false: its jobs get nothing",
           "[iso]   | url=\n" in out and "[svc]   | url=\n" in out, out + err)
     check("label cache: false: other labels still do", "[host]   | reach=ok" in out, out + err)
+
+    # One server per blob directory: while another process holds it, this run goes without.
+    import fcntl
+    lockdir = os.path.join(tmp, "home", ".cache", "runnerd")
+    with open(os.path.join(lockdir, "actions-cache.lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        rc, out, err = run(tmp, "on: push\njobs:\n  host:\n    runs-on: h\n    steps:" +
+                           STEP.replace("REACH", PY), "-l", "h=host")
+    check("a blob directory in use by another process: said, and the job runs without",
+          rc == 0 and "is in use by another runnerd or runnerctl exec" in err
+          and "[host]   | reach=none" in out, out + err)
 
 subprocess.run(["docker", "image", "rm", "-f", "runnerd-test/httpd:cache"], capture_output=True)
 print("%d failed" % T.failures if T.failures else "exec-cache: all checks passed")
