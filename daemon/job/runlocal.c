@@ -674,6 +674,8 @@ cache_start(struct runlocal *rl, const char *gateway)
             jobcache_url(rl->cache, false));
 }
 
+/* The engine said where job containers reach the host (ip NULL: they cannot); then the
+ * leftovers of killed runs are swept and the runs start. */
 static void
 on_gateway(void *arg, char *ip, const struct err *ge)
 {

@@ -13,6 +13,7 @@
 
 #define TOKEN_MARGIN_S 600 /* a token outlives the runner's job timeout by this much */
 
+/* What runs once the server is up (cachesvc_start()'s then: one start per process). */
 static void (*cachesvc_then)(void);
 
 /* "<directory of the state database>/name" (a new string). */
@@ -54,6 +55,8 @@ save_port(const char *path, int port)
         fclose(f);
 }
 
+/* Starts the server (gateway: where job containers reach it, or NULL), logging where it
+ * listens or why it could not start. */
 static void
 begin(struct daemon *d, const char *gateway)
 {
@@ -94,6 +97,7 @@ begin(struct daemon *d, const char *gateway)
     free(port_file);
 }
 
+/* The engine said where job containers reach the host (ip NULL: they cannot). */
 static void
 on_gateway(void *arg, char *ip, const struct err *e)
 {
