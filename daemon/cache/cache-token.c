@@ -328,12 +328,33 @@ out:
 }
 
 json_t *
-cache_job_env(const char *base_url, const char *token)
+cache_job_env(const char *base_url, const char *token, bool runtime_token)
 {
     size_t n = strlen(base_url);
-    char *url = n > 0 && base_url[n - 1] == '/' ? xstrdup(base_url) : xasprintf("%s/", base_url);
-    json_t *j = json_pack("{s:s, s:s}", "ACTIONS_CACHE_URL", url, "ACTIONS_RUNTIME_TOKEN", token);
+    char *url = xasprintf("%s%s%s/", base_url, n > 0 && base_url[n - 1] == '/' ? "" : "/", token);
+    json_t *j = json_pack("{s:s}", "ACTIONS_CACHE_URL", url);
 
+    if (runtime_token)
+        json_object_set_new(j, "ACTIONS_RUNTIME_TOKEN", json_string(token));
     free(url);
     return j;
+}
+
+char *
+cache_url_token(const char *url)
+{
+    size_t n = url ? strlen(url) : 0;
+    size_t end, start;
+
+    if (n < 2 || url[n - 1] != '/')
+        return NULL;
+    end = n - 1;
+    start = end;
+    while (start > 0 && url[start - 1] != '/')
+        start--;
+    /* a token has a '.' between its claims and its signature; a bare host:port does not */
+    if (start == end || start < 2 || url[start - 2] == '/' ||
+        memchr(url + start, '.', end - start) == NULL)
+        return NULL;
+    return xstrndup(url + start, end - start);
 }

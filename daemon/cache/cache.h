@@ -14,7 +14,7 @@
  * signature or an expired token: 401.
  *
  * Layer: cache links base and net (and sqlite, libuv, http-parser); runnerd (service) and
- * runnerctl (cli) link it. The job run knows nothing of it: the front end passes the two
+ * runnerctl (cli) link it. The job run knows nothing of it: the front end passes the
  * variables cache_job_env() gives through the job's config_env, and the token into its mask. */
 #ifndef CACHE_H
 #define CACHE_H
@@ -88,9 +88,13 @@ void cache_server_evict(struct cache_server *s);
  * index; done(arg) when every handle is closed. */
 void cache_server_close(struct cache_server *s, void (*done)(void *arg), void *arg);
 
-/* The variables a job's steps get: ACTIONS_CACHE_URL=base_url (ending in "/") and
- * ACTIONS_RUNTIME_TOKEN=token, as a new JSON object of strings. */
+/* The variables a job's steps get, as a new JSON object of strings:
+ * ACTIONS_CACHE_URL=base_url/token/ (the server takes the token from the path, so the bearer
+ * the toolkit sends, ACTIONS_RUNTIME_TOKEN, may stay Gitea's own, which the artifact actions
+ * need); with runtime_token (no Gitea: runnerctl exec), also ACTIONS_RUNTIME_TOKEN=token. */
 struct json_t;
-struct json_t *cache_job_env(const char *base_url, const char *token);
+struct json_t *cache_job_env(const char *base_url, const char *token, bool runtime_token);
+/* The token in a URL cache_job_env() made (its last path segment), a new string, or NULL. */
+char *cache_url_token(const char *url);
 
 #endif

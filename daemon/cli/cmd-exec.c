@@ -7,6 +7,7 @@
 #include "plan.h"
 #include "runlocal.h"
 #include "executor.h"
+#include "jobcache.h"
 #include "mask.h"
 #include "scm.h"
 #include "wf.h"
@@ -30,7 +31,7 @@ struct exec_opts {
     const char *job;
     json_t *matrix_filter, *vars, *secrets, *inputs, *labels, *env;
     const char *workdir, *report, *config;
-    bool bind;
+    bool bind, no_cache;
     char **paths;
     size_t n_paths;
 };
@@ -39,7 +40,7 @@ static const char exec_usage[] =
     "[--plan [--json]] [-E EVENT] [--event-path FILE] [-j JOB] [--matrix KEY:VALUE]...\n"
     "       [-l LABEL=host|LABEL=docker://IMAGE]... [-s NAME[=VALUE]]... [--var NAME=VALUE]...\n"
     "       [--env NAME=VALUE]... [--input NAME=VALUE]... [-C DIR] [--bind] [--report FILE]\n"
-    "       [-c CONFIG]\n"
+    "       [-c CONFIG] [--no-cache]\n"
     "       [PATH...]\n"
     "  PATH is a workflow file or a directory of *.yml/*.yaml files\n"
     "  (default .gitea/workflows, then .github/workflows)";
@@ -175,6 +176,39 @@ plan_one(const struct exec_opts *o, const struct wf_workflow *w, json_t *event,
     return CLI_EXIT_OK;
 }
 
+/* The actions/cache server of a local run (README.md, "Cache"): on unless --no-cache or the
+ * configuration turns it off; blobs, index and key under the CLI's cache directory unless
+ * runnerd.cache says otherwise. Tokens are for the local repository (its origin's owner/name,
+ * else local/DIRNAME). Fills *co (its strings new, in paths) and *repo; false: no cache. */
+static bool
+cache_opts(const struct exec_opts *o, const struct config *cfg, const char *cache_dir,
+           const struct scm_info *scm, struct jobcache_opts *co, char **repo, char *paths[3])
+{
+    const char *dir = cfg->runnerd.cache.dir;
+
+    if (o->no_cache || !cfg->cache.enabled || !cfg->runnerd.cache.enabled)
+        return false;
+    co->dir = paths[0] = dir ? xstrdup(dir) : xasprintf("%s/actions-cache", cache_dir);
+    co->db_path = paths[1] = xasprintf("%s/actions-cache.db", cache_dir);
+    co->key_file = paths[2] = cfg->runnerd.cache.key_file
+                                  ? xstrdup(cfg->runnerd.cache.key_file)
+                                  : xasprintf("%s/actions-cache.key", cache_dir);
+    co->create_key = cfg->runnerd.cache.key_file == NULL || cfg->runnerd.cache.external_url == NULL;
+    co->external_url = cfg->runnerd.cache.external_url;
+    co->max_size = cfg->runnerd.cache.max_size;
+    co->max_age = (int64_t)cfg->runnerd.cache.max_age_s;
+    co->port = cfg->cache.port;
+    if (scm->repository) {
+        *repo = xstrdup(scm->repository);
+    } else {
+        char *abs = realpath(o->workdir, NULL);
+        const char *base = abs ? strrchr(abs, '/') : NULL;
+        *repo = xasprintf("local/%s", base && base[1] ? base + 1 : "workspace");
+        free(abs);
+    }
+    return true;
+}
+
 static int
 exec_main(int argc, char **argv)
 {
@@ -196,6 +230,7 @@ exec_main(int argc, char **argv)
         {"secret", required_argument, NULL, 's'},
         {"input", required_argument, NULL, 'i'},
         {"workflows", required_argument, NULL, 'W'},
+        {"no-cache", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -244,6 +279,9 @@ exec_main(int argc, char **argv)
             break;
         case 'b':
             o.bind = true;
+            break;
+        case 'N':
+            o.no_cache = true;
             break;
         case 'r':
             o.report = optarg;
@@ -444,6 +482,9 @@ exec_main(int argc, char **argv)
         json_object_update(env, o.env);
         char *agent = executor_find_agent(argv[0]);
         char *cache = config_cache_dir(o.config ? &cfg : NULL, false);
+        struct jobcache_opts co = {0};
+        char *repo = NULL, *cache_paths[3] = {NULL, NULL, NULL};
+        bool cache_on = cache_opts(&o, &cfg, cache, &scm, &co, &repo, cache_paths);
         struct runlocal_opts ro = {
             .cache_dir = cache,
             .git_ca_file = cfg.runnerd.git_ca_file,
@@ -462,10 +503,17 @@ exec_main(int argc, char **argv)
             .agent_path = agent,
             .out = stdout,
             .color = isatty(STDOUT_FILENO),
+            .cache = cache_on ? &co : NULL,
+            .cache_repo = repo,
+            .cache_ref = scm.ref ? scm.ref : "refs/heads/main",
+            .cache_ttl_s = cfg.runner.timeout_s + 600,
         };
         if (isatty(STDOUT_FILENO))
             setvbuf(stdout, NULL, _IOLBF, 0); /* else fully buffered: one write per 4 KiB */
         rc = runlocal_run(plans, n_plans, &ro);
+        for (int i = 0; i < 3; i++)
+            free(cache_paths[i]);
+        free(repo);
         free(agent);
         free(cache);
         json_decref(env);

@@ -75,16 +75,25 @@ no_label(const struct launch_opts *lo, const json_t *runs_on)
     return why;
 }
 
-/* Fills the launcher's part of lo->job and starts or resumes (cp) the job run on x (taken). */
+/* Fills the launcher's part of lo->job and starts or resumes (cp) the job run on x (taken; its
+ * steps run in a container when in_container). */
 static int
-run(const struct launch_opts *lo, struct executor *x, const char *label, const char *image,
-    const json_t *profile, const json_t *cp, struct jobrun **out, char **why)
+run(const struct launch_opts *lo, struct executor *x, bool in_container, const char *label,
+    const char *image, const json_t *profile, const json_t *cp, struct jobrun **out, char **why)
 {
     struct jobrun_opts o = lo->job;
+    const struct config_profile *pf = lo->cfg ? config_profile_find(lo->cfg, label) : NULL;
+    json_t *cache_env = in_container ? lo->cache_env_container : lo->cache_env_host;
+    json_t *env = NULL;
     struct err e = {0};
     struct utsname un;
     int rc;
 
+    if (cache_env && !(pf && pf->no_cache)) {
+        env = lo->job.config_env ? json_deep_copy(lo->job.config_env) : json_object();
+        json_object_update(env, cache_env);
+        o.config_env = env;
+    }
     uname(&un);
     o.exec = x;
     o.xjob.image = image;
@@ -95,6 +104,7 @@ run(const struct launch_opts *lo, struct executor *x, const char *label, const c
     o.hold = cp != NULL;
     rc = cp ? jobrun_resume(lo->loop, &o, cp, out, &e) : jobrun_start(lo->loop, &o, out, &e);
     json_decref(o.runner);
+    json_decref(env);
     if (rc < 0)
         *why = xstrdup(e.msg);
     return rc;
@@ -149,7 +159,7 @@ launch_start(const struct launch_opts *lo, struct jobrun **out, char **why)
     } else if (executor_host_new(lo->loop, lo->agent_path, NULL, NULL, NULL, &x, &e) < 0) {
         goto fail;
     }
-    rc = run(lo, x, lb ? lb->name : NULL, image, profile, NULL, out, why);
+    rc = run(lo, x, image || docker_label, lb ? lb->name : NULL, image, profile, NULL, out, why);
     goto out;
 fail:
     *why = xstrdup(e.msg);
@@ -163,5 +173,5 @@ int
 launch_resume(const struct launch_opts *lo, struct executor *x, const json_t *cp,
               struct jobrun **out, char **why)
 {
-    return run(lo, x, lo->job.label, NULL, NULL, cp, out, why);
+    return run(lo, x, x->container, lo->job.label, NULL, NULL, cp, out, why);
 }

@@ -55,6 +55,10 @@ struct launch_opts {
      * (a new string). Without it the job gets none. */
     int (*grant_gpus)(void *arg, const struct config_profile *p, char ***gpus, char **why);
     void *arg;
+    /* Optional: the actions/cache server's variables (jobcache.h) over job.config_env, for a
+     * job in a container and for one on the host (borrowed; NULL: none there). A label whose
+     * settings say cache: false gets neither. */
+    json_t *cache_env_container, *cache_env_host;
 };
 
 

@@ -53,6 +53,7 @@ struct runlocal {
     struct httpc *http;
     struct docker *docker;
     int status;             /* exit status decided before any job ran (2: no Docker) */
+    struct jobcache *cache; /* the actions/cache server while runs may start, or NULL */
     struct buf line;        /* on_log(): the line being written, reused */
 };
 
@@ -342,6 +343,33 @@ no_gpus(void *arg, const struct config_profile *p, char ***gpus, char **why)
     return 0;
 }
 
+/* The cache's variables for run name (none without a server): a token of its own, added to
+ * the mask before the run can print it. */
+static void
+run_cache(struct runlocal *rl, const char *name, json_t **env_c, json_t **env_h)
+{
+    const struct runlocal_opts *o = rl->o;
+    char *job = xasprintf("runnerctl-%ld-%s", (long)getpid(), name), *token = NULL;
+    char *repo = o->cache_repo ? xstrdup(o->cache_repo) : NULL;
+    char *ref = o->cache_ref ? xstrdup(o->cache_ref) : NULL;
+    char *def = o->cache_default_ref ? xstrdup(o->cache_default_ref) : NULL;
+    struct cache_claims c = {
+        .repo = repo, .ref = ref, .default_ref = def, .job = job,
+        .expires = (int64_t)time(NULL) + (int64_t)o->cache_ttl_s,
+    };
+    struct err e = {0};
+
+    if (rl->cache && jobcache_job(rl->cache, &c, true, env_c, env_h, &token, &e) < 0)
+        fprintf(stderr, "runnerctl exec: cache: %s; this job runs without it\n", e.msg);
+    if (token)
+        mask_add(rl->mask, token);
+    free(token);
+    free(job);
+    free(repo);
+    free(ref);
+    free(def);
+}
+
 static void
 start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
 {
@@ -362,6 +390,8 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
     fprintf(rl->o->out, "[%s] job started\n", lr->shown);
 
     name = xasprintf("%s-%zu", p->jobs[ji].wf->id, ri + 1);
+    json_t *cache_c = NULL, *cache_h = NULL;
+    run_cache(rl, name, &cache_c, &cache_h);
     /* The label's settings from -c (limits, binds, docker socket or dind); without -c the
      * default limits and capability floor, so that no workflow option lifts them here either. */
     struct launch_opts lo = {
@@ -392,9 +422,13 @@ start_run(struct runlocal *rl, size_t pi, size_t ji, size_t ri)
         },
         .grant_gpus = no_gpus,
         .arg = lr,
+        .cache_env_container = cache_c,
+        .cache_env_host = cache_h,
     };
     int rc = launch_start(&lo, &lr->jr, &why);
     free(name);
+    json_decref(cache_c);
+    json_decref(cache_h);
     if (rc == 0) {
         rl->active++;
         lr->started = true;
@@ -484,6 +518,8 @@ schedule(struct runlocal *rl)
     if (rl->active == 0) {
         uv_signal_stop(&rl->sigint);
         uv_signal_stop(&rl->sigterm);
+        jobcache_close(rl->cache, NULL, NULL); /* no run starts after this */
+        rl->cache = NULL;
     }
 }
 
@@ -617,6 +653,44 @@ on_swept(int removed, void *arg)
     schedule(rl);
 }
 
+/* Starts the actions/cache server on 127.0.0.1 and gateway (NULL: host jobs only). Without
+ * it, jobs run without a cache, as GitHub's do when its cache service is down. */
+static void
+cache_start(struct runlocal *rl, const char *gateway)
+{
+    struct jobcache_opts co;
+    struct err e = {0};
+
+    if (rl->o->cache == NULL)
+        return;
+    co = *rl->o->cache;
+    co.gateway = gateway;
+    if (jobcache_new(&rl->loop, &co, &rl->cache, &e) < 0) {
+        fprintf(stderr, "runnerctl exec: cache: %s; jobs run without it\n", e.msg);
+        return;
+    }
+    fprintf(rl->o->out, "cache server: %s (jobs in containers), %s (on the host)\n",
+            jobcache_url(rl->cache, true) ? jobcache_url(rl->cache, true) : "none",
+            jobcache_url(rl->cache, false));
+}
+
+/* The engine said where job containers reach the host (ip NULL: they cannot); then the
+ * leftovers of killed runs are swept and the runs start. */
+static void
+on_gateway(void *arg, char *ip, const struct err *ge)
+{
+    struct runlocal *rl = arg;
+    struct err e = {0};
+
+    if (ip == NULL)
+        fprintf(stderr, "runnerctl exec: cache: job containers cannot reach this host: %s\n",
+                ge->msg);
+    cache_start(rl, ip);
+    free(ip);
+    if (dockerexec_sweep_orphans(rl->docker, on_swept, rl, &e) < 0)
+        schedule(rl);
+}
+
 static void
 on_docker(const struct docker_res *res, void *arg)
 {
@@ -628,6 +702,12 @@ on_docker(const struct docker_res *res, void *arg)
         rl->status = 2;
         uv_signal_stop(&rl->sigint);
         uv_signal_stop(&rl->sigterm);
+        return;
+    }
+    if (rl->o->cache) {
+        if (jobcache_gateway(rl->docker, on_gateway, rl, &e) == 0)
+            return;
+        on_gateway(rl, NULL, &e);
         return;
     }
     if (dockerexec_sweep_orphans(rl->docker, on_swept, rl, &e) < 0)
@@ -692,6 +772,7 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
             uv_signal_stop(&rl.sigterm);
         }
     } else {
+        cache_start(&rl, NULL);
         schedule(&rl);
     }
     uv_run(&rl.loop, UV_RUN_DEFAULT);

@@ -4,6 +4,7 @@
 #define RUNLOCAL_H
 
 #include "config.h"
+#include "jobcache.h"
 #include "plan.h"
 
 #include <jansson.h>
@@ -25,6 +26,12 @@ struct runlocal_opts {
     const char *git_ca_file, *actions_url, *github_mirror, *node_image; /* or NULL */
     FILE *out;               /* live output */
     bool color;
+    /* The actions/cache server the runs use (jobcache.h), or NULL: none (--no-cache). Its
+     * gateway is found here; each run gets a token for repository cache_repo (owner/name)
+     * at cache_ref, reading cache_default_ref too (NULL: none), valid cache_ttl_s. */
+    const struct jobcache_opts *cache;
+    const char *cache_repo, *cache_ref, *cache_default_ref;
+    double cache_ttl_s;
 };
 
 /* Runs every job of plans[0..n). Returns the exit status: 0 all jobs succeeded or were

@@ -41,6 +41,8 @@ struct gpu_pool;
 struct httpc;
 struct httpd;
 struct ident;
+struct jobcache;
+struct mask;
 struct rtask;
 
 /* What the tasks tell the layers above them (set by runnerd.c). */
@@ -69,6 +71,7 @@ struct daemon {
             *step_seconds, *gpu_allocated, *gpu_grants, *slots_free;
     } m;
     struct httpd *httpd;
+    struct jobcache *cache;      /* the actions/cache server, or NULL (cachesvc.h) */
     bool docker_ready;
     char *agent_path;
     char *owner;                 /* docker owner label value: "runnerd:<host>:<state file>" */

@@ -17,12 +17,14 @@
  * 2), and `runnerctl restart` finds us through it. */
 #include "daemon.h"
 
+#include "cachesvc.h"
 #include "docker.h"
 #include "dockerexec.h"
 #include "executor.h"
 #include "gpu.h"
 #include "httpd.h"
 #include "ident.h"
+#include "jobcache.h"
 #include "metrics.h"
 #include "notify.h"
 #include "poller.h"
@@ -208,6 +210,7 @@ on_metrics(void *arg, struct buf *out)
         metric_set(d->m.slots_free, free_slots > 0 ? free_slots : 0, id->si.cls);
     }
     metrics_render(d->metrics, out);
+    jobcache_metrics(d->cache, out);
 }
 
 static bool
@@ -676,6 +679,14 @@ sweep_then_start(void)
     json_decref(keep);
 }
 
+/* Tasks resume and new ones are taken (once the cache server is up). */
+static void
+recover_then_poll(void)
+{
+    recover();
+    start_polling();
+}
+
 static void
 on_docker(const struct docker_res *res, void *arg)
 {
@@ -683,13 +694,12 @@ on_docker(const struct docker_res *res, void *arg)
     if (res->rc < 0) {
         log_err("Docker: %s; docker labels cannot run jobs until runnerd is restarted with "
                 "the engine reachable", res->err.msg);
-        recover();
-        start_polling();
+        cachesvc_start(&D, recover_then_poll);
         return;
     }
     D.docker_ready = true;
     log_info("Docker engine connected");
-    sweep_then_start();
+    cachesvc_start(&D, sweep_then_start);
 }
 
 /* GnuTLS initialises itself as soon as it is loaded (0.86 MB of RSS and 120 kB of heap at idle,
@@ -866,12 +876,10 @@ main(int argc, char **argv)
         if (docker_new(D.http, NULL, &D.docker, &e) < 0 ||
             docker_connect(D.docker, on_docker, NULL, &e) < 0) {
             log_err("Docker: %s", e.msg);
-            recover();
-            start_polling();
+            cachesvc_start(&D, recover_then_poll);
         }
     } else {
-        recover();
-        start_polling();
+        cachesvc_start(&D, recover_then_poll);
     }
 
     uv_run(D.loop, UV_RUN_DEFAULT);
@@ -885,6 +893,7 @@ main(int argc, char **argv)
         connect_free(D.idents[i].conn);
     }
     notify_close();
+    cachesvc_stop(&D);
     if (D.httpd)
         httpd_close(D.httpd, NULL, NULL);
     D.httpd = NULL;

@@ -7,6 +7,8 @@
  * whose container is gone is finalized as failed. */
 #include "task-int.h"
 
+#include "cache.h"
+#include "cachesvc.h"
 #include "docker.h"
 #include "dockerexec.h"
 #include "executor.h"
@@ -392,6 +394,16 @@ run_job(struct rtask *rt, struct executor *x, const json_t *cp, char **why)
 
     snprintf(name, sizeof name, "task-%lld", (long long)rt->tid);
     char *cache = config_cache_dir(&d->cfg, true);
+    json_t *cache_c = NULL, *cache_h = NULL;
+    /* The cache token a resumed job's checkpoint holds in its URL (its steps keep their
+     * variables) stays masked; a new one goes to a job started now. */
+    char *old = cache_url_token(
+        json_string_value(json_object_get(json_object_get(cp, "job_env"), "ACTIONS_CACHE_URL")));
+    if (old)
+        mask_add(rt->mask, old);
+    else
+        cachesvc_task(d, rt->tid, rt->t->context, rt->mask, &cache_c, &cache_h);
+    free(old);
     struct launch_opts lo = {
         .mode = LAUNCH_BY_LABEL, .loop = d->loop,
         .labels = rt->id ? rt->id->labels : NULL, .n_labels = rt->id ? rt->id->n_labels : 0,
@@ -408,6 +420,7 @@ run_job(struct rtask *rt, struct executor *x, const json_t *cp, char **why)
             .github_mirror = d->cfg.runner.github_mirror, .node_image = d->cfg.runnerd.node_image,
         },
         .chosen = label_chosen, .grant_gpus = grant_gpus, .arg = rt,
+        .cache_env_container = cache_c, .cache_env_host = cache_h,
     };
     rc = x ? launch_resume(&lo, x, cp, &rt->jr, why) : launch_start(&lo, &rt->jr, why);
     if (rc == 0 && !rt->counted_running) {
@@ -415,6 +428,8 @@ run_job(struct rtask *rt, struct executor *x, const json_t *cp, char **why)
         rt->counted_running = true;
     }
     json_decref(env);
+    json_decref(cache_c);
+    json_decref(cache_h);
     free(cache);
     return rc;
 }

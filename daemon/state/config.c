@@ -35,6 +35,7 @@ config_defaults(struct config *c)
     c->runnerd.log_format = xstrdup("text");
     c->runnerd.min_free_disk = 1ll << 30;
     c->runnerd.gpus_auto = true;
+    c->runnerd.cache.enabled = true;
 }
 
 
@@ -149,6 +150,9 @@ config_free(struct config *c)
     free(c->runnerd.log_format);
     free(c->runnerd.agent);
     free(c->runnerd.http);
+    free(c->runnerd.cache.dir);
+    free(c->runnerd.cache.external_url);
+    free(c->runnerd.cache.key_file);
     xstrv_free(c->runnerd.gpus);
     xstrv_free(c->runnerd.limits.cap_drop);
     for (size_t i = 0; i < c->runnerd.n_profiles; i++)
@@ -751,6 +755,12 @@ profile_key(struct rd *r, struct config_profile *p, const char *k, const struct 
     }
     if (strcmp(k, "allow_job_image") == 0)
         return get_bool(r, v, key, &p->allow_job_image);
+    if (strcmp(k, "cache") == 0) {
+        bool on = true;
+        rc = get_bool(r, v, key, &on);
+        p->no_cache = !on;
+        return rc;
+    }
     snprintf(key, sizeof key, "runnerd.labels.%s", p->name);
     return limits_key(r, k, v, key, &p->limits);
 }
@@ -782,8 +792,8 @@ read_profile(struct rd *r, struct config *c, const struct ynode *kn, const struc
         if (rc == -ENOENT) {
             err_set(r->e, ERR_INVALID, "%s:%d:%d: %s: unknown key '%s' (expected image, "
                     "allow_job_image, docker, gpus, gpu_capabilities, memory, cpus, pids, "
-                    "cap_add, cap_drop, volumes, persistent_volumes, dind_image, dind_privileges or "
-                    "dind_args)", r->file, n->keys[i]->pos.line,
+                    "cap_add, cap_drop, volumes, persistent_volumes, dind_image, dind_privileges, "
+                    "dind_args or cache)", r->file, n->keys[i]->pos.line,
                     n->keys[i]->pos.col, sect, n->keys[i]->str);
             return ERR_INVALID;
         }
@@ -811,9 +821,53 @@ runnerd_limits_key(struct rd *r, struct config *c, const char *k, const struct y
     return limits_key(r, k, v, "runnerd.limits", &c->runnerd.limits);
 }
 
+/* runnerd.cache.*: the actions/cache server. */
+static int
+runnerd_cache_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
+{
+    if (strcmp(k, "enabled") == 0)
+        return get_bool(r, v, "runnerd.cache.enabled", &c->runnerd.cache.enabled);
+    if (strcmp(k, "dir") == 0)
+        return get_str(r, v, "runnerd.cache.dir", &c->runnerd.cache.dir);
+    if (strcmp(k, "key_file") == 0)
+        return get_str(r, v, "runnerd.cache.key_file", &c->runnerd.cache.key_file);
+    if (strcmp(k, "max_size") == 0)
+        return get_size(r, v, "runnerd.cache.max_size", false, &c->runnerd.cache.max_size, NULL);
+    if (strcmp(k, "max_age") == 0) {
+        int rc = get_duration(r, v, "runnerd.cache.max_age", &c->runnerd.cache.max_age_s);
+        if (rc == 0 && c->runnerd.cache.max_age_s < 1)
+            return at(r, v, "runnerd.cache.max_age", "expected a duration of at least 1s, such "
+                                                     "as 168h");
+        return rc;
+    }
+    if (strcmp(k, "external_url") == 0) {
+        int rc = get_str(r, v, "runnerd.cache.external_url", &c->runnerd.cache.external_url);
+        char *u = c->runnerd.cache.external_url;
+        if (rc < 0 || u == NULL)
+            return rc;
+        if ((strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) ||
+            u[strcspn(u, "/") + 2] == '\0' || strpbrk(u, " \t\r\n?#"))
+            return at(r, v, "runnerd.cache.external_url", "expected an http:// or https:// URL "
+                                                          "such as http://cache.lan:8088/");
+        if (u[strlen(u) - 1] != '/') { /* the toolkit joins paths to it as they are */
+            c->runnerd.cache.external_url = xasprintf("%s/", u);
+            free(u);
+        }
+        return 0;
+    }
+    return -ENOENT;
+}
+
 static int
 runnerd_key(struct rd *r, struct config *c, const char *k, const struct ynode *v)
 {
+    if (strcmp(k, "cache") == 0) {
+        int rc = read_map(r, c, v, "runnerd.cache", runnerd_cache_key);
+        if (rc == 0 && c->runnerd.cache.external_url && c->runnerd.cache.key_file == NULL)
+            return at(r, v, "runnerd.cache", "external_url needs key_file: the key the server "
+                                             "there verifies tokens with");
+        return rc;
+    }
     if (strcmp(k, "labels") == 0) {
         if (ynode_is_null(v))
             return 0;

@@ -59,6 +59,7 @@ struct config_profile {
     bool allow_job_image;        /* a workflow's container.image may replace the pinned image */
     char **persistent_volumes;   /* named volumes of workflows kept across this label's jobs
                                     (NULL-terminated; NULL: none, every one is per job) */
+    bool no_cache;               /* cache: false: its jobs get no actions/cache server */
 };
 
 struct config {
@@ -117,6 +118,16 @@ struct config {
         struct config_limits limits; /* defaults of every docker job */
         struct config_profile *profiles;
         size_t n_profiles;
+        /* runnerd.cache: the actions/cache server jobs use (README.md, "Cache"). */
+        struct {
+            bool enabled;        /* default true (and act_runner's cache.enabled) */
+            char *dir;           /* blobs, or NULL: "actions-cache" under config_cache_dir() */
+            long long max_size;  /* bytes, 0: the server's default */
+            double max_age_s;    /* unused entries live this long, 0: the server's default */
+            char *external_url;  /* another host's server (ends in "/"), or NULL: our own */
+            char *key_file;      /* the signing key, or NULL: cache.key beside the state
+                                    database (made when missing); needed with external_url */
+        } cache;
     } runnerd;
 };
 

@@ -21,7 +21,7 @@ MAY = {
     "scm": {"base"},
     "state": {"base", "workflow", "docker", "net"},
     "exec": {"base", "net", "docker", "workflow", "state", "scm"},
-    "job": {"base", "net", "docker", "workflow", "state", "scm", "exec"},
+    "job": {"base", "net", "docker", "workflow", "state", "scm", "exec", "cache"},
     "service": {"base", "net", "docker", "workflow", "state", "scm", "exec", "job", "cache"},
     "cli": {"base", "net", "docker", "workflow", "state", "scm", "exec", "job", "cache"},
 }

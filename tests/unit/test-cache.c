@@ -347,15 +347,25 @@ TEST(range)
 
 TEST(job_env)
 {
-    json_t *j = cache_job_env("http://172.17.0.1:8088", "T");
+    json_t *j = cache_job_env("http://172.17.0.1:8088", "a.b", true);
+    char *t;
 
     ASSERT_STR_EQ(json_string_value(json_object_get(j, "ACTIONS_CACHE_URL")),
-                  "http://172.17.0.1:8088/");
-    ASSERT_STR_EQ(json_string_value(json_object_get(j, "ACTIONS_RUNTIME_TOKEN")), "T");
+                  "http://172.17.0.1:8088/a.b/");
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "ACTIONS_RUNTIME_TOKEN")), "a.b");
     json_decref(j);
-    j = cache_job_env("http://h:1/", "T");
-    ASSERT_STR_EQ(json_string_value(json_object_get(j, "ACTIONS_CACHE_URL")), "http://h:1/");
+    /* runnerd: Gitea's runtime token is left alone */
+    j = cache_job_env("http://h:1/", "a.b", false);
+    ASSERT_STR_EQ(json_string_value(json_object_get(j, "ACTIONS_CACHE_URL")), "http://h:1/a.b/");
+    ASSERT(json_object_get(j, "ACTIONS_RUNTIME_TOKEN") == NULL);
     json_decref(j);
+    t = cache_url_token("http://h:1/a.b/");
+    ASSERT_STR_EQ(t, "a.b");
+    free(t);
+    ASSERT(cache_url_token("http://h:1/") == NULL);
+    ASSERT(cache_url_token("http://h.example:1/") == NULL);
+    ASSERT(cache_url_token("http://h:1/a.b") == NULL);
+    ASSERT(cache_url_token(NULL) == NULL);
 }
 
 /* ---- the store: sqlite and files under the test's directory ---------------------------------- */

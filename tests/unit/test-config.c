@@ -339,3 +339,39 @@ TEST(state_path_precedence)
     config_free(&c);
     unsetenv("RUNNERD_STATE");
 }
+
+TEST(runnerd_cache_settings)
+{
+    struct config c;
+    struct err e = {0};
+
+    config_defaults(&c);
+    ASSERT(c.runnerd.cache.enabled);
+    ASSERT(c.runnerd.cache.dir == NULL && c.runnerd.cache.max_size == 0);
+    config_free(&c);
+    ASSERT_OK(load("runnerd:\n  cache:\n    enabled: false\n    dir: /srv/blobs\n"
+                   "    max_size: 2g\n    max_age: 168h\n"
+                   "    external_url: http://cache.lan:8088\n    key_file: /etc/k\n"
+                   "  labels:\n    a: {cache: false}\n    b: {cache: true}\n", &c, &e));
+    ASSERT(!c.runnerd.cache.enabled);
+    ASSERT_STR_EQ(c.runnerd.cache.dir, "/srv/blobs");
+    ASSERT(c.runnerd.cache.max_size == 2ll << 30);
+    ASSERT(c.runnerd.cache.max_age_s == 168 * 3600);
+    ASSERT_STR_EQ(c.runnerd.cache.external_url, "http://cache.lan:8088/"); /* the "/" added */
+    ASSERT_STR_EQ(c.runnerd.cache.key_file, "/etc/k");
+    ASSERT(config_profile_find(&c, "a")->no_cache);
+    ASSERT(!config_profile_find(&c, "b")->no_cache);
+    config_free(&c);
+    ASSERT(load("runnerd:\n  cache:\n    max_size: -1\n", &c, &e) < 0);
+    ASSERT(strstr(e.msg, "config.yaml:3:15: runnerd.cache.max_size") != NULL);
+    config_free(&c);
+    ASSERT(load("runnerd:\n  cache:\n    external_url: http://x/\n", &c, &e) < 0);
+    ASSERT(strstr(e.msg, "external_url needs key_file") != NULL);
+    config_free(&c);
+    ASSERT(load("runnerd:\n  cache:\n    external_url: 'http://'\n    key_file: k\n", &c, &e) < 0);
+    ASSERT(strstr(e.msg, "config.yaml:3:19: runnerd.cache.external_url") != NULL);
+    config_free(&c);
+    ASSERT(load("runnerd:\n  cache: yes\n", &c, &e) < 0);
+    ASSERT(strstr(e.msg, "config.yaml:2:10: runnerd.cache: expected a mapping") != NULL);
+    config_free(&c);
+}
