@@ -21,9 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define READ_CHUNK (256u << 10)
+#define SUN_PATH_MAX sizeof(((struct sockaddr_un *)NULL)->sun_path)
 
 /* The channel's handles live on their own (freed in the last close callback), so that the
  * executor can be freed before libuv has closed them. */
@@ -71,6 +73,12 @@ run_dir_check(const char *dir, struct err *e)
         return err_set(e, -errno, "%s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0)
         return err_set(e, -EPERM, "%s is not a directory of this user's alone (mode 0700)", dir);
+    /* The bind is "SRC:DST:ro"; a socket's path has a short limit (and libuv may truncate a
+     * longer one rather than refuse it). */
+    if (strchr(dir, ':') || strchr(dir, ',') ||
+        strlen(dir) + sizeof("/jXXXXXX/" DOCKEREXEC_FAST_SOCK) > SUN_PATH_MAX)
+        return err_set(e, -ENAMETOOLONG, "%s: the path is too long for a socket or holds ':' "
+                       "or ','", dir);
     return 0;
 }
 
