@@ -40,6 +40,7 @@ struct dockerexec_fast {
 
 static char *run_dir_override;
 
+/* dockerexec.h */
 void
 dockerexec_set_run_dir(const char *dir)
 {
@@ -91,6 +92,7 @@ engine_local(const struct docker_exec *dx)
     return h && strncmp(h, "unix://", 7) == 0;
 }
 
+/* One of the channel's handles is closed; the last one frees it. */
 static void
 on_handle_closed(uv_handle_t *h)
 {
@@ -117,6 +119,7 @@ remove_files(struct dockerexec_fast *f)
     f->path = f->dir = NULL;
 }
 
+/* No more connections: the listener closed, the socket and directory removed. */
 static void
 stop_listening(struct dockerexec_fast *f)
 {
@@ -145,6 +148,7 @@ lost(struct docker_exec *dx, const char *why)
     dx->x.cbs->on_event(dx->x.arg, &ev);
 }
 
+/* Reads go to the channel's own buffer (one read at a time). */
 static void
 on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
@@ -154,6 +158,7 @@ on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
     *b = uv_buf_init(f->buf, sizeof f->buf);
 }
 
+/* The agent's frames, to its connection as the attach stream's would go. */
 static void
 on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
@@ -172,6 +177,7 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         agentconn_feed(dx->x.conn, f->buf, (size_t)n);
 }
 
+/* The agent connected: accept it, and nobody after it. */
 static void
 on_connection(uv_stream_t *s, int status)
 {
@@ -217,6 +223,8 @@ why_not(const struct docker_exec *dx)
     return NULL;
 }
 
+/* Before the job container is created: listens on a new socket in a new directory, or says
+ * why not (dockerexec-int.h). */
 bool
 dockerexec_fast_listen(struct docker_exec *dx)
 {
@@ -272,9 +280,8 @@ fail:
                    e.msg);
     if (f) {
         stop_listening(f);
-        if (f->open == 0) {
+        if (f->open == 0)
             free(f);
-        }
     }
     free(dir);
     return false;
@@ -289,6 +296,7 @@ dockerexec_fast_bind(const struct docker_exec *dx)
     return xasprintf("%s:" DOCKEREXEC_FAST_DIR ":ro", dx->fast->dir);
 }
 
+/* The agent's stdout on the attach stream: feed it (true) or not (dockerexec-int.h). */
 bool
 dockerexec_fast_attach_output(struct docker_exec *dx, size_t n)
 {
@@ -312,6 +320,7 @@ dockerexec_fast_attach_output(struct docker_exec *dx, size_t n)
     }
 }
 
+/* Closes the channel and removes its files (dockerexec-int.h). */
 void
 dockerexec_fast_close(struct docker_exec *dx)
 {
