@@ -481,7 +481,7 @@ create_container(struct docker_exec *dx)
     /* The fast channel's directory, when the agent may use one (dockerexec-fast.c). */
     char *fast = dockerexec_fast_listen(dx) ? dockerexec_fast_bind(dx) : NULL;
     const char *binds[] = {bind, act, fast, NULL};
-    const char *entry[] = {AGENT_DIR "/agent", "--journal", AGENT_DIR "/journal",
+    const char *entry[] = {AGENT_DIR "/agent", "--journal", JOURNAL,
                            fast ? "--connect" : NULL, DOCKEREXEC_FAST_DIR "/" DOCKEREXEC_FAST_SOCK,
                            NULL};
     struct docker_container_spec spec = {

@@ -15,6 +15,11 @@
 #define AGENT_DIR "/.runner"
 #define WORKSPACE "/workspace"
 #define FILE_DIR "/var/run/act/workflow"
+/* The agent's journal: on the job's /var/run/act volume, not in the container's root
+ * filesystem, which may be slow to write (fuse-overlayfs: a third of the fast channel's
+ * throughput, bench/README.md). The agent unlinks it once open, before any step runs, so no
+ * step or step container sharing the volume can reach it. */
+#define JOURNAL "/var/run/act/.runner-journal"
 #define PROBE_STEP 0xfffff002u
 #define MAX_UPLOAD (512ull << 20) /* workspace copies past this should use --bind */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
