@@ -191,8 +191,8 @@ emit_error(struct agent *a, uint32_t id, int ref_type, int code, const char *fmt
 }
 
 /* Writes journaled bytes to the host (the fast channel, else stdout) as far as it takes them
- * without blocking. A pending
- * RESUME takes effect at a frame boundary, so the host never sees a frame cut short. */
+ * without blocking. A pending RESUME takes effect at a frame boundary, so the host never sees
+ * a frame cut short. */
 void
 pump_out(struct agent *a)
 {
