@@ -4,7 +4,8 @@
  * socket as the agent did gets ENOENT, cannot create anything in the mounted directory and
  * cannot write into the agent's descriptors (so it cannot speak for the agent), and the stream
  * goes on unharmed. RUNNERD_AGENT_CHANNEL=attach carries the same output over the attach
- * stream. When the agent cannot reach the socket (the engine sees other paths than runnerd:
+ * stream. A stream lost mid-step on the fast channel is reattached over the attach stream with
+ * every line once. When the agent cannot reach the socket (the engine sees other paths than runnerd:
  * here runnerd's run directory is on a tmpfs of its own mount namespace), the output comes
  * over the attach stream, with lines saying so. A timeout and a cancel still end steps; a host
  * that stops reading does not stop the step (the agent journals instead of blocking on the
@@ -28,6 +29,7 @@ struct job {
     struct dockertest *f;
     struct executor *x;
     int ready, exited, closed, written, cancelled_sent;
+    int reattach_at, reattached; /* dockerexec_reattach() once this many bytes arrived (0: no) */
     int exit_code;
     uint32_t flags;
     struct buf out, log;
@@ -54,6 +56,11 @@ job_event(void *arg, const struct agentconn_event *ev)
         break;
     case AGENTCONN_OUTPUT:
         buf_append(&j->out, ev->msg->data.p, ev->msg->data.len);
+        if (j->reattach_at > 0 && !j->reattached && j->out.len >= (size_t)j->reattach_at) {
+            struct err e = {0};
+            j->reattached = 1;
+            ASSERT_OK(dockerexec_reattach(j->x, &e));
+        }
         break;
     case AGENTCONN_EXITED:
         j->exit_code = ev->msg->exit_code;
@@ -182,8 +189,8 @@ job_run(struct job *j, const char *script)
     return j->exit_code;
 }
 
-/* 20,000 numbered lines, some long, in two streams: the output a step of the integrity checks
- * prints (stdout only, so that the order is the step's). */
+/* 20,000 numbered lines (about 1 MB) on stdout only, so that their order is the step's: the
+ * output of the integrity checks. */
 static const char lines_script[] =
     "i=1; while [ $i -le 20000 ]; do echo \"line $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; "
     "i=$((i+1)); done; exit 3\n";
@@ -235,6 +242,35 @@ TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
     check_lines(&j.out);
     job_end(&j);
     ASSERT_EQ(dir_entries(run), 0);
+    rmdir(run);
+    free(run);
+    dockerexec_set_run_dir(NULL);
+    dockertest_teardown(&f);
+}
+
+/* A stream lost mid-step while the agent is on the fast channel: the host closes the channel
+ * and attaches again; the agent goes on over stdout from where the host's RESUME says, and
+ * every line arrives once, in order (as after a restart of runnerd). */
+TEST(reattach_from_the_fast_channel_delivers_every_line_once)
+{
+    struct dockertest f;
+    struct job j;
+    char *run = NULL;
+
+    dockertest_setup(&f, "fastreattach");
+    guard_owner();
+    run = make_run_dir();
+    job_start(&f, &j, "fastreattach");
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "(the fast channel)");
+    j.reattach_at = 300000;
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    ASSERT(j.reattached);
+    check_lines(&j.out);
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "reattached to container");
+    /* And the next step too, over the attach stream now. */
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    check_lines(&j.out);
+    job_end(&j);
     rmdir(run);
     free(run);
     dockerexec_set_run_dir(NULL);
