@@ -78,8 +78,8 @@ run_dir_check(const char *dir, struct err *e)
      * longer one rather than refuse it). */
     if (strchr(dir, ':') || strchr(dir, ',') ||
         strlen(dir) + sizeof("/jXXXXXX/" DOCKEREXEC_FAST_SOCK) > SUN_PATH_MAX)
-        return err_set(e, -ENAMETOOLONG, "%s: the path is too long for a socket or holds ':' "
-                       "or ','", dir);
+        return err_set(e, -ENAMETOOLONG,
+                       "%s: the path is too long for a socket or holds ':' or ','", dir);
     return 0;
 }
 
@@ -303,8 +303,8 @@ dockerexec_fast_attach_output(struct docker_exec *dx, size_t n)
     switch (dx->chan) {
     case DOCKEREXEC_CHAN_WAITING:
         /* The agent writes on stdout: it could not connect, and its stderr says why. */
-        dockerexec_say(dx, "the agent did not connect to the fast channel; its output comes over "
-                       "the attach stream");
+        dockerexec_say(dx, "the agent did not connect to the fast channel; its output comes "
+                           "over the attach stream");
         dockerexec_fast_close(dx);
         return true;
     case DOCKEREXEC_CHAN_FAST:
