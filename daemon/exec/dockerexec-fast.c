@@ -68,6 +68,8 @@ run_dir_check(const char *dir, struct err *e)
 {
     struct stat st;
 
+    if (dir[0] != '/') /* the engine reads a bind's source as an absolute path */
+        return err_set(e, -EINVAL, "%s: not an absolute path", dir);
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return err_set(e, -errno, "%s: %s", dir, strerror(errno));
     if (lstat(dir, &st) < 0)

@@ -821,10 +821,11 @@ main(int argc, char **argv)
     dockerexec_set_owner(D.owner);
     {
         /* The agents' fast channels (doc/docker-engine.md §6c): beside the state database. */
-        char *dir = xstrdup(D.cfg.runnerd.state_file);
-        char *run = xasprintf("%s/run", dirname(dir));
+        char *dir = xstrdup(D.cfg.runnerd.state_file), *abs = realpath(dirname(dir), NULL);
+        char *run = xasprintf("%s/run", abs ? abs : dir);
         dockerexec_set_run_dir(run);
         free(run);
+        free(abs);
         free(dir);
     }
     signal(SIGPIPE, SIG_IGN);
