@@ -190,8 +190,9 @@ emit_error(struct agent *a, uint32_t id, int ref_type, int code, const char *fmt
     emit(a, &m);
 }
 
-/* Writes journaled bytes to stdout as far as it takes them without blocking. A pending
- * RESUME takes effect at a frame boundary, so the host never sees a frame cut short. */
+/* Writes journaled bytes to the host (the fast channel, else stdout) as far as it takes them
+ * without blocking. A pending RESUME takes effect at a frame boundary, so the host never sees
+ * a frame cut short. */
 void
 pump_out(struct agent *a)
 {
@@ -226,18 +227,68 @@ pump_out(struct agent *a)
             a->out_broken = true;
             return;
         }
-        w = write(STDOUT_FILENO, iobuf, (size_t)r);
+        w = write(a->out_fd, iobuf, (size_t)r);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                diag("stdout: %s", strerror(errno));
-                a->out_broken = true;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (a->out_fd == a->chan_fd) {
+                chan_drop(a, strerror(errno));
+                continue;
             }
+            diag("stdout: %s", strerror(errno));
+            a->out_broken = true;
             return;
         }
         a->sent += (uint64_t)w;
     }
+}
+
+/* ---------------------------------------------------------------- the fast channel */
+
+/* Connects to the host's fast channel at path (a unix socket the host listens on; its listener
+ * takes this one connection only): from now on frames go there instead of stdout. Returns 0,
+ * or a negative errno (the agent then stays on stdout). */
+int
+chan_connect(struct agent *a, const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    int fd, sz = 4 << 20;
+
+    if (n >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, n + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa,
+                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1)) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    /* A larger buffer than the default lets one write move a whole chunk; the kernel caps it
+     * at net.core.wmem_max. */
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+    set_nonblock(fd);
+    a->chan_fd = a->out_fd = fd;
+    return 0;
+}
+
+/* The fast channel is gone (the host closed it: it exited, or it reattaches over stdin/stdout):
+ * frames go to stdout again, continuing where they were; the host's RESUME over stdin says
+ * where to go on from (proto/agent-protocol.md §5). */
+void
+chan_drop(struct agent *a, const char *why)
+{
+    if (a->chan_fd < 0)
+        return;
+    diag("fast channel closed (%s); sending on stdout", why);
+    close(a->chan_fd);
+    a->chan_fd = -1;
+    a->out_fd = STDOUT_FILENO;
 }
 
 /* Drops the acknowledged head of the journal once it is large enough: the unacked tail is

@@ -15,12 +15,15 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,7 +66,10 @@ struct agent {
     int jfd;
     uint64_t j_base, j_written, j_end;
     struct agentp_buf pend;
-    /* Sending: bytes [.., sent) went to stdout; frame_end is the end of the frame being sent. */
+    /* Sending: bytes [.., sent) went to out_fd; frame_end is the end of the frame being sent.
+     * out_fd is chan_fd (the fast channel, proto/agent-protocol.md §1) while it works, else
+     * stdout; chan_fd is -1 when there is none. */
+    int out_fd, chan_fd;
     uint64_t sent, frame_end, acked;
     int64_t resume_to; /* -1, or where to continue after the current frame */
     bool out_broken, in_eof, hello_done;
@@ -87,6 +93,8 @@ void emit(struct agent *a, struct agentp_msg *m);
 void emit_error(struct agent *a, uint32_t id, int ref_type, int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void pump_out(struct agent *a);
+int chan_connect(struct agent *a, const char *path);
+void chan_drop(struct agent *a, const char *why);
 void maybe_compact(struct agent *a);
 void step_kill(struct step *s, int sig);
 void step_stop(struct step *s, uint32_t grace_ms);

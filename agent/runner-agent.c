@@ -1,6 +1,7 @@
 /* runner-agent.c: the static in-container agent (proto/agent-protocol.md).
  *
- * Reads host messages on stdin, writes journaled frames on stdout, diagnostics on stderr.
+ * Reads host messages on stdin, writes journaled frames on stdout (or on the host's fast
+ * channel, a unix socket given with --connect, while it is connected), diagnostics on stderr.
  * One poll(2) loop: stdin, stdout (when there is something to send), the running step's
  * stdout/stderr pipes, and a self-pipe fed by the signal handler. As PID 1 (or a child
  * subreaper on a host) it reaps every orphan and forwards SIGTERM/SIGINT to the running step.
@@ -291,8 +292,8 @@ static int
 run(struct agent *a)
 {
     for (;;) {
-        struct pollfd pf[5];
-        int n = 0, i_in = -1, i_out = -1, i_step[2] = {-1, -1};
+        struct pollfd pf[6];
+        int n = 0, i_in = -1, i_out = -1, i_chan = -1, i_step[2] = {-1, -1};
         uint8_t buf[65536];
 
         journal_flush(a);
@@ -319,7 +320,11 @@ run(struct agent *a)
         }
         if (!a->out_broken && a->sent < a->j_written) {
             i_out = n;
-            pf[n++] = (struct pollfd){.fd = STDOUT_FILENO, .events = POLLOUT};
+            pf[n++] = (struct pollfd){.fd = a->out_fd, .events = POLLOUT};
+        }
+        if (a->chan_fd >= 0) { /* the host never writes here: readable means closed */
+            i_chan = n;
+            pf[n++] = (struct pollfd){.fd = a->chan_fd, .events = POLLIN};
         }
         if (a->step.active && !output_paused(a)) {
             for (int k = 0; k < 2; k++) {
@@ -347,9 +352,16 @@ run(struct agent *a)
                 handle_input(a);
             }
         }
-        if (i_out >= 0 && (pf[i_out].revents & (POLLERR | POLLHUP)) &&
-            !(pf[i_out].revents & POLLOUT)) {
-            a->out_broken = true;
+        if (i_chan >= 0 && pf[i_chan].revents && a->chan_fd >= 0) {
+            ssize_t r = read(a->chan_fd, buf, sizeof(buf));
+            if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN))
+                chan_drop(a, r == 0 ? "end of stream" : strerror(errno));
+        } else if (i_out >= 0 && (pf[i_out].revents & (POLLERR | POLLHUP)) &&
+                   !(pf[i_out].revents & POLLOUT)) {
+            if (pf[i_out].fd == a->chan_fd)
+                chan_drop(a, "hang-up");
+            else
+                a->out_broken = true;
         }
         for (int k = 0; k < 2; k++)
             if (i_step[k] >= 0 && pf[i_step[k]].revents && a->step.fd[k] >= 0)
@@ -395,8 +407,10 @@ static void
 usage(FILE *f)
 {
     fputs("usage: runner-agent [--journal PATH] [--keep-journal] [--journal-compact BYTES] "
-          "[--max-unacked BYTES]\n"
+          "[--max-unacked BYTES] [--connect SOCKET]\n"
           "Speaks the runner-agent protocol on stdin/stdout (see proto/agent-protocol.md).\n"
+          "With --connect, frames go to the unix socket SOCKET instead of stdout while it is\n"
+          "connected (the fast channel); host messages still come on stdin.\n"
           "The journal path defaults to $RUNNER_AGENT_JOURNAL, then /.runner/journal; it is\n"
           "unlinked once open unless --keep-journal (for tests and debugging).\n"
           "   or: runner-agent --hash-files ROOT [--follow-symbolic-links] PATTERN...\n"
@@ -423,6 +437,7 @@ main(int argc, char **argv)
 {
     struct agent a;
     bool keep_journal = false;
+    const char *connect_path = NULL;
     int rc;
 
     if (argc > 1 && strcmp(argv[1], "--hash-files") == 0)
@@ -435,6 +450,8 @@ main(int argc, char **argv)
     a.max_unacked = 256u << 20;
     a.resume_to = -1;
     a.step.fd[0] = a.step.fd[1] = -1;
+    a.out_fd = STDOUT_FILENO;
+    a.chan_fd = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--journal") == 0 && i + 1 < argc) {
             a.journal_path = argv[++i];
@@ -444,6 +461,8 @@ main(int argc, char **argv)
         } else if (strcmp(argv[i], "--max-unacked") == 0 && i + 1 < argc) {
             if (!parse_size(argv[++i], &a.max_unacked))
                 goto bad;
+        } else if (strcmp(argv[i], "--connect") == 0 && i + 1 < argc) {
+            connect_path = argv[++i];
         } else if (strcmp(argv[i], "--keep-journal") == 0) {
             keep_journal = true;
         } else if (strcmp(argv[i], "--version") == 0) {
@@ -481,6 +500,13 @@ main(int argc, char **argv)
     }
     set_nonblock(STDIN_FILENO);
     set_nonblock(STDOUT_FILENO);
+    /* The fast channel, before any host message is read and so before any step runs: the
+     * host accepts one connection only, which must be ours. */
+    if (connect_path != NULL) {
+        rc = chan_connect(&a, connect_path);
+        if (rc < 0)
+            diag("fast channel %s: %s; sending on stdout", connect_path, strerror(-rc));
+    }
     agentp_dec_init(&a.dec);
     rc = run(&a);
     if (a.step.active) {
@@ -491,6 +517,8 @@ main(int argc, char **argv)
     agentp_buf_free(&a.tmp);
     agentp_buf_free(&a.pend);
     close(a.jfd);
+    if (a.chan_fd >= 0)
+        close(a.chan_fd);
     return rc;
 bad:
     usage(stderr);

@@ -213,6 +213,7 @@ dockerexec_close(struct executor *x)
 
     dx->closing = true;
     dockerexec_hello_stop(dx);
+    dockerexec_fast_close(dx);
     if (dx->svc && !dx->ready && !dx->svc_stopping) {
         /* Services may be waiting for health checks: stop them now rather than wait. */
         dx->svc_stopping = true;

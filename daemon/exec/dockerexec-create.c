@@ -478,8 +478,12 @@ create_container(struct docker_exec *dx)
     dx->x.act_mount = xstrdup(act);
     /* Step containers go where the job's container is. */
     dx->x.network = xstrdup(DOCKEREXEC_NET(dx));
-    const char *binds[] = {bind, act, NULL};
-    const char *entry[] = {AGENT_DIR "/agent", "--journal", AGENT_DIR "/journal", NULL};
+    /* The fast channel's directory, when the agent may use one (dockerexec-fast.c). */
+    char *fast = dockerexec_fast_listen(dx) ? dockerexec_fast_bind(dx) : NULL;
+    const char *binds[] = {bind, act, fast, NULL};
+    const char *entry[] = {AGENT_DIR "/agent", "--journal", JOURNAL,
+                           fast ? "--connect" : NULL, DOCKEREXEC_FAST_DIR "/" DOCKEREXEC_FAST_SOCK,
+                           NULL};
     struct docker_container_spec spec = {
         .image = dx->image_id,
         .entrypoint = entry,
@@ -574,6 +578,7 @@ create_container(struct docker_exec *dx)
 out:
     free(bind);
     free(act);
+    free(fast);
     for (size_t i = 0; i < n; i++)
         free(env[i]);
     free(env);

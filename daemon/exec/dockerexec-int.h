@@ -15,12 +15,21 @@
 #define AGENT_DIR "/.runner"
 #define WORKSPACE "/workspace"
 #define FILE_DIR "/var/run/act/workflow"
+/* The agent's journal: on the job's /var/run/act volume, not in the container's root
+ * filesystem, which may be slow to write (fuse-overlayfs: a third of the fast channel's
+ * throughput, bench/README.md). The agent unlinks it once open, before any step runs, so no
+ * step or step container sharing the volume can reach it. */
+#define JOURNAL "/var/run/act/.runner-journal"
 #define PROBE_STEP 0xfffff002u
 #define MAX_UPLOAD (512ull << 20) /* workspace copies past this should use --bind */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* From the container's start until the agent's HELLO_REPLY and the setup probe's exit: an
  * agent that never starts (an image or options that keep it from running) fails the job. */
 #define HELLO_TIMEOUT_MS 30000
+/* The fast channel (dockerexec-fast.c): the directory of the host's socket as the job
+ * container sees it (a read-only bind), and the socket's name in it. */
+#define DOCKEREXEC_FAST_DIR "/run/runnerd-agent"
+#define DOCKEREXEC_FAST_SOCK "agent.sock"
 /* The network of every job without one of its own: a bridge with inter-container traffic off
  * ("com.docker.network.bridge.enable_icc": "false"), so jobs on it cannot reach each other, as
  * on networks of their own; created once (by the first job that finds it missing) and kept. */
@@ -31,6 +40,15 @@
 struct services;
 struct dind;
 struct docker_attach;
+struct dockerexec_fast;
+
+/* Where the agent's frames come from: the attach stream, or the fast channel (waiting for the
+ * agent to connect, or connected). */
+enum dockerexec_chan {
+    DOCKEREXEC_CHAN_ATTACH,
+    DOCKEREXEC_CHAN_WAITING,
+    DOCKEREXEC_CHAN_FAST,
+};
 
 struct docker_exec {
     struct executor x;        /* first */
@@ -69,6 +87,11 @@ struct docker_exec {
     struct err att_err;
     struct docker_attach *att;
     uv_timer_t *hello_timer;  /* the agent's deadline to answer (HELLO_TIMEOUT_MS), or NULL */
+    struct dockerexec_fast *fast; /* the fast channel's socket, or NULL */
+    enum dockerexec_chan chan;
+    bool fast_stray;          /* bytes on the attach stream's stdout were dropped (warned) */
+    bool att_dead;            /* the attach stream ended (the fast channel may go on) */
+    bool lost_told;           /* the job run was told that the agent is gone */
     /* The upload, built off the loop. */
     uv_work_t work;
     struct tar tar;
@@ -117,6 +140,19 @@ void dockerexec_start(struct docker_exec *dx);
  * container created (either calls dockerexec_upload_put(); the second one copies). */
 int dockerexec_upload_build(struct docker_exec *dx, struct err *e);
 void dockerexec_upload_put(struct docker_exec *dx);
+
+/* dockerexec-fast.c: the fast channel. Before the job container is created: listens on a new
+ * socket in a new private directory when the engine is local and nothing forces the attach
+ * stream (true), else says why not (false). */
+bool dockerexec_fast_listen(struct docker_exec *dx);
+/* The job container's bind of the socket's directory (a new string; free it), or NULL. */
+char *dockerexec_fast_bind(const struct docker_exec *dx);
+/* n bytes of the agent's stdout came on the attach stream: feed them (true) or not. The first
+ * ones while the agent was expected on the channel mean it could not connect. */
+bool dockerexec_fast_attach_output(struct docker_exec *dx, size_t n);
+/* Closes the channel and removes its socket and directory (at close, or reattaching over
+ * attach); the agent then sends on stdout again. */
+void dockerexec_fast_close(struct docker_exec *dx);
 
 /* dockerexec-close.c: the executor's close: the container, volumes, network and the job's other
  * objects removed, then the executor freed (on_closed). */

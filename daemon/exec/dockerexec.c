@@ -158,7 +158,7 @@ att_write(void *arg, const void *p, size_t n)
 {
     struct docker_exec *dx = arg;
 
-    return dx->att ? docker_attach_write(dx->att, p, n) : -EPIPE;
+    return dx->att && !dx->att_dead ? docker_attach_write(dx->att, p, n) : -EPIPE;
 }
 
 static void
@@ -225,7 +225,8 @@ on_att_output(struct docker_attach *a, int stream, const char *p, size_t n, void
 
     (void)a;
     if (stream == 1 && dx->x.conn) {
-        agentconn_feed(dx->x.conn, p, n);
+        if (dockerexec_fast_attach_output(dx, n))
+            agentconn_feed(dx->x.conn, p, n);
     } else if (stream == 2) {
         char *t = xstrndup(p, n);
         size_t l = strlen(t);
@@ -259,6 +260,14 @@ on_att_end(struct docker_attach *a, int rc, const struct err *e, void *arg)
     }
     if (a != dx->att)
         return; /* an old stream, replaced by dockerexec_reattach() */
+    dx->att_dead = true;
+    /* The agent's last frames may still be on their way over the fast channel: its end (the
+     * agent's exit) tells the job run. */
+    if (dx->chan == DOCKEREXEC_CHAN_FAST)
+        return;
+    if (dx->lost_told)
+        return;
+    dx->lost_told = true;
     /* The agent is gone: tell the job run as a protocol event. */
     err_set(&ee, ERR_PROTO, "the job container's stream ended%s%s", e ? ": " : "", e ? e->msg : "");
     struct agentconn_event ev = {.kind = AGENTCONN_PROTO_ERROR, .err = &ee};
@@ -632,6 +641,10 @@ dockerexec_reattach(struct executor *x, struct err *e)
         dx->att = NULL;
     }
     agentconn_free(x->conn);
+    /* The new stream is the attach stream: the agent goes back to stdout when its channel
+     * closes, and the RESUME says where from. */
+    dockerexec_fast_close(dx);
+    dx->att_dead = dx->lost_told = false;
     dx->reattaching = true;
     return dockerexec_attach(dx, e);
 }

@@ -25,6 +25,11 @@ int executor_docker_adopt(uv_loop_t *loop, struct docker *d, const char *runner_
  * NULL restores the default. */
 void dockerexec_set_owner(const char *owner);
 
+/* The directory (0700, this user's) under which each docker job gets a directory for its
+ * agent's fast channel (doc/docker-engine.md §6c): runnerd's run directory; NULL restores the
+ * default, $XDG_RUNTIME_DIR/runnerd or /tmp/runnerd-UID. */
+void dockerexec_set_run_dir(const char *dir);
+
 /* Replaces the attach stream of a running job with a new one and resumes the agent's output
  * where the old stream's delivered events ended (as after a lost connection or a restart of the
  * host side). Events go on to the same callbacks. */

@@ -37,6 +37,7 @@
 #include "task.h"
 
 #include <getopt.h>
+#include <libgen.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/statvfs.h>
@@ -857,6 +858,15 @@ main(int argc, char **argv)
         free(abs);
     }
     dockerexec_set_owner(D.owner);
+    {
+        /* The agents' fast channels (doc/docker-engine.md §6c): beside the state database. */
+        char *dir = xstrdup(D.cfg.runnerd.state_file), *abs = realpath(dirname(dir), NULL);
+        char *run = xasprintf("%s/run", abs ? abs : dir);
+        dockerexec_set_run_dir(run);
+        free(run);
+        free(abs);
+        free(dir);
+    }
     signal(SIGPIPE, SIG_IGN);
     static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
@@ -906,6 +916,7 @@ main(int argc, char **argv)
     gpu_pool_free(D.gpus);
     metrics_free(D.metrics);
     dockerexec_set_owner(NULL);
+    dockerexec_set_run_dir(NULL);
     free(D.owner);
     free(D.agent_path);
     store_close(D.st);

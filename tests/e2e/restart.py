@@ -10,7 +10,8 @@ Scenarios:
   restart    a long task runs; `runnerctl restart` detaches runnerd (exit status 75, the job
              container keeps running), waits for the new runnerd and reports "runnerd
              restarted: pid OLD -> NEW, 1 job(s) left running for reattach"; the task
-             completes with every log row exactly once; the pid file names the new runnerd
+             completes with every log row exactly once; the pid file names the new runnerd;
+             the job started on the agent's fast channel and went on over the attach stream
   second     a second runnerd on the same state database is refused (exit status 2, naming
              the running one's pid); a pid file left by a killed runnerd does not stop the next
   plain      not under systemd: runnerctl says nothing will start runnerd again (exit 0, old
@@ -103,6 +104,8 @@ def sc_restart(d, tmp, image):
           "restart: every row of the running step exactly once, in order: %s" % step_rows(t, 1)[:40])
     check(step_rows(t, 2) == ["starts=1"], "restart: no step ran twice: %s" % step_rows(t, 2))
     check(rows_of(t).count("first") == 1, "restart: the first step's row once")
+    check(any("(the fast channel)" in row for row in rows_of(t)),
+          "restart: the job started on the fast channel (then reattached over attach): %s" % rows_of(t)[:8])
     check(len(rows_of(t)) == t["logLength"], "restart: every row stored once")
     base.check_no_leftovers(r, "restart")
     check(r.stop() == 0, "restart: runnerd exits 0")

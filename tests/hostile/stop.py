@@ -331,7 +331,7 @@ jobs:
         run: |
           # A valid 28-byte header (type OUTPUT, good header CRC) announcing an 8 MiB payload.
           hdr='HEADER'
-          [ -e /.runner/journal ] && echo "JOURNAL-NAMED" || echo "journal has no name"
+          [ -e /var/run/act/.runner-journal ] && echo "JOURNAL-NAMED" || echo "journal has no name"
           for t in /proc/1/fd/1 /proc/1/fd/0 /proc/1/fd/2 /proc/self/../1/fd/1 /proc/1/root/proc/1/fd/1 /proc/1/fd/3; do
             if printf "$hdr" > "$t" 2>/dev/null; then echo "WROTE $t"; else echo "refused $t"; fi
           done

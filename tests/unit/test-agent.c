@@ -6,7 +6,9 @@
  * the process group, KILL after the grace) with the group's children gone; an orphaned
  * grandchild reaped; WRITE_FILE; RESUME after dropping the connection mid-step (every byte
  * once); a host that stops reading; the journal bounded after ACKs; malformed, unknown and
- * refused host messages answered with ERROR; SIGTERM forwarded to the step.
+ * refused host messages answered with ERROR; SIGTERM forwarded to the step. The fast channel
+ * (--connect, a unix socket we listen on): the unacked-journal limit still holds a step back
+ * until the host acks, and the agent goes back to stdout when the host closes the socket.
  * Each test closes every handle and asserts uv_loop_close() == 0. */
 #include "harness.h"
 
@@ -845,4 +847,157 @@ TEST(close_kills_agent_and_step)
     ASSERT(st == 0 || st == 'Z');
     agentconn_free(t.conn);
     ASSERT_EQ(uv_loop_close(&t.loop), 0);
+}
+
+/* ---------------------------------------------------------------- the fast channel */
+
+/* The host end of --connect: a unix socket we listen on; what arrives on the one connection
+ * accepted is fed to t->conn, as the docker executor does (dockerexec-fast.c). */
+struct fast {
+    struct tctx *t;
+    uv_pipe_t listener, conn;
+    bool accepted, conn_closed;
+    char buf[65536];
+};
+
+static void
+fast_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct fast *f = h->data;
+
+    (void)hint;
+    *b = uv_buf_init(f->buf, sizeof(f->buf));
+}
+
+static void
+fast_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct fast *f = s->data;
+
+    (void)b;
+    if (n > 0 && f->t->conn != NULL)
+        ASSERT_OK(agentconn_feed(f->t->conn, f->buf, (size_t)n));
+    else if (n < 0)
+        uv_read_stop(s);
+}
+
+static void
+fast_connection(uv_stream_t *s, int status)
+{
+    struct fast *f = s->data;
+
+    ASSERT_OK(status);
+    ASSERT(!f->accepted);
+    uv_pipe_init(&f->t->loop, &f->conn, 0);
+    f->conn.data = f;
+    ASSERT_OK(uv_accept(s, (uv_stream_t *)&f->conn));
+    ASSERT_OK(uv_read_start((uv_stream_t *)&f->conn, fast_alloc, fast_read));
+    f->accepted = true;
+}
+
+/* start() with the agent connecting to a socket f listens on; more args in extra. */
+static void
+start_fast(struct tctx *t, struct fast *f, const char *const *extra)
+{
+    char cwd[512], *path;
+    const char *args[16] = {"--journal", "journal", "--keep-journal", "--connect", NULL};
+    size_t n = 5;
+    struct err e;
+    struct hostexec_opts o = {.agent_path = RUNNER_AGENT_PATH, .args = args,
+                              .on_exit = on_agent_exit, .arg = t};
+
+    memset(t, 0, sizeof(*t));
+    memset(f, 0, sizeof(*f));
+    f->t = t;
+    t->cancel_step = t->detach_step = -1;
+    ASSERT(getcwd(cwd, sizeof(cwd)) != NULL);
+    path = xasprintf("%s/fast.sock", cwd);
+    args[4] = path;
+    while (extra != NULL && *extra != NULL && n < 15)
+        args[n++] = *extra++;
+    ASSERT_OK(uv_loop_init(&t->loop));
+    uv_timer_init(&t->loop, &t->timer);
+    t->timer.data = t;
+    uv_pipe_init(&t->loop, &f->listener, 0);
+    f->listener.data = f;
+    ASSERT_OK(uv_pipe_bind(&f->listener, path));
+    ASSERT_OK(uv_listen((uv_stream_t *)&f->listener, 1, fast_connection));
+    if (hostexec_start(&t->loop, &o, &t->hx, &e) < 0)
+        test_fail(__FILE__, __LINE__, "%s", e.msg);
+    free(path);
+    make_conn(t);
+    ASSERT_OK(agentconn_hello(t->conn, NULL));
+    SPIN(t, t->hello == 1);
+    ASSERT(f->accepted); /* the reply came over the socket: nothing else feeds it */
+}
+
+static void
+fast_close(struct fast *f)
+{
+    uv_close((uv_handle_t *)&f->listener, NULL);
+    if (f->accepted && !f->conn_closed) {
+        f->conn_closed = true;
+        uv_close((uv_handle_t *)&f->conn, NULL);
+    }
+}
+
+static void
+on_tick(uv_timer_t *tm)
+{
+    *(bool *)tm->data = true;
+}
+
+/* Runs t's loop for about ms milliseconds. */
+static void
+spin_for(struct tctx *t, unsigned ms)
+{
+    uv_timer_t tm;
+    bool done = false;
+
+    uv_timer_init(&t->loop, &tm);
+    tm.data = &done;
+    uv_timer_start(&tm, on_tick, ms, 0);
+    SPIN(t, done);
+    uv_close((uv_handle_t *)&tm, NULL);
+    uv_run(&t->loop, UV_RUN_NOWAIT);
+}
+
+/* Over the fast channel: the unacked-journal limit still holds a step back until the host
+ * acks (with no ACK the output stops near --max-unacked and the step does not end; after ACKs
+ * every byte arrives); when the host closes the channel, the agent goes on over stdout. */
+TEST(fast_channel_backpressure_then_stdout)
+{
+    struct tctx t;
+    struct fast f;
+    struct tstep *s;
+    struct agentconn_run r;
+    const char *extra[] = {"--max-unacked", "200000", NULL};
+    const char *argv[] = {"sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' z; touch done", NULL};
+
+    start_fast(&t, &f, extra);
+    r = (struct agentconn_run){.step = 1, .argv = argv, .argc = 3, .env = base_env, .envc = 1};
+    ASSERT_OK(agentconn_run(t.conn, &r, NULL));
+    s = &t.steps[1];
+    SPIN(&t, s->out.len >= 200000);
+    spin_for(&t, 300);
+    /* Held back: at most the limit and one read of the pipe past it. */
+    ASSERT(!s->exited);
+    ASSERT(s->out.len <= 200000 + 65536 + 256);
+    ASSERT(access("done", F_OK) != 0);
+    ASSERT_OK(agentconn_ack(t.conn, agentconn_offset(t.conn), NULL));
+    t.autoack = true;
+    SPIN(&t, s->exited);
+    ASSERT_EQ(s->out.len, 3000000);
+    ASSERT_EQ(s->out.data[2999999], 'z');
+    ASSERT_EQ(access("done", F_OK), 0);
+
+    /* The host closes the channel: the next step's frames come on stdout (hostexec feeds
+     * t.conn from there), in order after the last ones. */
+    f.conn_closed = true;
+    uv_close((uv_handle_t *)&f.conn, NULL);
+    s = run_sh(&t, 2, "echo over stdout");
+    ASSERT_STR_EQ(out(s), "over stdout\n");
+    ASSERT_EQ(t.proto_errors, 0);
+    fast_close(&f);
+    finish(&t);
 }

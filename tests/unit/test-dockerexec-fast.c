@@ -1,0 +1,413 @@
+/* test-dockerexec-fast.c: the docker executor's fast channel (dockerexec-fast.c) against the real
+ * engine. Over the channel every byte of a step's output arrives once, in order, and the run
+ * directory holds nothing once the agent is connected; a step that tries to connect to the
+ * socket as the agent did gets ENOENT, cannot create anything in the mounted directory and
+ * cannot write into the agent's descriptors (so it cannot speak for the agent), and the stream
+ * goes on unharmed. RUNNERD_AGENT_CHANNEL=attach carries the same output over the attach
+ * stream. A stream lost mid-step on the fast channel is reattached over the attach stream with
+ * every line once. When the agent cannot reach the socket (the engine sees other paths than runnerd:
+ * here runnerd's run directory is on a tmpfs of its own mount namespace), the output comes
+ * over the attach stream, with lines saying so. A timeout and a cancel still end steps; a host
+ * that stops reading does not stop the step (the agent journals instead of blocking on the
+ * socket), and everything arrives once the host reads again. */
+#include "harness.h"
+
+#include "dockerexec.h"
+#include "dockertest.h"
+#include "runner/buf.h"
+#include "runner/xalloc.h"
+
+#include <dirent.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+struct job {
+    struct dockertest *f;
+    struct executor *x;
+    int ready, exited, closed, written, cancelled_sent;
+    int reattach_at, reattached; /* dockerexec_reattach() once this many bytes arrived (0: no) */
+    int exit_code;
+    uint32_t flags;
+    struct buf out, log;
+};
+
+static void
+job_ready(void *arg, int rc, const struct err *e)
+{
+    struct job *j = arg;
+
+    if (rc < 0)
+        test_fail(__FILE__, __LINE__, "setup: %s", e ? e->msg : "");
+    j->ready = 1;
+}
+
+static void
+job_event(void *arg, const struct agentconn_event *ev)
+{
+    struct job *j = arg;
+
+    switch (ev->kind) {
+    case AGENTCONN_FILE_WRITTEN:
+        j->written = 1;
+        break;
+    case AGENTCONN_OUTPUT:
+        buf_append(&j->out, ev->msg->data.p, ev->msg->data.len);
+        if (j->reattach_at > 0 && !j->reattached && j->out.len >= (size_t)j->reattach_at) {
+            struct err e = {0};
+            j->reattached = 1;
+            ASSERT_OK(dockerexec_reattach(j->x, &e));
+        }
+        break;
+    case AGENTCONN_EXITED:
+        j->exit_code = ev->msg->exit_code;
+        j->flags = ev->msg->flags;
+        j->exited = 1;
+        break;
+    case AGENTCONN_PROTO_ERROR:
+    case AGENTCONN_ERROR:
+        test_fail(__FILE__, __LINE__, "agent event %d: %s", (int)ev->kind,
+                  ev->err ? ev->err->msg : ev->msg && ev->msg->text ? ev->msg->text : "");
+    default:
+        break;
+    }
+}
+
+static void
+job_log(void *arg, const char *line)
+{
+    struct job *j = arg;
+
+    buf_printf(&j->log, "%s\n", line);
+}
+
+static void
+job_closed(void *arg)
+{
+    ((struct job *)arg)->closed = 1;
+}
+
+static const struct executor_cbs job_cbs = {
+    .on_ready = job_ready,
+    .on_event = job_event,
+    .on_log = job_log,
+    .on_closed = job_closed,
+};
+
+/* Removes what this process's executors created when the test process ends. */
+static void
+guard_owner(void)
+{
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    char *owner = xasprintf("%s=%s:%ld", DOCKEREXEC_LABEL_OWNER, host, (long)getpid());
+    char *cmd = xasprintf(
+        "docker ps -aq --filter label=%s | xargs -r docker rm -f -v >/dev/null 2>&1;"
+        "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1",
+        owner, owner);
+    dockertest_guard_cmd(cmd);
+    free(cmd);
+    free(owner);
+}
+
+/* A private run directory for this test (new string). */
+static char *
+make_run_dir(void)
+{
+    char *d = xstrdup("/tmp/test-fast-XXXXXX");
+
+    ASSERT(mkdtemp(d) != NULL);
+    dockerexec_set_run_dir(d);
+    return d;
+}
+
+static int
+dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    int n = 0;
+
+    ASSERT(d != NULL);
+    while ((de = readdir(d)) != NULL)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static void
+job_start(struct dockertest *f, struct job *j, const char *name)
+{
+    struct err e = {0};
+
+    *j = (struct job){.f = f};
+    ASSERT_OK(executor_docker_new(&f->loop, f->d, RUNNER_AGENT_PATH, "test", &j->x, &e));
+    j->x->cbs = &job_cbs;
+    j->x->arg = j;
+    struct executor_job job = {.name = name, .image = f->image};
+    ASSERT_OK(executor_setup(j->x, &job, &e));
+    dockertest_run_until(f, &j->ready);
+}
+
+static void
+job_end(struct job *j)
+{
+    executor_close(j->x);
+    dockertest_run_until(j->f, &j->closed);
+    buf_free(&j->out);
+    buf_free(&j->log);
+}
+
+/* Starts script as step 1 (timeout_ms 0: none). */
+static void
+job_step(struct job *j, const char *script, uint32_t timeout_ms)
+{
+    struct err e = {0};
+
+    j->written = j->exited = 0;
+    j->flags = 0;
+    buf_reset(&j->out);
+    ASSERT_OK(agentconn_write_file(j->x->conn, 1, "/var/run/act/workflow/s.sh", 0755, script,
+                                   strlen(script), &e));
+    dockertest_run_until(j->f, &j->written);
+    const char *argv[] = {"sh", "/var/run/act/workflow/s.sh"};
+    const char *env[] = {"PATH=/bin"};
+    struct agentconn_run run = {.step = 1, .argv = argv, .argc = 2, .env = env, .envc = 1,
+                                .timeout_ms = timeout_ms};
+    ASSERT_OK(agentconn_run(j->x->conn, &run, &e));
+}
+
+/* Runs script to its end; returns its exit code. */
+static int
+job_run(struct job *j, const char *script)
+{
+    job_step(j, script, 0);
+    dockertest_run_until(j->f, &j->exited);
+    return j->exit_code;
+}
+
+/* 20,000 numbered lines (about 1 MB) on stdout only, so that their order is the step's: the
+ * output of the integrity checks. */
+static const char lines_script[] =
+    "i=1; while [ $i -le 20000 ]; do echo \"line $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; "
+    "i=$((i+1)); done; exit 3\n";
+
+static void
+check_lines(const struct buf *out)
+{
+    struct buf want = BUF_INIT;
+
+    for (int i = 1; i <= 20000; i++)
+        buf_printf(&want, "line %d xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n", i);
+    ASSERT_EQ(out->len, want.len);
+    ASSERT(memcmp(out->data, want.data, want.len) == 0);
+    buf_free(&want);
+}
+
+TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
+{
+    struct dockertest f;
+    struct job j;
+    char *run = NULL;
+
+    dockertest_setup(&f, "fastchan");
+    guard_owner();
+    run = make_run_dir();
+    job_start(&f, &j, "fast");
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "over a unix socket (the fast channel)");
+    /* Connected: the socket and its directory are gone from the host. */
+    ASSERT_EQ(dir_entries(run), 0);
+
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    check_lines(&j.out);
+
+    /* A step plays the agent: connects to the socket the agent used (with the agent's own
+     * code), tries to put a socket of its own there, and to write into the agent's
+     * descriptors (its stdout, the channel). */
+    ASSERT_EQ(job_run(&j, "/.runner/agent --connect /run/runnerd-agent/agent.sock "
+                          "--journal /tmp/j2 </dev/null >/dev/null 2>/tmp/err; "
+                          "grep -c 'No such file or directory' /tmp/err; "
+                          "echo entries=$(ls -A /run/runnerd-agent | wc -l); "
+                          "touch /run/runnerd-agent/agent.sock 2>/dev/null || echo no-create; "
+                          "n=0; for d in /proc/1/fd/*; do "
+                          "  { printf '\\347RA\\032forged' > $d; } 2>/dev/null && n=$((n+1)); "
+                          "done; echo forged=$n; exit 0\n"),
+              0);
+    ASSERT_STR_EQ(buf_str(&j.out), "1\nentries=0\nno-create\nforged=0\n");
+    /* The stream is unharmed: the next step's output is whole. */
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    check_lines(&j.out);
+    job_end(&j);
+    ASSERT_EQ(dir_entries(run), 0);
+    rmdir(run);
+    free(run);
+    dockerexec_set_run_dir(NULL);
+    dockertest_teardown(&f);
+}
+
+/* A stream lost mid-step while the agent is on the fast channel: the host closes the channel
+ * and attaches again; the agent goes on over stdout from where the host's RESUME says, and
+ * every line arrives once, in order (as after a restart of runnerd). */
+TEST(reattach_from_the_fast_channel_delivers_every_line_once)
+{
+    struct dockertest f;
+    struct job j;
+    char *run = NULL;
+
+    dockertest_setup(&f, "fastreattach");
+    guard_owner();
+    run = make_run_dir();
+    job_start(&f, &j, "fastreattach");
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "(the fast channel)");
+    j.reattach_at = 300000;
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    ASSERT(j.reattached);
+    check_lines(&j.out);
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "reattached to container");
+    /* And the next step too, over the attach stream now. */
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    check_lines(&j.out);
+    job_end(&j);
+    rmdir(run);
+    free(run);
+    dockerexec_set_run_dir(NULL);
+    dockertest_teardown(&f);
+}
+
+TEST(forced_attach_carries_the_same_output)
+{
+    struct dockertest f;
+    struct job j;
+    char *run = NULL;
+
+    dockertest_setup(&f, "fastattach");
+    guard_owner();
+    run = make_run_dir();
+    setenv("RUNNERD_AGENT_CHANNEL", "attach", 1);
+    job_start(&f, &j, "attach");
+    ASSERT_STR_CONTAINS(buf_str(&j.log),
+                        "over the attach stream (RUNNERD_AGENT_CHANNEL=attach)");
+    ASSERT(strstr(buf_str(&j.log), "fast channel)") == NULL);
+    ASSERT_EQ(dir_entries(run), 0); /* nothing was made */
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    check_lines(&j.out);
+    job_end(&j);
+    unsetenv("RUNNERD_AGENT_CHANNEL");
+    rmdir(run);
+    free(run);
+    dockerexec_set_run_dir(NULL);
+    dockertest_teardown(&f);
+}
+
+TEST(agent_that_cannot_connect_falls_back_to_attach)
+{
+    struct dockertest f;
+    struct job j;
+    char *run = NULL, *cmd;
+
+    dockertest_setup(&f, "fastfallback");
+    guard_owner();
+    run = make_run_dir();
+    /* Our run directory is a tmpfs only this process sees: the engine binds the directory
+     * beneath it (empty; it makes the job's directory there), as an engine that sees other
+     * paths than runnerd would. */
+    ASSERT_OK(unshare(CLONE_NEWNS));
+    ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+    ASSERT_OK(mount("none", run, "tmpfs", 0, "mode=0700"));
+    job_start(&f, &j, "fallback");
+    ASSERT_EQ(job_run(&j, lines_script), 3);
+    check_lines(&j.out);
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "the agent did not connect to the fast channel");
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "fast channel /run/runnerd-agent/agent.sock: No such "
+                                         "file or directory; sending on stdout");
+    job_end(&j);
+    ASSERT_EQ(dir_entries(run), 0); /* its socket and directory, removed */
+    ASSERT_OK(umount(run));
+    cmd = xasprintf("rm -rf %s", run); /* what the engine made beneath */
+    free(dockertest_sh(cmd));
+    free(cmd);
+    free(run);
+    dockerexec_set_run_dir(NULL);
+    dockertest_teardown(&f);
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+/* Runs the loop for ms milliseconds. */
+static void
+run_for(struct dockertest *f, unsigned ms)
+{
+    uv_timer_t t;
+    int done = 0;
+
+    uv_timer_init(&f->loop, &t);
+    t.data = &done;
+    uv_timer_start(&t, on_tick, ms, 0);
+    dockertest_run_until(f, &done);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+TEST(timeout_cancel_and_a_host_that_stops_reading)
+{
+    struct dockertest f;
+    struct job j;
+    struct err e = {0};
+    char *run = NULL;
+
+    dockertest_setup(&f, "fastctl");
+    guard_owner();
+    run = make_run_dir();
+    job_start(&f, &j, "fastctl");
+    ASSERT_STR_CONTAINS(buf_str(&j.log), "(the fast channel)");
+
+    job_step(&j, "echo started; sleep 60\n", 300);
+    dockertest_run_until(&f, &j.exited);
+    ASSERT(j.flags & AGENTP_EXIT_TIMED_OUT);
+    ASSERT_STR_EQ(buf_str(&j.out), "started\n");
+
+    job_step(&j, "echo started; sleep 60\n", 0);
+    while (j.out.len == 0)
+        run_for(&f, 20);
+    ASSERT_OK(agentconn_cancel(j.x->conn, 1, 0, &e));
+    dockertest_run_until(&f, &j.exited);
+    ASSERT(j.flags & AGENTP_EXIT_CANCELLED);
+
+    /* The host does not read (its loop does not run) while the step prints 45 MB, far more
+     * than the socket holds (its buffer is at most net.core.wmem_max, 4 MiB here): the step still ends (seen with docker exec), and every
+     * line arrives once the host reads again. */
+    const char *id = json_string_value(
+        json_object_get(json_object_get(j.x->job_ctx, "container"), "id"));
+    ASSERT(id != NULL);
+    char *check = xasprintf("i=0; while [ $i -lt 600 ]; do "
+                            "docker exec %s test -e /tmp/done && { echo done; exit; }; "
+                            "sleep 0.1; i=$((i+1)); done; echo stuck", id);
+    job_step(&j, "seq 1 1000000 | sed 's/$/ xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/'; "
+                 "touch /tmp/done; exit 3\n", 0);
+    while (j.out.len == 0) /* the step runs (our RUN went out) */
+        run_for(&f, 1);
+    char *seen = dockertest_sh(check);
+    ASSERT_STR_EQ(seen, "done\n");
+    free(seen);
+    free(check);
+    dockertest_run_until(&f, &j.exited);
+    ASSERT_EQ(j.exit_code, 3);
+    struct buf want = BUF_INIT;
+    for (int i = 1; i <= 1000000; i++)
+        buf_printf(&want, "%d xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n", i);
+    ASSERT_EQ(j.out.len, want.len);
+    ASSERT(memcmp(j.out.data, want.data, want.len) == 0);
+    buf_free(&want);
+    job_end(&j);
+    rmdir(run);
+    free(run);
+    dockerexec_set_run_dir(NULL);
+    dockertest_teardown(&f);
+}
