@@ -12,6 +12,8 @@ node) mapped to the runner's label. The repository holds its workflow and the ca
                    Gitea lists), not the cache token, which rides in ACTIONS_CACHE_URL and is
                    *** wherever the job prints it
   another repo     the same workflow in a second repository misses deps-v1
+  branch           a push to another branch of the repository restores deps-v1 (the default
+                   branch's entry: the same MD5) and saves nothing
   fork PR          a pull request from a fork (an organisation's fork) reads what the default
                    branch saved (a hit) and saves poison-v1 under its own ref
   second push      the default branch restores deps-v1 (a hit, the same MD5 as the first run
@@ -119,11 +121,12 @@ def field(lines, name):
     return None
 
 
-def new_run(g, repo, seen, event, timeout=60):
-    """The first run of repo not in seen (ids) for that event, once Gitea lists it."""
+def new_run(g, repo, seen, event, branch=None, timeout=60):
+    """The first run of repo not in seen (ids) for that event (and branch), once Gitea lists it."""
     def find():
         for run in g.runs(repo):
-            if run["id"] not in seen and run.get("event") == event:
+            if run["id"] not in seen and run.get("event") == event and \
+                    (branch is None or run.get("head_branch") == branch):
                 return run
         return None
     return wait_until(find, timeout, "a new %s run of %s" % (event, repo))
@@ -203,6 +206,8 @@ def scenario(g, r, client):
     check(pr and pr.get("head", {}).get("repo", {}).get("full_name") == "forks/cached",
           "fork PR: the pull request's head is the fork: %s" % (pr or {}).get("head"))
 
+    commit_file(g, "ci", "cached", "feature.txt", "a branch\n", branch="main", new_branch="feature")
+
     orun = new_run(g, "other", set(), "push")
     prrun = new_run(g, "cached", {run1["id"]}, "pull_request")
     if orun:
@@ -221,7 +226,18 @@ def scenario(g, r, client):
               "fork PR: reads what the default branch saved: %s" % [x for x in plog if "deps:" in x])
         check("poison: cache miss" in plog and any(x.startswith("cache saved poison-v1 (") for x in plog),
               "fork PR: saves poison-v1 under its own ref: %s" % [x for x in plog if "poison" in x])
-    print("  another repo and fork PR done at %.1fs" % (time.monotonic() - t0), flush=True)
+    frun = new_run(g, "cached", {run1["id"]}, "push", branch="feature")
+    if frun:
+        fjob, flog = finished(g, "cached", frun)
+        check(fjob and fjob["conclusion"] == "success", "branch: the job succeeds: %s" % flog[-30:])
+        fc = check_tokens("branch", flog, frun, fjob) if fjob else None
+        check(fc and fc.get("ref") == "refs/heads/feature" and fc.get("default_ref") == "refs/heads/main",
+              "branch: the cache token names refs/heads/feature and the default branch: %s" % fc)
+        check("deps: cache hit deps-v1" in flog and field(flog, "restored") == made and
+              not any(x.startswith("cache saved deps-v1") for x in flog),
+              "branch: a push to another branch restores the default branch's entry: %s"
+              % [x for x in flog if "deps:" in x or "restored" in x])
+    print("  another repo, branch and fork PR done at %.1fs" % (time.monotonic() - t0), flush=True)
 
     # 3. The default branch again: deps-v1 restored byte for byte, the PR's entry unseen.
     seen = set(x["id"] for x in g.runs("cached"))
