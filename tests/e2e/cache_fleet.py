@@ -122,7 +122,8 @@ def main():
                                  stdout=subprocess.PIPE, stderr=serve_log, text=True)
         line = serve.stdout.readline()
         m = re.match(r"listening port=(\d+)", line)
-        if not check("runnerctl cache serve listens on %s" % gw, m, line + open(serve_log.name).read()):
+        if not check("runnerctl cache serve listens on %s" % gw, m,
+                     line + open(serve_log.name).read()):
             return 1
         url = "http://%s:%s/" % (gw, m.group(1))
         other_key = os.path.join(tmp, "other.key")
@@ -133,7 +134,8 @@ def main():
         d = lib.Double(tmp)
         ports = {}
         for name, k in (("a", key), ("b", key), ("c", other_key)):
-            r = lib.Runner(d, tmp, "fleet-" + name, image, label="fleet-%s:docker://%s" % (name, image))
+            r = lib.Runner(d, tmp, "fleet-" + name, image,
+                           label="fleet-%s:docker://%s" % (name, image))
             ports[name] = free_port()
             with open(r.config, "a") as f:
                 f.write("  http: 127.0.0.1:%d\n  cache_dir: %s\n  cache:\n    external_url: %s\n"
@@ -155,8 +157,8 @@ def main():
               ("acme/app url=%s***/" % url) in rows, "\n".join(rows))
         check("A: acme/app misses", "deps: cache miss" in rows, "\n".join(rows))
         made = field(rows, "made")
-        check("A: saves what it made", made and any(x.startswith("cache saved fleet-v1 (") for x in rows),
-              "\n".join(rows))
+        check("A: saves what it made",
+              made and any(x.startswith("cache saved fleet-v1 (") for x in rows), "\n".join(rows))
 
         t, rows = run("b", "acme/app")
         check("B: the job succeeds", t and t["status"] == "success", "\n".join(rows))
@@ -184,7 +186,8 @@ def main():
         for name, r in (("A", a), ("B", b)):
             logs = r.log_text()
             check("%s: its log names the external server" % name,
-                  ("cache: %s for jobs in containers, %s on the host" % (url, url)) in logs, logs[-3000:])
+                  ("cache: %s for jobs in containers, %s on the host" % (url, url)) in logs,
+                  logs[-3000:])
             check("%s: listens on no port but its status endpoint's" % name,
                   listening_ports(r.proc.pid) == {ports[name.lower()]},
                   "%s vs %d" % (listening_ports(r.proc.pid), ports[name.lower()]))
@@ -193,9 +196,10 @@ def main():
                 metrics = resp.read().decode()
             check("%s: /metrics has no runnerd_cache_ lines (no server of its own)" % name,
                   "runnerd_cache_" not in metrics and "runnerd_" in metrics, metrics[-2000:])
+            own = os.path.join(r.dir, "cache")
             check("%s: made no blob directory of its own" % name,
-                  not os.path.exists(os.path.join(r.dir, "cache", "actions-cache")),
-                  str(os.listdir(os.path.join(r.dir, "cache")) if os.path.isdir(os.path.join(r.dir, "cache")) else []))
+                  not os.path.exists(os.path.join(own, "actions-cache")),
+                  str(os.listdir(own) if os.path.isdir(own) else []))
     finally:
         for r in runners:
             check("runnerd %s exits 0" % os.path.basename(r.dir), r.stop() == 0)

@@ -164,7 +164,8 @@ def check_tokens(what, lines, run, job):
     check(claims and not any(claims + "." in x for x in lines),
           "%s: the whole cache token is nowhere in Gitea's log" % what)
     check(field(lines, "runtime-token") == "distinct",
-          "%s: ACTIONS_RUNTIME_TOKEN is not the cache token: %s" % (what, field(lines, "runtime-token")))
+          "%s: ACTIONS_RUNTIME_TOKEN is not the cache token: %s"
+          % (what, field(lines, "runtime-token")))
     rc = b64json(field(lines, "runtime-claims") or "")
     check(rc and rc.get("RunID") == run["id"] and rc.get("JobID") == job["id"],
           "%s: ACTIONS_RUNTIME_TOKEN is Gitea's own (its claims name run %s, job %s): %s"
@@ -185,7 +186,8 @@ def scenario(g, r, client):
         return
     job, log = finished(g, "cached", run1)
     check(job and job["conclusion"] == "success", "first push: the job succeeds: %s" % log[-30:])
-    check("deps: cache miss" in log, "first push: deps-v1 misses: %s" % [x for x in log if "deps:" in x])
+    check("deps: cache miss" in log,
+          "first push: deps-v1 misses: %s" % [x for x in log if "deps:" in x])
     made = field(log, "made")
     check(made and re.match(r"[0-9a-f]{32}$", made), "first push: the data is made: %s" % made)
     check(any(x.startswith("cache saved deps-v1 (") for x in log), "first push: deps-v1 is saved")
@@ -202,7 +204,8 @@ def scenario(g, r, client):
     g.api("POST", "/repos/ci/cached/forks", {"organization": "forks"})
     wait_until(lambda: g.api("GET", "/repos/forks/cached"), 30, "the fork")
     commit_file(g, "forks", "cached", "pr.txt", "from a fork\n", branch="main", new_branch="pr")
-    pr = g.api("POST", "/repos/ci/cached/pulls", {"head": "forks:pr", "base": "main", "title": "pr"})
+    pr = g.api("POST", "/repos/ci/cached/pulls",
+               {"head": "forks:pr", "base": "main", "title": "pr"})
     check(pr and pr.get("head", {}).get("repo", {}).get("full_name") == "forks/cached",
           "fork PR: the pull request's head is the fork: %s" % (pr or {}).get("head"))
 
@@ -212,26 +215,32 @@ def scenario(g, r, client):
     prrun = new_run(g, "cached", {run1["id"]}, "pull_request")
     if orun:
         ojob, olog = finished(g, "other", orun)
-        check(ojob and ojob["conclusion"] == "success", "another repo: the job succeeds: %s" % olog[-30:])
+        check(ojob and ojob["conclusion"] == "success",
+              "another repo: the job succeeds: %s" % olog[-30:])
         check("deps: cache miss" in olog and not any(x.startswith("restored ") for x in olog),
               "another repo: deps-v1 misses: %s" % [x for x in olog if "deps:" in x])
     if prrun:
         pjob, plog = finished(g, "cached", prrun)
-        check(pjob and pjob["conclusion"] == "success", "fork PR: the job succeeds: %s" % plog[-30:])
+        check(pjob and pjob["conclusion"] == "success",
+              "fork PR: the job succeeds: %s" % plog[-30:])
         pc = check_tokens("fork PR", plog, prrun, pjob) if pjob else None
-        check(pc and pc.get("repo") == "ci/cached" and (pc.get("ref") or "").startswith("refs/pull/")
+        check(pc and pc.get("repo") == "ci/cached"
+              and (pc.get("ref") or "").startswith("refs/pull/")
               and pc.get("default_ref") == "refs/heads/main",
               "fork PR: the cache token names the base repository and the PR's ref: %s" % pc)
         check("deps: cache hit deps-v1" in plog and field(plog, "restored") == made,
-              "fork PR: reads what the default branch saved: %s" % [x for x in plog if "deps:" in x])
-        check("poison: cache miss" in plog and any(x.startswith("cache saved poison-v1 (") for x in plog),
+              "fork PR: reads what the default branch saved: %s"
+              % [x for x in plog if "deps:" in x])
+        check("poison: cache miss" in plog
+              and any(x.startswith("cache saved poison-v1 (") for x in plog),
               "fork PR: saves poison-v1 under its own ref: %s" % [x for x in plog if "poison" in x])
     frun = new_run(g, "cached", {run1["id"]}, "push", branch="feature")
     if frun:
         fjob, flog = finished(g, "cached", frun)
         check(fjob and fjob["conclusion"] == "success", "branch: the job succeeds: %s" % flog[-30:])
         fc = check_tokens("branch", flog, frun, fjob) if fjob else None
-        check(fc and fc.get("ref") == "refs/heads/feature" and fc.get("default_ref") == "refs/heads/main",
+        check(fc and fc.get("ref") == "refs/heads/feature"
+              and fc.get("default_ref") == "refs/heads/main",
               "branch: the cache token names refs/heads/feature and the default branch: %s" % fc)
         check("deps: cache hit deps-v1" in flog and field(flog, "restored") == made and
               not any(x.startswith("cache saved deps-v1") for x in flog),
@@ -247,7 +256,8 @@ def scenario(g, r, client):
         return
     job, log = finished(g, "cached", run2)
     check(job and job["conclusion"] == "success", "second push: the job succeeds: %s" % log[-30:])
-    check("deps: cache hit deps-v1" in log, "second push: deps-v1 hits: %s" % [x for x in log if "deps:" in x])
+    check("deps: cache hit deps-v1" in log,
+          "second push: deps-v1 hits: %s" % [x for x in log if "deps:" in x])
     check(made and field(log, "restored") == made,
           "second push: the restored bytes' MD5 is what the first push made (%s vs %s)"
           % (field(log, "restored"), made))
@@ -263,7 +273,8 @@ def scenario(g, r, client):
 def main():
     start_sh = os.path.join(shared_dir(), "gitea", "start.sh")
     if not os.path.exists(start_sh):
-        print("skipped: no real Gitea to test against (%s is absent; set RUNNERD_SHARED_DIR)" % start_sh)
+        print("skipped: no real Gitea to test against (%s is absent; set RUNNERD_SHARED_DIR)"
+              % start_sh)
         return 0
     image, err = base.test_image("node")
     if image is None:

@@ -28,8 +28,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__), "..", "..")),
-                                "tests", "e2e"))
+SRCDIR = os.environ.get("SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
 import lib  # noqa: E402
 
 T = lib.Tally(keep=3000, flush=True)
@@ -46,7 +46,8 @@ const tok = base.pathname.split('/')[1];
 function req(method, path, headers, body) {
   return new Promise((resolve) => {
     const r = http.request({ host: base.hostname, port: base.port, method, path,
-      headers: Object.assign({ Accept: 'application/json;api-version=6.0-preview.1' }, headers || {}) },
+      headers: Object.assign({ Accept: 'application/json;api-version=6.0-preview.1' },
+                             headers || {}) },
       (res) => { const b = []; res.on('data', (d) => b.push(d));
         res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(b) })); });
     r.on('error', (e) => resolve({ status: 'error ' + e.code, body: Buffer.alloc(0) }));
@@ -56,8 +57,8 @@ function req(method, path, headers, body) {
 }
 function flags(b) {
   const s = b.toString('latin1');
-  return (s.includes('SQLite format 3') ? ' sqlite' : '') + (/^[0-9a-f]{64}\n?$/.test(s) ? ' key' : '') +
-         (s.includes('root:x:0:0') ? ' passwd' : '');
+  return (s.includes('SQLite format 3') ? ' sqlite' : '') +
+         (/^[0-9a-f]{64}\n?$/.test(s) ? ' key' : '') + (s.includes('root:x:0:0') ? ' passwd' : '');
 }
 async function attack(name, method, path, headers, body) {
   const r = await req(method, path, headers, body);
@@ -65,24 +66,27 @@ async function attack(name, method, path, headers, body) {
   return r;
 }
 (async () => {
-  const look = await req('GET', P + 'cache?keys=legit&version=v1');
+  const look = await req('GET', P + 'cache?keys=legit&version=e2e-tar-1');
   const e = JSON.parse(look.body.toString());
   const loc = new URL(e.archiveLocation);
   const q = loc.search;
   const id = loc.pathname.split('/').pop();
   const c = await req('GET', loc.pathname + q);
-  console.log('control: ' + c.status + ' ' + c.body.toString());
+  console.log('control: ' + c.status + (c.body.includes('legit-bytes') ? ' legit-bytes' : ''));
   const A = P + 'artifacts/';
   const j = { 'Content-Type': 'application/json' };
   const up = { 'Content-Type': 'application/octet-stream', 'Content-Range': 'bytes 0-3/*' };
   for (const [n, p] of [
     ['enc', A + '..%2f..%2f..%2fstate.db' + q], ['enc4', A + '..%2f..%2f..%2f..%2fstate.db' + q],
-    ['literal', A + '../../../state.db' + q], ['dots', A + '%2e%2e%2f%2e%2e%2f%2e%2e%2fstate.db' + q],
+    ['literal', A + '../../../state.db' + q],
+    ['dots', A + '%2e%2e%2f%2e%2e%2f%2e%2e%2fstate.db' + q],
     ['double', A + '%252e%252e%252f%252e%252e%252fstate.db' + q],
-    ['id-then', A + id + '%2f..%2f..%2f..%2fstate.db' + q], ['id-slash', A + id + '/../../../state.db' + q],
+    ['id-then', A + id + '%2f..%2f..%2f..%2fstate.db' + q],
+    ['id-slash', A + id + '/../../../state.db' + q],
     ['nul', A + id + '%00' + q], ['key', A + '..%2f..%2f..%2fcache.key' + q],
     ['passwd', A + '..%2f..%2f..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd' + q],
-    ['abs', A + '%2fetc%2fpasswd' + q], ['no-token', '/_apis/artifactcache/artifacts/..%2f..%2fstate.db' + q],
+    ['abs', A + '%2fetc%2fpasswd' + q],
+    ['no-token', '/_apis/artifactcache/artifacts/..%2f..%2fstate.db' + q],
     ['no-token-id-then', loc.pathname + '%2f..%2f..%2f..%2fstate.db' + q],
     ['no-token-id-slash', loc.pathname + '/../../../state.db' + q],
     ['root-state', '/state.db'], ['root-key', '/cache.key'], ['root-blob', '/blobs/' + id],
@@ -97,34 +101,24 @@ async function attack(name, method, path, headers, body) {
   await attack('commit-abs', 'POST', P + 'caches/%2ftmp%2fx', j, '{"size":4}');
   // A key and a version made of ../: stored as data, found as data.
   const tkey = '../../../state.db', tver = '../../../../cache.key';
-  let r = await req('POST', P + 'caches', j, JSON.stringify({ key: tkey, version: tver, cacheSize: 4 }));
+  let r = await req('POST', P + 'caches', j,
+                    JSON.stringify({ key: tkey, version: tver, cacheSize: 4 }));
   const tid = JSON.parse(r.body.toString()).cacheId;
   await req('PATCH', P + 'caches/' + tid, up, 'PWND');
   r = await req('POST', P + 'caches/' + tid, j, '{"size":4}');
-  r = await req('GET', P + 'cache?keys=' + encodeURIComponent(tkey) + '&version=' + encodeURIComponent(tver));
+  r = await req('GET', P + 'cache?keys=' + encodeURIComponent(tkey) + '&version=' +
+                encodeURIComponent(tver));
   const t2 = new URL(JSON.parse(r.body.toString()).archiveLocation);
   r = await req('GET', t2.pathname + t2.search);
   console.log('traversal-key: ' + r.status + ' ' + r.body.toString());
 })().catch((e) => { console.log('probe: ' + e); process.exit(1); });
 """
 
-SAVE = r"""echo %s | base64 -d > /tmp/c.js
+SAVE = r"""echo %s | base64 -d > /tmp/probe.js
+echo %s | base64 -d > /tmp/client.js
 mkdir -p legit && echo legit-bytes > legit/f
-node -e '
-const http = require("http"); const fs = require("fs");
-const base = process.env.ACTIONS_CACHE_URL + "_apis/artifactcache/";
-function req(m, p, h, b) { return new Promise((res, rej) => { const r = http.request(base + p, { method: m, headers: h },
-  (s) => { const d = []; s.on("data", (x) => d.push(x)); s.on("end", () => res({ status: s.statusCode, body: Buffer.concat(d) })); });
-  r.on("error", rej); if (b) r.write(b); r.end(); }); }
-(async () => {
-  const j = { "Content-Type": "application/json" };
-  let r = await req("POST", "caches", j, JSON.stringify({ key: "legit", version: "v1", cacheSize: 11 }));
-  const id = JSON.parse(r.body.toString()).cacheId;
-  r = await req("PATCH", "caches/" + id, { "Content-Type": "application/octet-stream", "Content-Range": "bytes 0-10/*" }, "legit-bytes");
-  r = await req("POST", "caches/" + id, j, JSON.stringify({ size: 11 }));
-  console.log("saved legit: " + r.status);
-})();'
-node /tmp/c.js
+node /tmp/client.js save legit legit
+node /tmp/probe.js
 tok=${ACTIONS_CACHE_URL%%/}; tok=${tok##*/}
 echo "claims ${tok%%%%.*}"
 """
@@ -144,25 +138,31 @@ def main():
         f.write("  cache_dir: %s\n" % cdir)
     r.start()
     try:
-        script = SAVE % base64.b64encode(PROBE.encode()).decode()
+        with open(os.path.join(lib.SRC, "tests", "e2e", "cache_client.js"), "rb") as f:
+            client = f.read()
+        script = SAVE % (base64.b64encode(PROBE.encode()).decode(),
+                         base64.b64encode(client).decode())
         before = time.time()
         j = lib.enqueue(d, [{"name": "attacks", "shell": "sh", "run": script}])
         t = lib.final_task(d, j, 180)
         after = time.time()
         rows = lib.rows_of(t) if t else []
         text = "\n".join(rows)
-        check("the job ran its probes", t and t["status"] == "success" and "saved legit: 204" in rows,
+        check("the job ran its probes", t and t["status"] == "success" and
+              any(x.startswith("cache saved legit (") for x in rows),
               text + r.log_text()[-3000:])
         check("control: the job's own entry downloads (200, its bytes)",
-              any(re.match(r"control: 200 .*legit-bytes", x) for x in rows), text)
-        attacks = dict(re.match(r"attack (\S+): (.*)$", x).groups() for x in rows if x.startswith("attack "))
+              "control: 200 legit-bytes" in rows, text)
+        attacks = dict(re.match(r"attack (\S+): (.*)$", x).groups()
+                       for x in rows if x.startswith("attack "))
         check("every attack was made", len(attacks) == 25, text)
         allowed = {"lookup": {"204"}, "list": {"200"}}
         for name, res in sorted(attacks.items()):
             status = res.split()[0]
             leaked = [f for f in ("sqlite", "key", "passwd") if f in res.split()[2:]]
             check("%s: no file's bytes, no success (%s)" % (name, res),
-                  not leaked and (status in allowed.get(name, ()) or not status.startswith("2")), res)
+                  not leaked and (status in allowed.get(name, ()) or not status.startswith("2")),
+                  res)
         check("a key and a version made of ../ are stored and found as data",
               "traversal-key: 200 PWND" in rows, text)
         m = next((re.match(r"claims (\S+)$", x) for x in rows if x.startswith("claims ")), None)
@@ -178,10 +178,11 @@ def main():
         ok = db.execute("PRAGMA integrity_check").fetchone()[0]
         n = db.execute("SELECT count(*) FROM cache_entries WHERE committed").fetchone()[0]
         db.close()
-        check("the state database is intact, its index holds the two entries", ok == "ok" and n == 2,
-              "%s, %d entries" % (ok, n))
+        check("the state database is intact, its index holds the two entries",
+              ok == "ok" and n == 2, "%s, %d entries" % (ok, n))
         with open(os.path.join(r.dir, "cache.key")) as f:
-            check("the cache key is a key still", re.match(r"[0-9a-f]{64}\n$", f.read()) is not None)
+            check("the cache key is a key still",
+                  re.match(r"[0-9a-f]{64}\n$", f.read()) is not None)
         found = []
         for root, dirs, files in os.walk(os.path.join(cdir, "actions-cache")):
             found += [os.path.relpath(os.path.join(root, f), cdir) for f in files]
