@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib as base  # noqa: E402
@@ -202,7 +203,12 @@ def scenario(g, r, client):
     g.api("POST", "/repos/ci/other/contents", {"files": files, "message": "workflow + client"})
     g.api("POST", "/orgs", {"username": "forks"})
     g.api("POST", "/repos/ci/cached/forks", {"organization": "forks"})
-    wait_until(lambda: g.api("GET", "/repos/forks/cached"), 30, "the fork")
+    def forked():
+        try:
+            return g.api("GET", "/repos/forks/cached/branches/main")
+        except urllib.error.HTTPError:
+            return None
+    wait_until(forked, 30, "the fork's main branch")
     commit_file(g, "forks", "cached", "pr.txt", "from a fork\n", branch="main", new_branch="pr")
     pr = g.api("POST", "/repos/ci/cached/pulls",
                {"head": "forks:pr", "base": "main", "title": "pr"})
