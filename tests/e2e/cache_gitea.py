@@ -51,6 +51,7 @@ jobs:
           echo "cache-token=$tok"
           echo "cache-claims=${tok%%%%.*}"
           echo "runtime-claims=$(echo "$ACTIONS_RUNTIME_TOKEN" | cut -d. -f2)"
+          echo "runtime-token-whole=$ACTIONS_RUNTIME_TOKEN"
           if [ -n "$ACTIONS_RUNTIME_TOKEN" ] && [ "$ACTIONS_RUNTIME_TOKEN" != "$tok" ]; then
             echo "runtime-token=distinct"
           else
@@ -167,7 +168,12 @@ def check_tokens(what, lines, run, job):
     check(field(lines, "runtime-token") == "distinct",
           "%s: ACTIONS_RUNTIME_TOKEN is not the cache token: %s"
           % (what, field(lines, "runtime-token")))
-    rc = b64json(field(lines, "runtime-claims") or "")
+    rclaims = field(lines, "runtime-claims") or ""
+    check(field(lines, "runtime-token-whole") == "***" and rclaims
+          and not any(rclaims + "." in x for x in lines),
+          "%s: ACTIONS_RUNTIME_TOKEN is *** in Gitea's log, and whole nowhere: %s"
+          % (what, field(lines, "runtime-token-whole")))
+    rc = b64json(rclaims)
     check(rc and rc.get("RunID") == run["id"] and rc.get("JobID") == job["id"],
           "%s: ACTIONS_RUNTIME_TOKEN is Gitea's own (its claims name run %s, job %s): %s"
           % (what, run["id"], job["id"], rc))
