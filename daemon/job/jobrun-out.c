@@ -131,10 +131,15 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
         strcmp(c.name, "remove-matcher") == 0)
         jr_emit(jr, step, JOBRUN_COMMAND, line, len);
     if (strcmp(c.name, "add-mask") == 0) {
-        if (c.data[0] && mask_add_job(jr->mask, c.data))
-            json_array_append_new(jr->added_masks, jr_jstring(c.data));
-        else if (c.data[0])
+        /* A value the mask already holds is not kept again: the checkpoint's list stays
+         * within the caps however often a step repeats it. */
+        size_t had = mask_count(jr->mask);
+        if (c.data[0] && mask_add_job(jr->mask, c.data)) {
+            if (mask_count(jr->mask) != had)
+                json_array_append_new(jr->added_masks, jr_jstring(c.data));
+        } else if (c.data[0]) {
             warn_mask_cap(jr, step);
+        }
     } else if (strcmp(c.name, "set-output") == 0 && name) {
         json_object_set_new(jr->cur_outputs, name, jr_jstring(c.data));
     } else if (strcmp(c.name, "save-state") == 0 && name) {
