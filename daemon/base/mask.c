@@ -8,7 +8,8 @@
  * sorted list of children and a failure link. Text that ends no value goes from row to row at
  * one load a byte; with few enough values, a prefilter on the pairs of bytes they start with
  * skips the text where none can start. The trie grows as values are added; the links, rows
- * and pairs are (re)built on the first use after a change. */
+ * and pairs are (re)built on the first use after a change. What a job adds itself is capped
+ * (mask_add_job()); past a cap the mask hides all text rather than let a value through. */
 #include "mask.h"
 
 #include "runner/log.h"
@@ -54,6 +55,7 @@ struct mask_ac {
     uint8_t *pairs;         /* bit (b0 << 8 | b1): some value starts with b0 b1, or is b0
                              * (NULL when too many are set to help) */
     uint32_t pre_end;       /* with pairs: where the rows of depth 2 start, else 0 */
+    size_t built_bytes;     /* what the arrays above hold (mask_size()) */
 };
 
 /* Where the walk over a text stands (see walk_next()). */
@@ -70,6 +72,10 @@ struct mask {
     struct buf hold;  /* bytes read but not yet decided; st has walked all of them */
     struct walk st;   /* relative to hold.data */
     uint64_t st_gen;  /* the automaton's generation st was walked with */
+    size_t job_n;     /* values and bytes counted against the caps of mask_add_job() */
+    size_t job_bytes;
+    bool all;         /* a cap was passed: all text is hidden */
+    bool all_fed;     /* with all: text was fed since the last flush */
 };
 
 static uint32_t
@@ -109,6 +115,7 @@ ac_unbuild(struct mask_ac *a)
     a->row_node = NULL;
     a->pairs = NULL;
     a->pre_end = 0;
+    a->built_bytes = 0;
     a->built = false;
 }
 
@@ -184,6 +191,79 @@ mask_add(struct mask *m, const char *value)
         add_one(m, p, l);
         p = nl ? nl + 1 : p + strlen(p);
     }
+}
+
+/* True when s[0..len) is one of the values. */
+static bool
+has_value(const struct mask_ac *a, const char *s, size_t len)
+{
+    uint32_t q = 0;
+
+    for (size_t k = 0; k < len; k++) {
+        uint32_t t = a->node[q].child;
+        while (t && a->node[t].byte != (uint8_t)s[k])
+            t = a->node[t].sibling;
+        if (t == 0)
+            return false;
+        q = t;
+    }
+    return a->node[q].term;
+}
+
+/* The caps count what mask_add() may add at most: the value and, for a multi-line value,
+ * each of its lines again, so a value is weighed before it is added. */
+bool
+mask_add_job(struct mask *m, const char *value)
+{
+    size_t len = strlen(value), vals = 1, bytes = len;
+
+    if (m->all)
+        return false;
+    if (len == 0 || has_value(m->ac, value, len))
+        return true;
+    if (memchr(value, '\n', len)) {
+        for (const char *p = value; (p = strchr(p, '\n')) != NULL; p++)
+            vals++;
+        vals++;
+        bytes += len;
+    }
+    if (vals > MASK_JOB_MAX_VALUES - m->job_n || bytes > MASK_JOB_MAX_BYTES - m->job_bytes) {
+        mask_hide_all(m);
+        return false;
+    }
+    m->job_n += vals;
+    m->job_bytes += bytes;
+    mask_add(m, value);
+    return true;
+}
+
+/* What a stream held back is dropped: it is hidden like all the rest. */
+void
+mask_hide_all(struct mask *m)
+{
+    if (m->all)
+        return;
+    m->all = true;
+    m->all_fed = m->hold.len > 0;
+    m->hold.len = 0;
+    if (m->hold.data)
+        m->hold.data[0] = '\0';
+    m->st = (struct walk){0};
+}
+
+bool
+mask_hides_all(const struct mask *m)
+{
+    return m->all;
+}
+
+size_t
+mask_size(const struct mask *m)
+{
+    const struct mask_ac *a = m->ac;
+
+    return sizeof *m + sizeof *a + (size_t)a->cap * sizeof *a->node + a->built_bytes +
+           m->hold.cap;
 }
 
 void
@@ -368,6 +448,9 @@ ac_build(struct mask_ac *a)
     }
     build_pairs(a);
     free(queue);
+    a->built_bytes = (size_t)a->nnodes * (sizeof *a->kid_byte + sizeof *a->kid_to) +
+                     (size_t)nrows * (a->ncls * sizeof *a->rows + sizeof *a->row_node) +
+                     (a->pairs ? 65536 / 8 : 0);
     a->built = true;
 }
 
@@ -494,6 +577,11 @@ scan_all(const struct mask *m, const char *p, size_t n, struct buf *out)
 {
     struct walk st = {0};
 
+    if (m->all) {
+        if (n > 0)
+            buf_puts(out, MASK_TEXT);
+        return;
+    }
     if (m->n == 0) {
         buf_append(out, p, n);
         return;
@@ -528,6 +616,10 @@ mask_feed(struct mask *m, const char *p, size_t n, struct buf *out)
     const struct mask_ac *a;
     size_t keep;
 
+    if (m->all) {
+        m->all_fed |= n > 0;
+        return;
+    }
     if (m->n == 0 && m->hold.len == 0) {
         buf_append(out, p, n);
         return;
@@ -550,6 +642,12 @@ mask_feed(struct mask *m, const char *p, size_t n, struct buf *out)
 void
 mask_flush(struct mask *m, struct buf *out)
 {
+    if (m->all) {
+        if (m->all_fed)
+            buf_puts(out, MASK_TEXT);
+        m->all_fed = false;
+        return;
+    }
     if (m->hold.len == 0)
         return;
     scan(stream_ready(m), &m->st, m->hold.data, m->hold.len, true, out);
@@ -581,6 +679,8 @@ mask_hits(const struct mask *m, const char *p, size_t n)
     const struct mask_ac *a;
     uint32_t q = 0;
 
+    if (m->all)
+        return n > 0;
     if (m->n == 0)
         return false;
     a = ac_ready(m);
@@ -656,7 +756,7 @@ mask_cut(const struct mask *m, const char *p, size_t n, size_t limit)
 
     if (n <= limit)
         return n;
-    if (m->n == 0)
+    if (m->n == 0 || m->all)
         return limit;
     a = ac_ready(m);
     /* The same leftmost-longest walk as masking: a cut where it stands is a cut between two

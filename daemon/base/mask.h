@@ -26,6 +26,31 @@ void mask_free(struct mask *m);
  * lines (without "\r"), so each line is hidden wherever it appears on its own. */
 void mask_add(struct mask *m, const char *value);
 
+/* What a job may add with ::add-mask:: (mask_add_job()): the values it adds, and their bytes.
+ * Each byte of a value costs about 40 bytes of matcher, and each value added between two
+ * lines of output a rebuild of the matcher, so a step printing millions of ::add-mask:: lines
+ * would otherwise take memory and time without bound. The values a job starts with (its
+ * secrets and tokens, mask_add()) do not count. */
+#define MASK_JOB_MAX_VALUES 2048
+#define MASK_JOB_MAX_BYTES (128 * 1024)
+
+/* Adds a value a job asked to hide (::add-mask::), within the caps above. A value already
+ * there costs nothing. Returns true when the value is hidden from now on; false when it would
+ * pass a cap: it is not added, and since a value that is not masked would be shown in clear,
+ * the mask then hides all text (mask_hides_all()) for the rest of its life. */
+bool mask_add_job(struct mask *m, const char *value);
+
+/* Makes the mask hide all text from now on: every non-empty text masked becomes MASK_TEXT and
+ * mask_hits() is true for it (a resumed job whose mask had passed a cap). */
+void mask_hide_all(struct mask *m);
+
+/* True once the mask hides all text (a cap was passed). */
+bool mask_hides_all(const struct mask *m);
+
+/* Bytes of memory the mask holds (its matcher, built or not, and what a stream holds back);
+ * for tests and diagnostics. */
+size_t mask_size(const struct mask *m);
+
 /* Adds every string member of obj (an object such as the secrets context; NULL: none). */
 void mask_add_values(struct mask *m, json_t *obj);
 

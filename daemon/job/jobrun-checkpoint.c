@@ -110,6 +110,8 @@ jr_checkpoint(struct jobrun *jr, const char *kind, struct err *e)
                    "exec", executor_describe(jr->x));
     if (cp == NULL)
         return err_set(e, -ENOMEM, "checkpoint: cannot build the record");
+    if (mask_hides_all(jr->mask))
+        json_object_set_new(cp, "masks_all", json_true());
     /* Post stages still to run: a resumed job runs them at its end. */
     json_object_set(cp, "posts", jr->posts);
     if (jr->frame)
@@ -158,7 +160,11 @@ jr_restore(struct jobrun *jr, const json_t *cp, struct err *e)
 #undef TAKE
     json_array_foreach(jr->added_masks, i, v) {
         if (json_string_value(v))
-            mask_add(jr->mask, json_string_value(v));
+            mask_add_job(jr->mask, json_string_value(v));
+    }
+    if (json_is_true(json_object_get(cp, "masks_all"))) {
+        mask_hide_all(jr->mask);
+        jr->mask_cap_warned = true;
     }
     jr->cur = (size_t)cur;
     jr->job_failed = json_is_true(json_object_get(cp, "job_failed"));

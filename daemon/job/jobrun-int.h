@@ -124,6 +124,7 @@ struct jobrun {
     bool dok;             /* the docker step's own outcome */
     bool durable;
     json_t *added_masks;  /* values added with ::add-mask:: (for checkpoints) */
+    bool mask_cap_warned; /* the warning that a cap of ::add-mask:: was passed was written */
     int64_t started_ns;   /* when the job started (CLOCK_REALTIME), for its timeout */
     /* Resuming: replaying the agent's journal from a checkpoint until the HELLO we sent
      * after the RESUME comes back; nothing new is sent to the agent meanwhile. */

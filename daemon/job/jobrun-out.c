@@ -82,6 +82,26 @@ add_path(struct jobrun *jr, const char *dir)
     }
     json_array_insert_new(jr->extra_path, 0, json_string(dir));
 }
+/* Says once, past a cap of ::add-mask:: (mask_add_job()), that the job's output is hidden
+ * from now on. The text goes to the sink as it is: the mask would hide it too, and it holds
+ * nothing but numbers of ours. */
+static void
+warn_mask_cap(struct jobrun *jr, int step)
+{
+    char text[256];
+    int n;
+
+    if (jr->mask_cap_warned)
+        return;
+    jr->mask_cap_warned = true;
+    n = snprintf(text, sizeof text,
+                 "::add-mask:: was given more than %d values or %d KiB in this job: so that "
+                 "no value is shown in clear, the rest of the job's output is hidden (***)",
+                 MASK_JOB_MAX_VALUES, MASK_JOB_MAX_BYTES / 1024);
+    if (jr->sink->log && n > 0)
+        jr->sink->log(jr->sink_arg, jr, step, JOBRUN_WARNING, text, (size_t)n);
+}
+
 /* One complete line of step output. */
 static void
 handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
@@ -111,9 +131,14 @@ handle_line(struct jobrun *jr, int stream, const char *line, size_t len)
         strcmp(c.name, "remove-matcher") == 0)
         jr_emit(jr, step, JOBRUN_COMMAND, line, len);
     if (strcmp(c.name, "add-mask") == 0) {
-        if (c.data[0]) {
-            mask_add(jr->mask, c.data);
-            json_array_append_new(jr->added_masks, jr_jstring(c.data));
+        /* A value the mask already holds is not kept again: the checkpoint's list stays
+         * within the caps however often a step repeats it. */
+        size_t had = mask_count(jr->mask);
+        if (c.data[0] && mask_add_job(jr->mask, c.data)) {
+            if (mask_count(jr->mask) != had)
+                json_array_append_new(jr->added_masks, jr_jstring(c.data));
+        } else if (c.data[0]) {
+            warn_mask_cap(jr, step);
         }
     } else if (strcmp(c.name, "set-output") == 0 && name) {
         json_object_set_new(jr->cur_outputs, name, jr_jstring(c.data));

@@ -29,6 +29,7 @@ enum {
     ST_GC_TASKS,
     ST_LOG_NEXT,
     ST_LOG_INSERT,
+    ST_LOG_INSERT_MANY, /* STORE_LOG_INSERT_MANY rows in one statement */
     ST_LOG_SET_ROWS,
     ST_LOG_READ,
     ST_LOG_ACK,

@@ -35,8 +35,22 @@ log_append(struct store *s, int64_t task, int64_t first, const struct store_row 
                        "%s: task %" PRId64 ": log rows from %" PRId64 " would leave %s: %" PRId64
                        " rows are spooled",
                        s->path, task, first, first > next ? "a gap" : "an overlap", next);
-    rc = db_stmt(s, ST_LOG_INSERT, &st, e);
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    size_t i = 0;
+    /* Most rows go STORE_LOG_INSERT_MANY at a time, the rest one by one. */
+    rc = n >= STORE_LOG_INSERT_MANY ? db_stmt(s, ST_LOG_INSERT_MANY, &st, e) : 0;
+    for (; i + STORE_LOG_INSERT_MANY <= n && rc == 0; i += STORE_LOG_INSERT_MANY) {
+        for (int k = 0; k < STORE_LOG_INSERT_MANY; k++) {
+            const struct store_row *r = &rows[i + (size_t)k];
+            sqlite3_bind_int64(st, 4 * k + 1, task);
+            sqlite3_bind_int64(st, 4 * k + 2, first + (int64_t)i + k);
+            sqlite3_bind_int64(st, 4 * k + 3, r->time_ns);
+            db_bind_str(st, 4 * k + 4, r->content ? r->content : "");
+        }
+        rc = db_run(s, st, "append log rows", e);
+    }
+    if (rc == 0)
+        rc = db_stmt(s, ST_LOG_INSERT, &st, e);
+    for (; i < n && rc == 0; i++) {
         sqlite3_bind_int64(st, 1, task);
         sqlite3_bind_int64(st, 2, first + (int64_t)i);
         sqlite3_bind_int64(st, 3, rows[i].time_ns);

@@ -28,6 +28,13 @@
     "log_acked, log_closed, final_sent, steps, outputs, sent_outputs, checkpoint, exec, reason"
 #define DONE_BEFORE "SELECT id FROM tasks WHERE state = 'done' AND stopped_ns < ?1"
 
+/* n copies of a row's placeholders, for ST_LOG_INSERT_MANY (STORE_LOG_INSERT_MANY rows). */
+#define ROWS2(r) r ", " r
+#define ROWS4(r) ROWS2(r) ", " ROWS2(r)
+#define ROWS8(r) ROWS4(r) ", " ROWS4(r)
+#define ROWS16(r) ROWS8(r) ", " ROWS8(r)
+_Static_assert(STORE_LOG_INSERT_MANY == 16, "ST_LOG_INSERT_MANY holds ROWS16");
+
 static const char *const sql_text[ST_COUNT] = {
     [ST_IDENT_PUT] = "INSERT OR REPLACE INTO identities (" IDENT_COLS ") "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -63,6 +70,8 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_LOG_NEXT] = "SELECT log_rows FROM tasks WHERE id = ?1",
     [ST_LOG_INSERT] = "INSERT INTO log_rows (task_id, idx, time_ns, content) "
                       "VALUES (?1, ?2, ?3, ?4)",
+    [ST_LOG_INSERT_MANY] = "INSERT INTO log_rows (task_id, idx, time_ns, content) VALUES "
+                           ROWS16("(?, ?, ?, ?)"),
     [ST_LOG_SET_ROWS] = "UPDATE tasks SET log_rows = ?2 WHERE id = ?1",
     [ST_LOG_READ] = "SELECT time_ns, content FROM log_rows WHERE task_id = ?1 AND idx >= ?2 "
                     "ORDER BY idx LIMIT ?3",

@@ -147,6 +147,9 @@ struct store_row {
     int64_t time_ns;   /* CLOCK_REALTIME */
     char *content;     /* one line, no newline */
 };
+/* Rows store_log_append() writes with one statement (the rest one by one): one step, reset
+ * and binding pass for this many rows, not one a row (bench/spool). ROWS16 in store.c. */
+#define STORE_LOG_INSERT_MANY 16
 /* Appends rows with indexes first..first+n-1 (first must equal the task's log_rows) and sets
  * the task's log_rows to first+n, atomically. ERR_INVALID on a gap or overlap, ERR_NOTFOUND
  * for an unknown task. */

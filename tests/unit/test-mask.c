@@ -549,3 +549,105 @@ TEST(many_prefixes_and_every_byte)
     free(r.v);
     mask_free(m);
 }
+
+/* The attack of issue 16: a step printing 100,000 ::add-mask:: lines, each followed by a line
+ * of output (so the matcher is used, and rebuilt, after every value). The values within the
+ * caps are masked; the first one past a cap makes the mask hide all text, so that it is not
+ * shown in clear either; the mask's memory stays bounded (uncapped, 100,000 values of 30
+ * bytes would take over 100 MB of matcher). The job's starting secrets do not count. */
+TEST(job_values_capped_then_all_hidden)
+{
+    struct mask *m = mask_new();
+    char v[64], line[128];
+    size_t added = 0, first_refused = 0;
+    char *s;
+
+    for (int k = 0; k < 3000; k++) { /* secrets the job starts with: not capped */
+        snprintf(v, sizeof v, "start-secret-%05d", k);
+        mask_add(m, v);
+    }
+    for (size_t k = 0; k < 100000; k++) {
+        snprintf(v, sizeof v, "flood-%06zu-abcdefghijklmnopq", k);
+        if (mask_add_job(m, v)) {
+            ASSERT(first_refused == 0);
+            added++;
+        } else if (first_refused == 0) {
+            first_refused = k;
+        }
+        snprintf(line, sizeof line, "out %s end", v);
+        s = masked(m, line);
+        ASSERT_STR_EQ(s, first_refused ? "***" : "out *** end");
+        free(s);
+    }
+    ASSERT_EQ(added, MASK_JOB_MAX_VALUES);
+    ASSERT_EQ(first_refused, MASK_JOB_MAX_VALUES);
+    ASSERT(mask_hides_all(m));
+    ASSERT(mask_size(m) <= 16u * 1024 * 1024);
+    /* Everything is hidden now, by every function; an empty text stays empty. */
+    s = masked(m, "start-secret-00001 and plain text");
+    ASSERT_STR_EQ(s, "***");
+    free(s);
+    s = masked(m, "");
+    ASSERT_STR_EQ(s, "");
+    free(s);
+    ASSERT(mask_hits(m, "x", 1));
+    ASSERT(!mask_hits(m, "", 0));
+    s = mask_str(m, "flood-099999-abcdefghijklmnopq");
+    ASSERT_STR_EQ(s, "***");
+    free(s);
+    ASSERT_EQ(mask_cut(m, "abcdef", 6, 3), 3);
+    {
+        struct buf out = BUF_INIT;
+        mask_feed(m, "flood-0999", 10, &out);
+        mask_feed(m, "99-abc", 6, &out);
+        mask_flush(m, &out);
+        mask_flush(m, &out);
+        ASSERT_STR_EQ(buf_str(&out), "***");
+        buf_free(&out);
+    }
+    mask_free(m);
+}
+
+/* The byte cap, with multi-line values weighed with their lines; a value added again costs
+ * nothing; a stream's held-back text is hidden when the cap is passed in its middle;
+ * mask_hide_all() (a resumed job) hides at once. */
+TEST(job_bytes_cap_and_repeats)
+{
+    struct mask *m = mask_new();
+    size_t big = MASK_JOB_MAX_BYTES / 4;
+    char *v = malloc(big + 1);
+    struct buf out = BUF_INIT;
+    char *s;
+
+    for (size_t k = 0; k < 100000; k++)
+        ASSERT(mask_add_job(m, "the-same-value"));
+    ASSERT(!mask_hides_all(m));
+    memset(v, 'x', big);
+    v[big / 2] = '\n'; /* two lines: weighs 2 * big bytes */
+    v[big] = '\0';
+    ASSERT(mask_add_job(m, v));
+    v[0] = 'y';
+    ASSERT(!mask_hides_all(m));
+    s = masked(m, "a the-same-value b");
+    ASSERT_STR_EQ(s, "a *** b");
+    free(s);
+    mask_feed(m, "pre the-same-va", 15, &out); /* "the-same-va" is held back */
+    ASSERT(mask_add_job(m, "small") && !mask_hides_all(m));
+    ASSERT(!mask_add_job(m, v)); /* 2 * big more passes the cap */
+    ASSERT(mask_hides_all(m));
+    mask_feed(m, "lue post", 8, &out);
+    mask_flush(m, &out);
+    ASSERT(strstr(buf_str(&out), "the-same") == NULL && strstr(buf_str(&out), "lue") == NULL);
+    ASSERT(strstr(buf_str(&out), "***") != NULL);
+    buf_free(&out);
+    free(v);
+    mask_free(m);
+
+    m = mask_new();
+    mask_add(m, "k");
+    mask_hide_all(m);
+    s = mask_str(m, "plain");
+    ASSERT_STR_EQ(s, "***");
+    free(s);
+    mask_free(m);
+}

@@ -4,7 +4,9 @@
  * acknowledging every row it is sent and writing each request to requests.log. Covers: a
  * finished task's stored rows sent in order with noMore, then the final state, then the task
  * told it is reported (ackIndex stored); and a cancel from the server while the job runs
- * reaching the task (server_final, server_answered) before the final state goes out. */
+ * reaching the task (server_final, server_answered) before the final state goes out; a dead
+ * peer (the connection closed before or in the middle of the answer, or never answered):
+ * retried, every row delivered once acknowledged, in order. */
 #include "harness.h"
 
 #include "connect.h"
@@ -63,11 +65,18 @@ read_request(int fd, char **proc, char **body)
     return true;
 }
 
-/* The child: one request a connection; UpdateLog acknowledges every row it carries, UpdateTask
- * answers task_answer. */
+/* A dead peer, for the first UpdateLog calls: it closes the connection without a byte of
+ * answer, then closes it in the middle of the answer's headers, then never answers (the
+ * connection stays open); each such call is logged as "UpdateLog-dead". */
+enum { DEAD_CALLS = 3 };
+
+/* The child: one request a connection; UpdateLog acknowledges every row it carries (after
+ * `dead` calls answered as a dead peer would), UpdateTask answers task_answer. */
 static void __attribute__((noreturn))
-serve(int lfd, const char *task_answer)
+serve(int lfd, const char *task_answer, int dead)
 {
+    int killed = 0;
+
     for (;;) {
         int c = accept(lfd, NULL, NULL);
         char *proc, *body, *answer;
@@ -77,9 +86,21 @@ serve(int lfd, const char *task_answer)
             close(c);
             continue;
         }
+        bool die = strcmp(proc, "UpdateLog") == 0 && killed < dead;
         FILE *f = fopen("requests.log", "a");
-        fprintf(f, "%s %s\n", proc, body);
+        fprintf(f, "%s%s %s\n", proc, die ? "-dead" : "", body);
         fclose(f);
+        if (die) {
+            static const char half[] = "HTTP/1.1 200 OK\r\nContent-Type: appl";
+            if (killed % 3 == 1 && write(c, half, sizeof half - 1) < 0)
+                _exit(1);
+            if (killed % 3 != 2)
+                close(c); /* the hung one's fd stays open until the child is killed */
+            killed++;
+            free(proc);
+            free(body);
+            continue;
+        }
         if (strcmp(proc, "UpdateLog") == 0) {
             json_t *j = json_loads(body, 0, NULL);
             json_int_t index = json_integer_value(json_object_get(j, "index"));
@@ -105,7 +126,7 @@ serve(int lfd, const char *task_answer)
 }
 
 static void
-server_start(const char *task_answer)
+server_start_dead(const char *task_answer, int dead)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
@@ -119,8 +140,14 @@ server_start(const char *task_answer)
     server_pid = fork();
     ASSERT(server_pid >= 0);
     if (server_pid == 0)
-        serve(lfd, task_answer);
+        serve(lfd, task_answer, dead);
     close(lfd);
+}
+
+static void
+server_start(const char *task_answer)
+{
+    server_start_dead(task_answer, 0);
 }
 
 static void
@@ -246,8 +273,9 @@ static void
 fake_init(struct fake *f, const char *const *rows, size_t n, bool job_over)
 {
     struct err e = {0};
+    /* A call times out after 2 s (a dead peer that never answers). */
     struct connect_opts co = {.instance = instance, .uuid = "uuid", .token = "token",
-                              .version = "test"};
+                              .version = "test", .timeout_ms = 2000};
     struct store_row *v = xcalloc(n + 1, sizeof *v);
 
     ASSERT_EQ(uv_loop_init(&f->loop), 0);
@@ -366,5 +394,62 @@ TEST(server_cancel_reaches_the_task)
     ASSERT_EQ(f.answered, 1);
     ASSERT_EQ(f.reported, 1);
     ASSERT(f.row.final_sent);
+    fake_done(&f);
+}
+
+/* Gitea dies under the reporter: UpdateLog's connection is closed without an answer, then in
+ * the middle of the answer, then the call is never answered. The reporter retries each time;
+ * the call that is answered carries every row from the first, in order, with noMore; the
+ * ack is stored; then the final state goes out. No row is lost or sent out of order. */
+TEST(dead_peer_retried_no_row_lost)
+{
+    static const char *const rows[] = {"one", "two", "three", "four"};
+    struct fake f = {0};
+    struct store_task got = {0};
+    struct err e = {0};
+    size_t dead = 0, logs = 0;
+
+    server_start_dead("{}", DEAD_CALLS);
+    fake_init(&f, rows, 4, true);
+    fake_run(&f);
+    server_stop();
+
+    json_t *req = requests(), *it;
+    size_t i;
+    json_array_foreach(req, i, it) {
+        const char *proc = json_string_value(json_array_get(it, 0));
+        json_t *body = json_array_get(it, 1);
+        if (strcmp(proc, "UpdateLog-dead") == 0) {
+            ASSERT_EQ(logs, 0); /* every dead call came before the one answered */
+            dead++;
+        }
+        if (strcmp(proc, "UpdateLog") != 0 && strcmp(proc, "UpdateLog-dead") != 0)
+            continue;
+        /* Each try sends the same rows from the first one not acknowledged: index 0. */
+        json_t *index = json_object_get(body, "index");
+        ASSERT(index == NULL || json_integer_value(index) == 0 ||
+               (json_is_string(index) && strcmp(json_string_value(index), "0") == 0));
+        json_t *sent = json_object_get(body, "rows");
+        ASSERT_EQ(json_array_size(sent), 4);
+        for (size_t k = 0; k < 4; k++)
+            ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(sent, k), "content")),
+                          rows[k]);
+        ASSERT(json_is_true(json_object_get(body, "noMore")));
+        if (strcmp(proc, "UpdateLog") == 0)
+            logs++;
+    }
+    ASSERT_EQ(dead, DEAD_CALLS);
+    ASSERT_EQ(logs, 1);
+    it = json_array_get(req, json_array_size(req) - 1);
+    ASSERT_STR_EQ(json_string_value(json_array_get(it, 0)), "UpdateTask");
+    json_decref(req);
+
+    ASSERT_EQ(f.reported, 1);
+    ASSERT(f.row.final_sent);
+    ASSERT(f.row.log_closed);
+    ASSERT_EQ(f.row.log_acked, 4);
+    ASSERT_OK(store_task_get(f.st, TID, &got, &e));
+    ASSERT_EQ(got.log_acked, 4);
+    store_task_clear(&got);
     fake_done(&f);
 }

@@ -942,6 +942,48 @@ TEST(ten_thousand_rows)
     store_close(s);
 }
 
+/* Appends of every size from 1 to 3 * STORE_LOG_INSERT_MANY + 1 rows (whole statements of
+ * many rows, and the rest one by one): every row once, in order, with its time; a stray row in
+ * the middle of a many-row statement fails the append and undoes all of it. */
+TEST(append_many_rows_at_once)
+{
+    struct store *s = open_db(DB);
+    struct store_row *rows;
+    size_t n, total = 0;
+    struct err e = {0};
+
+    put_task(s, 1, "running", 0);
+    for (size_t k = 1; k <= 3 * STORE_LOG_INSERT_MANY + 1; k++) {
+        append(s, 1, (int64_t)total, k, "m");
+        total += k;
+    }
+    ASSERT_EQ(log_rows_of(s, 1), (int64_t)total);
+    ASSERT_OK(store_log_read(s, 1, 0, 0, &rows, &n, &e));
+    ASSERT_EQ(n, total);
+    for (size_t i = 0; i < n; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "m %zu", i);
+        ASSERT_STR_EQ(rows[i].content, want);
+        ASSERT_EQ(rows[i].time_ns, 1700000000000000000LL + (int64_t)i);
+    }
+    store_rows_free(rows, n);
+    raw_exec(DB, "INSERT INTO log_rows (task_id, idx, time_ns, content) VALUES (1, 1234567, 0, 'x')");
+    raw_exec(DB, "UPDATE tasks SET log_rows = 1234560 WHERE id = 1");
+    {
+        struct store_row many[2 * STORE_LOG_INSERT_MANY];
+        for (size_t i = 0; i < 2 * STORE_LOG_INSERT_MANY; i++)
+            many[i] = (struct store_row){(int64_t)i, "y"};
+        ASSERT(store_log_append(s, 1, 1234560, many, 2 * STORE_LOG_INSERT_MANY, &e) < 0);
+        ASSERT_STR_CONTAINS(e.msg, "UNIQUE constraint failed");
+    }
+    ASSERT_EQ(log_rows_of(s, 1), 1234560);
+    ASSERT_OK(store_log_read(s, 1, 1234560, 0, &rows, &n, &e));
+    ASSERT_EQ(n, 1);
+    ASSERT_STR_EQ(rows[0].content, "x");
+    store_rows_free(rows, n);
+    store_close(s);
+}
+
 /* ---- scrubbing ended tasks (issue 13, item 12) ---- */
 
 #define SECRET "s3cr3t-unit-7f2c9a"
