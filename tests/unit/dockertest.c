@@ -159,6 +159,7 @@ dockertest_labels(struct dockertest *f)
     return l;
 }
 
+/* dockertest_run_for()'s timer: sets the flag it carries. */
 static void
 on_tick(uv_timer_t *t)
 {
@@ -198,6 +199,7 @@ dockertest_guard_owner(void)
     free(owner);
 }
 
+/* The setup's end: a failure fails the test unless j->may_fail; counted, so once is checked. */
 static void
 job_ready(void *arg, int rc, const struct err *e)
 {
@@ -210,6 +212,8 @@ job_ready(void *arg, int rc, const struct err *e)
     j->ready++;
 }
 
+/* The agent's events: output collected (reattaching once past j->reattach_at), the exit kept,
+ * an error fails the test. */
 static void
 job_event(void *arg, const struct agentconn_event *ev)
 {
@@ -242,6 +246,7 @@ job_event(void *arg, const struct agentconn_event *ev)
     }
 }
 
+/* The executor's lines about the job, kept in j->log. */
 static void
 job_log(void *arg, const char *line)
 {
@@ -250,6 +255,7 @@ job_log(void *arg, const char *line)
     buf_printf(&j->log, "%s\n", line);
 }
 
+/* executor_close() finished. */
 static void
 job_closed(void *arg)
 {
@@ -299,8 +305,8 @@ dockertest_job_step(struct dockertest_job *j, const char *script, uint32_t timeo
     dockertest_run_until(j->f, &j->written);
     const char *argv[] = {"sh", "/var/run/act/workflow/s.sh"};
     const char *env[] = {"PATH=/bin"};
-    struct agentconn_run run = {.step = 1, .argv = argv, .argc = 2, .env = env, .envc = 1,
-                                .timeout_ms = timeout_ms};
+    struct agentconn_run run =
+        {.step = 1, .argv = argv, .argc = 2, .env = env, .envc = 1, .timeout_ms = timeout_ms};
     ASSERT_OK(agentconn_run(j->x->conn, &run, &e));
 }
 

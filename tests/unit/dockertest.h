@@ -1,7 +1,8 @@
 /* dockertest.h: shared fixture for unit tests against the real Docker engine: a loop, httpc,
  * a connected docker client, the offline busybox test image, a unique test label and a guard
  * process that removes everything carrying it (containers, networks, volumes, images) when the
- * test process ends, however it ends. */
+ * test process ends, however it ends. Also a job on the docker executor driven through its agent
+ * (struct dockertest_job: setup, steps, close) for the executor's tests. */
 #ifndef DOCKERTEST_H
 #define DOCKERTEST_H
 
@@ -49,17 +50,17 @@ void dockertest_run_for(struct dockertest *f, unsigned ms);
 struct dockertest_job {
     struct dockertest *f;
     struct executor *x;
-    int ready;        /* how many times on_ready was called */
+    int ready; /* how many times on_ready was called */
     int exited, closed, written;
     int exit_code;
-    uint32_t flags;   /* the last EXITED's flags */
+    uint32_t flags;     /* the last EXITED's flags */
     size_t reattach_at; /* dockerexec_reattach() once this many output bytes arrived (0: no) */
     int reattached;
-    bool may_fail;    /* the setup is expected to fail: its error is kept, not a failure */
+    bool may_fail; /* the setup is expected to fail: its error is kept, not a failure */
     int setup_rc;
     char setup_msg[512];
-    struct buf out;   /* the current step's output */
-    struct buf log;   /* the executor's on_log lines, each ending in a newline */
+    struct buf out; /* the current step's output */
+    struct buf log; /* the executor's on_log lines, each ending in a newline */
 };
 
 /* Removes what this process's docker executors create (by their owner label) when the test
