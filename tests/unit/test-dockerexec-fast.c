@@ -81,6 +81,14 @@ check_lines(const struct buf *out)
     buf_free(&want);
 }
 
+/* Runs lines_script as a step: it exits 3 and its every line arrives once, in order. */
+static void
+run_lines(struct dockertest_job *j)
+{
+    ASSERT_EQ(dockertest_job_run(j, lines_script), 3);
+    check_lines(&j->out);
+}
+
 TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
 {
     struct dockertest f;
@@ -93,8 +101,7 @@ TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
     /* Connected: the socket and its directory are gone from the host. */
     ASSERT_EQ(dir_entries(run), 0);
 
-    ASSERT_EQ(dockertest_job_run(&j, lines_script), 3);
-    check_lines(&j.out);
+    run_lines(&j);
 
     /* A step plays the agent: connects to the socket the agent used (with the agent's own
      * code), tries to put a socket of its own there, and to write into the agent's
@@ -110,8 +117,7 @@ TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
               0);
     ASSERT_STR_EQ(buf_str(&j.out), "1\nentries=0\nno-create\nforged=0\n");
     /* The stream is unharmed: the next step's output is whole. */
-    ASSERT_EQ(dockertest_job_run(&j, lines_script), 3);
-    check_lines(&j.out);
+    run_lines(&j);
     dockertest_job_end(&j);
     ASSERT_EQ(dir_entries(run), 0);
     fast_teardown(&f, run);
@@ -130,13 +136,11 @@ TEST(reattach_from_the_fast_channel_delivers_every_line_once)
     dockertest_job_start(&f, &j, RUNNER_AGENT_PATH, "fastreattach");
     ASSERT_STR_CONTAINS(buf_str(&j.log), "(the fast channel)");
     j.reattach_at = 300000;
-    ASSERT_EQ(dockertest_job_run(&j, lines_script), 3);
+    run_lines(&j);
     ASSERT(j.reattached);
-    check_lines(&j.out);
     ASSERT_STR_CONTAINS(buf_str(&j.log), "reattached to container");
     /* And the next step too, over the attach stream now. */
-    ASSERT_EQ(dockertest_job_run(&j, lines_script), 3);
-    check_lines(&j.out);
+    run_lines(&j);
     dockertest_job_end(&j);
     fast_teardown(&f, run);
 }
@@ -154,8 +158,7 @@ TEST(forced_attach_carries_the_same_output)
                         "over the attach stream (RUNNERD_AGENT_CHANNEL=attach)");
     ASSERT(strstr(buf_str(&j.log), "fast channel)") == NULL);
     ASSERT_EQ(dir_entries(run), 0); /* nothing was made */
-    ASSERT_EQ(dockertest_job_run(&j, lines_script), 3);
-    check_lines(&j.out);
+    run_lines(&j);
     dockertest_job_end(&j);
     unsetenv("RUNNERD_AGENT_CHANNEL");
     fast_teardown(&f, run);
@@ -175,8 +178,7 @@ TEST(agent_that_cannot_connect_falls_back_to_attach)
     ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
     ASSERT_OK(mount("none", run, "tmpfs", 0, "mode=0700"));
     dockertest_job_start(&f, &j, RUNNER_AGENT_PATH, "fallback");
-    ASSERT_EQ(dockertest_job_run(&j, lines_script), 3);
-    check_lines(&j.out);
+    run_lines(&j);
     ASSERT_STR_CONTAINS(buf_str(&j.log), "the agent did not connect to the fast channel");
     ASSERT_STR_CONTAINS(buf_str(&j.log), "fast channel /run/runnerd-agent/agent.sock: No such "
                                          "file or directory; sending on stdout");
