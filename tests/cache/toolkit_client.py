@@ -25,6 +25,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -266,3 +267,15 @@ class Checks:
                 return True
             time.sleep(0.05)
         return cond()
+
+    def finish(self, log, *dirs, tail=2000):
+        """A test's end: checks that the server's log has no sanitizer report (showing its last
+        tail characters if it has), prints the number of failures and removes dirs unless a
+        check failed (they are kept for a look then). Returns the test's exit status."""
+        self.check("no sanitizer report", "runtime error" not in log and "Sanitizer" not in log,
+                   log[-tail:])
+        print("%d failed" % self.failures)
+        if not self.failures:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        return 1 if self.failures else 0

@@ -3,7 +3,6 @@
 the agent as the job container's entrypoint, the workspace copy and --bind, image env and
 RUNNER_* in steps, a job `container:`, pinning by image Id (and a wrong pin refused), the
 default shell falling back to sh without bash, and no container or network left behind."""
-import json
 import os
 import shutil
 import subprocess
@@ -38,18 +37,9 @@ left_behind = []
 
 def run(tmp, wf, *args):
     """Runs runnerctl exec; records anything its run (owner label host:pid) left behind."""
-    path = os.path.join(tmp, "wf.yml")
-    with open(path, "w") as f:
-        f.write(wf)
-    rep = os.path.join(tmp, "report.json")
-    p = subprocess.Popen([RUNNERCTL, "exec", "-C", tmp, "--report", rep, *args, path],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = p.communicate(timeout=300)
-    left_behind.extend(leftovers("io.runnerd.owner=%s:%d" % (os.uname().nodename, p.pid)))
-    r = json.load(open(rep)) if os.path.exists(rep) else None
-    if os.path.exists(rep):
-        os.unlink(rep)
-    return p.returncode, out, err, r
+    rc, out, err, r, pid = lib.exec_report(tmp, wf, args)
+    left_behind.extend(leftovers("io.runnerd.owner=%s:%d" % (os.uname().nodename, pid)))
+    return rc, out, err, r
 
 
 WF = r"""

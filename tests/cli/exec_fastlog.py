@@ -9,11 +9,9 @@ agent's descriptors, and the job's output goes on whole. The run directory
 ($XDG_RUNTIME_DIR/runnerd) holds nothing afterwards."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-RUNNERCTL = os.environ["RUNNERCTL"]
 SRCDIR = os.environ["SRCDIR"]
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
 import lib  # noqa: E402  (Tally: the named checks; the test image; labelled())
@@ -60,18 +58,12 @@ jobs:
 
 
 def run(tmp, wf, env_extra):
-    path = os.path.join(tmp, "wf.yml")
-    with open(path, "w") as f:
-        f.write(wf)
-    rep = os.path.join(tmp, "report.json")
     env = dict(os.environ, TOKEN=SECRET, XDG_RUNTIME_DIR=tmp, **env_extra)
     if "RUNNERD_AGENT_CHANNEL" not in env_extra:
         env.pop("RUNNERD_AGENT_CHANNEL", None)
-    p = subprocess.run([RUNNERCTL, "exec", "-C", tmp, "--report", rep, "-s", "TOKEN",
-                        "-l", "builder=docker://" + IMAGE, path],
-                       capture_output=True, text=True, env=env, timeout=300)
-    r = json.load(open(rep)) if os.path.exists(rep) else None
-    return p.returncode, p.stdout, p.stderr, r
+    rc, out, err, r, _ = lib.exec_report(tmp, wf, ("-s", "TOKEN", "-l", "builder=docker://" + IMAGE),
+                                         env=env)
+    return rc, out, err, r
 
 
 def step_lines(out):

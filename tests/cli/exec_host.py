@@ -20,17 +20,9 @@ check = T.check
 
 
 def run(tmp, wf, *args, env=None):
-    path = os.path.join(tmp, "wf.yml")
-    with open(path, "w") as f:
-        f.write(wf)
-    report = os.path.join(tmp, "report.json")
-    if os.path.exists(report):
-        os.unlink(report)
-    p = subprocess.run([RUNNERCTL, "exec", "-l", "local=host", "-C", tmp, "--report", report,
-                        *args, path], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, **(env or {})))
-    rep = json.load(open(report)) if os.path.exists(report) else None
-    return p.returncode, p.stdout, p.stderr, rep
+    rc, out, err, rep, _ = lib.exec_report(tmp, wf, ("-l", "local=host", *args),
+                                           env=dict(os.environ, **(env or {})), timeout=120)
+    return rc, out, err, rep
 
 
 def lines(out, job):

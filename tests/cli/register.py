@@ -77,14 +77,6 @@ def identities(db):
         con.close()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def main():
     tmp = tempfile.mkdtemp(prefix="register-test-")
     d = Double(tmp)
@@ -229,7 +221,7 @@ def main():
 
         # ---- unreachable server: gives up with a clear error
         t0 = time.monotonic()
-        rc, out, err = run("--no-interactive", "--instance", "http://127.0.0.1:%d" % free_port(), "--token",
+        rc, out, err = run("--no-interactive", "--instance", "http://127.0.0.1:%d" % lib.free_port(), "--token",
                            tok, "--label", "x", "--state", os.path.join(tmp, "u.db"), "--ping-timeout", "2")
         check("unreachable: exit 1 with 'giving up'", rc == 1 and "giving up" in err, "rc=%d %s" % (rc, err))
         check("unreachable: bounded by --ping-timeout", time.monotonic() - t0 < 30)

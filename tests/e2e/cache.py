@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import urllib.request
 import shutil
 import subprocess
@@ -105,14 +104,6 @@ def exec_part(tmp):
           "| forged: HTTP 401" in out, out)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 PROBE = r"""echo "url=$ACTIONS_CACHE_URL"
 tok=${ACTIONS_CACHE_URL%/}; tok=${tok##*/}
 echo "token=$tok"
@@ -130,7 +121,7 @@ def daemon_part(tmp):
         return
     d = lib.Double(tmp)
     r = lib.Runner(d, tmp, "cache-d", bb)
-    port = free_port()
+    port = lib.free_port()
     with open(r.config, "a") as f:
         f.write("  http: 127.0.0.1:%d\n  cache_dir: %s\n" % (port, os.path.join(r.dir, "cache")))
     r.start()

@@ -16,7 +16,6 @@ import base64
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -44,14 +43,6 @@ def gateway():
                         capture_output=True, text=True).stdout
     m = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", ip)
     return m.group(1) if m else None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def listening_ports(pid):
@@ -136,7 +127,7 @@ def main():
         for name, k in (("a", key), ("b", key), ("c", other_key)):
             r = lib.Runner(d, tmp, "fleet-" + name, image,
                            label="fleet-%s:docker://%s" % (name, image))
-            ports[name] = free_port()
+            ports[name] = lib.free_port()
             with open(r.config, "a") as f:
                 f.write("  http: 127.0.0.1:%d\n  cache_dir: %s\n  cache:\n    external_url: %s\n"
                         "    key_file: %s\n" % (ports[name], os.path.join(r.dir, "cache"), url, k))

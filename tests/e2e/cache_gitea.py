@@ -24,16 +24,13 @@ import base64
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib as base  # noqa: E402
-from gitea import Gitea, shared_dir, stored_lines  # noqa: E402
+from gitea import GiteaRunner, stored_lines, suite as gitea_suite  # noqa: E402
 
 check, wait_until = base.check, base.wait_until
 LABEL = "e2e-node"
@@ -85,26 +82,12 @@ jobs:
 """ % LABEL
 
 
-class Runner(base.Runner):
+class Runner(GiteaRunner):
     """One runnerd registered with the real Gitea under LABEL, mapped to the node test image."""
 
     def __init__(self, g, tmp, image):
-        self.dir = os.path.join(tmp, "runner")
-        os.makedirs(self.dir)
-        self.state = os.path.join(self.dir, "state.db")
-        self.config = os.path.join(self.dir, "config.yaml")
-        with open(self.config, "w") as f:
-            f.write("runner:\n  capacity: 4\n  fetch_interval: 1s\n  shutdown_timeout: 30s\n"
-                    "runnerd:\n  fetch_interval_max: 1s\n  labels:\n    %s:\n      image: %s\n"
-                    % (LABEL, image))
-        r = subprocess.run([base.RUNNERCTL, "register", "--no-interactive", "--instance", g.url,
-                            "--token", g.env["GITEA_RUNNER_TOKEN"], "--name", "e2e-cache",
-                            "--label", LABEL, "--state", self.state, "-c", self.config],
-                           capture_output=True, text=True, timeout=60)
-        check(r.returncode == 0, "register: %s" % r.stderr.strip())
-        self.proc = None
-        self.logs = 0
-        self.owner = "runnerd@%s:%s" % (os.uname().nodename, os.path.realpath(self.state))
+        super().__init__(g, tmp, "  labels:\n    %s:\n      image: %s\n" % (LABEL, image),
+                         (("e2e-cache", LABEL, False),))
 
 
 def b64json(part):
@@ -282,48 +265,18 @@ def scenario(g, r, client):
     print("  second push done at %.1fs" % (time.monotonic() - t0), flush=True)
 
 
+def leftovers(r, tmp):
+    """Nothing of runnerd's is left once it stopped; whatever a failure left is removed."""
+    if r:
+        base.check_no_leftovers(r, "after the suite")
+    base.remove_leftovers(tmp)
+
+
 def main():
-    start_sh = os.path.join(shared_dir(), "gitea", "start.sh")
-    if not os.path.exists(start_sh):
-        print("skipped: no real Gitea to test against (%s is absent; set RUNNERD_SHARED_DIR)"
-              % start_sh)
-        return 0
-    image, err = base.test_image("node")
-    if image is None:
-        print("building the node test image failed:", err)
-        return 1
-    image = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image],
-                           capture_output=True, text=True).stdout.strip() or image
     with open(os.path.join(base.SRC, "tests", "e2e", "cache_client.js")) as f:
         client = f.read()
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-cache-gitea-")
-    g = r = None
-    try:
-        t0 = time.monotonic()
-        g = Gitea(tmp)
-        print("gitea up at %s in %.1fs" % (g.url, time.monotonic() - t0), flush=True)
-        r = Runner(g, tmp, image)
-        r.start()
-        try:
-            scenario(g, r, client)
-        except Exception as e:  # a broken scenario is a failure, not a crash of the suite
-            import traceback
-            traceback.print_exc()
-            check(False, "scenario: %r" % e)
-        print("done in %.1fs" % (time.monotonic() - t0), flush=True)
-        if base.failures and r:
-            print("---- runnerd's log (end)")
-            print(r.log_text()[-8000:])
-    finally:
-        if r and r.proc:
-            check(r.stop() == 0, "runnerd exits 0 on SIGTERM")
-        if g:
-            g.stop()
-        if r:
-            base.check_no_leftovers(r, "after the suite")
-        base.remove_leftovers(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return base.summary()
+    return gitea_suite("runnerd-e2e-cache-gitea-", "node", Runner,
+                       [("cache", lambda g, r, tmp: scenario(g, r, client))], leftovers)
 
 
 if __name__ == "__main__":

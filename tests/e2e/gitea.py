@@ -195,12 +195,14 @@ class Gitea:
         self.kill()
 
 
-class Runner(base.Runner):
-    """One runnerd with a CPU identity (LABEL) and a GPU identity (GPU_LABEL, fake GPUs: nothing
-    here asks an engine for them), both registered with Gitea's instance-wide token; start() and
-    log_text() are lib.py's Runner's."""
+class GiteaRunner(base.Runner):
+    """One runnerd in tmp/runner registered with the real Gitea's instance-wide token: its
+    config.yaml's runnerd: section holds fetch_interval_max: 1s and then `settings` (YAML text
+    indented by two); each (name, label, gpu) of identities is registered (with --gpu if gpu is
+    true) with runnerd's environment `env` (None: this one's); start() and log_text() are
+    lib.py's Runner's."""
 
-    def __init__(self, g, tmp, image):
+    def __init__(self, g, tmp, settings, identities, env=None):
         self.g = g
         self.dir = os.path.join(tmp, "runner")
         os.makedirs(self.dir)
@@ -208,13 +210,9 @@ class Runner(base.Runner):
         self.config = os.path.join(self.dir, "config.yaml")
         with open(self.config, "w") as f:
             f.write("runner:\n  capacity: 4\n  fetch_interval: 1s\n  shutdown_timeout: 30s\n"
-                    "runnerd:\n  fetch_interval_max: 1s\n  gpus:\n" + "".join("    - %s\n" % u for u in GPUS) +
-                    "  labels:\n    %s:\n      image: %s\n    %s:\n      image: %s\n      gpus: 1\n"
-                    % (LABEL, image, GPU_LABEL, image))
-        self.env = dict(os.environ)
-        self.env["RUNNERD_NVIDIA_SMI"] = "/bin/false"
-        self.env["RUNNERD_NVIDIA_PROC"] = os.path.join(self.dir, "no-proc")
-        for name, label, gpu in (("e2e-cpu", LABEL, False), ("e2e-gpu", GPU_LABEL, True)):
+                    "runnerd:\n  fetch_interval_max: 1s\n" + settings)
+        self.env = env
+        for name, label, gpu in identities:
             r = subprocess.run([RUNNERCTL, "register", "--no-interactive", "--instance", g.url,
                                 "--token", g.env["GITEA_RUNNER_TOKEN"], "--name", name, "--label", label,
                                 "--state", self.state, "-c", self.config] + (["--gpu"] if gpu else []),
@@ -223,6 +221,20 @@ class Runner(base.Runner):
         self.proc = None
         self.logs = 0
         self.owner = "runnerd@%s:%s" % (os.uname().nodename, os.path.realpath(self.state))
+
+
+class Runner(GiteaRunner):
+    """One runnerd with a CPU identity (LABEL) and a GPU identity (GPU_LABEL, fake GPUs: nothing
+    here asks an engine for them)."""
+
+    def __init__(self, g, tmp, image):
+        env = dict(os.environ)
+        env["RUNNERD_NVIDIA_SMI"] = "/bin/false"
+        env["RUNNERD_NVIDIA_PROC"] = os.path.join(tmp, "runner", "no-proc")
+        super().__init__(g, tmp, "  gpus:\n" + "".join("    - %s\n" % u for u in GPUS) +
+                         "  labels:\n    %s:\n      image: %s\n    %s:\n      image: %s\n      gpus: 1\n"
+                         % (LABEL, image, GPU_LABEL, image),
+                         (("e2e-cpu", LABEL, False), ("e2e-gpu", GPU_LABEL, True)), env)
 
     def kill9(self):
         self.proc.kill()
@@ -564,27 +576,35 @@ SCENARIOS = [("register", sc_register), ("basic", sc_basic), ("live", sc_live), 
              ("crash", sc_crash)]
 
 
-def main():
+def suite(prefix, kind, runner, scenarios, cleanup):
+    """The main() of a suite against a real Gitea: skipped (exit 0, saying why) without the
+    shared Gitea; builds the `kind` test image and pins it by its ID; in a fresh directory
+    prefix* starts Gitea and runner(g, tmp, image) (a Runner), runs the (name, fn) scenarios as
+    fn(g, r, tmp) (those named on the command line, and always "register": the others need its
+    runner; a scenario that raises is a failure, not a crash of the suite), prints the end of
+    runnerd's log if anything failed, stops runnerd (it must exit 0) and Gitea, then runs
+    cleanup(r, tmp) (r is None if it was never made) and removes the directory. Returns the exit
+    status."""
     only = sys.argv[1:]
     start_sh = os.path.join(shared_dir(), "gitea", "start.sh")
     if not os.path.exists(start_sh):
         print("skipped: no real Gitea to test against (%s is absent; set RUNNERD_SHARED_DIR)" % start_sh)
         return 0
-    image, err = base.test_image()
+    image, err = base.test_image(kind)
     if image is None:
-        print("building the test image failed:", err)
+        print("building the %s test image failed:" % kind, err)
         return 1
     image = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", image],
                            capture_output=True, text=True).stdout.strip() or image  # pinned
-    tmp = tempfile.mkdtemp(prefix="runnerd-e2e-gitea-")
+    tmp = tempfile.mkdtemp(prefix=prefix)
     g = r = None
     try:
         t0 = time.monotonic()
         g = Gitea(tmp)
         print("gitea up at %s in %.1fs" % (g.url, time.monotonic() - t0), flush=True)
-        r = Runner(g, tmp, image)
+        r = runner(g, tmp, image)
         r.start()
-        for name, fn in SCENARIOS:
+        for name, fn in scenarios:
             if only and name not in only and name != "register":
                 continue
             print("scenario", name, flush=True)
@@ -605,16 +625,26 @@ def main():
             check(r.stop() == 0, "runnerd exits 0 on SIGTERM")
         if g:
             g.stop()
-        if r:
-            for kind in ("container", "network", "volume"):
-                ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
-                                     ["--filter", "label=%s=%s" % (base.OWNER_LABEL, r.owner)],
-                                     capture_output=True, text=True).stdout.split()
-                check(not ids, "no %s left by runnerd: %s" % (kind, ids))
-                for i in ids:
-                    subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
+        cleanup(r, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     return base.summary()
+
+
+def owner_leftovers(r, tmp):
+    """No container, network or volume carries runnerd's owner label (any that does is removed)."""
+    if not r:
+        return
+    for kind in ("container", "network", "volume"):
+        ids = subprocess.run(["docker", kind, "ls", "-q"] + (["-a"] if kind == "container" else []) +
+                             ["--filter", "label=%s=%s" % (base.OWNER_LABEL, r.owner)],
+                             capture_output=True, text=True).stdout.split()
+        check(not ids, "no %s left by runnerd: %s" % (kind, ids))
+        for i in ids:
+            subprocess.run(["docker", kind, "rm", "-f", i], capture_output=True)
+
+
+def main():
+    return suite("runnerd-e2e-gitea-", "busybox", Runner, SCENARIOS, owner_leftovers)
 
 
 if __name__ == "__main__":

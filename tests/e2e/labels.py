@@ -463,18 +463,9 @@ def http_get(port, path):
         return 0, str(e), None
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def sc_status(d, tmp, image):
     px = Proxy(tmp, "grant", "status")
-    port = free_port()
+    port = base.free_port()
     cfg = gpu_config(image).replace("    - %s\n" % GPUS[1], "").replace(
         "runnerd:\n", "runnerd:\n  http: 127.0.0.1:%d\n" % port, 1)
     r = Runner(d, tmp, "status", cfg, gpu_labels=("matric-builder-gpu",),

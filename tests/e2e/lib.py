@@ -1,12 +1,14 @@
 """tests/e2e/lib.py: what the e2e suites (tests/e2e/*.py) and the hostile ones (tests/hostile/*.py)
 share, not a test: the binaries under test, check() and wait_until() with the suite's tally, the
 Gitea double (Double), a registered runnerd (Runner), the task helpers (rows_of, step_rows,
-enqueue, final_task), the offline test image, the scenario loop and the clean-up after it.
+enqueue, final_task), the offline test image, a free port (free_port), `runnerctl exec` of a
+workflow with its report (exec_report), the scenario loop and the clean-up after it.
 
 Environment: RUNNERCTL, RUNNERD (binaries), SRCDIR (source tree), as CTest sets them."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -210,6 +212,41 @@ def labelled(label):
         out += subprocess.run(["docker", *kind, "--filter", "label=" + label],
                               capture_output=True, text=True).stdout.split()
     return out
+
+
+def exec_report(tmp, wf, args=(), env=None, timeout=300):
+    """Runs `runnerctl exec -C tmp --report REPORT ARGS... tmp/wf.yml` with the workflow wf
+    written there (env: the whole environment; None inherits this one): (exit status, stdout,
+    stderr, the report parsed or None, runnerctl's pid). The report file is removed."""
+    path = os.path.join(tmp, "wf.yml")
+    with open(path, "w") as f:
+        f.write(wf)
+    rep = os.path.join(tmp, "report.json")
+    if os.path.exists(rep):
+        os.unlink(rep)
+    p = subprocess.Popen([RUNNERCTL, "exec", "-C", tmp, "--report", rep, *args, path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise
+    report = None
+    if os.path.exists(rep):
+        with open(rep) as f:
+            report = json.load(f)
+        os.unlink(rep)
+    return p.returncode, out, err, report, p.pid
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bound and released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def kill_live(procs):

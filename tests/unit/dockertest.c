@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dockerexec.h"
 #include "dockertest.h"
 #include "harness.h"
 #include "runner/buf.h"
@@ -156,4 +157,172 @@ dockertest_labels(struct dockertest *f)
 
     json_object_set_new(l, DOCKERTEST_LABEL_KEY, json_string(f->label_val));
     return l;
+}
+
+/* dockertest_run_for()'s timer: sets the flag it carries. */
+static void
+on_tick(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+void
+dockertest_run_for(struct dockertest *f, unsigned ms)
+{
+    uv_timer_t t;
+    int done = 0;
+
+    uv_timer_init(&f->loop, &t);
+    t.data = &done;
+    uv_timer_start(&t, on_tick, ms, 0);
+    dockertest_run_until(f, &done);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+/* ------------------------------------------------------------- a job on the docker executor */
+
+void
+dockertest_guard_owner(void)
+{
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    char *owner = xasprintf("%s=%s:%ld", DOCKEREXEC_LABEL_OWNER, host, (long)getpid());
+    char *cmd = xasprintf(
+        "docker ps -aq --filter label=%s | xargs -r docker rm -f -v >/dev/null 2>&1;"
+        "docker network ls -q --filter label=%s | xargs -r docker network rm >/dev/null 2>&1;"
+        "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1",
+        owner, owner, owner);
+
+    dockertest_guard_cmd(cmd);
+    free(cmd);
+    free(owner);
+}
+
+/* The setup's end: a failure fails the test unless j->may_fail; counted, so once is checked. */
+static void
+job_ready(void *arg, int rc, const struct err *e)
+{
+    struct dockertest_job *j = arg;
+
+    if (rc < 0 && !j->may_fail)
+        test_fail(__FILE__, __LINE__, "setup: %s", e ? e->msg : "");
+    j->setup_rc = rc;
+    snprintf(j->setup_msg, sizeof j->setup_msg, "%s", rc < 0 && e ? e->msg : "");
+    j->ready++;
+}
+
+/* The agent's events: output collected (reattaching once past j->reattach_at), the exit kept,
+ * an error fails the test. */
+static void
+job_event(void *arg, const struct agentconn_event *ev)
+{
+    struct dockertest_job *j = arg;
+
+    switch (ev->kind) {
+    case AGENTCONN_FILE_WRITTEN:
+        j->written = 1;
+        break;
+    case AGENTCONN_OUTPUT:
+        buf_append(&j->out, ev->msg->data.p, ev->msg->data.len);
+        /* Lose the stream once, mid-step, as a crashed host side would. */
+        if (j->reattach_at > 0 && !j->reattached && j->out.len >= j->reattach_at) {
+            struct err e = {0};
+            j->reattached = 1;
+            ASSERT_OK(dockerexec_reattach(j->x, &e));
+        }
+        break;
+    case AGENTCONN_EXITED:
+        j->exit_code = ev->msg->exit_code;
+        j->flags = ev->msg->flags;
+        j->exited = 1;
+        break;
+    case AGENTCONN_PROTO_ERROR:
+    case AGENTCONN_ERROR:
+        test_fail(__FILE__, __LINE__, "agent event %d: %s", (int)ev->kind,
+                  ev->err ? ev->err->msg : ev->msg && ev->msg->text ? ev->msg->text : "");
+    default:
+        break;
+    }
+}
+
+/* The executor's lines about the job, kept in j->log. */
+static void
+job_log(void *arg, const char *line)
+{
+    struct dockertest_job *j = arg;
+
+    buf_printf(&j->log, "%s\n", line);
+}
+
+/* executor_close() finished. */
+static void
+job_closed(void *arg)
+{
+    ((struct dockertest_job *)arg)->closed = 1;
+}
+
+static const struct executor_cbs job_cbs = {
+    .on_ready = job_ready,
+    .on_event = job_event,
+    .on_log = job_log,
+    .on_closed = job_closed,
+};
+
+void
+dockertest_job_setup(struct dockertest *f, struct dockertest_job *j, const char *agent,
+                     const struct executor_job *job)
+{
+    struct err e = {0};
+
+    j->f = f;
+    ASSERT_OK(executor_docker_new(&f->loop, f->d, agent, "test", &j->x, &e));
+    j->x->cbs = &job_cbs;
+    j->x->arg = j;
+    ASSERT_OK(executor_setup(j->x, job, &e));
+}
+
+void
+dockertest_job_start(struct dockertest *f, struct dockertest_job *j, const char *agent,
+                     const char *name)
+{
+    struct executor_job job = {.name = name, .image = f->image};
+
+    dockertest_job_setup(f, j, agent, &job);
+    dockertest_run_until(f, &j->ready);
+}
+
+void
+dockertest_job_step(struct dockertest_job *j, const char *script, uint32_t timeout_ms)
+{
+    struct err e = {0};
+
+    j->written = j->exited = 0;
+    j->flags = 0;
+    buf_reset(&j->out);
+    ASSERT_OK(agentconn_write_file(j->x->conn, 1, "/var/run/act/workflow/s.sh", 0755, script,
+                                   strlen(script), &e));
+    dockertest_run_until(j->f, &j->written);
+    const char *argv[] = {"sh", "/var/run/act/workflow/s.sh"};
+    const char *env[] = {"PATH=/bin"};
+    struct agentconn_run run =
+        {.step = 1, .argv = argv, .argc = 2, .env = env, .envc = 1, .timeout_ms = timeout_ms};
+    ASSERT_OK(agentconn_run(j->x->conn, &run, &e));
+}
+
+int
+dockertest_job_run(struct dockertest_job *j, const char *script)
+{
+    dockertest_job_step(j, script, 0);
+    dockertest_run_until(j->f, &j->exited);
+    return j->exit_code;
+}
+
+void
+dockertest_job_end(struct dockertest_job *j)
+{
+    executor_close(j->x);
+    dockertest_run_until(j->f, &j->closed);
+    buf_free(&j->out);
+    buf_free(&j->log);
 }

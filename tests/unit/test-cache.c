@@ -418,35 +418,33 @@ TEST(store_scope_order)
     const char *const main_only[] = {"refs/heads/main"};
     struct cache_store *st = NULL;
     struct err e = {0};
-    char *got;
 
     ASSERT_OK(cache_store_open("index.db", "c", &st, &e));
     store_save(st, "refs/heads/main", "deps-abc", 100);
     store_save(st, "refs/heads/main", "deps-abd", 101);
     store_save(st, "refs/pull/1/merge", "deps-xyz", 102);
-    /* The PR's own scope first, even for a prefix against an exact match in main. */
-    got = store_find(st, pr, 2, "deps-abc,deps-");
-    ASSERT_STR_EQ(got, "deps-xyz@refs/pull/1/merge");
-    free(got);
-    /* Within a scope: the first key's exact match before its prefix matches. */
-    got = store_find(st, main_only, 1, "deps-abc,deps-");
-    ASSERT_STR_EQ(got, "deps-abc@refs/heads/main");
-    free(got);
-    /* A prefix: the newest. */
-    got = store_find(st, main_only, 1, "deps-ab");
-    ASSERT_STR_EQ(got, "deps-abd@refs/heads/main");
-    free(got);
-    /* Nothing in the PR scope: the default branch's. */
-    got = store_find(st, pr, 2, "deps-abc");
-    ASSERT_STR_EQ(got, "deps-abc@refs/heads/main");
-    free(got);
-    /* main never sees the PR's; % and _ are not wildcards. */
-    got = store_find(st, main_only, 1, "deps-x");
-    ASSERT_STR_EQ(got, "");
-    free(got);
-    got = store_find(st, main_only, 1, "deps-%,deps-ab_");
-    ASSERT_STR_EQ(got, "");
-    free(got);
+    const struct {
+        const char *const *scopes;
+        size_t n;
+        const char *keys, *want;
+    } finds[] = {
+        /* The PR's own scope first, even for a prefix against an exact match in main. */
+        {pr, 2, "deps-abc,deps-", "deps-xyz@refs/pull/1/merge"},
+        /* Within a scope: the first key's exact match before its prefix matches. */
+        {main_only, 1, "deps-abc,deps-", "deps-abc@refs/heads/main"},
+        /* A prefix: the newest. */
+        {main_only, 1, "deps-ab", "deps-abd@refs/heads/main"},
+        /* Nothing in the PR scope: the default branch's. */
+        {pr, 2, "deps-abc", "deps-abc@refs/heads/main"},
+        /* main never sees the PR's; % and _ are not wildcards. */
+        {main_only, 1, "deps-x", ""},
+        {main_only, 1, "deps-%,deps-ab_", ""},
+    };
+    for (size_t i = 0; i < sizeof finds / sizeof finds[0]; i++) {
+        char *got = store_find(st, finds[i].scopes, finds[i].n, finds[i].keys);
+        ASSERT_STR_EQ(got, finds[i].want);
+        free(got);
+    }
     cache_store_free(st);
 }
 

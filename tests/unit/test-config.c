@@ -362,16 +362,17 @@ TEST(runnerd_cache_settings)
     ASSERT(config_profile_find(&c, "a")->no_cache);
     ASSERT(!config_profile_find(&c, "b")->no_cache);
     config_free(&c);
-    ASSERT(load("runnerd:\n  cache:\n    max_size: -1\n", &c, &e) < 0);
-    ASSERT(strstr(e.msg, "config.yaml:3:15: runnerd.cache.max_size") != NULL);
-    config_free(&c);
-    ASSERT(load("runnerd:\n  cache:\n    external_url: http://x/\n", &c, &e) < 0);
-    ASSERT(strstr(e.msg, "external_url needs key_file") != NULL);
-    config_free(&c);
-    ASSERT(load("runnerd:\n  cache:\n    external_url: 'http://'\n    key_file: k\n", &c, &e) < 0);
-    ASSERT(strstr(e.msg, "config.yaml:3:19: runnerd.cache.external_url") != NULL);
-    config_free(&c);
-    ASSERT(load("runnerd:\n  cache: yes\n", &c, &e) < 0);
-    ASSERT(strstr(e.msg, "config.yaml:2:10: runnerd.cache: expected a mapping") != NULL);
-    config_free(&c);
+    /* {file, what its error says} */
+    static const char *const bad[][2] = {
+        {"runnerd:\n  cache:\n    max_size: -1\n", "config.yaml:3:15: runnerd.cache.max_size"},
+        {"runnerd:\n  cache:\n    external_url: http://x/\n", "external_url needs key_file"},
+        {"runnerd:\n  cache:\n    external_url: 'http://'\n    key_file: k\n",
+         "config.yaml:3:19: runnerd.cache.external_url"},
+        {"runnerd:\n  cache: yes\n", "config.yaml:2:10: runnerd.cache: expected a mapping"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT(load(bad[i][0], &c, &e) < 0);
+        ASSERT_STR_CONTAINS(e.msg, bad[i][1]);
+        config_free(&c);
+    }
 }

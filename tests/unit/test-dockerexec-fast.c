@@ -25,103 +25,28 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
-struct job {
-    struct dockertest *f;
-    struct executor *x;
-    int ready, exited, closed, written, cancelled_sent;
-    int reattach_at, reattached; /* dockerexec_reattach() once this many bytes arrived (0: no) */
-    int exit_code;
-    uint32_t flags;
-    struct buf out, log;
-};
-
-static void
-job_ready(void *arg, int rc, const struct err *e)
-{
-    struct job *j = arg;
-
-    if (rc < 0)
-        test_fail(__FILE__, __LINE__, "setup: %s", e ? e->msg : "");
-    j->ready = 1;
-}
-
-static void
-job_event(void *arg, const struct agentconn_event *ev)
-{
-    struct job *j = arg;
-
-    switch (ev->kind) {
-    case AGENTCONN_FILE_WRITTEN:
-        j->written = 1;
-        break;
-    case AGENTCONN_OUTPUT:
-        buf_append(&j->out, ev->msg->data.p, ev->msg->data.len);
-        if (j->reattach_at > 0 && !j->reattached && j->out.len >= (size_t)j->reattach_at) {
-            struct err e = {0};
-            j->reattached = 1;
-            ASSERT_OK(dockerexec_reattach(j->x, &e));
-        }
-        break;
-    case AGENTCONN_EXITED:
-        j->exit_code = ev->msg->exit_code;
-        j->flags = ev->msg->flags;
-        j->exited = 1;
-        break;
-    case AGENTCONN_PROTO_ERROR:
-    case AGENTCONN_ERROR:
-        test_fail(__FILE__, __LINE__, "agent event %d: %s", (int)ev->kind,
-                  ev->err ? ev->err->msg : ev->msg && ev->msg->text ? ev->msg->text : "");
-    default:
-        break;
-    }
-}
-
-static void
-job_log(void *arg, const char *line)
-{
-    struct job *j = arg;
-
-    buf_printf(&j->log, "%s\n", line);
-}
-
-static void
-job_closed(void *arg)
-{
-    ((struct job *)arg)->closed = 1;
-}
-
-static const struct executor_cbs job_cbs = {
-    .on_ready = job_ready,
-    .on_event = job_event,
-    .on_log = job_log,
-    .on_closed = job_closed,
-};
-
-/* Removes what this process's executors created when the test process ends. */
-static void
-guard_owner(void)
-{
-    char host[256] = "";
-    gethostname(host, sizeof host - 1);
-    char *owner = xasprintf("%s=%s:%ld", DOCKEREXEC_LABEL_OWNER, host, (long)getpid());
-    char *cmd = xasprintf(
-        "docker ps -aq --filter label=%s | xargs -r docker rm -f -v >/dev/null 2>&1;"
-        "docker volume ls -q --filter label=%s | xargs -r docker volume rm -f >/dev/null 2>&1",
-        owner, owner);
-    dockertest_guard_cmd(cmd);
-    free(cmd);
-    free(owner);
-}
-
-/* A private run directory for this test (new string). */
+/* Sets up f for the test called name, with a private run directory for the executor;
+ * returns the directory (new string; fast_teardown() frees it). */
 static char *
-make_run_dir(void)
+fast_setup(struct dockertest *f, const char *name)
 {
     char *d = xstrdup("/tmp/test-fast-XXXXXX");
 
+    dockertest_setup(f, name);
+    dockertest_guard_owner();
     ASSERT(mkdtemp(d) != NULL);
     dockerexec_set_run_dir(d);
     return d;
+}
+
+/* Removes the run directory (if empty) and tears f down. */
+static void
+fast_teardown(struct dockertest *f, char *run)
+{
+    rmdir(run);
+    free(run);
+    dockerexec_set_run_dir(NULL);
+    dockertest_teardown(f);
 }
 
 static int
@@ -136,57 +61,6 @@ dir_entries(const char *path)
         n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
     closedir(d);
     return n;
-}
-
-static void
-job_start(struct dockertest *f, struct job *j, const char *name)
-{
-    struct err e = {0};
-
-    *j = (struct job){.f = f};
-    ASSERT_OK(executor_docker_new(&f->loop, f->d, RUNNER_AGENT_PATH, "test", &j->x, &e));
-    j->x->cbs = &job_cbs;
-    j->x->arg = j;
-    struct executor_job job = {.name = name, .image = f->image};
-    ASSERT_OK(executor_setup(j->x, &job, &e));
-    dockertest_run_until(f, &j->ready);
-}
-
-static void
-job_end(struct job *j)
-{
-    executor_close(j->x);
-    dockertest_run_until(j->f, &j->closed);
-    buf_free(&j->out);
-    buf_free(&j->log);
-}
-
-/* Starts script as step 1 (timeout_ms 0: none). */
-static void
-job_step(struct job *j, const char *script, uint32_t timeout_ms)
-{
-    struct err e = {0};
-
-    j->written = j->exited = 0;
-    j->flags = 0;
-    buf_reset(&j->out);
-    ASSERT_OK(agentconn_write_file(j->x->conn, 1, "/var/run/act/workflow/s.sh", 0755, script,
-                                   strlen(script), &e));
-    dockertest_run_until(j->f, &j->written);
-    const char *argv[] = {"sh", "/var/run/act/workflow/s.sh"};
-    const char *env[] = {"PATH=/bin"};
-    struct agentconn_run run = {.step = 1, .argv = argv, .argc = 2, .env = env, .envc = 1,
-                                .timeout_ms = timeout_ms};
-    ASSERT_OK(agentconn_run(j->x->conn, &run, &e));
-}
-
-/* Runs script to its end; returns its exit code. */
-static int
-job_run(struct job *j, const char *script)
-{
-    job_step(j, script, 0);
-    dockertest_run_until(j->f, &j->exited);
-    return j->exit_code;
 }
 
 /* 20,000 numbered lines (about 1 MB) on stdout only, so that their order is the step's: the
@@ -207,27 +81,32 @@ check_lines(const struct buf *out)
     buf_free(&want);
 }
 
+/* Runs lines_script as a step: it exits 3 and its every line arrives once, in order. */
+static void
+run_lines(struct dockertest_job *j)
+{
+    ASSERT_EQ(dockertest_job_run(j, lines_script), 3);
+    check_lines(&j->out);
+}
+
 TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
 {
     struct dockertest f;
-    struct job j;
+    struct dockertest_job j = {0};
     char *run = NULL;
 
-    dockertest_setup(&f, "fastchan");
-    guard_owner();
-    run = make_run_dir();
-    job_start(&f, &j, "fast");
+    run = fast_setup(&f, "fastchan");
+    dockertest_job_start(&f, &j, RUNNER_AGENT_PATH, "fast");
     ASSERT_STR_CONTAINS(buf_str(&j.log), "over a unix socket (the fast channel)");
     /* Connected: the socket and its directory are gone from the host. */
     ASSERT_EQ(dir_entries(run), 0);
 
-    ASSERT_EQ(job_run(&j, lines_script), 3);
-    check_lines(&j.out);
+    run_lines(&j);
 
     /* A step plays the agent: connects to the socket the agent used (with the agent's own
      * code), tries to put a socket of its own there, and to write into the agent's
      * descriptors (its stdout, the channel). */
-    ASSERT_EQ(job_run(&j, "/.runner/agent --connect /run/runnerd-agent/agent.sock "
+    ASSERT_EQ(dockertest_job_run(&j, "/.runner/agent --connect /run/runnerd-agent/agent.sock "
                           "--journal /tmp/j2 </dev/null >/dev/null 2>/tmp/err; "
                           "grep -c 'No such file or directory' /tmp/err; "
                           "echo entries=$(ls -A /run/runnerd-agent | wc -l); "
@@ -238,14 +117,10 @@ TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
               0);
     ASSERT_STR_EQ(buf_str(&j.out), "1\nentries=0\nno-create\nforged=0\n");
     /* The stream is unharmed: the next step's output is whole. */
-    ASSERT_EQ(job_run(&j, lines_script), 3);
-    check_lines(&j.out);
-    job_end(&j);
+    run_lines(&j);
+    dockertest_job_end(&j);
     ASSERT_EQ(dir_entries(run), 0);
-    rmdir(run);
-    free(run);
-    dockerexec_set_run_dir(NULL);
-    dockertest_teardown(&f);
+    fast_teardown(&f, run);
 }
 
 /* A stream lost mid-step while the agent is on the fast channel: the host closes the channel
@@ -254,128 +129,87 @@ TEST(fast_channel_carries_every_line_and_admits_no_second_peer)
 TEST(reattach_from_the_fast_channel_delivers_every_line_once)
 {
     struct dockertest f;
-    struct job j;
+    struct dockertest_job j = {0};
     char *run = NULL;
 
-    dockertest_setup(&f, "fastreattach");
-    guard_owner();
-    run = make_run_dir();
-    job_start(&f, &j, "fastreattach");
+    run = fast_setup(&f, "fastreattach");
+    dockertest_job_start(&f, &j, RUNNER_AGENT_PATH, "fastreattach");
     ASSERT_STR_CONTAINS(buf_str(&j.log), "(the fast channel)");
     j.reattach_at = 300000;
-    ASSERT_EQ(job_run(&j, lines_script), 3);
+    run_lines(&j);
     ASSERT(j.reattached);
-    check_lines(&j.out);
     ASSERT_STR_CONTAINS(buf_str(&j.log), "reattached to container");
     /* And the next step too, over the attach stream now. */
-    ASSERT_EQ(job_run(&j, lines_script), 3);
-    check_lines(&j.out);
-    job_end(&j);
-    rmdir(run);
-    free(run);
-    dockerexec_set_run_dir(NULL);
-    dockertest_teardown(&f);
+    run_lines(&j);
+    dockertest_job_end(&j);
+    fast_teardown(&f, run);
 }
 
 TEST(forced_attach_carries_the_same_output)
 {
     struct dockertest f;
-    struct job j;
+    struct dockertest_job j = {0};
     char *run = NULL;
 
-    dockertest_setup(&f, "fastattach");
-    guard_owner();
-    run = make_run_dir();
+    run = fast_setup(&f, "fastattach");
     setenv("RUNNERD_AGENT_CHANNEL", "attach", 1);
-    job_start(&f, &j, "attach");
+    dockertest_job_start(&f, &j, RUNNER_AGENT_PATH, "attach");
     ASSERT_STR_CONTAINS(buf_str(&j.log),
                         "over the attach stream (RUNNERD_AGENT_CHANNEL=attach)");
     ASSERT(strstr(buf_str(&j.log), "fast channel)") == NULL);
     ASSERT_EQ(dir_entries(run), 0); /* nothing was made */
-    ASSERT_EQ(job_run(&j, lines_script), 3);
-    check_lines(&j.out);
-    job_end(&j);
+    run_lines(&j);
+    dockertest_job_end(&j);
     unsetenv("RUNNERD_AGENT_CHANNEL");
-    rmdir(run);
-    free(run);
-    dockerexec_set_run_dir(NULL);
-    dockertest_teardown(&f);
+    fast_teardown(&f, run);
 }
 
 TEST(agent_that_cannot_connect_falls_back_to_attach)
 {
     struct dockertest f;
-    struct job j;
+    struct dockertest_job j = {0};
     char *run = NULL, *cmd;
 
-    dockertest_setup(&f, "fastfallback");
-    guard_owner();
-    run = make_run_dir();
+    run = fast_setup(&f, "fastfallback");
     /* Our run directory is a tmpfs only this process sees: the engine binds the directory
      * beneath it (empty; it makes the job's directory there), as an engine that sees other
      * paths than runnerd would. */
     ASSERT_OK(unshare(CLONE_NEWNS));
     ASSERT_OK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
     ASSERT_OK(mount("none", run, "tmpfs", 0, "mode=0700"));
-    job_start(&f, &j, "fallback");
-    ASSERT_EQ(job_run(&j, lines_script), 3);
-    check_lines(&j.out);
+    dockertest_job_start(&f, &j, RUNNER_AGENT_PATH, "fallback");
+    run_lines(&j);
     ASSERT_STR_CONTAINS(buf_str(&j.log), "the agent did not connect to the fast channel");
     ASSERT_STR_CONTAINS(buf_str(&j.log), "fast channel /run/runnerd-agent/agent.sock: No such "
                                          "file or directory; sending on stdout");
-    job_end(&j);
+    dockertest_job_end(&j);
     ASSERT_EQ(dir_entries(run), 0); /* its socket and directory, removed */
     ASSERT_OK(umount(run));
     cmd = xasprintf("rm -rf %s", run); /* what the engine made beneath */
     free(dockertest_sh(cmd));
     free(cmd);
-    free(run);
-    dockerexec_set_run_dir(NULL);
-    dockertest_teardown(&f);
-}
-
-static void
-on_tick(uv_timer_t *t)
-{
-    *(int *)t->data = 1;
-}
-
-/* Runs the loop for ms milliseconds. */
-static void
-run_for(struct dockertest *f, unsigned ms)
-{
-    uv_timer_t t;
-    int done = 0;
-
-    uv_timer_init(&f->loop, &t);
-    t.data = &done;
-    uv_timer_start(&t, on_tick, ms, 0);
-    dockertest_run_until(f, &done);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
+    fast_teardown(&f, run);
 }
 
 TEST(timeout_cancel_and_a_host_that_stops_reading)
 {
     struct dockertest f;
-    struct job j;
+    struct dockertest_job j = {0};
     struct err e = {0};
     char *run = NULL;
 
-    dockertest_setup(&f, "fastctl");
-    guard_owner();
-    run = make_run_dir();
-    job_start(&f, &j, "fastctl");
+    run = fast_setup(&f, "fastctl");
+    dockertest_job_start(&f, &j, RUNNER_AGENT_PATH, "fastctl");
     ASSERT_STR_CONTAINS(buf_str(&j.log), "(the fast channel)");
 
-    job_step(&j, "echo started; sleep 60\n", 300);
+    dockertest_job_step(&j, "echo started; sleep 60\n", 300);
     dockertest_run_until(&f, &j.exited);
     ASSERT(j.flags & AGENTP_EXIT_TIMED_OUT);
     ASSERT_STR_EQ(buf_str(&j.out), "started\n");
 
-    job_step(&j, "echo started; sleep 60\n", 0);
+    dockertest_job_step(&j, "echo started; sleep 60\n", 0);
     while (j.out.len == 0)
-        run_for(&f, 20);
+        dockertest_run_for(&f, 20);
     ASSERT_OK(agentconn_cancel(j.x->conn, 1, 0, &e));
     dockertest_run_until(&f, &j.exited);
     ASSERT(j.flags & AGENTP_EXIT_CANCELLED);
@@ -389,10 +223,11 @@ TEST(timeout_cancel_and_a_host_that_stops_reading)
     char *check = xasprintf("i=0; while [ $i -lt 600 ]; do "
                             "docker exec %s test -e /tmp/done && { echo done; exit; }; "
                             "sleep 0.1; i=$((i+1)); done; echo stuck", id);
-    job_step(&j, "seq 1 1000000 | sed 's/$/ xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/'; "
-                 "touch /tmp/done; exit 3\n", 0);
+    dockertest_job_step(&j,
+                        "seq 1 1000000 | sed 's/$/ xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/'; "
+                        "touch /tmp/done; exit 3\n", 0);
     while (j.out.len == 0) /* the step runs (our RUN went out) */
-        run_for(&f, 1);
+        dockertest_run_for(&f, 1);
     char *seen = dockertest_sh(check);
     ASSERT_STR_EQ(seen, "done\n");
     free(seen);
@@ -405,9 +240,6 @@ TEST(timeout_cancel_and_a_host_that_stops_reading)
     ASSERT_EQ(j.out.len, want.len);
     ASSERT(memcmp(j.out.data, want.data, want.len) == 0);
     buf_free(&want);
-    job_end(&j);
-    rmdir(run);
-    free(run);
-    dockerexec_set_run_dir(NULL);
-    dockertest_teardown(&f);
+    dockertest_job_end(&j);
+    fast_teardown(&f, run);
 }
