@@ -44,7 +44,7 @@ cache_api_error(struct cache_conn *c, int status, int reason, const char *fmt, .
     {
         /* The path only: a download URL's query is a capability, and the log is no place for
          * it; escaped, since a client chose it. */
-        const char *url = buf_str(&c->url);
+        const char *url = buf_str(&c->http.url);
         size_t n = strcspn(url, "?");
         char *path = log_escape(url, n < 120 ? n : 120), *m = log_escape(msg, strlen(msg));
 
@@ -116,13 +116,13 @@ static bool
 req_parse(struct cache_conn *c, struct req *r)
 {
     struct http_parser_url u;
-    const char *url = buf_str(&c->url);
+    const char *url = buf_str(&c->http.url);
     const char *p;
     size_t plen;
 
     memset(r, 0, sizeof *r);
     http_parser_url_init(&u);
-    if (c->url.len == 0 || http_parser_parse_url(url, c->url.len, 0, &u) != 0 ||
+    if (c->http.url.len == 0 || http_parser_parse_url(url, c->http.url.len, 0, &u) != 0 ||
         !(u.field_set & (1 << UF_PATH)))
         return false;
     p = url + u.field_data[UF_PATH].off;

@@ -36,7 +36,6 @@ enum {
 static void
 request_reset(struct cache_conn *c)
 {
-    buf_reset(&c->url);
     buf_reset(&c->hfield);
     buf_reset(&c->hvalue);
     buf_free(&c->body);
@@ -81,7 +80,6 @@ maybe_free(struct cache_conn *c)
             c->znext->zprev = c->zprev;
     }
     request_reset(c);
-    buf_free(&c->url);
     buf_free(&c->hfield);
     buf_free(&c->hvalue);
     free(c->dl_buf);
@@ -209,6 +207,19 @@ cache_conn_respond(struct cache_conn *c, int status, const char *ctype, const ch
     conn_write(c, buf_steal(&out), n, 0);
 }
 
+/* c's file operation is over: true to go on; false when c is closing (then freed, if the
+ * operation was all it still waited for). */
+static bool
+fs_over(struct cache_conn *c)
+{
+    uv_fs_req_cleanup(&c->fs);
+    c->fs_busy = false;
+    if (!c->http.closing)
+        return true;
+    maybe_free(c);
+    return false;
+}
+
 /* A piece of a download was read: it is written before the next is read. */
 static void
 on_dl_read(uv_fs_t *req)
@@ -216,12 +227,8 @@ on_dl_read(uv_fs_t *req)
     struct cache_conn *c = req->data;
     ssize_t n = req->result;
 
-    uv_fs_req_cleanup(req);
-    c->fs_busy = false;
-    if (c->http.closing) {
-        maybe_free(c);
+    if (!fs_over(c))
         return;
-    }
     if (n <= 0) {
         /* The blob is shorter than its entry says (or unreadable): the client sees a short
          * body against Content-Length, which the toolkit reports as an incomplete download. */
@@ -282,14 +289,10 @@ on_fsync(uv_fs_t *req)
     struct cache_conn *c = req->data;
     int st = (int)req->result;
 
-    uv_fs_req_cleanup(req);
-    c->fs_busy = false;
     close(c->fsync_fd);
     c->fsync_fd = -1;
-    if (c->http.closing) {
-        maybe_free(c);
+    if (!fs_over(c))
         return;
-    }
     c->fsync_done(c, st);
 }
 
@@ -322,12 +325,8 @@ on_up_write(uv_fs_t *req)
     struct cache_conn *c = req->data;
     ssize_t n = req->result;
 
-    uv_fs_req_cleanup(req);
-    c->fs_busy = false;
-    if (c->http.closing) {
-        maybe_free(c);
+    if (!fs_over(c))
         return;
-    }
     httpsrv_conn_touch(&c->http);
     if (n < 0 || (size_t)n != c->wlen) {
         c->wlen = 0;
@@ -394,17 +393,8 @@ header_done(struct cache_conn *c)
     buf_reset(&c->hvalue);
 }
 
-/* The parser's callbacks: the request line and headers are collected, the body goes to
+/* The parser's callbacks: the headers are collected (the URL by the core), the body goes to
  * wbuf (an upload) or c->body (JSON, bounded). */
-static int
-on_url(http_parser *p, const char *at, size_t len)
-{
-    struct cache_conn *c = cache_conn_of(p->data);
-
-    buf_append(&c->url, at, len);
-    return 0;
-}
-
 static int
 on_header_field(http_parser *p, const char *at, size_t len)
 {
@@ -544,7 +534,6 @@ const struct httpsrv_limits cache_conn_limits = {
 const struct httpsrv_hooks cache_conn_hooks = {
     .parser =
         {
-            .on_url = on_url,
             .on_header_field = on_header_field,
             .on_header_value = on_header_value,
             .on_headers_complete = on_headers_complete,

@@ -161,7 +161,7 @@ struct cache_conn {
     uv_fs_t fs; /* the one file operation in flight (fs_busy) */
     struct cache_server *s;
     /* The request being read. */
-    struct buf url, hfield, hvalue;
+    struct buf hfield, hvalue; /* the URL is in http.url */
     bool hvalue_last; /* the parser's last header callback was a value */
     char *auth, *content_range, *range, *host, *expect;
     enum cache_body body_mode;

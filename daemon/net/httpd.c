@@ -28,7 +28,6 @@ struct httpd_conn {
     struct httpd *h;
     size_t body_len;
     bool body_too_big;
-    struct buf url;
 };
 
 struct httpd {
@@ -158,6 +157,7 @@ httpd_close(struct httpd *h, void (*done)(void *arg), void *arg)
     httpsrv_close(&h->srv, on_srv_closed, h);
 }
 
+/* A connection is accepted: ours, zeroed, around the core's. */
 static struct httpsrv_conn *
 on_conn_new(struct httpsrv *srv)
 {
@@ -167,13 +167,11 @@ on_conn_new(struct httpsrv *srv)
     return &c->http;
 }
 
+/* The core is done with a connection: so are we. */
 static void
 on_conn_closed(struct httpsrv_conn *hc)
 {
-    struct httpd_conn *c = conn_of(hc);
-
-    buf_free(&c->url);
-    free(c);
+    free(conn_of(hc));
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -186,17 +184,12 @@ on_written(struct httpsrv_conn *hc, unsigned close_after)
 {
     struct httpd_conn *c = conn_of(hc);
 
-    if (hc->srv->closing) {
-        httpsrv_conn_close(hc);
-        return;
-    }
     if (close_after) {
         hc->writing = false;
         httpsrv_conn_linger(hc);
         return;
     }
     c->body_len = 0;
-    buf_reset(&c->url);
     httpsrv_conn_next(hc);
     conn_process(c);
 }
@@ -217,6 +210,7 @@ conn_respond(struct httpd_conn *c, int status, const char *ctype, const struct b
     len = out.len;
     httpsrv_conn_write(&c->http, buf_steal(&out), len, true, close_after);
 }
+
 /* Responds with a short text body. */
 static void
 conn_respond_text(struct httpd_conn *c, int status, const char *text, bool head_only,
@@ -249,14 +243,14 @@ conn_handle(struct httpd_conn *c)
     enum http_method method = (enum http_method)c->http.parser.method;
     bool head = method == HTTP_HEAD;
     bool keep = http_should_keep_alive(&c->http.parser) && !c->http.parser.upgrade;
-    const char *url = buf_str(&c->url);
+    const char *url = buf_str(&c->http.url);
     char path[64] = "";
     struct buf body = BUF_INIT;
     const char *ctype = "text/plain; charset=utf-8";
     int status = 200;
 
     http_parser_url_init(&u);
-    if (c->url.len == 0 || http_parser_parse_url(url, c->url.len, 0, &u) != 0 ||
+    if (c->http.url.len == 0 || http_parser_parse_url(url, c->http.url.len, 0, &u) != 0 ||
         !(u.field_set & (1 << UF_PATH))) {
         conn_respond_text(c, 400, "bad request\n", false, true);
         return;
@@ -306,15 +300,7 @@ conn_handle(struct httpd_conn *c)
  * Parsing
  * ------------------------------------------------------------------------------------------ */
 
-static int
-on_url(http_parser *p, const char *at, size_t len)
-{
-    struct httpd_conn *c = conn_of(p->data);
-
-    buf_append(&c->url, at, len);
-    return 0;
-}
-
+/* A request body is counted and dropped; past HTTPD_MAX_BODY the parser stops (413). */
 static int
 on_body(http_parser *p, const char *at, size_t len)
 {
@@ -351,6 +337,7 @@ conn_process(struct httpd_conn *c)
     httpsrv_conn_reads(hc);
 }
 
+/* Input arrived while idle (reads stop while a request is answered). */
 static void
 on_input(struct httpsrv_conn *hc)
 {
@@ -373,7 +360,7 @@ static const struct httpsrv_limits httpd_limits = {
 };
 
 static const struct httpsrv_hooks httpd_hooks = {
-    .parser = {.on_url = on_url, .on_body = on_body},
+    .parser = {.on_body = on_body},
     .conn_new = on_conn_new,
     .input = on_input,
     .written = on_written,

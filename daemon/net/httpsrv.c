@@ -47,6 +47,7 @@ on_conn_handle_closed(uv_handle_t *hd)
     if (--c->open_handles == 0) {
         free(c->rbuf);
         c->rbuf = NULL;
+        buf_free(&c->url);
         srv->hooks->conn_closed(c);
     }
     srv->open_handles--;
@@ -156,6 +157,7 @@ httpsrv_conn_next(struct httpsrv_conn *c)
     c->request_done = false;
     c->in_head = true;
     c->head_len = 0;
+    buf_reset(&c->url);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     httpsrv_conn_touch(c);
@@ -279,6 +281,18 @@ httpsrv_conn_write(struct httpsrv_conn *c, char *data, size_t len, bool take, un
 /* ------------------------------------------------------------------------------------------
  * Input
  * ------------------------------------------------------------------------------------------ */
+
+/* A piece of the request's target: collected before the user's callback runs. */
+static int
+on_url(http_parser *p, const char *at, size_t len)
+{
+    struct httpsrv_conn *c = p->data;
+
+    buf_append(&c->url, at, len);
+    if (c->srv->hooks->parser.on_url != NULL)
+        return c->srv->hooks->parser.on_url(p, at, len);
+    return 0;
+}
 
 /* The end of a request's head: noted before the user's callback runs. */
 static int
@@ -454,6 +468,7 @@ httpsrv_init(struct httpsrv *srv, uv_loop_t *loop, const struct httpsrv_limits *
     srv->hooks = hooks;
     srv->arg = arg;
     srv->settings = hooks->parser;
+    srv->settings.on_url = on_url;
     srv->settings.on_headers_complete = on_headers_complete;
     srv->settings.on_message_complete = on_message_complete;
 }

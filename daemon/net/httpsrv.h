@@ -41,9 +41,9 @@ struct httpsrv_conn;
 
 /* The user's part; borrowed, must outlive the server. Every hook runs on the loop. */
 struct httpsrv_hooks {
-    /* The parser's callbacks (p->data is the struct httpsrv_conn). on_headers_complete and
-     * on_message_complete are wrapped: the core notes the end of the head first, and at the end
-     * of a request sets request_done and pauses the parser before calling the user's. */
+    /* The parser's callbacks (p->data is the struct httpsrv_conn). Three are wrapped: the
+     * core appends the URL to c->url, notes the end of the head, and at the end of a request
+     * sets request_done and pauses the parser, each before calling the user's (if any). */
     http_parser_settings parser;
     /* A new connection: a zeroed user struct embedding a struct httpsrv_conn (which the core
      * then fills); freed by the user in conn_closed. */
@@ -93,6 +93,7 @@ struct httpsrv_conn {
     size_t roff, rlen;  /* input not parsed yet: rbuf[roff, roff + rlen) */
     bool in_head;       /* the current request's head is not complete yet */
     size_t head_len;    /* bytes of that head parsed so far */
+    struct buf url;     /* the request's target as sent (bounded by max_head) */
     bool request_done;  /* the request is complete; the parser is paused */
     /* A response is in flight: set by httpsrv_conn_write(), cleared by the user when its
      * response (which may be several writes) is over. */
@@ -129,8 +130,8 @@ int httpsrv_conn_parse(struct httpsrv_conn *c);
 void httpsrv_conn_reads(struct httpsrv_conn *c);
 /* Restarts the idle timer (linger_ms while lingering, else idle_ms). */
 void httpsrv_conn_touch(struct httpsrv_conn *c);
-/* The response is out and the connection stays: the next request starts (parser reset, idle
- * timer restarted, writing cleared). The caller then parses what is buffered. */
+/* The response is out and the connection stays: the next request starts (parser and url
+ * reset, idle timer restarted, writing cleared). The caller then parses what is buffered. */
 void httpsrv_conn_next(struct httpsrv_conn *c);
 /* The response that ends the connection is out: FIN behind it, then input is read and
  * dropped until the client closes, for linger_ms at most (closing at once with unread input
