@@ -48,8 +48,8 @@ cache_api_error(struct cache_conn *c, int status, int reason, const char *fmt, .
         size_t n = strcspn(url, "?");
         char *path = log_escape(url, n < 120 ? n : 120), *m = log_escape(msg, strlen(msg));
 
-        log_info("cache: %s %s: %d %s", http_method_str((enum http_method)c->http.parser.method), path,
-                 status, m);
+        log_info("cache: %s %s: %d %s", http_method_str((enum http_method)c->http.parser.method),
+                 path, status, m);
         free(path);
         free(m);
     }

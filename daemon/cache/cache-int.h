@@ -144,7 +144,7 @@ struct cache_server {
     struct httpsrv http;        /* listeners and open connections (cache_conn's http) */
     struct cache_conn *zombies; /* closing ones whose chunk write is still on the thread pool */
     uv_timer_t evict_timer;
-    int open_handles;           /* evict_timer, http until closed, every cache_conn not freed */
+    int open_handles; /* evict_timer, http until closed, every cache_conn not freed */
     bool closing;
     void (*done)(void *arg);
     void *done_arg;
@@ -158,11 +158,11 @@ enum cache_body { CACHE_BODY_JSON, CACHE_BODY_UPLOAD };
 
 struct cache_conn {
     struct httpsrv_conn http; /* socket, idle timer, read buffer, parser */
-    uv_fs_t fs; /* the one file operation in flight (fs_busy) */
+    uv_fs_t fs;               /* the one file operation in flight (fs_busy) */
     struct cache_server *s;
     /* The request being read. */
     struct buf hfield, hvalue; /* the URL is in http.url */
-    bool hvalue_last; /* the parser's last header callback was a value */
+    bool hvalue_last;          /* the parser's last header callback was a value */
     char *auth, *content_range, *range, *host, *expect;
     enum cache_body body_mode;
     struct buf body; /* CACHE_BODY_JSON, at most CACHE_MAX_JSON */

@@ -388,9 +388,8 @@ void
 httpsrv_conn_reads(struct httpsrv_conn *c)
 {
     const struct httpsrv_limits *lim = c->srv->lim;
-    bool want = !c->closing &&
-                (c->lingering || (lim->read_ahead ? c->rlen < lim->read_buf
-                                                  : !c->writing && c->rlen == 0));
+    bool want = !c->closing && (c->lingering || (lim->read_ahead ? c->rlen < lim->read_buf
+                                                                 : !c->writing && c->rlen == 0));
 
     if (want && !c->reading) {
         int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

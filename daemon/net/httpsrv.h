@@ -71,13 +71,13 @@ struct httpsrv {
     uv_loop_t *loop;
     const struct httpsrv_limits *lim;
     const struct httpsrv_hooks *hooks;
-    void *arg;               /* the user's, for the hooks */
+    void *arg;                     /* the user's, for the hooks */
     http_parser_settings settings; /* the user's, two of them wrapped */
-    int port;                /* the port of the first listener (0: none yet) */
+    int port;                      /* the port of the first listener (0: none yet) */
     struct httpsrv_listener *listeners;
     struct httpsrv_conn *conns; /* open connections, not the closing ones */
-    int n_conns;             /* of those, the ones not lingering: what max_conns counts */
-    int open_handles;        /* listeners and connections' handles not closed yet */
+    int n_conns;                /* of those, the ones not lingering: what max_conns counts */
+    int open_handles;           /* listeners and connections' handles not closed yet */
     bool closing;
     void (*done)(void *arg);
     void *done_arg;
@@ -90,17 +90,17 @@ struct httpsrv_conn {
     struct httpsrv *srv;
     http_parser parser; /* parser.data is the connection */
     char *rbuf;
-    size_t roff, rlen;  /* input not parsed yet: rbuf[roff, roff + rlen) */
-    bool in_head;       /* the current request's head is not complete yet */
-    size_t head_len;    /* bytes of that head parsed so far */
-    struct buf url;     /* the request's target as sent (bounded by max_head) */
-    bool request_done;  /* the request is complete; the parser is paused */
+    size_t roff, rlen; /* input not parsed yet: rbuf[roff, roff + rlen) */
+    bool in_head;      /* the current request's head is not complete yet */
+    size_t head_len;   /* bytes of that head parsed so far */
+    struct buf url;    /* the request's target as sent (bounded by max_head) */
+    bool request_done; /* the request is complete; the parser is paused */
     /* A response is in flight: set by httpsrv_conn_write(), cleared by the user when its
      * response (which may be several writes) is over. */
     bool writing;
     bool reading, closing;
-    bool lingering;     /* the last response is out: input is read and dropped */
-    int open_handles;   /* tcp + idle, until their close callbacks ran */
+    bool lingering;   /* the last response is out: input is read and dropped */
+    int open_handles; /* tcp + idle, until their close callbacks ran */
     struct httpsrv_conn *prev, *next;
 };
 
@@ -115,8 +115,7 @@ void httpsrv_init(struct httpsrv *srv, uv_loop_t *loop, const struct httpsrv_lim
  * address is 0. On failure -errno and e says "listen on ADDR: ..."; a libuv failure after a
  * successful bind and listen leaves a handle closing on the loop (httpsrv_close() waits for
  * it). */
-int httpsrv_listen(struct httpsrv *srv, const struct sockaddr *sa, const char *addr,
-                   struct err *e);
+int httpsrv_listen(struct httpsrv *srv, const struct sockaddr *sa, const char *addr, struct err *e);
 /* Closes the listeners and every connection (responses in flight are dropped); done(arg)
  * once their handles are closed (done may be NULL; connections their users keep alive after
  * conn_closed are theirs to wait for). Call it once; srv may be freed in done. */
@@ -143,8 +142,7 @@ void httpsrv_conn_close(struct httpsrv_conn *c);
 /* Writes len bytes of data to c's socket and sets c->writing; hooks->written(c, tag) once
  * they are out. take: data is the caller's heap memory, freed when the write is over (also
  * on failure); else it is borrowed until then. A failure closes c. */
-void httpsrv_conn_write(struct httpsrv_conn *c, char *data, size_t len, bool take,
-                        unsigned tag);
+void httpsrv_conn_write(struct httpsrv_conn *c, char *data, size_t len, bool take, unsigned tag);
 /* Appends a response head to out: status line, Date, Content-Type (ctype unless NULL),
  * Content-Length (len unless < 0), Cache-Control: no-store, extra (header lines ending in
  * CRLF, or NULL), Connection (close when close_after; keep-alive to an HTTP/1.0 request), and

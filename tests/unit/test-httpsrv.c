@@ -37,7 +37,7 @@ struct tconn {
 struct tserver {
     struct httpsrv srv;
     int accepted, closing, closed, done;
-    bool keep;            /* conn_closed keeps the connection on kept instead of freeing it */
+    bool keep; /* conn_closed keeps the connection on kept instead of freeing it */
     struct tconn *kept;
 };
 
