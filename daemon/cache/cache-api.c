@@ -44,12 +44,12 @@ cache_api_error(struct cache_conn *c, int status, int reason, const char *fmt, .
     {
         /* The path only: a download URL's query is a capability, and the log is no place for
          * it; escaped, since a client chose it. */
-        const char *url = buf_str(&c->url);
+        const char *url = buf_str(&c->http.url);
         size_t n = strcspn(url, "?");
         char *path = log_escape(url, n < 120 ? n : 120), *m = log_escape(msg, strlen(msg));
 
-        log_info("cache: %s %s: %d %s", http_method_str((enum http_method)c->parser.method), path,
-                 status, m);
+        log_info("cache: %s %s: %d %s", http_method_str((enum http_method)c->http.parser.method),
+                 path, status, m);
         free(path);
         free(m);
     }
@@ -116,13 +116,13 @@ static bool
 req_parse(struct cache_conn *c, struct req *r)
 {
     struct http_parser_url u;
-    const char *url = buf_str(&c->url);
+    const char *url = buf_str(&c->http.url);
     const char *p;
     size_t plen;
 
     memset(r, 0, sizeof *r);
     http_parser_url_init(&u);
-    if (c->url.len == 0 || http_parser_parse_url(url, c->url.len, 0, &u) != 0 ||
+    if (c->http.url.len == 0 || http_parser_parse_url(url, c->http.url.len, 0, &u) != 0 ||
         !(u.field_set & (1 << UF_PATH)))
         return false;
     p = url + u.field_data[UF_PATH].off;
@@ -284,28 +284,28 @@ own_reservation(struct cache_conn *c, const struct cache_claims *cl, int64_t id,
     return 0;
 }
 
-/* Whether a connection of list other than c uploads to (or commits) id across [start, end]. */
+/* Whether o, another connection than c, uploads to (or commits) id across [start, end]. */
 static bool
-overlaps_in(const struct cache_conn *list, const struct cache_conn *c, int64_t id, int64_t start,
-            int64_t end)
+overlaps(const struct cache_conn *o, const struct cache_conn *c, int64_t id, int64_t start,
+         int64_t end)
 {
-    for (const struct cache_conn *o = list; o != NULL; o = o->next) {
-        if (o == c)
-            continue;
-        if (o->commit_id == id)
-            return true;
-        if (o->up_id == id && o->body_mode == CACHE_BODY_UPLOAD &&
-            !(end < o->up_start || start > o->up_end))
-            return true;
-    }
-    return false;
+    if (o == c)
+        return false;
+    return o->commit_id == id || (o->up_id == id && o->body_mode == CACHE_BODY_UPLOAD &&
+                                  !(end < o->up_start || start > o->up_end));
 }
 
 bool
 cache_api_upload_overlaps(struct cache_server *s, const struct cache_conn *c, int64_t id,
                           int64_t start, int64_t end)
 {
-    return overlaps_in(s->conns, c, id, start, end) || overlaps_in(s->zombies, c, id, start, end);
+    for (struct httpsrv_conn *hc = s->http.conns; hc != NULL; hc = hc->next)
+        if (overlaps(cache_conn_of(hc), c, id, start, end))
+            return true;
+    for (const struct cache_conn *o = s->zombies; o != NULL; o = o->znext)
+        if (overlaps(o, c, id, start, end))
+            return true;
+    return false;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -358,11 +358,11 @@ upload_head(struct cache_conn *c, const struct req *r, int64_t id)
               en.size > 0 && en.size < s->max_size ? en.size : s->max_size);
         goto out;
     }
-    if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length != ULLONG_MAX &&
-        (int64_t)c->parser.content_length != len) {
+    if (!(c->http.parser.flags & F_CHUNKED) && c->http.parser.content_length != ULLONG_MAX &&
+        (int64_t)c->http.parser.content_length != len) {
         early(c, 400, CACHE_REJ_SIZE,
               "Content-Length %" PRIu64 " but the range has %" PRId64 " bytes",
-              (uint64_t)c->parser.content_length, len);
+              (uint64_t)c->http.parser.content_length, len);
         goto out;
     }
     if (cache_store_parts(s->st, id, &parts, &n, &e) < 0 ||
@@ -442,7 +442,7 @@ cache_api_head(struct cache_conn *c)
     struct req r;
 
     c->body_mode = CACHE_BODY_JSON;
-    if (c->parser.method != HTTP_PATCH || !req_parse(c, &r))
+    if (c->http.parser.method != HTTP_PATCH || !req_parse(c, &r))
         return;
     if (strncmp(r.path, "caches/", 7) == 0)
         upload_head(c, &r, parse_id(r.path + 7));
@@ -461,13 +461,13 @@ base_url(struct cache_conn *c)
     struct sockaddr_storage ss;
     int len = sizeof ss;
     char ip[64] = "127.0.0.1";
-    int port = c->s->port;
+    int port = c->s->http.port;
 
     if (c->host != NULL && *c->host != '\0' && strlen(c->host) <= 255 &&
         strspn(c->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
             strlen(c->host))
         return xasprintf("http://%s", c->host);
-    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getsockname(&c->http.tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
             char a[INET6_ADDRSTRLEN];
@@ -871,7 +871,7 @@ out:
 void
 cache_api_handle(struct cache_conn *c)
 {
-    enum http_method m = (enum http_method)c->parser.method;
+    enum http_method m = (enum http_method)c->http.parser.method;
     struct cache_claims cl = {0};
     const char *why;
     struct req r;

@@ -7,10 +7,13 @@
 
 #include "cache.h"
 
+#include "httpsrv.h"
+
 #include "runner/buf.h"
 
 #include <http_parser.h>
 #include <sqlite3.h>
+#include <stddef.h>
 
 /* Limits (doc/cache.md "Limits"). */
 #define CACHE_MAX_KEY 512              /* bytes of one key, as GitHub's service */
@@ -133,25 +136,15 @@ enum cache_reject {
     CACHE_REJ_N
 };
 
-struct cache_listener {
-    uv_tcp_t tcp;
-    struct cache_server *s;
-    char *ip;
-    struct cache_listener *next;
-};
-
 struct cache_server {
     uv_loop_t *loop;
     struct cache_store *st;
     uint8_t key[CACHE_KEY_LEN];
     int64_t max_size, max_age, reserve_ttl;
-    int port;
-    struct cache_listener *listeners;
-    struct cache_conn *conns;   /* open connections, not the closing ones */
+    struct httpsrv http;        /* listeners and open connections (cache_conn's http) */
     struct cache_conn *zombies; /* closing ones whose chunk write is still on the thread pool */
-    int n_conns;                /* of those, the ones not lingering */
     uv_timer_t evict_timer;
-    int open_handles;
+    int open_handles; /* evict_timer, http until closed, every cache_conn not freed */
     bool closing;
     void (*done)(void *arg);
     void *done_arg;
@@ -164,19 +157,12 @@ enum cache_body { CACHE_BODY_JSON, CACHE_BODY_UPLOAD };
 #define CACHE_DL_BUF (256 * 1024)
 
 struct cache_conn {
-    uv_tcp_t tcp;
-    uv_timer_t idle;
-    uv_shutdown_t shutdown;
-    uv_fs_t fs; /* the one file operation in flight (fs_busy) */
+    struct httpsrv_conn http; /* socket, idle timer, read buffer, parser */
+    uv_fs_t fs;               /* the one file operation in flight (fs_busy) */
     struct cache_server *s;
-    http_parser parser;
-    char rbuf[CACHE_READ_BUF];
-    size_t roff, rlen; /* input not parsed yet: rbuf[roff, roff + rlen) */
     /* The request being read. */
-    bool in_head;
-    size_t head_len;
-    struct buf url, hfield, hvalue;
-    bool hvalue_last; /* the parser's last header callback was a value */
+    struct buf hfield, hvalue; /* the URL is in http.url */
+    bool hvalue_last;          /* the parser's last header callback was a value */
     char *auth, *content_range, *range, *host, *expect;
     enum cache_body body_mode;
     struct buf body; /* CACHE_BODY_JSON, at most CACHE_MAX_JSON */
@@ -185,7 +171,7 @@ struct cache_conn {
     int early_status;
     enum cache_reject early_reason;
     char early_msg[200];
-    bool request_done, handled;
+    bool handled; /* the complete request (http.request_done) has been given to the API */
     /* An upload (PATCH): body bytes go to up_fd at up_off through wbuf. */
     int up_fd;
     int64_t up_id, up_start, up_end, up_off;
@@ -202,16 +188,24 @@ struct cache_conn {
     char *dl_buf;
     bool dl_active;
     bool close_after; /* the response in flight ends the connection */
-    bool fs_busy, reading, writing, closing, lingering, zombie;
-    int open_handles;
-    struct cache_conn *prev, *next;
+    bool fs_busy, zombie;
+    struct cache_conn *zprev, *znext; /* in s->zombies */
 };
+
+/* The cache connection around the core's one. */
+static inline struct cache_conn *
+cache_conn_of(struct httpsrv_conn *hc)
+{
+    return (struct cache_conn *)((char *)hc - offsetof(struct cache_conn, http));
+}
 
 /* cache-server.c: one handle or connection of s is gone; the last one ends a closing server. */
 void cache_server_unref(struct cache_server *s);
 
 /* cache-conn.c */
-void cache_conn_accept(struct cache_server *s, uv_stream_t *server);
+/* The limits and hooks of the server's http (httpsrv.h). */
+extern const struct httpsrv_limits cache_conn_limits;
+extern const struct httpsrv_hooks cache_conn_hooks;
 void cache_conn_close(struct cache_conn *c);
 /* Sends a response with a body of len bytes (a JSON document or text) and extra header lines
  * (each ending in CRLF, or NULL); HEAD gets the headers only. The connection then reads the

@@ -86,18 +86,6 @@ cache_server_unref(struct cache_server *s)
         done(arg);
 }
 
-/* A listener is closed: it is freed. */
-static void
-on_listener_closed(uv_handle_t *h)
-{
-    struct cache_listener *l = h->data;
-    struct cache_server *s = l->s;
-
-    free(l->ip);
-    free(l);
-    cache_server_unref(s);
-}
-
 /* The eviction timer is closed. */
 static void
 on_timer_closed(uv_handle_t *h)
@@ -105,81 +93,33 @@ on_timer_closed(uv_handle_t *h)
     cache_server_unref(h->data);
 }
 
-/* A client connects to one of the listeners. */
+/* The listeners and connections' handles are closed (zombies may still wait for their
+ * writes, each holding its own reference). */
 static void
-on_connection(uv_stream_t *server, int status)
+on_http_closed(void *arg)
 {
-    struct cache_listener *l = server->data;
-
-    if (status < 0) {
-        log_warn("cache: accept: %s", uv_strerror(status));
-        return;
-    }
-    if (l->s->closing)
-        return;
-    cache_conn_accept(l->s, server);
+    cache_server_unref(arg);
 }
 
-/* Binds addr (port: the server's when it has one); the first address sets s->port. */
+/* Listens on addr; every address gets the server's port once it has one. */
 static int
 listen_on(struct cache_server *s, const char *addr, struct err *e)
 {
-    struct sockaddr_storage ss, have;
-    socklen_t slen;
-    struct cache_listener *l;
-    uv_os_fd_t owned;
-    int fd, one = 1, rc;
+    struct sockaddr_storage ss;
+    int rc;
 
-    rc = parse_listen(addr, s->port, &ss, e);
+    rc = parse_listen(addr, s->http.port, &ss, e);
     if (rc < 0)
         return rc;
-    if (s->port > 0) {
+    if (s->http.port > 0) {
         if (ss.ss_family == AF_INET)
-            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)s->port);
+            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)s->http.port);
         else
-            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)s->port);
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)s->http.port);
     }
-    slen = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-    for (l = s->listeners; l != NULL; l = l->next) {
-        int hlen = sizeof have;
-
-        if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&have, &hlen) == 0 &&
-            (socklen_t)hlen == slen && memcmp(&have, &ss, slen) == 0)
-            return 0; /* listening there already */
-    }
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return err_set(e, -errno, "cache: listen on %s: socket: %s", addr, strerror(errno));
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 128) != 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &slen) != 0) {
-        rc = err_set(e, -errno, "cache: listen on %s: %s", addr, strerror(errno));
-        close(fd);
-        return rc;
-    }
-    l = xcalloc(1, sizeof *l);
-    l->s = s;
-    l->ip = xstrdup(addr);
-    uv_tcp_init(s->loop, &l->tcp);
-    l->tcp.data = l;
-    s->open_handles++;
-    l->next = s->listeners;
-    s->listeners = l;
-    rc = uv_tcp_open(&l->tcp, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_connection);
-    if (rc < 0) {
-        err_set(e, rc, "cache: listen on %s: %s", addr, uv_strerror(rc));
-        if (uv_fileno((uv_handle_t *)&l->tcp, &owned) != 0)
-            close(fd);
-        s->listeners = l->next;
-        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
-        return rc;
-    }
-    if (s->port == 0)
-        s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                                : ((struct sockaddr_in6 *)&ss)->sin6_port);
-    log_notice("cache: listening on %s port=%d", addr, s->port);
+    rc = httpsrv_listen(&s->http, (struct sockaddr *)&ss, addr, e);
+    if (rc < 0)
+        return err_prefix(e, "cache: ");
     return 0;
 }
 
@@ -192,7 +132,7 @@ cache_server_listen(struct cache_server *s, const char *ip, struct err *e)
 int
 cache_server_port(const struct cache_server *s)
 {
-    return s->port;
+    return s->http.port;
 }
 
 /* Eviction every CACHE_EVICT_MS, for caps that time alone passes (age, reservations). */
@@ -252,7 +192,8 @@ cache_server_start(uv_loop_t *loop, const struct cache_server_opts *o, struct ca
     }
     uv_timer_init(loop, &s->evict_timer);
     s->evict_timer.data = s;
-    s->open_handles = 1;
+    httpsrv_init(&s->http, loop, &cache_conn_limits, &cache_conn_hooks, s);
+    s->open_handles = 2; /* the timer and http */
     for (size_t i = 0; i < o->n_listen; i++) {
         rc = listen_on(s, o->listen[i], e);
         if (rc < 0) {
@@ -323,16 +264,9 @@ cache_server_close(struct cache_server *s, void (*done)(void *arg), void *arg)
     s->closing = true;
     s->done = done;
     s->done_arg = arg;
-    while (s->conns != NULL)
-        cache_conn_close(s->conns);
+    httpsrv_close(&s->http, on_http_closed, s);
     /* In-flight uploads are dropped: their reservations and parts go now, as after a crash. */
     if (cache_store_drop_uncommitted(s->st, &e) < 0)
         log_warn("cache: %s", e.msg);
-    while (s->listeners != NULL) {
-        struct cache_listener *l = s->listeners;
-
-        s->listeners = l->next;
-        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
-    }
     uv_close((uv_handle_t *)&s->evict_timer, on_timer_closed);
 }
