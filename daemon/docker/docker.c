@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runner/clock.h"
+#include "runner/log.h"
 #include "runner/xalloc.h"
 
 #define PULL_LINE_MAX (1024u * 1024)
@@ -328,6 +330,8 @@ on_dcall_done(const struct httpc_result *hr, void *arg)
     struct docker_res res;
 
     memset(&res, 0, sizeof res);
+    log_trace("docker %s: %ld in %.1f ms", c->what, hr->status,
+              (double)(clock_now_ns() - c->t0) / 1e6);
     res.status = hr->status;
     res.body = hr->body;
     res.body_len = hr->body_len;
@@ -403,6 +407,10 @@ dcall_start(struct dcall *c, const struct dcall_opts *o, struct err *e)
     if (o->stream_lines) {
         assert(c->on_msg != NULL);
         ho.on_data = on_stream_data;
+    }
+    if (log_trace_on) {
+        c->t0 = clock_now_ns();
+        log_trace("docker %s: sent", c->what);
     }
     rc = httpc_request(d->http, &ho, on_dcall_done, c, o->req, e);
     free(url);

@@ -480,7 +480,8 @@ create_container(struct docker_exec *dx)
     dx->x.network = xstrdup(DOCKEREXEC_NET(dx));
     /* The fast channel's directory, when the agent may use one (dockerexec-fast.c). */
     char *fast = dockerexec_fast_listen(dx) ? dockerexec_fast_bind(dx) : NULL;
-    const char *binds[] = {bind, act, fast, NULL};
+    char *agent = dx->agent_bind ? xasprintf("%s:" AGENT_DIR "/agent:ro", dx->agent_bind) : NULL;
+    const char *binds[] = {bind, act, agent ? agent : fast, agent ? fast : NULL, NULL};
     const char *entry[] = {AGENT_DIR "/agent", "--journal", JOURNAL,
                            fast ? "--connect" : NULL, DOCKEREXEC_FAST_DIR "/" DOCKEREXEC_FAST_SOCK,
                            NULL};
@@ -579,6 +580,7 @@ out:
     free(bind);
     free(act);
     free(fast);
+    free(agent);
     for (size_t i = 0; i < n; i++)
         free(env[i]);
     free(env);
@@ -655,6 +657,7 @@ setup_start(struct docker_exec *dx, struct err *e)
         dx->vols[0] = xasprintf("%s-workspace", dx->name);
     dx->vols[1] = xasprintf("%s-act", dx->name);
     dx->setup_calls = 1; /* held until every call is started */
+    dockerexec_agent_bind(dx);
     rc = dockerexec_upload_build(dx, e); /* not a setup call: the container's creation waits */
     if (rc == 0)
         rc = dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL,

@@ -647,6 +647,7 @@ on_swept(int removed, void *arg)
 {
     struct runlocal *rl = arg;
 
+    log_trace("orphans swept");
     if (removed > 0)
         fprintf(rl->o->out, "removed %d object%s left by an earlier run that was killed\n",
                 removed, removed == 1 ? "" : "s");
@@ -686,6 +687,7 @@ on_gateway(void *arg, char *ip, const struct err *ge)
         fprintf(stderr, "runnerctl exec: cache: job containers cannot reach this host: %s\n",
                 ge->msg);
     cache_start(rl, ip);
+    log_trace("cache server started");
     free(ip);
     if (dockerexec_sweep_orphans(rl->docker, on_swept, rl, &e) < 0)
         schedule(rl);
@@ -740,6 +742,7 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
 
     bool need_docker = false;
 
+    log_trace("runlocal: plans made");
     rl.capacity = o->capacity > 0 ? o->capacity : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (rl.capacity < 1)
         rl.capacity = 1;
@@ -776,6 +779,7 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
         schedule(&rl);
     }
     uv_run(&rl.loop, UV_RUN_DEFAULT);
+    log_trace("runlocal: loop done");
     docker_free(rl.docker);
     if (rl.http)
         httpc_close(rl.http, NULL, NULL);
