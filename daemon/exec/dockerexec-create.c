@@ -596,6 +596,15 @@ on_resolved(const struct docker_res *res, void *arg)
     if (!dockerexec_proceed(dx, res))
         return;
     dx->image_id = xstrdup(res->id);
+    {
+        const char *u = json_string_value(
+            json_object_get(json_object_get(res->json, "Config"), "User"));
+        const char *o = dx->options ? dx->options : "";
+        dx->as_root = (u == NULL || *u == '\0' || strcmp(u, "0") == 0 ||
+                       strcmp(u, "root") == 0 || strncmp(u, "0:", 2) == 0 ||
+                       strncmp(u, "root:", 5) == 0) &&
+                      strstr(o, "--user") == NULL && strstr(o, "-u") == NULL;
+    }
     dockerexec_say(dx, "image %s is %.19s", dx->image, dx->image_id);
     /* PATH from the image config. */
     json_t *cenv = json_object_get(json_object_get(res->json, "Config"), "Env");

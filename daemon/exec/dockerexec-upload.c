@@ -162,10 +162,11 @@ dockerexec_upload_put(struct docker_exec *dx)
     if (!dx->tar_built || dx->ctr_id == NULL)
         return;
     dx->tar_built = false; /* once */
-    if (dx->agent_bind && dx->ws_entries == 0) {
+    if (dx->agent_bind && dx->ws_entries == 0 && dx->as_root) {
         /* Only the workflow and workspace directories: the engine's archive call costs about
          * 50 ms before the start whatever its size, and the setup probe makes them as well
-         * (dockerexec.c); the archive is kept in case it cannot. */
+         * (dockerexec.c); the archive is kept in case it cannot. Only as root: another user's
+         * agent could not make its journal in the volume's root-owned top directory. */
         dx->dirs_by_probe = true;
         dx->uploaded = true;
         dockerexec_start(dx);
