@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void create_container(struct docker_exec *dx);
+
 static void
 on_created(const struct docker_res *res, void *arg)
 {
@@ -25,6 +27,18 @@ on_created(const struct docker_res *res, void *arg)
 
     if (res->rc == 0)
         dx->ctr_id = xstrdup(res->id);
+    if (res->rc < 0 && dx->agent_bind && !dx->closing &&
+        strstr(res->err.msg, "bind source path does not exist") != NULL) {
+        /* The engine does not see runner-agent where we do (we run in a container of our
+         * own): created again, with the agent copied in. */
+        dockerexec_say(dx, "runner-agent is copied in (the engine cannot bind %s)",
+                       dx->agent_bind);
+        free(dx->agent_bind);
+        dx->agent_bind = NULL;
+        dx->pending--; /* this call landed */
+        create_container(dx);
+        return;
+    }
     if (!dockerexec_proceed(dx, res))
         return;
     dockerexec_say(dx, "created container %.12s", dx->ctr_id);
@@ -35,7 +49,6 @@ on_created(const struct docker_res *res, void *arg)
     dockerexec_created(dx);
 }
 
-static void create_container(struct docker_exec *dx);
 static void start_dind(struct docker_exec *dx);
 static const char *const *strv_of(json_t *arr, const char ***keep);
 
@@ -474,14 +487,16 @@ create_container(struct docker_exec *dx)
     char *bind = dx->bind && dx->source ? xasprintf("%s:" WORKSPACE, dx->source)
                                         : xasprintf("%s:" WORKSPACE, dx->vols[0]);
     char *act = xasprintf("%s:/var/run/act", dx->vols[1]);
+    free(dx->x.workspace_mount); /* made again when the agent's bind was refused */
+    free(dx->x.act_mount);
+    free(dx->x.network);
     dx->x.workspace_mount = xstrdup(bind);
     dx->x.act_mount = xstrdup(act);
     /* Step containers go where the job's container is. */
     dx->x.network = xstrdup(DOCKEREXEC_NET(dx));
     /* The fast channel's directory, when the agent may use one (dockerexec-fast.c). */
-    char *fast = dockerexec_fast_listen(dx) ? dockerexec_fast_bind(dx) : NULL;
-    char *agent = dx->agent_bind ? xasprintf("%s:" AGENT_DIR "/agent:ro", dx->agent_bind) : NULL;
-    const char *binds[] = {bind, act, agent ? agent : fast, agent ? fast : NULL, NULL};
+    char *fast = dx->fast || dockerexec_fast_listen(dx) ? dockerexec_fast_bind(dx) : NULL;
+    const char *binds[] = {bind, act, fast, NULL};
     const char *entry[] = {AGENT_DIR "/agent", "--journal", JOURNAL,
                            fast ? "--connect" : NULL, DOCKEREXEC_FAST_DIR "/" DOCKEREXEC_FAST_SOCK,
                            NULL};
@@ -573,6 +588,16 @@ create_container(struct docker_exec *dx)
         }
         json_decref(penv);
     }
+    if (dx->agent_bind) { /* a mount, not a bind: a missing path is refused (on_created()) */
+        json_t *hc = json_object_get(body, "HostConfig"), *mounts = json_object_get(hc, "Mounts");
+        if (!json_is_array(mounts)) {
+            mounts = json_array();
+            json_object_set_new(hc, "Mounts", mounts);
+        }
+        json_array_append_new(mounts, json_pack("{s:s, s:s, s:s, s:b}", "Type", "bind", "Source",
+                                                dx->agent_bind, "Target", AGENT_DIR "/agent",
+                                                "ReadOnly", 1));
+    }
     if (dockerexec_flying(dx, docker_container_create(dx->d, dx->name, body, on_created, dx,
                                                       &e)) < 0)
         dockerexec_fail(dx, &e);
@@ -580,7 +605,6 @@ out:
     free(bind);
     free(act);
     free(fast);
-    free(agent);
     for (size_t i = 0; i < n; i++)
         free(env[i]);
     free(env);

@@ -230,8 +230,10 @@ why_not(const struct docker_exec *dx)
  * most of the archive's bytes and the engine unpacks it into the container's layer before the
  * start (about 50 ms of a job's start, bench/README.md job-start). The bind cannot be written
  * (a read-only mount; remounting it needs CAP_SYS_ADMIN, which no job container gets unless
- * it is privileged, and a privileged container owns the host anyway). A path the bind syntax
- * cannot carry (':' or ',') keeps the copy. */
+ * it is privileged, and a privileged container owns the host anyway). The bind is a mount of
+ * type bind, which the engine refuses at the create when the path is missing on its host (the
+ * host side in a container of its own): the container is then created again with the copy
+ * (dockerexec-create.c). A path the bind syntax cannot carry (':' or ',') keeps the copy. */
 void
 dockerexec_agent_bind(struct docker_exec *dx)
 {

@@ -103,6 +103,7 @@ struct docker_exec {
      * AGENT_DIR/agent instead of receiving a copy in the upload (dockerexec_agent_bind()). */
     char *agent_bind;
     size_t ws_entries;        /* workspace entries in the upload (the worker counts them) */
+    size_t tar_agent_end;     /* the upload's agent entries end here: a bound agent skips them */
     /* The upload was left out before the start (nothing in it but directories, the agent
      * bound): the setup probe makes them; if it cannot, the upload is copied in after all
      * (late_upload) before the job is ready. */

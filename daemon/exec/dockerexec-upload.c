@@ -35,6 +35,19 @@ on_uploaded(const struct docker_res *res, void *arg)
     dockerexec_start(dx);
 }
 
+/* What is copied in: without the agent's entries when it is bound. */
+static const char *
+upload_data(const struct docker_exec *dx)
+{
+    return dx->tar.out.data + (dx->agent_bind ? dx->tar_agent_end : 0);
+}
+
+static size_t
+upload_len(const struct docker_exec *dx)
+{
+    return dx->tar.out.len - (dx->agent_bind ? dx->tar_agent_end : 0);
+}
+
 /* Reads a file into memory (worker thread). */
 static int
 slurp(const char *path, char **data, size_t *len, struct err *e)
@@ -95,16 +108,16 @@ build_work(uv_work_t *w)
     size_t alen = 0;
 
     tar_init(&dx->tar);
-    dx->tar_rc = 0;
-    if (dx->agent_bind == NULL) { /* else bound read-only (dockerexec_agent_bind()) */
-        dx->tar_rc = slurp(dx->agent_path, &agent, &alen, &dx->tar_err);
-        if (dx->tar_rc == 0)
-            dx->tar_rc = tar_add_dir(&dx->tar, "." AGENT_DIR, 0755, &dx->tar_err);
-        if (dx->tar_rc == 0)
-            dx->tar_rc = tar_add_file(&dx->tar, "." AGENT_DIR "/agent", 0755, agent, alen,
-                                      &dx->tar_err);
-        free(agent);
-    }
+    dx->tar_rc = slurp(dx->agent_path, &agent, &alen, &dx->tar_err);
+    if (dx->tar_rc == 0)
+        dx->tar_rc = tar_add_dir(&dx->tar, "." AGENT_DIR, 0755, &dx->tar_err);
+    if (dx->tar_rc == 0)
+        dx->tar_rc = tar_add_file(&dx->tar, "." AGENT_DIR "/agent", 0755, agent, alen,
+                                  &dx->tar_err);
+    free(agent);
+    /* A bound agent (dockerexec_agent_bind()) skips these entries; they stay for the
+     * container created again without the bind. */
+    dx->tar_agent_end = dx->tar.out.len;
     if (dx->tar_rc == 0)
         dx->tar_rc = tar_add_dir(&dx->tar, "./var/run/act/workflow", 0777, &dx->tar_err);
     /* A bound workspace is the user's own directory: an entry for it would be unpacked over
@@ -172,8 +185,8 @@ dockerexec_upload_put(struct docker_exec *dx)
         dockerexec_start(dx);
         return;
     }
-    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", dx->tar.out.data,
-                                                 dx->tar.out.len, on_uploaded, dx, &e)) < 0) {
+    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", upload_data(dx),
+                                                 upload_len(dx), on_uploaded, dx, &e)) < 0) {
         tar_free(&dx->tar);
         dockerexec_fail(dx, &e);
     }
@@ -186,8 +199,8 @@ dockerexec_upload_late(struct docker_exec *dx)
     struct err e = {0};
 
     dx->late_upload = true;
-    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", dx->tar.out.data,
-                                                 dx->tar.out.len, on_uploaded, dx, &e)) < 0) {
+    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", upload_data(dx),
+                                                 upload_len(dx), on_uploaded, dx, &e)) < 0) {
         tar_free(&dx->tar);
         dockerexec_fail(dx, &e);
     }
