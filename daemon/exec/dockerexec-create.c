@@ -216,6 +216,19 @@ on_services(struct services *s, int rc, const struct err *e, void *arg)
     start_dind(dx);
 }
 
+/* The services' starts are answered: the job container's start, held until now, may come. On
+ * one job network the two starts slow each other, and the services' settle (services.c) counts
+ * from their start's answer, so theirs goes first; the job container's start then runs during
+ * the settle. */
+static void
+on_services_started(void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    dx->svc_started = true;
+    dockerexec_start(dx);
+}
+
 static void
 on_dind(void *arg, int rc, const struct err *e)
 {
@@ -326,6 +339,7 @@ start_services(struct docker_exec *dx)
         .validate_volume = check_volumes_cb,
         .mount_volume = mount_volume_cb,
         .log = svc_log,
+        .on_started = on_services_started,
         .arg = dx,
         .limits = dx->profile,
     };

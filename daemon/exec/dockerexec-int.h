@@ -108,7 +108,8 @@ struct docker_exec {
      * bound): the setup probe makes them; if it cannot, the upload is copied in after all
      * (late_upload) before the job is ready. */
     bool dirs_by_probe, late_upload;
-    bool as_root;             /* the image's user is root and no option names another */
+    bool as_root;
+    bool svc_started;         /* the services' starts are answered (the job's may come) */             /* the image's user is root and no option names another */
     int pending;              /* docker calls in flight during close */
 };
 

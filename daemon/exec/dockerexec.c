@@ -406,7 +406,8 @@ dockerexec_start(struct docker_exec *dx)
 {
     struct err e = {0};
 
-    if (!dx->uploaded || !dx->att_up || dx->starting || dx->closing || dx->failed)
+    if (!dx->uploaded || !dx->att_up || dx->starting || dx->closing || dx->failed ||
+        (dx->svc_waiting && !dx->svc_started))
         return;
     if (dockerexec_flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0) {
         dockerexec_fail(dx, &e);
