@@ -348,8 +348,9 @@ start_services(struct docker_exec *dx)
         dockerexec_fail(dx, &e);
     } else if (!json_is_object(json_object_get(dx->profile, "dind"))) {
         /* Nothing of the job container waits for the services (a dind sidecar's settings
-         * would): it is created, filled and started while they start and get healthy, and
-         * the job is ready when both are (dockerexec_services_ready()). */
+         * would): it is created and filled while they start, and started once their starts
+         * are answered, while they get healthy (on_services_started()); the job is ready when
+         * both are (dockerexec_services_ready()). */
         dx->svc_waiting = true;
         create_container(dx);
     }
