@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +16,46 @@ int log_level = LOG_PRIO_NOTICE;
 static bool log_prefix;
 static bool log_json;
 static bool log_json_prefix; /* stderr is journald's stream: "<N>" before the object */
+bool log_trace_on;
+static int64_t trace_origin; /* CLOCK_MONOTONIC, ns */
+
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void
+log_trace_init(void)
+{
+    const char *v = getenv("RUNNERD_TRACE");
+    char *end = NULL;
+    long long t;
+
+    if (v == NULL || *v == '\0' || strcmp(v, "0") == 0)
+        return;
+    log_trace_on = true;
+    trace_origin = mono_ns();
+    t = strtoll(v, &end, 10);
+    if (end != v && *end == '\0' && t > 1 && t <= trace_origin)
+        trace_origin = t;
+    log_trace_msg("process start (main)");
+}
+
+void
+log_trace_msg(const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "trace %8.1f ms %s\n", (double)(mono_ns() - trace_origin) / 1e6, msg);
+}
 
 void
 log_init(int level, bool syslog_prefix)

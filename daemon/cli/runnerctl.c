@@ -21,6 +21,7 @@ main(int argc, char **argv)
     const struct cli_cmd *c;
 
     log_init(LOG_PRIO_NOTICE, false);
+    log_trace_init();
     if (argc < 2) {
         usage(stderr);
         return CLI_EXIT_USAGE;
@@ -44,5 +45,7 @@ main(int argc, char **argv)
         usage(stderr);
         return CLI_EXIT_USAGE;
     }
-    return c->exec(argc - 1, argv + 1);
+    int rc = c->exec(argc - 1, argv + 1);
+    log_trace("process exit");
+    return rc;
 }

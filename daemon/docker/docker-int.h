@@ -37,6 +37,7 @@ struct dcall {
     struct buf text; /* build: "stream" text not yet ending in a newline */
     /* free-form state for multi-step operations */
     void *state;
+    int64_t t0; /* CLOCK_REALTIME ns at the start, for log_trace() */
 };
 
 struct dcall_opts {

@@ -59,7 +59,9 @@ int docker_new(struct httpc *http, const struct docker_config *cfg, struct docke
 /* Frees d; calls still in flight must have completed (or be canceled) first. NULL is fine. */
 void docker_free(struct docker *d);
 
-/* GET /_ping then /v<ver>/version: negotiates the API version. res->json = the version object. */
+/* GET /_ping then, unless the ping's Api-Version is taken as it is (not pinned, not above
+ * DOCKER_API_MAX), /v<ver>/version for the engine's minimum: negotiates the API version.
+ * res->json = the version object, or NULL when there was no /version call. */
 int docker_connect(struct docker *d, docker_cb cb, void *arg, struct err *e);
 /* The negotiated version ("1.41"); NULL before docker_connect() succeeded (unless pinned). */
 const char *docker_api_version(const struct docker *d);

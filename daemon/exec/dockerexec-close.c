@@ -23,6 +23,7 @@ dx_free(struct docker_exec *dx)
         agentconn_free(dx->x.conn);
     tar_free(&dx->tar); /* built but never copied in: the setup failed first */
     free(dx->agent_path);
+    free(dx->agent_bind);
     free(dx->runner_name);
     free(dx->name);
     free(dx->image);
@@ -84,6 +85,7 @@ on_job_swept(const struct docker_res *res, void *arg)
 
     if (res->rc < 0)
         dockerexec_say(dx, "warning: %s", res->err.msg);
+    log_trace("executor closed");
     dx_free(dx);
 }
 
@@ -98,8 +100,10 @@ sweep_job(struct docker_exec *dx)
                  ? docker_sweep(dx->d, label, on_job_swept, dx, &e) : -1;
 
     free(label);
-    if (rc < 0)
+    if (rc < 0) {
+        log_trace("executor closed");
         dx_free(dx);
+    }
 }
 
 struct net_removal {
@@ -211,6 +215,7 @@ dockerexec_close(struct executor *x)
     struct docker_exec *dx = (struct docker_exec *)x;
     struct err e = {0};
 
+    log_trace("executor close%s", dx->closing ? " (again)" : "");
     dx->closing = true;
     dockerexec_hello_stop(dx);
     dockerexec_fast_close(dx);

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void create_container(struct docker_exec *dx);
+
 static void
 on_created(const struct docker_res *res, void *arg)
 {
@@ -25,6 +27,18 @@ on_created(const struct docker_res *res, void *arg)
 
     if (res->rc == 0)
         dx->ctr_id = xstrdup(res->id);
+    if (res->rc < 0 && dx->agent_bind && !dx->closing &&
+        strstr(res->err.msg, "bind source path does not exist") != NULL) {
+        /* The engine does not see runner-agent where we do (we run in a container of our
+         * own): created again, with the agent copied in. */
+        dockerexec_say(dx, "runner-agent is copied in (the engine cannot bind %s)",
+                       dx->agent_bind);
+        free(dx->agent_bind);
+        dx->agent_bind = NULL;
+        dx->pending--; /* this call landed */
+        create_container(dx);
+        return;
+    }
     if (!dockerexec_proceed(dx, res))
         return;
     dockerexec_say(dx, "created container %.12s", dx->ctr_id);
@@ -35,7 +49,6 @@ on_created(const struct docker_res *res, void *arg)
     dockerexec_created(dx);
 }
 
-static void create_container(struct docker_exec *dx);
 static void start_dind(struct docker_exec *dx);
 static const char *const *strv_of(json_t *arr, const char ***keep);
 
@@ -203,6 +216,19 @@ on_services(struct services *s, int rc, const struct err *e, void *arg)
     start_dind(dx);
 }
 
+/* The services' starts are answered: the job container's start, held until now, may come. On
+ * one job network the two starts slow each other, and the services' settle (services.c) counts
+ * from their start's answer, so theirs goes first; the job container's start then runs during
+ * the settle. */
+static void
+on_services_started(void *arg)
+{
+    struct docker_exec *dx = arg;
+
+    dx->svc_started = true;
+    dockerexec_start(dx);
+}
+
 static void
 on_dind(void *arg, int rc, const struct err *e)
 {
@@ -313,6 +339,7 @@ start_services(struct docker_exec *dx)
         .validate_volume = check_volumes_cb,
         .mount_volume = mount_volume_cb,
         .log = svc_log,
+        .on_started = on_services_started,
         .arg = dx,
         .limits = dx->profile,
     };
@@ -321,8 +348,9 @@ start_services(struct docker_exec *dx)
         dockerexec_fail(dx, &e);
     } else if (!json_is_object(json_object_get(dx->profile, "dind"))) {
         /* Nothing of the job container waits for the services (a dind sidecar's settings
-         * would): it is created, filled and started while they start and get healthy, and
-         * the job is ready when both are (dockerexec_services_ready()). */
+         * would): it is created and filled while they start, and started once their starts
+         * are answered, while they get healthy (on_services_started()); the job is ready when
+         * both are (dockerexec_services_ready()). */
         dx->svc_waiting = true;
         create_container(dx);
     }
@@ -474,12 +502,15 @@ create_container(struct docker_exec *dx)
     char *bind = dx->bind && dx->source ? xasprintf("%s:" WORKSPACE, dx->source)
                                         : xasprintf("%s:" WORKSPACE, dx->vols[0]);
     char *act = xasprintf("%s:/var/run/act", dx->vols[1]);
+    free(dx->x.workspace_mount); /* made again when the agent's bind was refused */
+    free(dx->x.act_mount);
+    free(dx->x.network);
     dx->x.workspace_mount = xstrdup(bind);
     dx->x.act_mount = xstrdup(act);
     /* Step containers go where the job's container is. */
     dx->x.network = xstrdup(DOCKEREXEC_NET(dx));
     /* The fast channel's directory, when the agent may use one (dockerexec-fast.c). */
-    char *fast = dockerexec_fast_listen(dx) ? dockerexec_fast_bind(dx) : NULL;
+    char *fast = dx->fast || dockerexec_fast_listen(dx) ? dockerexec_fast_bind(dx) : NULL;
     const char *binds[] = {bind, act, fast, NULL};
     const char *entry[] = {AGENT_DIR "/agent", "--journal", JOURNAL,
                            fast ? "--connect" : NULL, DOCKEREXEC_FAST_DIR "/" DOCKEREXEC_FAST_SOCK,
@@ -572,6 +603,16 @@ create_container(struct docker_exec *dx)
         }
         json_decref(penv);
     }
+    if (dx->agent_bind) { /* a mount, not a bind: a missing path is refused (on_created()) */
+        json_t *hc = json_object_get(body, "HostConfig"), *mounts = json_object_get(hc, "Mounts");
+        if (!json_is_array(mounts)) {
+            mounts = json_array();
+            json_object_set_new(hc, "Mounts", mounts);
+        }
+        json_array_append_new(mounts, json_pack("{s:s, s:s, s:s, s:b}", "Type", "bind", "Source",
+                                                dx->agent_bind, "Target", AGENT_DIR "/agent",
+                                                "ReadOnly", 1));
+    }
     if (dockerexec_flying(dx, docker_container_create(dx->d, dx->name, body, on_created, dx,
                                                       &e)) < 0)
         dockerexec_fail(dx, &e);
@@ -594,6 +635,15 @@ on_resolved(const struct docker_res *res, void *arg)
     if (!dockerexec_proceed(dx, res))
         return;
     dx->image_id = xstrdup(res->id);
+    {
+        const char *u = json_string_value(
+            json_object_get(json_object_get(res->json, "Config"), "User"));
+        const char *o = dx->options ? dx->options : "";
+        dx->as_root = (u == NULL || *u == '\0' || strcmp(u, "0") == 0 ||
+                       strcmp(u, "root") == 0 || strncmp(u, "0:", 2) == 0 ||
+                       strncmp(u, "root:", 5) == 0) &&
+                      strstr(o, "--user") == NULL && strstr(o, "-u") == NULL;
+    }
     dockerexec_say(dx, "image %s is %.19s", dx->image, dx->image_id);
     /* PATH from the image config. */
     json_t *cenv = json_object_get(json_object_get(res->json, "Config"), "Env");
@@ -655,6 +705,7 @@ setup_start(struct docker_exec *dx, struct err *e)
         dx->vols[0] = xasprintf("%s-workspace", dx->name);
     dx->vols[1] = xasprintf("%s-act", dx->name);
     dx->setup_calls = 1; /* held until every call is started */
+    dockerexec_agent_bind(dx);
     rc = dockerexec_upload_build(dx, e); /* not a setup call: the container's creation waits */
     if (rc == 0)
         rc = dockerexec_flying(dx, docker_image_resolve(dx->d, dx->image, NULL, true, NULL,

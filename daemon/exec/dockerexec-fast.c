@@ -209,6 +209,7 @@ on_connection(uv_stream_t *s, int status)
         return;
     }
     dx->chan = DOCKEREXEC_CHAN_FAST;
+    log_trace("fast channel: the agent connected");
     dockerexec_say(dx, "the agent's output comes over a unix socket (the fast channel)");
 }
 
@@ -223,6 +224,29 @@ why_not(const struct docker_exec *dx)
     if (!engine_local(dx))
         return "the Docker engine is not on a local unix socket";
     return NULL;
+}
+
+/* dockerexec-int.h. runner-agent as a read-only bind rather than in the upload: the copy is
+ * most of the archive's bytes and the engine unpacks it into the container's layer before the
+ * start (about 50 ms of a job's start, bench/README.md job-start). The bind cannot be written
+ * (a read-only mount; remounting it needs CAP_SYS_ADMIN, which no job container gets unless
+ * it is privileged, and a privileged container owns the host anyway). The bind is a mount of
+ * type bind, which the engine refuses at the create when the path is missing on its host (the
+ * host side in a container of its own): the container is then created again with the copy
+ * (dockerexec-create.c). A path the bind syntax cannot carry (':' or ',') keeps the copy. */
+void
+dockerexec_agent_bind(struct docker_exec *dx)
+{
+    char *real;
+
+    if (why_not(dx) != NULL || dx->agent_path == NULL)
+        return;
+    real = realpath(dx->agent_path, NULL);
+    if (real == NULL || strchr(real, ':') || strchr(real, ',')) {
+        free(real);
+        return;
+    }
+    dx->agent_bind = real;
 }
 
 /* Before the job container is created: listens on a new socket in a new directory, or says

@@ -99,6 +99,17 @@ struct docker_exec {
     struct err tar_err;
     bool tar_built;           /* ... and not yet copied in */
     bool uploaded, att_up;    /* the copy is in, the attach stream is up: the start may come */
+    /* runner-agent's host path (absolute) when the job container binds it read-only at
+     * AGENT_DIR/agent instead of receiving a copy in the upload (dockerexec_agent_bind()). */
+    char *agent_bind;
+    size_t ws_entries;        /* workspace entries in the upload (the worker counts them) */
+    size_t tar_agent_end;     /* the upload's agent entries end here: a bound agent skips them */
+    /* The upload was left out before the start (nothing in it but directories, the agent
+     * bound): the setup probe makes them; if it cannot, the upload is copied in after all
+     * (late_upload) before the job is ready. */
+    bool dirs_by_probe, late_upload;
+    bool as_root;
+    bool svc_started;         /* the services' starts are answered (the job's may come) */             /* the image's user is root and no option names another */
     int pending;              /* docker calls in flight during close */
 };
 
@@ -118,6 +129,8 @@ bool dockerexec_proceed(struct docker_exec *dx, const struct docker_res *res);
 json_t *dockerexec_job_labels(const struct docker_exec *dx);
 /* Ends the wait for the agent's hello (answered, failed or closing). */
 void dockerexec_hello_stop(struct docker_exec *dx);
+/* The job container is set up: reports the executor ready (or waits for the services). */
+void dockerexec_ready(struct docker_exec *dx);
 /* A new agent connection over a new attach stream to the job container. */
 int dockerexec_attach(struct docker_exec *dx, struct err *e);
 
@@ -140,11 +153,17 @@ void dockerexec_start(struct docker_exec *dx);
  * container created (either calls dockerexec_upload_put(); the second one copies). */
 int dockerexec_upload_build(struct docker_exec *dx, struct err *e);
 void dockerexec_upload_put(struct docker_exec *dx);
+/* The setup probe could not make the directories: copies the kept upload into the running
+ * container, then reports the executor ready (dockerexec_ready()). */
+void dockerexec_upload_late(struct docker_exec *dx);
 
 /* dockerexec-fast.c: the fast channel. Before the job container is created: listens on a new
  * socket in a new private directory when the engine is local and nothing forces the attach
  * stream (true), else says why not (false). */
 bool dockerexec_fast_listen(struct docker_exec *dx);
+/* At the setup's start: sets dx->agent_bind when the job container can bind runner-agent from
+ * this host (a local engine, as for the fast channel; RUNNERD_AGENT_CHANNEL=attach copies it). */
+void dockerexec_agent_bind(struct docker_exec *dx);
 /* The job container's bind of the socket's directory (a new string; free it), or NULL. */
 char *dockerexec_fast_bind(const struct docker_exec *dx);
 /* n bytes of the agent's stdout came on the attach stream: feed them (true) or not. The first

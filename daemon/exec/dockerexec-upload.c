@@ -5,6 +5,7 @@
 
 #include "fstree.h"
 #include "runner/buf.h"
+#include "runner/log.h"
 #include "runner/xalloc.h"
 #include "tar.h"
 #include "wswalk.h"
@@ -26,8 +27,25 @@ on_uploaded(const struct docker_res *res, void *arg)
     tar_free(&dx->tar);
     if (!dockerexec_proceed(dx, res))
         return;
+    if (dx->late_upload) {
+        dockerexec_ready(dx);
+        return;
+    }
     dx->uploaded = true;
     dockerexec_start(dx);
+}
+
+/* What is copied in: without the agent's entries when it is bound. */
+static const char *
+upload_data(const struct docker_exec *dx)
+{
+    return dx->tar.out.data + (dx->agent_bind ? dx->tar_agent_end : 0);
+}
+
+static size_t
+upload_len(const struct docker_exec *dx)
+{
+    return dx->tar.out.len - (dx->agent_bind ? dx->tar_agent_end : 0);
 }
 
 /* Reads a file into memory (worker thread). */
@@ -75,6 +93,7 @@ add_entry(const char *rel, const char *abs, const struct stat *st, void *arg, st
         }
     }
     /* Sockets, fifos and devices are not copied: they have no content to carry. */
+    dx->ws_entries++;
     if (rc == 0 && dx->tar.out.len > MAX_UPLOAD)
         rc = err_set(e, -EFBIG, "the repository is over %llu MiB: use --bind", MAX_UPLOAD >> 20);
     free(path);
@@ -96,6 +115,9 @@ build_work(uv_work_t *w)
         dx->tar_rc = tar_add_file(&dx->tar, "." AGENT_DIR "/agent", 0755, agent, alen,
                                   &dx->tar_err);
     free(agent);
+    /* A bound agent (dockerexec_agent_bind()) skips these entries; they stay for the
+     * container created again without the bind. */
+    dx->tar_agent_end = dx->tar.out.len;
     if (dx->tar_rc == 0)
         dx->tar_rc = tar_add_dir(&dx->tar, "./var/run/act/workflow", 0777, &dx->tar_err);
     /* A bound workspace is the user's own directory: an entry for it would be unpacked over
@@ -125,6 +147,7 @@ build_after(uv_work_t *w, int status)
         return;
     }
     dx->tar_built = true;
+    log_trace("upload built (%zu bytes)", dx->tar.out.len);
     if (dx->ctr_id && !dx->failed)
         dockerexec_upload_put(dx);
 }
@@ -152,8 +175,32 @@ dockerexec_upload_put(struct docker_exec *dx)
     if (!dx->tar_built || dx->ctr_id == NULL)
         return;
     dx->tar_built = false; /* once */
-    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", dx->tar.out.data,
-                                                 dx->tar.out.len, on_uploaded, dx, &e)) < 0) {
+    if (dx->agent_bind && dx->ws_entries == 0 && dx->as_root) {
+        /* Only the workflow and workspace directories: the engine's archive call costs about
+         * 50 ms before the start whatever its size, and the setup probe makes them as well
+         * (dockerexec.c); the archive is kept in case it cannot. Only as root: another user's
+         * agent could not make its journal in the volume's root-owned top directory. */
+        dx->dirs_by_probe = true;
+        dx->uploaded = true;
+        dockerexec_start(dx);
+        return;
+    }
+    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", upload_data(dx),
+                                                 upload_len(dx), on_uploaded, dx, &e)) < 0) {
+        tar_free(&dx->tar);
+        dockerexec_fail(dx, &e);
+    }
+}
+
+/* dockerexec-int.h */
+void
+dockerexec_upload_late(struct docker_exec *dx)
+{
+    struct err e = {0};
+
+    dx->late_upload = true;
+    if (dockerexec_flying(dx, docker_archive_put(dx->d, dx->ctr_id, "/", upload_data(dx),
+                                                 upload_len(dx), on_uploaded, dx, &e)) < 0) {
         tar_free(&dx->tar);
         dockerexec_fail(dx, &e);
     }

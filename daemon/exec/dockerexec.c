@@ -53,7 +53,15 @@ report_ready(struct docker_exec *dx, int rc, const struct err *e)
         return;
     }
     dx->ready = rc == 0;
+    log_trace("job container ready (rc %d)", rc);
     dx->x.cbs->on_ready(dx->x.arg, rc, e);
+}
+
+/* dockerexec-int.h */
+void
+dockerexec_ready(struct docker_exec *dx)
+{
+    report_ready(dx, 0, NULL);
 }
 
 void
@@ -169,21 +177,30 @@ on_agent_event(void *arg, const struct agentconn_event *ev)
 
     if (dx->closing)
         return;
+    if (ev->kind != AGENTCONN_OUTPUT)
+        log_trace("agent event %d (step %#x)", (int)ev->kind, ev->msg ? ev->msg->id : 0);
     if (!dx->ready) {
         switch (ev->kind) {
         case AGENTCONN_HELLO: {
             /* Is there a bash? (decides the default shell, as GitHub falls back to sh) And a
-             * node, for node actions? Exit status bit 0: no bash, bit 1: no node. */
+             * node, for node actions? Exit status bit 0: no bash, bit 1: no node; bit 2: the
+             * directories the upload would have made (dirs_by_probe) could not be made. */
             static const char probe[] =
-                "s=0; command -v bash >/dev/null 2>&1 || s=1; "
+                "command -v bash >/dev/null 2>&1 || s=$((s + 1)); "
                 "command -v node >/dev/null 2>&1 || s=$((s + 2)); exit $s";
-            const char *argv[] = {"/bin/sh", "-c", probe};
+            bool dirs = dx->dirs_by_probe;
+            char *script = xasprintf(
+                "s=0; %s%s%s%s", dirs ? "{ mkdir -p " FILE_DIR " && chmod 0777 " FILE_DIR : "",
+                dirs && !(dx->bind && dx->source) ? " " WORKSPACE : "",
+                dirs ? "; } >/dev/null 2>&1 || s=4; " : "", probe);
+            const char *argv[] = {"/bin/sh", "-c", script};
             char *path = xasprintf("PATH=%s", dx->x.base_path ? dx->x.base_path : DEFAULT_PATH);
             const char *env[] = {path}; /* the PATH the steps get */
             struct agentconn_run r = {.step = PROBE_STEP, .argv = argv, .argc = 3, .env = env,
                                       .envc = 1};
             int rc = agentconn_run(dx->x.conn, &r, &e);
             free(path);
+            free(script);
             if (rc < 0)
                 dockerexec_fail(dx, &e);
             return;
@@ -191,14 +208,20 @@ on_agent_event(void *arg, const struct agentconn_event *ev)
         case AGENTCONN_EXITED:
             if (ev->msg->id == PROBE_STEP) {
                 dx->x.bash = (ev->msg->exit_code & 1) == 0;
-                dx->x.node = (ev->msg->exit_code & 2) == 0 && ev->msg->exit_code < 4;
-                report_ready(dx, 0, NULL);
+                dx->x.node = (ev->msg->exit_code & 2) == 0 && ev->msg->exit_code < 8;
+                if (dx->dirs_by_probe && (ev->msg->exit_code & 4 || ev->msg->exit_code >= 8))
+                    dockerexec_upload_late(dx);
+                else
+                    report_ready(dx, 0, NULL);
             }
             return;
         case AGENTCONN_ERROR:
             if (ev->msg->id == PROBE_STEP) { /* no /bin/sh: no bash either */
                 dx->x.bash = dx->x.node = false;
-                report_ready(dx, 0, NULL);
+                if (dx->dirs_by_probe)
+                    dockerexec_upload_late(dx);
+                else
+                    report_ready(dx, 0, NULL);
                 return;
             }
             err_set(&e, ERR_PROTO, "the agent refused setup: %s", ev->msg->text ? ev->msg->text : "");
@@ -362,6 +385,7 @@ on_att_ready(struct docker_attach *a, void *arg)
         return;
     }
     dx->att_up = true;
+    log_trace("attach stream up");
     dockerexec_start(dx);
 }
 
@@ -382,7 +406,8 @@ dockerexec_start(struct docker_exec *dx)
 {
     struct err e = {0};
 
-    if (!dx->uploaded || !dx->att_up || dx->starting || dx->closing || dx->failed)
+    if (!dx->uploaded || !dx->att_up || dx->starting || dx->closing || dx->failed ||
+        (dx->svc_waiting && !dx->svc_started))
         return;
     if (dockerexec_flying(dx, docker_container_start(dx->d, dx->ctr_id, on_started, dx, &e)) < 0) {
         dockerexec_fail(dx, &e);

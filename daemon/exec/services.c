@@ -40,6 +40,7 @@ struct services {
     long next_ms;        /* the next poll's delay: from POLL_NEXT_MS, doubling up to poll_ms */
     uint64_t deadline;
     void (*log)(const char *line, void *arg);
+    void (*on_started)(void *arg);
     void *log_arg;
     enum phase phase;
     int pending;
@@ -585,6 +586,8 @@ check(struct services *s)
             s->deadline = uv_now(s->loop) + (uint64_t)s->timeout_ms;
             s->next_ms = POLL_NEXT_MS;
             uv_timer_start(&s->timer, on_poll, SETTLE_MS, 0);
+            if (s->on_started)
+                s->on_started(s->log_arg);
         }
         return;
     case PH_WAITING: {
@@ -655,6 +658,7 @@ services_start(uv_loop_t *loop, const struct services_config *cfg,
     s->timeout_ms = cfg->health_timeout_ms > 0 ? cfg->health_timeout_ms : 5 * 60 * 1000;
     s->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : 1000;
     s->log = cfg->log;
+    s->on_started = cfg->on_started;
     s->log_arg = cfg->arg;
     s->start_cb = done;
     s->start_arg = arg;

@@ -50,7 +50,9 @@ struct services_config {
      * it. NULL: named volumes are binds as written. */
     int (*mount_volume)(const char *volume, void *arg, json_t **mount, struct err *e);
     void (*log)(const char *line, void *arg); /* progress lines; may be NULL */
-    void *arg;                                /* for validate_volume and log */
+    /* Every service's start was answered (their health wait begins); may be NULL. */
+    void (*on_started)(void *arg);
+    void *arg;                                /* for validate_volume, log and on_started */
 };
 
 /* Called once when every service is ready (rc 0), or on the first failure (rc <0, e names

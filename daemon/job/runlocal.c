@@ -642,15 +642,26 @@ labels_ok(struct runlocal *rl, bool *docker)
     return ok;
 }
 
+/* The sweep runs beside the jobs (it removes only objects of owners whose process is gone, never
+ * this one's); the loop ends only after it. */
 static void
 on_swept(int removed, void *arg)
 {
     struct runlocal *rl = arg;
 
+    log_trace("orphans swept");
     if (removed > 0)
         fprintf(rl->o->out, "removed %d object%s left by an earlier run that was killed\n",
                 removed, removed == 1 ? "" : "s");
-    schedule(rl);
+}
+
+static void
+sweep_start(struct runlocal *rl)
+{
+    struct err e = {0};
+
+    if (dockerexec_sweep_orphans(rl->docker, on_swept, rl, &e) < 0)
+        fprintf(stderr, "runnerctl exec: sweep: %s\n", e.msg);
 }
 
 /* Starts the actions/cache server on 127.0.0.1 and gateway (NULL: host jobs only). Without
@@ -674,21 +685,20 @@ cache_start(struct runlocal *rl, const char *gateway)
             jobcache_url(rl->cache, false));
 }
 
-/* The engine said where job containers reach the host (ip NULL: they cannot); then the
- * leftovers of killed runs are swept and the runs start. */
+/* The engine said where job containers reach the host (ip NULL: they cannot); the runs
+ * start. */
 static void
 on_gateway(void *arg, char *ip, const struct err *ge)
 {
     struct runlocal *rl = arg;
-    struct err e = {0};
 
     if (ip == NULL)
         fprintf(stderr, "runnerctl exec: cache: job containers cannot reach this host: %s\n",
                 ge->msg);
     cache_start(rl, ip);
+    log_trace("cache server started");
     free(ip);
-    if (dockerexec_sweep_orphans(rl->docker, on_swept, rl, &e) < 0)
-        schedule(rl);
+    schedule(rl);
 }
 
 static void
@@ -704,14 +714,15 @@ on_docker(const struct docker_res *res, void *arg)
         uv_signal_stop(&rl->sigterm);
         return;
     }
+    /* The leftovers of killed runs are swept while the cache server and the runs start. */
+    sweep_start(rl);
     if (rl->o->cache) {
         if (jobcache_gateway(rl->docker, on_gateway, rl, &e) == 0)
             return;
         on_gateway(rl, NULL, &e);
         return;
     }
-    if (dockerexec_sweep_orphans(rl->docker, on_swept, rl, &e) < 0)
-        schedule(rl);
+    schedule(rl);
 }
 
 /* Before the loop blocks: what this iteration printed goes out in one write, so output is live
@@ -740,6 +751,7 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
 
     bool need_docker = false;
 
+    log_trace("runlocal: plans made");
     rl.capacity = o->capacity > 0 ? o->capacity : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (rl.capacity < 1)
         rl.capacity = 1;
@@ -776,6 +788,7 @@ runlocal_run(struct plan *const *plans, size_t n, const struct runlocal_opts *o)
         schedule(&rl);
     }
     uv_run(&rl.loop, UV_RUN_DEFAULT);
+    log_trace("runlocal: loop done");
     docker_free(rl.docker);
     if (rl.http)
         httpc_close(rl.http, NULL, NULL);

@@ -746,6 +746,7 @@ main(int argc, char **argv)
 
     skip_gnutls_init(argv);
     log_init(LOG_PRIO_INFO, getenv("JOURNAL_STREAM") != NULL || getenv("INVOCATION_ID") != NULL);
+    log_trace_init();
     config_defaults(&D.cfg);
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (c) {

@@ -38,4 +38,18 @@ char *log_escape(const char *s, size_t n);
 #define log_info(...) LOG_AT(LOG_PRIO_INFO, __VA_ARGS__)
 #define log_debug(...) LOG_AT(LOG_PRIO_DEBUG, __VA_ARGS__)
 
+/* Phase timestamps for finding where a job's start and end go (bench/job-start --trace): off
+ * unless $RUNNERD_TRACE is set, then one "trace <ms> <what>" line to stderr per call. The
+ * origin is $RUNNERD_TRACE's value when it is a CLOCK_MONOTONIC time in nanoseconds (the
+ * caller's spawn, so the process's own start is counted), else log_trace_init()'s call. Off,
+ * a trace costs one branch. */
+extern bool log_trace_on;
+void log_trace_init(void);
+void log_trace_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define log_trace(...)                                                                             \
+    do {                                                                                           \
+        if (log_trace_on)                                                                          \
+            log_trace_msg(__VA_ARGS__);                                                            \
+    } while (0)
+
 #endif

@@ -10,6 +10,10 @@ socket. Every request goes to the real engine at UPSTREAM unchanged, except:
   comes back.
 - stall (for tests/hostile/stop.py): while the file FILE exists a request to remove a container
   (DELETE /containers/...) is never answered: an engine that hangs during a job's teardown.
+- nobind (for tests/cli/exec_agentbind.py): container creates that mount a bind at
+  /.runner/agent have its Source replaced with a path that does not exist, as the engine of a
+  host side running in a container of its own would see it; every such create is counted as a
+  line in FILE.
 
 Responses and hijacked (attach) streams are piped through as raw bytes. Prints "ready" once
 listening. pipe() is also imported by tests/hostile/faults.py's in-process proxy."""
@@ -114,7 +118,15 @@ def handle(cl):
             if MODE == "stall" and method == "DELETE" and "/containers/" in path and os.path.exists(FILE):
                 while True:  # the engine "hangs": hold the connection, answer nothing
                     time.sleep(3600)
-            if MODE != "stall" and method == "POST" and path.endswith("/containers/create") and body:
+            if MODE == "nobind" and method == "POST" and path.endswith("/containers/create") and body:
+                j = json.loads(body)
+                for m in (j.get("HostConfig") or {}).get("Mounts") or []:
+                    if m.get("Target") == "/.runner/agent":
+                        m["Source"] = "/nonexistent/runnerd-test/runner-agent"
+                        with lock, open(FILE, "a") as f:
+                            f.write("bind\n")
+                body = json.dumps(j).encode()
+            if MODE not in ("stall", "nobind") and method == "POST" and path.endswith("/containers/create") and body:
                 try:
                     j = json.loads(body)
                 except ValueError:

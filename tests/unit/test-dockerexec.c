@@ -6,7 +6,9 @@
  * bridge, where two jobs cannot reach each other) and its container has no log driver, so a secret a step prints is in no file of the engine; a job
  * with a service gets a labelled network on which the service answers to its id, and the
  * network is gone after the close; a service that exits at once fails the setup (once, naming
- * it) while the job container comes up beside it, and the close leaves nothing. */
+ * it) while the job container comes up beside it, and the close leaves nothing. On this local
+ * engine the agent is a read-only bind the job cannot overwrite, and the workflow and workspace
+ * directories are writable (0777) with no archive call (the setup probe makes them). */
 #include "harness.h"
 
 #include "dockerexec.h"
@@ -300,4 +302,46 @@ TEST(a_service_that_exits_fails_the_setup_and_the_close_leaves_nothing)
     ASSERT_EQ(owner_objects(), 0);
     json_decref(services);
     dockertest_teardown(&f);
+}
+
+/* Runs one job with container.options opts: the agent is a read-only bind of the host's
+ * runner-agent (no copy in the container), the workflow and workspace directories are there
+ * with mode 0777 (made by the setup probe), and the job's attempt to overwrite the agent
+ * fails. */
+static void
+agent_bound_job(const char *name, const char *opts)
+{
+    struct dockertest f;
+    struct job j = {.f = &f};
+    struct err e = {0};
+
+    dockertest_setup(&f, name);
+    guard_owner();
+    ASSERT_OK(executor_docker_new(&f.loop, f.d, RUNNER_AGENT_PATH, "test", &j.x, &e));
+    j.x->cbs = &job_cbs;
+    j.x->arg = &j;
+    struct executor_job job = {.name = name, .image = f.image, .options = opts};
+    ASSERT_OK(executor_setup(j.x, &job, &e));
+    dockertest_run_until(&f, &j.ready);
+    char *id = xstrdup(json_string_value(
+        json_object_get(json_object_get(j.x->job_ctx, "container"), "id")));
+    char *m = inspect(id, "{{range .Mounts}}{{if eq .Destination \"/.runner/agent\"}}"
+                          "{{.Type}} {{.RW}}{{end}}{{end}}");
+    ASSERT_STR_EQ(m, "bind false");
+    ASSERT_EQ(job_run(&j, "ls -ld /var/run/act/workflow /workspace | cut -c1-10\n"
+                          "touch /workspace/f /var/run/act/workflow/f && echo writable\n"
+                          "{ echo x > /.runner/agent; } 2>/dev/null && echo overwritten\n"
+                          "exit 0\n"), 0);
+    ASSERT_STR_EQ(buf_str(&j.out), "drwxrwxrwx\ndrwxrwxrwx\nwritable\n");
+    executor_close(j.x);
+    dockertest_run_until(&f, &j.closed);
+    free(m);
+    free(id);
+    buf_free(&j.out);
+    dockertest_teardown(&f);
+}
+
+TEST(agent_bound_read_only_and_directories_made_without_an_archive)
+{
+    agent_bound_job("dockerexec-agentbind", NULL);
 }
