@@ -118,6 +118,11 @@ build_work(uv_work_t *w)
     /* A bound agent (dockerexec_agent_bind()) skips these entries; they stay for the
      * container created again without the bind. */
     dx->tar_agent_end = dx->tar.out.len;
+    /* The volume's top directory, where the agent makes its journal (JOURNAL): root's 0755 as
+     * the engine makes it, so a container running as another user needs it writable; sticky,
+     * so that no user removes or replaces another's file there. */
+    if (dx->tar_rc == 0)
+        dx->tar_rc = tar_add_dir(&dx->tar, "./var/run/act", 01777, &dx->tar_err);
     if (dx->tar_rc == 0)
         dx->tar_rc = tar_add_dir(&dx->tar, "./var/run/act/workflow", 0777, &dx->tar_err);
     /* A bound workspace is the user's own directory: an entry for it would be unpacked over

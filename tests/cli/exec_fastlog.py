@@ -116,5 +116,34 @@ with tempfile.TemporaryDirectory() as tmp:
     check("hostile: the output after the attempts is whole",
           lines[4:5004] == ["h %d" % i for i in range(1, 5001)] and "after" in lines)
 
+# A job container running as another user than root: the agent makes its journal in the
+# job's /var/run/act volume, whose top directory the engine makes root's 0755 (it failed with
+# "journal /var/run/act/.runner-journal: Permission denied" before the upload made it 01777).
+NONROOT = r"""
+on: push
+jobs:
+  box:
+    runs-on: builder
+    container:
+      image: IMAGE
+      options: --user 1000:1000
+    steps:
+      - run: |
+          id -u
+          stat -c %a /var/run/act
+          seq 1 20000 | sed 's/^/u /'
+      - run: echo after
+""".replace("IMAGE", IMAGE)
+for name, extra in (("non-root", {}), ("non-root, attach", {"RUNNERD_AGENT_CHANNEL": "attach"})):
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o700)
+        rc, out, err, r = run(tmp, NONROOT, extra)
+        lines = step_lines(out)
+        check("%s: the job succeeds" % name, rc == 0, "%s %s %s" % (rc, out[-800:], err[-500:]))
+        check("%s: the step runs as uid 1000, the volume's top is sticky and open to all" % name,
+              lines[:2] == ["1000", "1777"], str(lines[:2]))
+        check("%s: its output whole" % name,
+              lines[2:20002] == ["u %d" % i for i in range(1, 20001)] and "after" in lines)
+
 print("%d failed" % T.failures if T.failures else "exec-fastlog: all checks passed")
 sys.exit(1 if T.failures else 0)

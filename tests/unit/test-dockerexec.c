@@ -312,32 +312,27 @@ static void
 agent_bound_job(const char *name, const char *opts)
 {
     struct dockertest f;
-    struct job j = {.f = &f};
-    struct err e = {0};
+    struct dockertest_job j = {0};
 
     dockertest_setup(&f, name);
-    guard_owner();
-    ASSERT_OK(executor_docker_new(&f.loop, f.d, RUNNER_AGENT_PATH, "test", &j.x, &e));
-    j.x->cbs = &job_cbs;
-    j.x->arg = &j;
+    dockertest_guard_owner();
     struct executor_job job = {.name = name, .image = f.image, .options = opts};
-    ASSERT_OK(executor_setup(j.x, &job, &e));
+    dockertest_job_setup(&f, &j, RUNNER_AGENT_PATH, &job);
     dockertest_run_until(&f, &j.ready);
     char *id = xstrdup(json_string_value(
         json_object_get(json_object_get(j.x->job_ctx, "container"), "id")));
     char *m = inspect(id, "{{range .Mounts}}{{if eq .Destination \"/.runner/agent\"}}"
                           "{{.Type}} {{.RW}}{{end}}{{end}}");
     ASSERT_STR_EQ(m, "bind false");
-    ASSERT_EQ(job_run(&j, "ls -ld /var/run/act/workflow /workspace | cut -c1-10\n"
-                          "touch /workspace/f /var/run/act/workflow/f && echo writable\n"
-                          "{ echo x > /.runner/agent; } 2>/dev/null && echo overwritten\n"
-                          "exit 0\n"), 0);
+    ASSERT_EQ(dockertest_job_run(&j, "ls -ld /var/run/act/workflow /workspace | cut -c1-10\n"
+                                     "touch /workspace/f /var/run/act/workflow/f && echo writable\n"
+                                     "{ echo x > /.runner/agent; } 2>/dev/null && echo overwritten\n"
+                                     "exit 0\n"),
+              0);
     ASSERT_STR_EQ(buf_str(&j.out), "drwxrwxrwx\ndrwxrwxrwx\nwritable\n");
-    executor_close(j.x);
-    dockertest_run_until(&f, &j.closed);
+    dockertest_job_end(&j);
     free(m);
     free(id);
-    buf_free(&j.out);
     dockertest_teardown(&f);
 }
 
