@@ -139,7 +139,7 @@ out:
 int
 db_migrate(struct store *s, struct err *e)
 {
-    int v, rc = user_version(s, &v, e);
+    int v = 0, rc = user_version(s, &v, e);
 
     while (rc == 0) {
         if (v > SCHEMA_VERSION)

@@ -122,7 +122,7 @@ static char *
 with_payload(const char *tok, const char *json)
 {
     char *p = cache_b64url(json, strlen(json));
-    char *out = xasprintf("%s%s", p, strchr(tok, '.'));
+    char *out = xasprintf("%s%s", p, tok + strcspn(tok, "."));
 
     free(p);
     return out;
