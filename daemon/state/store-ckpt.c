@@ -8,9 +8,9 @@
  * touches (opened in the worker on first use, closed by store_close() once no worker runs).
  * At most one runs at a time; what is asked for meanwhile runs right after it.
  *
- * - past CKPT_PAGES pages: PASSIVE, which never takes the writer's lock (the loop goes on
+ * - past N pages (1000 unless the caller says): PASSIVE, which never takes the writer's lock (the loop goes on
  *   committing while it copies);
- * - past CKPT_CAP_PAGES (the PASSIVE ones fell behind a writer that never pauses): RESTART,
+ * - past 4 N (the PASSIVE ones fell behind a writer that never pauses): RESTART,
  *   which takes the writer's lock for the rest of the copy, so that the next commit starts the
  *   WAL again from its beginning; the loop's writes wait for it (its busy timeout) that once;
  * - when idle (store_release_memory()) and after a scrub (store_settle()): TRUNCATE, which
@@ -30,10 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A PASSIVE checkpoint once the WAL holds this many pages (sqlite's own automatic threshold). */
+/* A PASSIVE checkpoint once the WAL holds this many pages (sqlite's own automatic threshold)
+ * unless the caller says, and a RESTART once it holds CKPT_CAP times as many. */
 #define CKPT_PAGES 1000
-/* A RESTART checkpoint once it holds this many (40 MB with 4 KiB pages). */
-#define CKPT_CAP_PAGES 10000
+#define CKPT_CAP 4
 /* The -wal file is cut back to this size when the WAL starts again from its beginning
  * (PRAGMA journal_size_limit), so one burst does not leave it big for good. */
 #define CKPT_WAL_LIMIT (16 << 20)
@@ -47,6 +47,7 @@ struct ckpt {
     struct store *s;   /* NULL once store_close() let go while on_done() was still due */
     uv_loop_t *loop;
     uv_work_t work;
+    int pages_at, cap_at; /* PASSIVE and RESTART thresholds, in pages */
     char *path;        /* the database, for the worker's connection */
     /* Set on the loop before the work is queued; read by the worker. */
     int mode;          /* SQLITE_CHECKPOINT_* */
@@ -198,15 +199,15 @@ on_wal(void *arg, sqlite3 *db, const char *name, int pages)
     ck->pages = pages;
     if (pages > ck->stats.max_pages)
         ck->stats.max_pages = pages;
-    if (pages >= CKPT_CAP_PAGES)
+    if (pages >= ck->cap_at)
         ckpt_ask(ck, SQLITE_CHECKPOINT_RESTART);
-    else if (pages >= CKPT_PAGES)
+    else if (pages >= ck->pages_at)
         ckpt_ask(ck, SQLITE_CHECKPOINT_PASSIVE);
     return SQLITE_OK;
 }
 
 int
-store_offload_checkpoints(struct store *s, uv_loop_t *loop, struct err *e)
+store_offload_checkpoints(struct store *s, uv_loop_t *loop, int pages, struct err *e)
 {
     struct ckpt *ck;
     char sql[64];
@@ -225,6 +226,8 @@ store_offload_checkpoints(struct store *s, uv_loop_t *loop, struct err *e)
     ck = xcalloc(1, sizeof *ck);
     ck->s = s;
     ck->loop = loop;
+    ck->pages_at = pages > 0 ? pages : CKPT_PAGES;
+    ck->cap_at = ck->pages_at * CKPT_CAP;
     ck->path = xstrdup(s->path);
     ck->work.data = ck;
     ck->want = CKPT_NONE;

@@ -31,10 +31,10 @@ void store_release_memory(struct store *s);
 /* Moves the WAL's checkpoints off the loop (runnerd, once its loop exists): the connection no
  * longer checkpoints inside its commits (sqlite's automatic checkpoint copies the WAL into the
  * database and fsyncs both, on the loop, every 1000 pages); a second connection, used only on
- * loop's thread pool, checkpoints instead when the WAL grows, when idle (store_release_memory())
- * and for store_settle(). store_close() waits for a checkpoint that runs. -ENOTSUP when sqlite is
- * built without threads (nothing changes). */
-int store_offload_checkpoints(struct store *s, uv_loop_t *loop, struct err *e);
+ * the loop's thread pool, checkpoints instead: once the WAL holds `pages` pages (0: 1000), when
+ * idle (store_release_memory()) and for store_settle(). store_close() waits for a checkpoint
+ * that runs. -ENOTSUP when sqlite is built without threads (nothing changes). */
+int store_offload_checkpoints(struct store *s, uv_loop_t *loop, int pages, struct err *e);
 /* What the checkpoints off the loop did (all 0 when they are not). */
 struct store_ckpt_stats {
     uint64_t runs;     /* checkpoints run by the worker */
