@@ -25,6 +25,7 @@
 #include "runner/log.h"
 #include "runner/xalloc.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +39,9 @@
  * (PRAGMA journal_size_limit), so one burst does not leave it big for good. */
 #define CKPT_WAL_LIMIT (16 << 20)
 /* How long the worker waits for the writer's lock or a reader (RESTART, TRUNCATE) before it
- * gives up for now (SQLITE_BUSY: asked again at the next commit or idle time). */
-#define CKPT_BUSY_MS 2000
+ * gives up for now (SQLITE_BUSY: asked again at the next commit or idle time): short, because
+ * a RESTART holds the writer's lock, and the loop's writes with it, while it waits. */
+#define CKPT_BUSY_MS 100
 /* No checkpoint asked for. */
 #define CKPT_NONE (-1)
 
@@ -246,6 +248,11 @@ store_ckpt_free(struct ckpt *ck)
 {
     if (ck == NULL)
         return;
+    if (ck->s != NULL)
+        log_info("%s: %ju WAL checkpoints off the loop (%ju busy, %ju failed), %ju frames copied, "
+                 "the WAL at most %d pages", ck->s->path, (uintmax_t)ck->stats.runs,
+                 (uintmax_t)ck->stats.busy, (uintmax_t)ck->stats.failed,
+                 (uintmax_t)ck->stats.frames, ck->stats.max_pages);
     pthread_mutex_lock(&ck->mu);
     if (ck->running && ck->db != NULL)
         sqlite3_interrupt(ck->db);
