@@ -2,17 +2,17 @@
  *
  * sqlite's automatic checkpoint runs inside the commit that takes the WAL past 1000 pages: it
  * copies the WAL into the database and fsyncs both, on the loop, while a fast step's rows wait
- * (bench/spool: most of the spool's time). Here the loop's connection has no automatic
+ * (bench/spool: gdb put much of the loop's time there). Here the loop's connection has no automatic
  * checkpoint; its wal hook (called after each commit with the WAL's size in pages) queues a
  * checkpoint on the libuv thread pool instead, run by a second connection that only the worker
  * touches (opened in the worker on first use, closed by store_close() once no worker runs).
  * At most one runs at a time; what is asked for meanwhile runs right after it.
  *
- * - past N pages (1000 unless the caller says): PASSIVE, which never takes the writer's lock (the loop goes on
- *   committing while it copies);
- * - past 4 N (the PASSIVE ones fell behind a writer that never pauses): RESTART,
- *   which takes the writer's lock for the rest of the copy, so that the next commit starts the
- *   WAL again from its beginning; the loop's writes wait for it (its busy timeout) that once;
+ * - past N pages (1000 unless the caller says): PASSIVE, which never takes the writer's lock
+ *   (the loop goes on committing while it copies);
+ * - past 4 N (the PASSIVE ones fell behind a writer that never pauses): RESTART, which takes
+ *   the writer's lock for the rest of the copy, so that the next commit starts the WAL again
+ *   from its beginning; the loop's writes wait for it (their busy timeout) that once;
  * - when idle (store_release_memory()) and after a scrub (store_settle()): TRUNCATE, which
  *   leaves the -wal file empty.
  *

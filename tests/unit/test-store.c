@@ -1320,7 +1320,8 @@ spool(struct store *s, uv_loop_t *loop, int64_t task, int64_t first, size_t n, s
         for (size_t i = 0; i < k; i++) {
             char buf[160];
             snprintf(buf, sizeof buf, "r %jd the quick brown fox jumps over the lazy dog "
-                     "0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklm", (intmax_t)at + (intmax_t)i);
+                     "0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklm",
+                     (intmax_t)(at + (int64_t)i));
             rows[i].time_ns = at + (int64_t)i;
             rows[i].content = strdup(buf);
         }
@@ -1455,7 +1456,8 @@ TEST(kill9_mid_spool_loses_nothing)
             got = n; /* commits said before the kill landed */
         close(p[0]);
         /* Every row whose commit was said is there, in order, and the count matches. */
-        ASSERT_EQ(raw_int(DB, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check != 'ok'"), 0);
+        ASSERT_EQ(raw_int(DB, "SELECT count(*) FROM pragma_integrity_check "
+                              "WHERE integrity_check != 'ok'"), 0);
         s = open_db(DB);
         spooled = log_rows_of(s, 1);
         ASSERT(spooled >= got);
