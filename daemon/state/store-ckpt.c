@@ -298,6 +298,8 @@ void
 store_ckpt_stats(const struct store *s, struct store_ckpt_stats *out)
 {
     memset(out, 0, sizeof *out);
-    if (s->ckpt != NULL)
+    if (s->ckpt != NULL) {
         *out = s->ckpt->stats;
+        out->pages = s->ckpt->pages;
+    }
 }

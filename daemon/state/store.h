@@ -43,6 +43,7 @@ struct store_ckpt_stats {
     uint64_t busy;     /* ones a reader or the writer stood in the way of (asked again later) */
     uint64_t failed;   /* ones that failed otherwise */
     int max_pages;     /* the largest WAL seen after a commit, in pages */
+    int pages;         /* the WAL's size after the last commit (0 after a TRUNCATE) */
 };
 void store_ckpt_stats(const struct store *s, struct store_ckpt_stats *out);
 /* The schema version this build writes. */
