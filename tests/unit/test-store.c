@@ -13,9 +13,9 @@
  * migration while running ones keep their secrets; a task not stored as done yet keeps them
  * until it is; the page cache handed back by store_release_memory(), the store working on;
  * checkpoints off the loop (a VFS counting writes to the database file by thread: none from the
- * loop's thread over 100k rows, the WAL started again after them, emptied when idle and for settle, store_close()
- * while one runs), kill -9 mid-spool losing no committed row, and schema 3 (log_rows with a
- * rowid) migrated from a version 2 database. */
+ * loop's thread over 100k rows, the WAL started again after them, emptied when idle and for
+ * settle, store_close() while one runs), kill -9 mid-spool losing no committed row, and schema 3
+ * (log_rows with a rowid) migrated from a version 2 database. */
 #include "harness.h"
 
 #include "store.h"
