@@ -822,6 +822,8 @@ main(int argc, char **argv)
         return RUNNERD_EXIT_CONFIG;
     }
     D.loop = uv_default_loop();
+    if (store_offload_checkpoints(D.st, D.loop, 0, &e) < 0)
+        log_warn("%s", e.msg); /* they stay on the loop */
     D.hooks = (struct daemon_hooks){.slot_freed = poller_kick, .gpus_freed = poller_gpus_freed,
                                     .task_gone = daemon_task_gone};
     D.http = httpc_new(D.loop);

@@ -51,6 +51,8 @@ struct store {
     bool wal_scrub;             /* the -wal file may hold scrubbed secrets: truncate it */
     bool scrub_retry;           /* a scrub failed (a full disk): scrub every done task again */
     bool settle_failing;        /* the last store_settle() failed (reported once) */
+    uint64_t scrub_gen;         /* counts scrubs (store_ckpt_settle()) */
+    struct ckpt *ckpt;          /* checkpoints off the loop (store-ckpt.c), or NULL */
 };
 
 /* ---- store.c: errors and helpers (each described where store.c defines it) ---- */
@@ -82,6 +84,16 @@ int db_atomic_end(struct store *s, bool owned, int rc, struct err *e);
 
 /* Brings the schema to the version this build writes, one migration per transaction. */
 int db_migrate(struct store *s, struct err *e);
+
+/* ---- store-ckpt.c ---- */
+
+struct ckpt;
+/* Ends the checkpoints off the loop (store_close()): waits for a running one. */
+void store_ckpt_free(struct ckpt *ck);
+/* Asks for a TRUNCATE checkpoint when the WAL holds pages (store_release_memory()). */
+void store_ckpt_idle(struct store *s);
+/* store_settle()'s truncation when checkpoints are off the loop: 0 done, 1 asked for. */
+int store_ckpt_settle(struct store *s);
 
 /* ---- store-lock.c ---- */
 

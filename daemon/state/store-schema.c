@@ -58,6 +58,21 @@ static const char *const migrations[] = {
     /* 2: tasks that ended before runnerd scrubbed ended tasks lose their secrets and tokens
      * (store_task_scrub()). */
     "UPDATE tasks SET task = " SCRUB_TASK " WHERE state = 'done' AND task IS NOT NULL;\n",
+    /* 3: log_rows as a rowid table with an index on (task_id, idx): rows are appended at the
+     * end of the table, which sqlite splits cheaply, while the WITHOUT ROWID table rebalanced
+     * whole rows at every split (bench/spool). Rows of tasks that are gone are not kept. */
+    "CREATE TABLE log_rows_v3 (\n"
+    "    task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,\n"
+    "    idx INTEGER NOT NULL,\n"
+    "    time_ns INTEGER NOT NULL,\n"
+    "    content TEXT NOT NULL\n"
+    ");\n"
+    "INSERT INTO log_rows_v3 (task_id, idx, time_ns, content)\n"
+    "    SELECT task_id, idx, time_ns, content FROM log_rows\n"
+    "    WHERE task_id IN (SELECT id FROM tasks) ORDER BY task_id, idx;\n"
+    "DROP TABLE log_rows;\n"
+    "ALTER TABLE log_rows_v3 RENAME TO log_rows;\n"
+    "CREATE UNIQUE INDEX log_rows_task ON log_rows (task_id, idx);\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

@@ -225,10 +225,12 @@ store_task_scrub(struct store *s, int64_t id, struct err *e)
     sqlite3_bind_int64(st, 1, id);
     snprintf(what, sizeof what, "scrub task %" PRId64, id);
     rc = db_run(s, st, what, e);
-    if (rc < 0 || sqlite3_changes(s->db) == 0)
+    if (rc < 0 || sqlite3_changes(s->db) == 0) {
         s->scrub_retry = true; /* store_settle() tries again, for every done task */
-    else
+    } else {
         s->wal_scrub = true;
+        s->scrub_gen++;
+    }
     return rc;
 }
 
@@ -250,6 +252,14 @@ settle(struct store *s, struct err *e)
             return rc;
         s->scrub_retry = false;
         s->wal_scrub = true;
+        s->scrub_gen++;
+    }
+    if (s->ckpt != NULL) {
+        /* The worker truncates it: the loop does not wait for the copy and the fsyncs. */
+        if (store_ckpt_settle(s) == 1)
+            return 1;
+        s->wal_scrub = false;
+        return 0;
     }
     /* Never wait for a reader (runnerctl) on the loop: try again later instead. */
     sqlite3_busy_timeout(s->db, 0);

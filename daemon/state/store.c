@@ -488,6 +488,8 @@ store_close(struct store *s)
 {
     if (s == NULL)
         return;
+    store_ckpt_free(s->ckpt); /* first: it waits for a checkpoint that runs */
+    s->ckpt = NULL;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db); /* rolls back a transaction left open */
@@ -499,8 +501,10 @@ store_close(struct store *s)
 void
 store_release_memory(struct store *s)
 {
-    if (s != NULL)
-        sqlite3_db_release_memory(s->db);
+    if (s == NULL)
+        return;
+    sqlite3_db_release_memory(s->db);
+    store_ckpt_idle(s); /* idle: the -wal file is emptied off the loop */
 }
 
 const char *

@@ -12,6 +12,7 @@
 #include "runner/err.h"
 
 #include <jansson.h>
+#include <uv.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,24 @@ const char *store_path(const struct store *s);
 /* Frees the connection's page cache (sqlite reads the pages again when it needs them); runnerd
  * calls it when it trims its heap, once started and whenever its last task has ended. */
 void store_release_memory(struct store *s);
+/* Moves the WAL's checkpoints off the loop (runnerd, once its loop exists): the connection no
+ * longer checkpoints inside its commits (sqlite's automatic checkpoint copies the WAL into the
+ * database and fsyncs both, on the loop, every 1000 pages); a second connection, used only on
+ * the loop's thread pool, checkpoints instead: once the WAL holds `pages` pages (0: 1000), when
+ * idle (store_release_memory()) and for store_settle(). store_close() waits for a checkpoint
+ * that runs. -ENOTSUP when sqlite is built without threads (nothing changes). */
+int store_offload_checkpoints(struct store *s, uv_loop_t *loop, int pages, struct err *e);
+/* What the checkpoints off the loop did (all 0 when they are not). */
+struct store_ckpt_stats {
+    uint64_t runs;     /* checkpoints run by the worker */
+    uint64_t frames;   /* WAL frames they copied into the database, in all */
+    uint64_t truncates; /* TRUNCATE checkpoints that succeeded */
+    uint64_t busy;     /* ones a reader or the writer stood in the way of (asked again later) */
+    uint64_t failed;   /* ones that failed otherwise */
+    int max_pages;     /* the largest WAL seen after a commit, in pages */
+    int pages;         /* the WAL's size after the last commit (0 after a TRUNCATE) */
+};
+void store_ckpt_stats(const struct store *s, struct store_ckpt_stats *out);
 /* The schema version this build writes. */
 int store_schema_version(void);
 
