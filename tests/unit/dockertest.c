@@ -8,6 +8,7 @@
 #include "dockertest.h"
 #include "harness.h"
 #include "runner/buf.h"
+#include "runner/log.h"
 #include "runner/xalloc.h"
 
 struct res {
@@ -253,6 +254,8 @@ job_log(void *arg, const char *line)
     struct dockertest_job *j = arg;
 
     buf_printf(&j->log, "%s\n", line);
+    /* Also as it comes, so that a case that hangs shows how far its job got. */
+    log_trace_msg("executor: %s", line);
 }
 
 /* executor_close() finished. */
@@ -276,6 +279,10 @@ dockertest_job_setup(struct dockertest *f, struct dockertest_job *j, const char 
     struct err e = {0};
 
     j->f = f;
+    if (!log_trace_on) { /* every phase on stderr (ctest shows it only when a case fails) */
+        setenv("RUNNERD_TRACE", "1", 0);
+        log_trace_init();
+    }
     ASSERT_OK(executor_docker_new(&f->loop, f->d, agent, "test", &j->x, &e));
     j->x->cbs = &job_cbs;
     j->x->arg = j;
