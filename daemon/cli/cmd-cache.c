@@ -3,6 +3,7 @@
  * prints a token for it (tests, operators). doc/cache.md has both. */
 #include "cache.h"
 #include "cmd.h"
+#include "dockeropts.h"
 
 #include "runner/log.h"
 #include "runner/xalloc.h"
@@ -24,37 +25,28 @@ static const char cache_usage[] =
 
 #define MAX_LISTEN 16
 
-/* A size: digits with an optional K, M, G or T (powers of 1024). -1 when it is not one. */
+/* A positive number of bytes, in the forms runnerd.cache.max_size takes ("512m", "10g", "10GiB":
+ * dockeropts_size()), or -1. */
 static int64_t
 parse_size(const char *s)
 {
-    char *end;
-    int64_t v;
+    long long v;
 
-    errno = 0;
+    return dockeropts_size(s, &v) == 0 && v > 0 ? (int64_t)v : -1;
+}
+
+/* A positive number of seconds (digits only), or -1. */
+static int64_t
+parse_seconds(const char *s)
+{
+    char *end;
+    long long v;
+
     if (*s < '0' || *s > '9')
         return -1;
+    errno = 0;
     v = strtoll(s, &end, 10);
-    if (errno != 0)
-        return -1;
-    switch (*end) {
-    case '\0':
-        return v;
-    case 'K':
-    case 'k':
-        return end[1] == '\0' && v < (INT64_MAX >> 10) ? v << 10 : -1;
-    case 'M':
-    case 'm':
-        return end[1] == '\0' && v < (INT64_MAX >> 20) ? v << 20 : -1;
-    case 'G':
-    case 'g':
-        return end[1] == '\0' && v < (INT64_MAX >> 30) ? v << 30 : -1;
-    case 'T':
-    case 't':
-        return end[1] == '\0' && v < (INT64_MAX >> 40) ? v << 40 : -1;
-    default:
-        return -1;
-    }
+    return errno == 0 && *end == '\0' && v > 0 ? (int64_t)v : -1;
 }
 
 struct serve {
@@ -136,7 +128,7 @@ serve(int argc, char **argv)
         case 's':
         case 'a':
         case 't': {
-            int64_t v = parse_size(optarg);
+            int64_t v = c == 's' ? parse_size(optarg) : parse_seconds(optarg);
 
             if (v <= 0)
                 return cli_usage_error("cache", cache_usage,
@@ -144,7 +136,7 @@ serve(int argc, char **argv)
                                        c == 's'   ? "max-size"
                                        : c == 'a' ? "max-age"
                                                   : "reserve-ttl",
-                                       c == 's' ? " of bytes (K, M, G, T suffixes)" : "", optarg);
+                                       c == 's' ? " of bytes (512m, 10g)" : " of seconds", optarg);
             if (c == 's')
                 o.max_size = v;
             else if (c == 'a')
@@ -238,7 +230,7 @@ token(int argc, char **argv)
             cl.job = optarg;
             break;
         case 't':
-            ttl = parse_size(optarg);
+            ttl = parse_seconds(optarg);
             if (ttl <= 0 || ttl > 366LL * 24 * 3600)
                 return cli_usage_error("cache", cache_usage,
                                        "--ttl expects seconds (1 to a year), got '%s'", optarg);
