@@ -30,11 +30,27 @@ on_res(const struct docker_res *r, void *arg)
         t->json = json_incref(r->json);
 }
 
+/* Does nothing: its firing ends an iteration of the loop. */
+static void
+on_wake(uv_timer_t *t)
+{
+    (void)t;
+}
+
 void
 dockertest_run_until(struct dockertest *f, const int *flag)
 {
+    /* A tick, so that the loop looks at the flag again: a flag set by a timer's callback (the
+     * HTTP client's) comes before that iteration's poll, which would otherwise block for as
+     * long as nothing else happens (a failed setup: seen hanging a case in CI). */
+    uv_timer_t tick;
+
+    uv_timer_init(&f->loop, &tick);
+    uv_timer_start(&tick, on_wake, 50, 50);
     while (!*flag)
         uv_run(&f->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* the tick's close */
 }
 
 char *
